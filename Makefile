@@ -1,0 +1,33 @@
+# The two README commands: `make demo` and `make test`. Both set up .venv first; a second run
+# with nothing changed skips the install (the stamp file is newer than its inputs).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.edgepack-installed
+# onnx2tf and tf-keras pin old exact versions of numpy, protobuf and tensorflow; they work with
+# the newer ones we use, so they are installed without their declared dependencies.
+NODEPS := onnx2tf==1.29.24 tf-keras==2.21.0
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(NODEPS)
+	$(PY) -c "import edgepack, onnx2tf, tensorflow, ai_edge_litert, torch_pruning"
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/edgepack build --target rpi4 --out dist
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/build_demo.py
+
+clean:
+	rm -rf dist build *.egg-info toolchain/*.egg-info

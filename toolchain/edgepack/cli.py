@@ -1,0 +1,98 @@
+"""Command line: arguments -> ``api`` calls -> exit status. No pipeline logic lives here.
+
+Heavy modules (torch, tensorflow) are imported only inside the command that needs them, so
+``edgepack --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import EdgepackError, ExitStatus
+
+DESCRIPTION = """\
+Compress a PyTorch model, convert it to a full-integer TFLite model and measure it, driven by a
+target profile (targets/NAME.toml)."""
+
+BUILD_EPILOG = """\
+stages: load profile -> load model and data -> structured pruning + distillation ->
+float TFLite (ONNX, onnx2tf) -> int8 quantization calibrated on the calibration split ->
+validation (float agreement, int8 accuracy) -> host latency -> bundle in OUT/TARGET/.
+
+examples:
+  edgepack build --target rpi4
+  edgepack build --target ./my-board.toml --out artifacts/
+  edgepack build --target rpi4 --model net.py:make_model --weights net.pt --input-shape 1,3,32,32
+
+exit status: 0 built; 2 bad arguments, profile, model or data; 3 a stage failed;
+4 the int8 model breaks the profile's accuracy budget (nothing written); 130 interrupted."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgepack", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"edgepack {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    b = sub.add_parser("build", help="build a deployable int8 model for one target",
+                       description="Build a deployable int8 TFLite model for one target and measure it.",
+                       epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--target", required=True, metavar="NAME|PATH",
+                   help="a profile name from targets/ (e.g. rpi4) or a path to a .toml profile")
+    b.add_argument("--model", default="demo", metavar="SPEC",
+                   help="'demo' (default: the built-in MobileNetV2-style CNN, trained on digits and cached), "
+                        "'zoo:NAME', or 'path/to/file.py:factory' for your own nn.Module")
+    b.add_argument("--weights", metavar="CKPT",
+                   help="state_dict checkpoint for --model (loaded with weights_only=True); required for file.py:factory")
+    b.add_argument("--input-shape", metavar="1,C,H,W",
+                   help="the model's input shape, NCHW with batch 1 (default 1,1,32,32, or the shape of --data)")
+    b.add_argument("--data", default="digits", metavar="digits|FILE.npz",
+                   help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
+                        "to the input shape) or an .npz with x_train, y_train, x_calib, x_eval, y_eval")
+    b.add_argument("--out", default="dist", metavar="DIR", help="output folder; the bundle goes to DIR/TARGET/ (default dist)")
+    b.add_argument("--allow-budget-violation", action="store_true",
+                   help="write the bundle even if the int8 model loses more accuracy than the profile allows "
+                        "(the report says so)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress output; print only the result")
+    b.set_defaults(func=_cmd_build)
+    return p
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from . import api
+    from .progress import Reporter
+
+    shape = api.parse_input_shape(args.input_shape) if args.input_shape else None
+    if shape is None and args.data.endswith(".npz"):
+        from .data import npz_input_shape
+
+        shape = npz_input_shape(args.data)
+    reporter = Reporter(total=len(api.STAGES), quiet=args.quiet)
+    result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data,
+                       out=args.out, allow_budget_violation=args.allow_budget_violation, reporter=reporter)
+    m = result.manifest
+    acc, lat = m["accuracy"], m["latency"]
+    print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 accuracy {acc['int8']:.2f}% "
+          f"(float {acc['float_original']:.2f}%), host median {lat['median_ms']:.3f} ms "
+          f"[measured on the host, not on {m['target']['name']}]")
+    return ExitStatus.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edgepack`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgepackError as e:
+        print(f"edgepack: error: {e}", file=sys.stderr)
+        return int(e.exit_status)
+    except KeyboardInterrupt:
+        print("edgepack: interrupted; nothing was written", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compression stages: structured pruning, distillation-based recovery, int8 quantization."""

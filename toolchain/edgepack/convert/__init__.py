@@ -1,0 +1,1 @@
+"""Conversion of a PyTorch model to deployable formats (TFLite for now)."""

@@ -1,0 +1,130 @@
+"""PyTorch -> ONNX -> TensorFlow SavedModel and float TFLite, through onnx2tf.
+
+Why this path (see docs/design.md): onnx2tf rewrites NCHW graphs into native NHWC TFLite graphs
+(no transpose around every convolution), it handles depthwise convolutions, residual adds and
+global pooling on real architectures, and the SavedModel it writes feeds TensorFlow's own
+full-integer quantizer (``compress.quantize``), which fuses BatchNorm and ReLU6 into int8 kernels
+that LiteRT's XNNPACK delegate runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._stdio import native_stderr
+from ..errors import ConversionError, DependencyError
+
+
+@dataclass(frozen=True)
+class FloatConversion:
+    """The float artifacts of one conversion, kept in ``workdir``."""
+
+    onnx_path: Path
+    saved_model_dir: Path
+    tflite: bytes
+    layout: str  # "NHWC" when onnx2tf moved channels last, otherwise "as-is"
+
+
+def to_model_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
+    """Inputs in the model's own layout: NCHW arrays become NHWC for an NHWC TFLite model."""
+    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """Export ``model`` (eval mode, batch 1) to ONNX opset 17. Raises ConversionError."""
+    model.eval()
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["output"], do_constant_folding=True)
+    except Exception as e:
+        raise ConversionError(f"export to ONNX failed: {type(e).__name__}: {e}") from e
+
+
+def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path) -> FloatConversion:
+    """Convert ``model`` to a SavedModel and a float32 TFLite in ``workdir``.
+
+    Raises DependencyError if onnx2tf is missing, ConversionError if conversion fails.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        with native_stderr():
+            import onnx2tf
+    except ImportError as e:
+        raise DependencyError(
+            "onnx2tf is not installed; run 'make setup' (it installs onnx2tf==1.29.24 with --no-deps)"
+        ) from e
+    workdir.mkdir(parents=True, exist_ok=True)
+    onnx_path = workdir / "model.onnx"
+    export_onnx(model, example, onnx_path)
+    saved = workdir / "saved_model"
+    log = io.StringIO()
+    try:
+        with native_stderr() as native, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved),
+                            non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+    except BaseException as e:  # onnx2tf calls sys.exit() on some failures
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        tail = " | ".join(log.getvalue().strip().splitlines()[-3:]) or native.tail()
+        raise ConversionError(f"onnx2tf could not convert the model: {type(e).__name__}: {e} {tail}".strip()) from e
+    floats = sorted(saved.glob("*_float32.tflite"))
+    if not floats:
+        raise ConversionError(f"onnx2tf wrote no float32 .tflite into {saved}")
+    tflite = floats[0].read_bytes()
+    layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
+    return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+
+
+def _input_shape(tflite: bytes) -> list[int]:
+    from ..devices.host import interpreter
+
+    return [int(v) for v in interpreter(tflite).get_input_details()[0]["shape"]]
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "edgepack-"):
+    """A temporary working folder removed afterwards (conversion leaves large intermediates)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        yield Path(d)
+
+
+def describe_io(tflite: bytes) -> dict:
+    """Input and output tensors of a .tflite: name, shape, dtype, scale and zero-point."""
+    from ..devices.host import interpreter
+
+    it = interpreter(tflite, allocate=False)
+
+    def one(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                "scale": float(scale), "zero_point": int(zero)}
+
+    return {"inputs": [one(d) for d in it.get_input_details()], "outputs": [one(d) for d in it.get_output_details()]}
+
+
+def weight_scales(tflite: bytes) -> dict[str, int]:
+    """For each int8 constant weight tensor of rank >= 2: how many scales it carries
+    (1 for per-tensor, the output-channel count for per-channel quantization)."""
+    from ..devices.host import interpreter
+
+    it = interpreter(tflite, allocate=False)
+    out = {}
+    for d in it.get_tensor_details():
+        q = d.get("quantization_parameters") or {}
+        if d["dtype"] == np.int8 and len(d["shape"]) >= 2 and len(q.get("scales", [])) > 0:
+            try:
+                it.get_tensor(d["index"])  # constants are readable before allocation; activations are not
+            except ValueError:
+                continue
+            out[d["name"]] = len(q["scales"])
+    return out

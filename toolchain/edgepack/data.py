@@ -1,0 +1,146 @@
+"""Data sets for training, recovery, calibration and held-out evaluation.
+
+Two sources for now: the built-in ``digits`` set (scikit-learn's 8x8 handwritten digits, real data
+shipped inside scikit-learn, upscaled to 32x32) and a user's ``.npz`` file with the same splits.
+Arrays are NCHW float32 in the model's own preprocessing; the conversion stage transposes them
+to the converted model's layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+#: Keys a user's .npz must hold (x_* are float32 NCHW inputs, y_* integer class labels).
+NPZ_KEYS = ("x_train", "y_train", "x_calib", "x_eval", "y_eval")
+DIGITS_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Disjoint splits of one data set. ``x_*`` are float32 NCHW; ``y_*`` int64 class labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_calib: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    num_classes: int
+    preprocessing: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one batch-1 input, NCHW."""
+        return (1, *self.x_train.shape[1:])
+
+    def fingerprint(self) -> str:
+        """sha256 over every array, so a manifest records exactly which data built it."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
+            h.update(str(a.shape).encode() + str(a.dtype).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+
+def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0) -> Splits:
+    """scikit-learn's digits resized to ``height`` x ``width``, split 70/10/20 with stratification.
+
+    Preprocessing: pixel / 16, bilinear resize, then (x - 0.5) / 0.5 so inputs lie in [-1, 1];
+    the grey channel is repeated when ``channels`` is 3.
+    """
+    if channels not in (1, 3) or height < 8 or width < 8:
+        raise DataError(f"the digits data set gives 1 or 3 channels of at least 8x8 pixels, not {channels}x{height}x{width}")
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = ((x - 0.5) / 0.5).numpy().astype(np.float32)
+    x = x.repeat(channels, axis=1)
+    y = d.target.astype(np.int64)
+    x_rest, x_eval, y_rest, y_eval = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
+    x_train, x_calib, y_train, _ = train_test_split(x_rest, y_rest, test_size=0.125, stratify=y_rest, random_state=seed)
+    return Splits(
+        name="digits",
+        x_train=x_train,
+        y_train=y_train,
+        x_calib=x_calib,
+        x_eval=x_eval,
+        y_eval=y_eval,
+        num_classes=10,
+        preprocessing=f"pixel/16, bilinear resize 8x8->{height}x{width}, (x-0.5)/0.5, {channels} channel(s); NCHW float32",
+    )
+
+
+def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+    """Load a user's splits from an .npz holding :data:`NPZ_KEYS`. Raises DataError if malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from e
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing arrays {', '.join(missing)}; it must hold {', '.join(NPZ_KEYS)}")
+    sample = tuple(input_shape[1:])
+    for k in ("x_train", "x_calib", "x_eval"):
+        a = arrays[k]
+        if a.ndim < 2 or a.shape[0] == 0:
+            raise DataError(f"{path}: {k} is empty or has no batch axis (shape {a.shape})")
+        if tuple(a.shape[1:]) != sample:
+            raise DataError(f"{path}: {k} has samples of shape {tuple(a.shape[1:])}, the model takes {sample} (NCHW)")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise DataError(f"{path}: {k} has dtype {a.dtype}; give float32 inputs, already preprocessed")
+        if not np.isfinite(a).all():
+            raise DataError(f"{path}: {k} contains NaN or Inf values; clean the data first")
+    for xk, yk in (("x_train", "y_train"), ("x_eval", "y_eval")):
+        y = arrays[yk]
+        if y.ndim != 1 or len(y) != len(arrays[xk]) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: {yk} must be 1-D integer labels, one per sample of {xk}")
+        if y.min() < 0:
+            raise DataError(f"{path}: {yk} has negative labels")
+    num_classes = int(max(arrays["y_train"].max(), arrays["y_eval"].max())) + 1
+    return Splits(
+        name=path.name,
+        x_train=arrays["x_train"].astype(np.float32),
+        y_train=arrays["y_train"].astype(np.int64),
+        x_calib=arrays["x_calib"].astype(np.float32),
+        x_eval=arrays["x_eval"].astype(np.float32),
+        y_eval=arrays["y_eval"].astype(np.int64),
+        num_classes=num_classes,
+        preprocessing="as given in the .npz (already preprocessed, NCHW float32)",
+    )
+
+
+def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
+    """``"digits"`` (resized to the model's input) or a path to an ``.npz``. Raises DataError."""
+    if len(input_shape) != 4 or input_shape[0] != 1:
+        raise DataError(f"input shape {input_shape} is not a batch-1 image shape 1,C,H,W")
+    if spec == "digits":
+        _, c, h, w = input_shape
+        return digits(height=h, width=w, channels=c)
+    if spec.endswith(".npz"):
+        return load_npz(spec, input_shape=input_shape)
+    raise DataError(f"data '{spec}' is neither 'digits' nor a .npz file holding {', '.join(NPZ_KEYS)}")
+
+
+def npz_input_shape(path: str | Path) -> tuple[int, ...]:
+    """Batch-1 input shape read from ``x_eval`` of an .npz. Raises DataError."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            shape = z["x_eval"].shape
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"cannot read x_eval from '{path}': {e}") from e
+    return (1, *shape[1:])

@@ -1,0 +1,76 @@
+"""The local host as a device: LiteRT's interpreter (with its default XNNPACK delegate) here.
+
+Host figures stand in for a device that is not attached; they are labelled ``measured_on="host"``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+from .base import LatencyStats, Runner
+
+
+def interpreter(model: bytes, threads: int = 1, *, allocate: bool = True):
+    """A LiteRT interpreter for ``model`` (XNNPACK applied by default), its native log captured."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from .._stdio import native_stderr
+
+    with native_stderr():
+        it = Interpreter(model_content=model, num_threads=threads)
+        if allocate:
+            it.allocate_tensors()
+    return it
+
+
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float -> the tensor's dtype using its scale and zero-point (identity for float tensors)."""
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(q: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(detail["dtype"], np.floating):
+        return q.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((q.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+class HostRunner(Runner):
+    kind = "host"
+
+    def describe(self) -> str:
+        return f"{platform.machine()} host, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+    def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
+        it = interpreter(model, threads)
+        din, dout = it.get_input_details()[0], it.get_output_details()[0]
+        outs = []
+        for i in range(len(inputs)):
+            it.set_tensor(din["index"], quantize_input(inputs[i : i + 1], din))
+            it.invoke()
+            outs.append(dequantize_output(it.get_tensor(dout["index"]), dout)[0])
+        return np.stack(outs)
+
+    def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int) -> LatencyStats:
+        it = interpreter(model, threads)
+        din = it.get_input_details()[0]
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(din["shape"]).astype(np.float32)
+        it.set_tensor(din["index"], quantize_input(x, din))
+        for _ in range(warmup):
+            it.invoke()
+        samples = []
+        for _ in range(runs):
+            t0 = time.perf_counter_ns()
+            it.invoke()
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+        return LatencyStats.from_samples(samples, warmup=warmup, threads=threads, measured_on=self.kind, device=self.describe())

@@ -1,0 +1,66 @@
+"""The exceptions edgepack raises, and the exit statuses the CLI maps them to.
+
+The library never exits the process: it raises one of these with a message that says what is
+wrong and what to do. Failures inside third-party tools are wrapped (``raise ... from e``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    ERROR = 1  # an unexpected failure (a bug): the CLI shows the traceback
+    USAGE = 2  # bad arguments, profile or input files
+    STAGE_FAILED = 3  # a pipeline stage (pruning, conversion, ...) failed
+    BUDGET = 4  # the build ran but the result breaks the target's budgets
+    INTERRUPTED = 130
+
+
+class EdgepackError(Exception):
+    """Base class. ``str(e)`` is one line meant for the user."""
+
+    exit_status = ExitStatus.ERROR
+
+
+class UsageError(EdgepackError):
+    """Bad command-line arguments or bad input files given by the user."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class ProfileError(UsageError):
+    """A target profile is unknown, unreadable or invalid."""
+
+
+class ModelLoadError(UsageError):
+    """A user's model, factory or checkpoint cannot be loaded."""
+
+
+class DataError(UsageError):
+    """A data set (training, calibration or evaluation) is missing or malformed."""
+
+
+class StageError(EdgepackError):
+    """A pipeline stage failed; the message names the stage and the next step."""
+
+    exit_status = ExitStatus.STAGE_FAILED
+
+
+class DependencyError(StageError):
+    """A package the stage needs is missing or broken."""
+
+
+class ConversionError(StageError):
+    """Export to ONNX, conversion to TFLite or quantization failed."""
+
+
+class ValidationError(StageError):
+    """A converted model disagrees with its source beyond tolerance."""
+
+
+class BudgetError(EdgepackError):
+    """The built model breaks one of the target's budgets."""
+
+    exit_status = ExitStatus.BUDGET

@@ -1,0 +1,1 @@
+"""Loading models: the built-in zoo (``zoo``) and a user's ``file.py:factory`` (``loader``)."""

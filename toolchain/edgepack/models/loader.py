@@ -1,0 +1,169 @@
+"""Load the model to compress: a zoo model (trained on the fly and cached) or a user's model.
+
+A user's model is ``path/to/file.py:factory``: the file is imported, ``factory()`` builds the
+``nn.Module``, and its weights come from a ``state_dict`` checkpoint loaded with
+``weights_only=True`` (no pickled code is executed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data import Splits
+from ..errors import ModelLoadError
+from ..progress import Reporter
+from ..training import accuracy, predict, seed_everything, train
+from . import zoo
+
+CACHE_ENV = "EDGEPACK_CACHE_DIR"
+#: Bump when the demo's training recipe changes so stale cached weights are not reused.
+TRAIN_RECIPE = {"epochs": 30, "lr": 0.01, "batch_size": 64, "seed": 0, "augment_px": 2, "recipe": 1}
+
+
+@dataclass
+class LoadedModel:
+    """A float model ready to compress, and where it came from."""
+
+    module: nn.Module
+    name: str
+    origin: str  # "zoo:demo (trained, cached at ...)" or "file.py:factory + ckpt.pt"
+    float_accuracy: float  # held-out accuracy of the float PyTorch model, percent
+
+
+def cache_dir() -> Path:
+    """Where trained zoo weights are kept (``$EDGEPACK_CACHE_DIR`` or ``~/.cache/edgepack``)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgepack")
+
+
+def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter: Reporter | None = None) -> LoadedModel:
+    """Resolve ``spec`` ("zoo:NAME", "demo", or "file.py:factory") to a float model in eval mode.
+
+    Raises ModelLoadError when the spec, the factory or the checkpoint is unusable.
+    """
+    if spec == "demo" or spec.startswith("zoo:"):
+        name = spec.removeprefix("zoo:")
+        if weights:
+            module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
+            _load_state_dict(module, weights)
+            origin = f"zoo:{name} + {weights}"
+        else:
+            module, origin = _trained_zoo_model(name, data, reporter)
+    else:
+        module = _from_factory(spec)
+        if not weights:
+            raise ModelLoadError(f"model '{spec}' needs its weights: pass --weights path/to/state_dict.pt")
+        _load_state_dict(module, weights)
+        origin = f"{spec} + {weights}"
+        name = Path(spec.rsplit(":", 1)[0]).stem
+    module.eval()
+    _check_runs(module, data)
+    acc = accuracy(predict(module, data.x_eval), data.y_eval)
+    return LoadedModel(module=module, name=name, origin=origin, float_accuracy=acc)
+
+
+def _from_factory(spec: str) -> nn.Module:
+    if ":" not in spec:
+        raise ModelLoadError(f"model '{spec}' is not 'zoo:NAME' or 'path/to/file.py:factory'")
+    file, func = spec.rsplit(":", 1)
+    path = Path(file)
+    if path.suffix != ".py" or not path.is_file():
+        raise ModelLoadError(f"model file '{file}' does not exist or is not a .py file")
+    mod_name = f"edgepack_user_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    try:
+        mod_spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[mod_name] = module
+        mod_spec.loader.exec_module(module)
+    except Exception as e:  # the user's code may raise anything; report it with its location
+        raise ModelLoadError(f"importing '{file}' failed: {type(e).__name__}: {e}") from e
+    factory = getattr(module, func, None)
+    if not callable(factory):
+        found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod_name]
+        raise ModelLoadError(f"'{file}' has no callable '{func}'; callables defined there: {', '.join(found) or 'none'}")
+    try:
+        model = factory()
+    except Exception as e:
+        raise ModelLoadError(f"'{spec}' raised {type(e).__name__}: {e}; the factory must take no arguments") from e
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _load_state_dict(module: nn.Module, weights: str) -> None:
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint '{weights}' does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise ModelLoadError(
+            f"checkpoint '{weights}' cannot be loaded with weights_only=True ({type(e).__name__}); "
+            "save it with torch.save(model.state_dict(), path)"
+        ) from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"checkpoint '{weights}' holds a {type(state).__name__}, not a state_dict")
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        parts = []
+        if result.missing_keys:
+            parts.append(f"missing {len(result.missing_keys)} (e.g. {result.missing_keys[0]})")
+        if result.unexpected_keys:
+            parts.append(f"unexpected {len(result.unexpected_keys)} (e.g. {result.unexpected_keys[0]})")
+        raise ModelLoadError(f"checkpoint '{weights}' does not fit the model: {'; '.join(parts)} keys")
+
+
+def _check_runs(module: nn.Module, data: Splits) -> None:
+    try:
+        with torch.no_grad():
+            out = module(torch.from_numpy(data.x_eval[:2]))
+    except Exception as e:
+        raise ModelLoadError(f"the model fails on inputs of shape {tuple(data.x_eval[:2].shape)}: {type(e).__name__}: {e}") from e
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < data.num_classes:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelLoadError(f"the model must return logits of shape [batch, {data.num_classes}]; it returned {shape}")
+
+
+def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tuple[nn.Module, str]:
+    """Train zoo model ``name`` on ``data`` deterministically, or reuse the cached weights."""
+    module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
+    key_src = json.dumps(
+        {"model": name, "source": inspect.getsource(type(module)), "data": data.fingerprint(),
+         "recipe": TRAIN_RECIPE, "torch": torch.__version__},
+        sort_keys=True,
+    )
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    path = cache_dir() / f"zoo-{name}-{key}.pt"
+    if path.is_file():
+        try:
+            module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            if reporter:
+                reporter.info(f"reused trained weights from {path}")
+            return module, f"zoo:{name} (cached weights {path.name})"
+        except Exception:  # a corrupt cache entry is retrained, not fatal
+            if reporter:
+                reporter.warn(f"cached weights {path} unreadable; retraining")
+    seed_everything(TRAIN_RECIPE["seed"])
+    module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
+    train(module, data.x_train, data.y_train, epochs=TRAIN_RECIPE["epochs"], lr=TRAIN_RECIPE["lr"],
+          batch_size=TRAIN_RECIPE["batch_size"], seed=TRAIN_RECIPE["seed"], augment_px=TRAIN_RECIPE["augment_px"],
+          reporter=reporter, label=f"training zoo:{name} on {data.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(module.state_dict(), tmp)
+    os.replace(tmp, path)
+    if reporter:
+        reporter.info(f"trained in this run; weights cached at {path}")
+    return module, f"zoo:{name} (trained here, cached as {path.name})"

@@ -1,0 +1,134 @@
+"""The deployable bundle: ``model.tflite``, ``manifest.json`` and ``report.md`` in ``OUT/TARGET/``.
+
+The bundle is written into a temporary sibling folder and renamed into place, so an interrupted
+build never leaves a half-written bundle, and an earlier bundle stays whole until the new one is
+complete. A folder holding anything but a bundle is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UsageError
+
+BUNDLE_FILES = ("model.tflite", "manifest.json", "report.md")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_bundle(out_dir: Path, files: dict[str, bytes]) -> Path:
+    """Atomically (re)place ``out_dir`` with exactly ``files``. Returns ``out_dir``.
+
+    Raises UsageError if ``out_dir`` exists and holds files that are not a bundle's.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise UsageError(f"output path '{out_dir}' exists and is not a folder; choose another --out")
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in BUNDLE_FILES)
+        if foreign:
+            raise UsageError(
+                f"output folder '{out_dir}' holds files edgepack did not write ({', '.join(foreign[:3])}); "
+                "move them or choose another --out"
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / "bundle")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def render_report(m: dict) -> str:
+    """A readable Markdown summary of a manifest."""
+    acc, prune, lat, io = m["accuracy"], m["pruning"], m["latency"], m["tensors"]
+    din, dout = io["inputs"][0], io["outputs"][0]
+    lines = [
+        f"# edgepack build: {m['model']['name']} for {m['target']['name']}",
+        "",
+        f"{m['target']['description']}",
+        "",
+        f"- edgepack {m['edgepack_version']}, built {m['built_at']}",
+        f"- model: {m['model']['origin']}",
+        f"- artifact: `model.tflite`, {_fmt_int(m['artifact']['size_bytes'])} bytes, sha256 `{m['artifact']['sha256'][:16]}...`",
+        f"- input `{din['name']}` {din['dtype']} {din['shape']} (scale {din['scale']:.6g}, zero-point {din['zero_point']}), "
+        f"layout {m['artifact']['input_layout']}",
+        f"- output `{dout['name']}` {dout['dtype']} {dout['shape']} (scale {dout['scale']:.6g}, zero-point {dout['zero_point']})",
+        "",
+        "## Accuracy (held-out set, top-1 %)",
+        "",
+        "| model | accuracy | vs original float |",
+        "|---|---:|---:|",
+        f"| original float (PyTorch) | {acc['float_original']:.2f} | |",
+        f"| pruned + recovered float (PyTorch) | {acc['float_pruned']:.2f} | {acc['float_pruned'] - acc['float_original']:+.2f} |",
+        f"| int8 artifact (LiteRT) | {acc['int8']:.2f} | {acc['int8'] - acc['float_original']:+.2f} |",
+        "",
+        f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. Budget: at most "
+        f"{m['budgets']['max_accuracy_drop']} points lost; {'met' if m['budgets']['accuracy_met'] else '**NOT met**'}.",
+        f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
+        f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
+        "",
+        "## Pruning",
+        "",
+        f"Structured channel pruning, ratio {prune['ratio']}, channel counts rounded to multiples of "
+        f"{prune['channel_multiple']}, recovered with distillation.",
+        "",
+        "| | before | after | ratio |",
+        "|---|---:|---:|---:|",
+        f"| MACs | {_fmt_int(prune['macs_before'])} | {_fmt_int(prune['macs_after'])} | {prune['macs_after'] / prune['macs_before']:.2f} |",
+        f"| parameters | {_fmt_int(prune['params_before'])} | {_fmt_int(prune['params_after'])} | {prune['params_after'] / prune['params_before']:.2f} |",
+        "",
+        "| layer | kind | channels before | after |",
+        "|---|---|---:|---:|",
+        *[f"| {l['name']} | {l['kind']} | {l['channels_before']} | {l['channels_after']} |" for l in prune["layers"]],
+        "",
+        "## Latency",
+        "",
+        f"**Measured on the host, not on the target** ({lat['device']}), LiteRT with XNNPACK, "
+        f"{lat['threads']} thread(s) (profile asks for {m['target']['runtime']['threads']}), {lat['warmup']} warm-up runs, "
+        f"{lat['runs']} timed runs.",
+        "",
+        "| median ms | p90 ms | mean ms | min ms | stdev ms |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {lat['median_ms']:.4f} | {lat['p90_ms']:.4f} | {lat['mean_ms']:.4f} | {lat['min_ms']:.4f} | {lat['stdev_ms']:.4f} |",
+        "",
+        "## Stage times",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v:.2f} |" for k, v in m["stage_seconds"].items()],
+        "",
+        "## Tools",
+        "",
+        ", ".join(f"{k} {v}" for k, v in m["tool_versions"].items()),
+        "",
+    ]
+    return "\n".join(lines)
