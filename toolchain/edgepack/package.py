@@ -40,6 +40,9 @@ def write_bundle(out_dir: Path, files: dict[str, bytes]) -> Path:
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is an ordinary folder
     try:
         for name, data in files.items():
             with open(tmp / name, "wb") as f:

@@ -160,7 +160,7 @@ class _Where:
         line = self.line_of(key)
         loc = f"{self.path}:{line}" if line else str(self.path)
         dotted = ".".join((*self.section, key)) if key else ".".join(self.section)
-        return ProfileError(f"{loc}: {dotted}: {message}")
+        return ProfileError(f"{loc}: {dotted}: {message}" if dotted else f"{loc}: {message}")
 
 
 def _build(cls: type, data: Any, where: _Where, extra: dict | None = None):

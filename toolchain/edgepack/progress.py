@@ -28,15 +28,22 @@ def _stderr_console() -> Console:
 
 
 class _Task:
-    def __init__(self, reporter: "Reporter | None", task_id: int | None):
+    def __init__(self, reporter: "Reporter | None", task_id: int | None, label: str = "", total: int = 0):
         self._reporter, self._id = reporter, task_id
+        self._label, self._total, self._done = label, total, 0
 
     def advance(self, n: int = 1) -> None:
-        if self._reporter is not None and self._reporter._progress is not None:
+        self._done += n
+        if self._reporter is None:
+            return
+        if self._reporter._progress is not None:
             self._reporter._progress.advance(self._id, n)
+        elif self._total and (self._done * 4 // self._total) != ((self._done - n) * 4 // self._total):
+            # not a terminal (CI logs): a plain line at each quarter instead of a live bar
+            self._reporter.info(f"{self._label}: {self._done}/{self._total}")
 
     def close(self) -> None:
-        if self._reporter is not None:
+        if self._reporter is not None and self._id is not None:
             self._reporter._end_task(self._id)
 
 
@@ -83,6 +90,8 @@ class Reporter:
         """A progress bar inside the current stage (epochs, timed runs); close it when done."""
         if self.quiet:
             return _Task(None, None)
+        if not self.console.is_terminal:
+            return _Task(self, None, label, total)
         if self._progress is None:
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("      {task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -1,0 +1,66 @@
+"""Shared fixtures. Trained zoo weights are cached under .edgepack-cache/ in the repository
+(ignored by git), so a fresh clone trains once and later runs reuse the weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "tests"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess; returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgepack.cli", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from edgepack.data import digits as load
+
+    return load()
+
+
+@pytest.fixture(scope="session")
+def demo(digits):
+    """The trained demo model (trained once, then from the cache)."""
+    from edgepack.models.loader import load_model
+
+    return load_model("demo", digits)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One real `edgepack build --target rpi4` through the CLI, shared by the checks on its output."""
+    out = tmp_path_factory.mktemp("dist")
+    proc = run_cli("build", "--target", "rpi4", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "rpi4", proc
+
+
+def write_profile(path: Path, **overrides: str) -> Path:
+    """A copy of targets/rpi4.toml with ``key = value`` lines replaced (key as 'section.key')."""
+    lines = (ROOT / "targets" / "rpi4.toml").read_text().splitlines()
+    section = ""
+    out = []
+    for line in lines:
+        s = line.strip()
+        if s.startswith("["):
+            section = s.strip("[]")
+        key = s.split("=", 1)[0].strip() if "=" in s and not s.startswith("#") else None
+        dotted = f"{section}.{key}" if section else key
+        if key is not None and dotted in overrides:
+            line = f"{key} = {overrides.pop(dotted)}"
+        out.append(line)
+    assert not overrides, f"keys not in rpi4.toml: {overrides}"
+    path.write_text("\n".join(out) + "\n")
+    return path

@@ -1,0 +1,86 @@
+"""Data splits: real digits, disjoint stratified splits, declared preprocessing, strict .npz loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepack.data import digits, load_data, load_npz, npz_input_shape
+from edgepack.errors import DataError
+
+
+def test_digits_splits_are_disjoint_stratified_and_scaled(digits):
+    assert (len(digits.x_train), len(digits.x_calib), len(digits.x_eval)) == (1257, 180, 360)
+    assert digits.x_train.shape[1:] == (1, 32, 32) and digits.x_train.dtype == np.float32
+    assert digits.input_shape == (1, 1, 32, 32)
+    assert -1.0 <= digits.x_train.min() and digits.x_train.max() <= 1.0
+    # stratified: every class appears in the held-out set at about its share (1797 / 10)
+    counts = np.bincount(digits.y_eval, minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38
+    # disjoint: no held-out image appears in the training or calibration splits
+    seen = {row.tobytes() for row in np.concatenate([digits.x_train, digits.x_calib])}
+    dup = sum(row.tobytes() in seen for row in digits.x_eval)
+    assert dup <= 2  # the raw digits data holds a handful of identical images
+
+
+def test_digits_is_deterministic_and_resizes():
+    a, b = digits(), digits()
+    assert a.fingerprint() == b.fingerprint()
+    rgb = digits(height=16, width=24, channels=3)
+    assert rgb.x_eval.shape[1:] == (3, 16, 24)
+    np.testing.assert_array_equal(rgb.x_eval[:, 0], rgb.x_eval[:, 2])
+    assert rgb.fingerprint() != a.fingerprint()
+    with pytest.raises(DataError, match="1 or 3 channels of at least 8x8 pixels, not 2x32x32"):
+        digits(channels=2)
+
+
+def _npz(path, **overrides):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.standard_normal((20, 3, 8, 8)).astype(np.float32), "y_train": rng.integers(0, 4, 20),
+        "x_calib": rng.standard_normal((5, 3, 8, 8)).astype(np.float32),
+        "x_eval": rng.standard_normal((10, 3, 8, 8)).astype(np.float32), "y_eval": rng.integers(0, 4, 10),
+    }
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_loads_and_gives_input_shape(tmp_path):
+    path = _npz(tmp_path / "d.npz")
+    assert npz_input_shape(path) == (1, 3, 8, 8)
+    s = load_data(str(path), input_shape=(1, 3, 8, 8))
+    assert s.num_classes == 4 and len(s.x_calib) == 5
+    assert s.name == "d.npz"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"x_calib": None}, "missing arrays x_calib; it must hold x_train, y_train, x_calib, x_eval, y_eval"),
+        ({"x_calib": np.zeros((0, 3, 8, 8), np.float32)}, "x_calib is empty or has no batch axis (shape (0, 3, 8, 8))"),
+        ({"x_eval": np.zeros((10, 8, 8, 3), np.float32)}, "x_eval has samples of shape (8, 8, 3), the model takes (3, 8, 8) (NCHW)"),
+        ({"x_train": np.zeros((20, 3, 8, 8), np.uint8)}, "x_train has dtype uint8; give float32 inputs, already preprocessed"),
+        ({"x_calib": np.full((5, 3, 8, 8), np.nan, np.float32)}, "x_calib contains NaN or Inf values; clean the data first"),
+        ({"y_eval": np.zeros(9, np.int64)}, "y_eval must be 1-D integer labels, one per sample of x_eval"),
+        ({"y_train": -np.ones(20, np.int64)}, "y_train has negative labels"),
+    ],
+)
+def test_npz_errors(tmp_path, overrides, message):
+    path = _npz(tmp_path / "bad.npz", **overrides)
+    with pytest.raises(DataError) as e:
+        load_npz(path, input_shape=(1, 3, 8, 8))
+    assert str(e.value) == f"{path}: {message}"
+
+
+def test_data_spec_errors(tmp_path):
+    with pytest.raises(DataError, match="data 'mnist' is neither 'digits' nor a .npz file"):
+        load_data("mnist", input_shape=(1, 1, 32, 32))
+    with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
+        load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_data(str(tmp_path / "junk.npz"), input_shape=(1, 1, 32, 32))
+    with pytest.raises(DataError, match=r"input shape \(2, 1, 32, 32\) is not a batch-1 image shape"):
+        load_data("digits", input_shape=(2, 1, 32, 32))
