@@ -120,7 +120,7 @@ def build(
 
     with scratch_dir() as work:
         with rep.stage(STAGES[3]):
-            conv = convert_float(pr.model, example, work)
+            conv = convert_float(pr.model, example, work, samples=splits.x_calib)
             rep.info(f"float TFLite {len(conv.tflite):,} bytes, input layout {conv.layout}")
 
         with rep.stage(STAGES[4]):

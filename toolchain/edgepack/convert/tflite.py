@@ -50,10 +50,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise ConversionError(f"export to ONNX failed: {type(e).__name__}: {e}") from e
 
 
-def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path) -> FloatConversion:
+def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, samples: np.ndarray | None = None) -> FloatConversion:
     """Convert ``model`` to a SavedModel and a float32 TFLite in ``workdir``.
 
-    Raises DependencyError if onnx2tf is missing, ConversionError if conversion fails.
+    ``samples`` (NCHW float32, e.g. the calibration set) feed onnx2tf's own output check; without
+    them it uses seeded random inputs. Raises DependencyError if onnx2tf is missing,
+    ConversionError if conversion fails.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -69,7 +71,7 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path) -> Flo
     saved = workdir / "saved_model"
     log = io.StringIO()
     try:
-        with native_stderr() as native, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with _local_sample_images(onnx2tf, example, samples), native_stderr() as native, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved),
                             non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
     except BaseException as e:  # onnx2tf calls sys.exit() on some failures
@@ -83,6 +85,25 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path) -> Flo
     tflite = floats[0].read_bytes()
     layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
     return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+
+
+@contextlib.contextmanager
+def _local_sample_images(onnx2tf_pkg, example: torch.Tensor, samples: np.ndarray | None):
+    """For 3-channel image inputs onnx2tf fetches sample images from the web to check its output;
+    nothing can be fetched at run time here, so it is handed our own samples instead."""
+    import importlib
+    from unittest import mock
+
+    if samples is None or samples.ndim != 4 or samples.shape[1] != 3:
+        rng = np.random.default_rng(0)
+        samples = rng.uniform(-1, 1, (20, 3, *example.shape[2:])).astype(np.float32) if example.ndim == 4 else None
+    module = importlib.import_module("onnx2tf.onnx2tf")
+    if samples is None or not hasattr(module, "download_test_image_data"):
+        yield
+        return
+    nhwc = np.ascontiguousarray(samples[:20].transpose(0, 2, 3, 1)).astype(np.float32)
+    with mock.patch.object(module, "download_test_image_data", lambda: nhwc):
+        yield
 
 
 def _input_shape(tflite: bytes) -> list[int]:

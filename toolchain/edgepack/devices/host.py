@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ..errors import ValidationError
 from .base import LatencyStats, Runner
 
 
@@ -53,6 +54,11 @@ class HostRunner(Runner):
     def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
         it = interpreter(model, threads)
         din, dout = it.get_input_details()[0], it.get_output_details()[0]
+        want = tuple(int(v) for v in din["shape"])
+        if tuple(inputs.shape[1:]) != want[1:]:
+            raise ValidationError(
+                f"inputs of shape {(1, *inputs.shape[1:])} do not fit the model's input {want}; check the layout (NCHW/NHWC)"
+            )
         outs = []
         for i in range(len(inputs)):
             it.set_tensor(din["index"], quantize_input(inputs[i : i + 1], din))

@@ -1,0 +1,150 @@
+"""The command line, end to end: arguments in, files and exit status out."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli, write_profile
+
+
+def test_help_explains_every_option():
+    top = run_cli("--help")
+    assert top.returncode == 0 and "build" in top.stdout
+    b = run_cli("build", "--help")
+    assert b.returncode == 0
+    for option in ("--target", "--model", "--weights", "--input-shape", "--data", "--out",
+                   "--allow-budget-violation", "--quiet"):
+        assert option in b.stdout
+    assert "exit status" in b.stdout
+    assert run_cli("--version").stdout.strip() == "edgepack 0.1.0"
+
+
+@pytest.mark.parametrize(
+    "args, message, status",
+    [
+        (["--target", "rpi3"], "edgepack: error: unknown target 'rpi3'; known: rpi4 (or give a path to a .toml profile)", 2),
+        (["--target", "./nowhere.toml"], "edgepack: error: profile file './nowhere.toml' does not exist; give a path to a .toml file or a known target name", 2),
+        (["--target", "rpi4", "--input-shape", "32x32"], "edgepack: error: input shape '32x32' is not N,C,H,W with N=1, e.g. 1,3,32,32", 2),
+        (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: demo", 2),
+        (["--target", "rpi4", "--data", "imagenet"], "edgepack: error: data 'imagenet' is neither 'digits' nor a .npz file holding x_train, y_train, x_calib, x_eval, y_eval", 2),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, args, message, status):
+    proc = run_cli("build", *args, "--out", str(tmp_path / "out"), "--quiet")
+    assert proc.returncode == status
+    assert proc.stderr.strip() == message
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_rpi4_end_to_end(built):
+    bundle, proc = built
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.tflite", "report.md"]
+    m = json.loads((bundle / "manifest.json").read_text())
+    model = (bundle / "model.tflite").read_bytes()
+    import hashlib
+
+    assert m["artifact"]["sha256"] == hashlib.sha256(model).hexdigest()
+    assert m["artifact"]["size_bytes"] == len(model)
+    assert m["edgepack_version"] == "0.1.0" and m["target"]["name"] == "rpi4"
+    # int8 in, int8 out, with their quantization parameters recorded
+    for t in (m["tensors"]["inputs"][0], m["tensors"]["outputs"][0]):
+        assert t["dtype"] == "int8" and t["scale"] > 0 and -128 <= t["zero_point"] <= 127
+    assert m["tensors"]["inputs"][0]["shape"] == [1, 32, 32, 1]
+    acc = m["accuracy"]
+    assert acc["float_original"] >= 97.0
+    assert acc["int8"] >= acc["float_pruned"] - 1.0
+    assert acc["int8"] >= acc["float_original"] - 1.0
+    # pruning really shrank the model, at the profile's ratio
+    p = m["pruning"]
+    assert p["ratio"] == 0.3 and p["macs_after"] < 0.65 * p["macs_before"] and p["params_after"] < 0.65 * p["params_before"]
+    assert all(l["channels_after"] % 4 == 0 for l in p["layers"] if l["name"] != "classifier")
+    # the artifact is int8 and pruned: much smaller than the float TFLite of the pruned model
+    assert m["artifact"]["size_bytes"] < 0.6 * m["artifact"]["float_tflite_size_bytes"]
+    assert m["validation"]["max_rel_diff"] < 1e-3 and m["validation"]["top1_agreement"] == 100.0
+    lat = m["latency"]
+    assert lat["measured_on"] == "host" and lat["runs"] == 200 and lat["warmup"] == 20
+    assert 0 < lat["min_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+    assert set(m["stage_seconds"]) >= {"load target profile", "quantize to full int8 (calibrated)", "measure latency on the host"}
+    assert all(v >= 0 for v in m["stage_seconds"].values())
+    for tool in ("torch", "onnx2tf", "tensorflow-cpu", "ai-edge-litert", "torch-pruning"):
+        assert m["tool_versions"][tool] not in ("", "missing")
+    assert m["budgets"]["accuracy_met"] is True
+    report = (bundle / "report.md").read_text()
+    assert "Measured on the host, not on the target" in report and "| int8 artifact (LiteRT) |" in report
+    # the one-line result on stdout, the progress on stderr
+    assert proc.stdout.startswith(f"built {bundle}/model.tflite: {len(model):,} bytes")
+    assert "[8/8] write the bundle" in proc.stderr and "oneDNN" not in proc.stderr
+
+
+def test_budget_violation_writes_nothing(tmp_path):
+    # No recovery after removing 70% of the channels: the model collapses, and the build must say so.
+    profile = write_profile(tmp_path / "harsh.toml", **{"name": '"harsh"', "pruning.ratio": "0.7", "pruning.recovery_epochs": "0"})
+    out = tmp_path / "out"
+    proc = run_cli("build", "--target", str(profile), "--out", str(out), "--quiet")
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    line = proc.stderr.strip()
+    assert line.startswith("edgepack: error: int8 accuracy ") and "the harsh budget allows 1.5" in line
+    assert "\n" not in line
+    assert not out.exists()
+
+
+def test_user_model_with_own_data(tmp_path):
+    """A user's file.py:factory + state_dict + .npz data, 3-channel 16x16 inputs, per-tensor weights."""
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        def make():
+            return nn.Sequential(
+                nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 3))
+    """))
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import net
+    finally:
+        sys.path.remove(str(tmp_path))
+    import torch
+
+    # a learnable 3-class task: the class is which colour channel is brightest
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        y = rng.integers(0, 3, n)
+        x = rng.normal(0, 0.3, (n, 3, 16, 16)).astype(np.float32)
+        x[np.arange(n), y] += 1.0
+        return x, y
+
+    (xt, yt), (xc, _), (xe, ye) = sample(600), sample(64), sample(150)
+    np.savez(tmp_path / "data.npz", x_train=xt, y_train=yt, x_calib=xc, x_eval=xe, y_eval=ye)
+    torch.manual_seed(0)
+    model = net.make()
+    opt = torch.optim.Adam(model.parameters(), 0.01)
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(xt)), torch.from_numpy(yt))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    profile = write_profile(tmp_path / "board.toml", **{"name": '"board"', "quantization.weights": '"per-tensor"',
+                                                        "pruning.recovery_epochs": "3"})
+    proc = run_cli("build", "--target", str(profile), "--model", f"{tmp_path}/net.py:make", "--weights",
+                   str(tmp_path / "net.pt"), "--data", str(tmp_path / "data.npz"), "--out", str(tmp_path / "dist"), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "dist" / "board" / "manifest.json").read_text())
+    assert m["model"]["name"] == "net" and m["data"]["name"] == "data.npz"
+    assert m["tensors"]["inputs"][0]["shape"] == [1, 16, 16, 3]
+    assert m["artifact"]["quantization"]["weights"] == "per-tensor"
+    assert m["accuracy"]["float_original"] >= 90.0
+    assert m["accuracy"]["int8"] >= m["accuracy"]["float_original"] - 1.5
+    from edgepack.convert.tflite import weight_scales
+
+    assert set(weight_scales((tmp_path / "dist" / "board" / "model.tflite").read_bytes()).values()) == {1}

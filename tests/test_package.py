@@ -1,0 +1,57 @@
+"""The bundle is written atomically and never overwrites what edgepack did not write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgepack.errors import UsageError
+from edgepack.package import write_bundle
+
+
+def _files(tag: str) -> dict[str, bytes]:
+    return {"model.tflite": tag.encode() * 10, "manifest.json": json.dumps({"tag": tag}).encode(), "report.md": b"# r\n"}
+
+
+def test_writes_and_replaces_whole_bundle(tmp_path):
+    out = tmp_path / "dist" / "rpi4"
+    write_bundle(out, _files("one"))
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "report.md"]
+    write_bundle(out, _files("two"))
+    assert json.loads((out / "manifest.json").read_text()) == {"tag": "two"}
+    # no temporary folders are left next to the bundle
+    assert [p.name for p in out.parent.iterdir()] == ["rpi4"]
+    assert oct(out.stat().st_mode & 0o777) != oct(0o700)
+
+
+def test_failure_mid_write_keeps_previous_bundle(tmp_path):
+    out = tmp_path / "rpi4"
+    write_bundle(out, _files("good"))
+    broken = {"model.tflite": b"partial", "manifest.json": None}  # the second file cannot be written
+    with pytest.raises(TypeError):
+        write_bundle(out, broken)
+    assert json.loads((out / "manifest.json").read_text()) == {"tag": "good"}
+    assert (out / "model.tflite").read_bytes() == b"good" * 10
+    assert [p.name for p in tmp_path.iterdir()] == ["rpi4"]
+
+
+def test_failure_leaves_nothing_when_there_was_nothing(tmp_path):
+    out = tmp_path / "rpi4"
+    with pytest.raises(TypeError):
+        write_bundle(out, {"model.tflite": b"x", "manifest.json": None})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_folders_it_did_not_write(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(UsageError, match=r"output folder '.*mine' holds files edgepack did not write \(thesis.tex\)"):
+        write_bundle(out, _files("x"))
+    assert (out / "thesis.tex").read_text() == "precious"
+    f = tmp_path / "afile"
+    f.write_text("keep")
+    with pytest.raises(UsageError, match="exists and is not a folder"):
+        write_bundle(f, _files("x"))
+    assert f.read_text() == "keep"
