@@ -8,14 +8,14 @@ STAMP  := $(VENV)/.edgepack-installed
 # the newer ones we use, so they are installed without their declared dependencies.
 NODEPS := onnx2tf==1.29.24 tf-keras==2.21.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean constraints
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps $(NODEPS)
 	$(PY) -c "import edgepack, onnx2tf, tensorflow, ai_edge_litert, torch_pruning"
 	@touch $(STAMP)
@@ -28,6 +28,12 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/build_demo.py
+
+# Record the exact versions of the current venv (after a deliberate upgrade that passed make test).
+constraints: setup
+	{ echo "# Exact versions the test suite passed with (Python 3.11, x86_64 CPU). The Makefile installs with"; \
+	  echo "# '-c constraints.txt' so a fresh machine gets the same stack. Regenerate: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v -i -E "^(onnx2tf|tf.keras)=="; } > constraints.txt
 
 clean:
 	rm -rf dist build *.egg-info toolchain/*.egg-info
