@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps $(NODEPS)
-	$(PY) -c "import edgepack, onnx2tf, tensorflow, ai_edge_litert, torch_pruning"
+	@$(PY) -c "import edgepack, onnx2tf, tensorflow, ai_edge_litert, torch_pruning" 2>$(VENV)/import-check.log \
+	  || { cat $(VENV)/import-check.log; echo "set-up failed: the stack does not import (see above)"; exit 1; }
 	@touch $(STAMP)
 
 demo: setup

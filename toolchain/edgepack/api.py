@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,6 @@ def build(
             rep.warn(msg + " (written anyway: --allow-budget-violation)")
 
     with rep.stage(STAGES[6]):
-        import os
-
         threads = min(profile.runtime.threads, os.cpu_count() or 1)
         lat = runner.benchmark(int8, threads=threads, warmup=profile.measure.warmup, runs=profile.measure.runs)
         rep.info(f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms over {lat.runs} runs, {threads} thread(s) "
@@ -180,12 +179,11 @@ def build(
                         "accuracy_met": budget_met},
             "pruning": pr.summary(),
             "latency": lat.to_dict(),
-            "stage_seconds": seconds,
+            "stage_seconds": dict(seconds),
             "tool_versions": tool_versions(),
         }
         out_dir = Path(out) / profile.name
         # The packaging stage's own time cannot be inside the files it writes; it is in the result.
-        manifest["stage_seconds"] = dict(seconds)
         files = {"model.tflite": int8, "manifest.json": manifest_bytes(manifest),
                  "report.md": render_report(manifest).encode()}
         write_bundle(out_dir, files)
