@@ -148,3 +148,24 @@ def test_user_model_with_own_data(tmp_path):
     from edgepack.convert.tflite import weight_scales
 
     assert set(weight_scales((tmp_path / "dist" / "board" / "model.tflite").read_bytes()).values()) == {1}
+
+
+def test_interrupted_build_writes_nothing(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "edgepack.cli", "build", "--target", "rpi4", "--out", str(out)],
+                         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    seen = []
+    for line in p.stderr:  # progress lines; interrupt once conversion has started
+        seen.append(line)
+        if line.startswith("[4/8]"):
+            p.send_signal(signal.SIGINT)
+            break
+    rest = p.communicate(timeout=300)[1]
+    assert p.returncode == 130, "".join(seen) + rest
+    assert rest.strip().splitlines()[-1] == "edgepack: interrupted; nothing was written"
+    assert not out.exists()
