@@ -2,7 +2,7 @@
 
 Stages, in the order data flows (each shown with progress and timed):
 profile -> model and data -> prune + recover -> convert (float TFLite) -> quantize (int8,
-calibrated) -> validate -> measure -> package.
+calibrated) -> validate -> measure and check budgets -> package. The profile drives every stage.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -25,13 +26,18 @@ STAGES = (
     "load model and data",
     "prune channels and recover with distillation",
     "convert to float TFLite (PyTorch -> ONNX -> onnx2tf)",
-    "quantize to full int8 (calibrated)",
+    "quantize to full integer (calibrated)",
     "validate (float agreement, int8 accuracy)",
-    "measure latency on the host",
+    "measure and check budgets",
     "write the bundle",
 )
 
-_TOOLS = ("torch", "torch-pruning", "onnx", "onnx2tf", "tensorflow-cpu", "ai-edge-litert", "numpy", "scikit-learn")
+_TOOLS = ("torch", "torch-pruning", "onnx", "onnx2tf", "tensorflow-cpu", "ai-edge-litert", "tflite-micro",
+          "numpy", "scikit-learn")
+
+#: TFLM (reference kernels) vs LiteRT (XNNPACK) on the same int8 model: requantization rounds
+#: differently, and the differences compound over layers; seen: at most 2 steps on the demo.
+TFLM_MAX_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _budget(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict:
+    return {"budget": name, "value": round(value, 4), "limit": limit, "unit": unit, "basis": basis,
+            "met": limit is None or value <= limit}
+
+
 def build(
     target: str,
     *,
@@ -78,14 +89,13 @@ def build(
     """Build the deployable bundle for ``target`` into ``out/<target name>/``.
 
     Returns the bundle's folder and manifest. Raises ProfileError, ModelLoadError or DataError for
-    bad input, StageError subclasses when a stage fails, and BudgetError when the int8 artifact
-    loses more accuracy than the profile allows (unless ``allow_budget_violation``). Nothing is
-    written unless every stage succeeded.
+    bad input, StageError subclasses when a stage fails, and BudgetError when the result breaks one
+    of the profile's budgets (unless ``allow_budget_violation``). Nothing is written unless every
+    stage succeeded.
     """
     from .profiles import load_profile
 
     rep = reporter or Reporter(total=len(STAGES), quiet=True)
-    seconds = rep.stage_seconds
 
     with rep.stage(STAGES[0]):
         profile = load_profile(target)
@@ -95,8 +105,7 @@ def build(
         from .data import load_data
         from .models.loader import load_model
 
-        shape = input_shape or (1, 1, 32, 32)
-        splits = load_data(data, input_shape=shape)
+        splits = load_data(data, input_shape=input_shape or (1, 1, 32, 32))
         loaded = load_model(model, splits, weights=weights, reporter=rep)
         rep.info(f"{loaded.origin}; float accuracy {loaded.float_accuracy:.2f}% on {len(splits.y_eval)} held-out samples")
 
@@ -105,56 +114,96 @@ def build(
         from .compress.distill import recover
         from .compress.prune import prune_channels
         from .training import seed_everything
-
-        pr = prune_channels(loaded.module, example, ratio=profile.pruning.ratio, channel_multiple=profile.pruning.channel_multiple)
-        seed_everything(0)
-        p = profile.pruning
-        recover(pr.model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate,
-                temperature=p.distill_temperature, alpha=p.distill_alpha, reporter=rep)
         from .validate import torch_accuracy
 
+        p = profile.pruning
+        pr = prune_channels(loaded.module, example, ratio=p.ratio, channel_multiple=p.channel_multiple,
+                            keep_layers=p.keep_layers)
+        seed_everything(0)
+        recover(pr.model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate,
+                temperature=p.distill_temperature, alpha=p.distill_alpha, reporter=rep)
         pruned_acc = torch_accuracy(pr.model, splits.x_eval, splits.y_eval)
         rep.info(f"MACs {pr.macs_before:,} -> {pr.macs_after:,}, parameters {pr.params_before:,} -> {pr.params_after:,}; "
                  f"recovered float accuracy {pruned_acc:.2f}%")
 
+    from .compress.quantize import QuantSpec, quantize_int8
     from .convert.tflite import convert_float, describe_io, scratch_dir, to_model_layout
+    from .devices.host import HostRunner
+    from .validate import check_float, int8_accuracy
 
+    runner = HostRunner()
+    calib = None
     with scratch_dir() as work:
         with rep.stage(STAGES[3]):
             conv = convert_float(pr.model, example, work, samples=splits.x_calib)
             rep.info(f"float TFLite {len(conv.tflite):,} bytes, input layout {conv.layout}")
 
         with rep.stage(STAGES[4]):
-            from .compress.quantize import QuantSpec, quantize_int8
+            q = profile.quantization
+            spec = QuantSpec(weights=q.weights, io_dtype=q.io_dtype)
+            calib = to_model_layout(splits.x_calib, conv.layout)
+            artifact = quantize_int8(conv.saved_model_dir, calib, spec)
+            rep.info(f"full-integer TFLite {len(artifact):,} bytes ({spec.weights} weights, {spec.io_dtype} I/O), "
+                     f"calibrated on {len(splits.x_calib)} samples")
 
-            spec = QuantSpec(weights=profile.quantization.weights, io_dtype=profile.quantization.io_dtype)
-            int8 = quantize_int8(conv.saved_model_dir, to_model_layout(splits.x_calib, conv.layout), spec)
-            rep.info(f"int8 TFLite {len(int8):,} bytes ({spec.weights} weights), calibrated on {len(splits.x_calib)} samples")
-
-    from .devices.host import HostRunner
-
-    runner = HostRunner()
-    with rep.stage(STAGES[5]):
-        from .validate import check_float, int8_accuracy
-
-        fcheck = check_float(pr.model, conv.tflite, splits.x_eval, conv.layout, runner)
-        int8_acc = int8_accuracy(int8, splits.x_eval, splits.y_eval, conv.layout, runner)
-        drop = loaded.float_accuracy - int8_acc
-        rep.info(f"float TFLite vs PyTorch max |diff| {fcheck.max_abs_diff:.2e}; int8 accuracy {int8_acc:.2f}% "
-                 f"({-drop:+.2f} points vs original float)")
-        budget_met = drop <= profile.budgets.max_accuracy_drop
-        if not budget_met:
-            msg = (f"int8 accuracy {int8_acc:.2f}% is {drop:.2f} points below the original float model's "
-                   f"{loaded.float_accuracy:.2f}%; the {profile.name} budget allows {profile.budgets.max_accuracy_drop}")
-            if not allow_budget_violation:
-                raise BudgetError(msg + "; lower [pruning] ratio, raise recovery_epochs, or pass --allow-budget-violation")
-            rep.warn(msg + " (written anyway: --allow-budget-violation)")
+        with rep.stage(STAGES[5]):
+            fcheck = check_float(pr.model, conv.tflite, splits.x_eval, conv.layout, runner)
+            q_acc = int8_accuracy(artifact, splits.x_eval, splits.y_eval, conv.layout, runner)
+            rep.info(f"float TFLite vs PyTorch max |diff| {fcheck.max_abs_diff:.2e}; int8 accuracy {q_acc:.2f}% "
+                     f"({q_acc - loaded.float_accuracy:+.2f} points vs original float)")
+            remedies = []
+            drop = loaded.float_accuracy - q_acc
+            if drop > profile.budgets.max_accuracy_drop and q.allow_int16x8:
+                spec16 = QuantSpec(weights=q.weights, io_dtype=q.io_dtype, activations="int16")
+                candidate = quantize_int8(conv.saved_model_dir, calib, spec16)
+                acc16 = int8_accuracy(candidate, splits.x_eval, splits.y_eval, conv.layout, runner)
+                remedies.append({"remedy": "int16x8 activations (allow_int16x8)", "accuracy": round(acc16, 4),
+                                 "adopted": acc16 > q_acc})
+                rep.info(f"int8 lost {drop:.2f} points (budget {profile.budgets.max_accuracy_drop}); "
+                         f"int16x8 activations give {acc16:.2f}%{' - adopted' if acc16 > q_acc else ' - not better, kept int8'}")
+                if acc16 > q_acc:
+                    artifact, spec, q_acc = candidate, spec16, acc16
+            micro = _check_micro(profile, artifact, splits, conv.layout, runner, rep) if profile.is_mcu else None
 
     with rep.stage(STAGES[6]):
+        from .energy import estimate_energy, estimate_latency
+
         threads = min(profile.runtime.threads, os.cpu_count() or 1)
-        lat = runner.benchmark(int8, threads=threads, warmup=profile.measure.warmup, runs=profile.measure.runs)
-        rep.info(f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms over {lat.runs} runs, {threads} thread(s) "
-                 "(measured on the host, not on the target)")
+        m = profile.measure
+        if profile.is_mcu:
+            lat = _bench_tflm(artifact, warmup=m.warmup, runs=m.runs)
+            lat_label = "TFLM reference kernels on the host (not the microcontroller)"
+        else:
+            lat = runner.benchmark(artifact, threads=threads, warmup=m.warmup, runs=m.runs).to_dict()
+            lat_label = f"LiteRT + XNNPACK on the host, {threads} thread(s) (not the {profile.name})"
+        rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms over {lat['runs']} runs: {lat_label}")
+        est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
+        est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
+        rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both ESTIMATED "
+                 "from the profile)")
+        arena = micro["arena_bytes"] if micro else _arena_or_none(artifact)
+        b = profile.budgets
+        budgets = [
+            _budget("max_accuracy_drop", loaded.float_accuracy - q_acc, b.max_accuracy_drop, "points", "measured on the host"),
+            _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
+            _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
+            _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
+        ]
+        if arena is not None:
+            budgets.append(_budget("max_peak_memory_kb", arena / 1024, b.max_peak_memory_kb, "KB",
+                                   "measured: TFLM tensor arena on the host"))
+        if micro:
+            budgets.append(_budget("hardware.ram_kb (arena fits SRAM)", arena / 1024, profile.hardware.ram_kb, "KB",
+                                   "measured: TFLM tensor arena on the host"))
+            budgets.append(_budget("hardware.flash_kb (model + runtime fit flash)", micro["flash"]["total_bytes"] / 1024,
+                                   profile.hardware.flash_kb, "KB", "model measured + runtime code estimated"))
+        broken = [x for x in budgets if not x["met"]]
+        for x in broken:
+            rep.warn(f"{x['budget']}: needs {x['value']:.4g} {x['unit']}, the {profile.name} allows {x['limit']:g} ({x['basis']})")
+        if broken and not allow_budget_violation:
+            what = "; ".join(f"{x['budget']} needs {x['value']:.4g} {x['unit']} but {profile.name} allows {x['limit']:g} ({x['basis']})"
+                             for x in broken)
+            raise BudgetError(f"{what}; change the model or the profile, or pass --allow-budget-violation")
 
     with rep.stage(STAGES[7]):
         from .package import manifest_bytes, render_report, sha256, write_bundle
@@ -167,24 +216,101 @@ def build(
             "data": {"name": splits.name, "sha256": splits.fingerprint(), "preprocessing": splits.preprocessing,
                      "train_samples": len(splits.x_train), "calibration_samples": len(splits.x_calib),
                      "eval_samples": len(splits.x_eval)},
-            "artifact": {"file": "model.tflite", "format": "tflite", "size_bytes": len(int8), "sha256": sha256(int8),
+            "artifact": {"file": "model.tflite", "format": "tflite", "size_bytes": len(artifact), "sha256": sha256(artifact),
                          "float_tflite_size_bytes": len(conv.tflite), "input_layout": conv.layout,
-                         "quantization": {"weights": spec.weights, "activations": "int8", "io_dtype": spec.io_dtype}},
-            "tensors": describe_io(int8),
+                         "quantization": {"weights": spec.weights, "activations": spec.activations,
+                                          "io_dtype": spec.effective_io_dtype}},
+            "tensors": describe_io(artifact),
             "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned_acc, 4),
-                         "int8": round(int8_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %"},
+                         "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %",
+                         "remedies": remedies},
             "validation": {"samples": fcheck.samples, "max_abs_diff": fcheck.max_abs_diff,
                            "max_rel_diff": fcheck.max_rel_diff, "top1_agreement": fcheck.top1_agreement},
-            "budgets": {"max_accuracy_drop": profile.budgets.max_accuracy_drop, "accuracy_drop": round(drop, 4),
-                        "accuracy_met": budget_met},
             "pruning": pr.summary(),
-            "latency": lat.to_dict(),
-            "stage_seconds": dict(seconds),
+            "latency": {**lat, "label": lat_label},
+            "estimates": {"latency": est_lat.to_dict(), "energy": est_energy.to_dict()},
+            "memory": {"tensor_arena_bytes": arena, "basis": "measured: TFLM tensor arena on a 64-bit host"},
+            "micro": micro,
+            "budgets": budgets,
+            "budgets_met": not broken,
+            "device": _device_line(profile),
+            "stage_seconds": dict(rep.stage_seconds),
             "tool_versions": tool_versions(),
         }
-        out_dir = Path(out) / profile.name
-        # The packaging stage's own time cannot be inside the files it writes; it is in the result.
-        files = {"model.tflite": int8, "manifest.json": manifest_bytes(manifest),
+        files = {"model.tflite": artifact, "manifest.json": manifest_bytes(manifest),
                  "report.md": render_report(manifest).encode()}
-        write_bundle(out_dir, files)
-    return BuildResult(out_dir=out_dir, manifest={**manifest, "stage_seconds": dict(seconds)})
+        if "c-source" in profile.runtime.formats:
+            from .convert.micro import c_source
+
+            files.update(c_source(artifact, arena_bytes=arena))
+        out_dir = write_bundle(Path(out) / profile.name, files)
+    # The packaging stage's own time cannot be inside the files it writes; it is in the result.
+    return BuildResult(out_dir=out_dir, manifest={**manifest, "stage_seconds": dict(rep.stage_seconds)})
+
+
+def _device_line(profile) -> str:
+    c = profile.connection
+    where = {"local": "this machine", "ssh": f"ssh {c.user + '@' if c.user else ''}{c.host}{':' + str(c.port) if c.port else ''}",
+             "adb": f"adb{' -s ' + c.serial if c.serial else ''}", "serial": f"serial port {c.device}"}[c.kind]
+    if c.kind == "local":
+        return "measured on this machine, which is the target"
+    return f"the {profile.name} is reached by {where}; on-device runners are not built yet, so figures are host or estimated"
+
+
+def _check_micro(profile, artifact: bytes, splits, layout: str, runner, rep: Reporter) -> dict:
+    """TFLM runs the artifact: same outputs as LiteRT, the arena it needs, and the flash estimate."""
+    from .convert.micro import estimate_flash, measure_arena, run_tflm
+    from .convert.tflite import to_model_layout
+    from .devices.host import interpreter
+    from .errors import ValidationError
+
+    x = to_model_layout(splits.x_eval[:64], layout)
+    ref = runner.run(artifact, x)
+    got = run_tflm(artifact, x)
+    step = interpreter(artifact).get_output_details()[0]["quantization"][0] or 1.0
+    diffs = np.rint(np.abs(got - ref) / step)  # whole quantization steps
+    steps = float(diffs.max())
+    agree = float((got.argmax(1) == ref.argmax(1)).mean() * 100)
+    if steps > TFLM_MAX_STEPS:
+        raise ValidationError(f"TFLM and LiteRT disagree by {steps:.1f} quantization steps on the int8 model "
+                              f"(allowed {TFLM_MAX_STEPS}); report the model")
+    arena = measure_arena(artifact)
+    flash = estimate_flash(artifact)
+    rep.info(f"TFLM matches LiteRT within {steps:.0f} step(s) on {len(x)} samples (top-1 agreement {agree:.1f}%); "
+             f"arena {arena:,} bytes; flash {flash.total_bytes:,} bytes (model {flash.model_bytes:,} + runtime "
+             f"~{flash.code_bytes:,} ESTIMATED)")
+    return {"tflm_vs_litert": {"samples": len(x), "max_steps": steps, "mean_steps": round(float(diffs.mean()), 4),
+                               "top1_agreement": agree},
+            "arena_bytes": arena, "flash": flash.to_dict()}
+
+
+def _bench_tflm(artifact: bytes, *, warmup: int, runs: int) -> dict:
+    import time
+
+    from .convert.micro import tflm_interpreter
+    from .devices.base import LatencyStats
+    from .devices.host import HostRunner
+
+    it = tflm_interpreter(artifact)
+    d = it.get_input_details(0)
+    it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
+    for _ in range(warmup):
+        it.invoke()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        it.invoke()
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return LatencyStats.from_samples(samples, warmup=warmup, threads=1, measured_on="host (TFLM)",
+                                     device=HostRunner().describe()).to_dict()
+
+
+def _arena_or_none(artifact: bytes) -> int | None:
+    """TFLM's arena for a LiteRT target's model, when TFLM can load it (a proxy for tensor memory)."""
+    from .convert.micro import measure_arena
+    from .errors import ConversionError
+
+    try:
+        return measure_arena(artifact)
+    except ConversionError:
+        return None

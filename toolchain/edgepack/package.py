@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
-BUNDLE_FILES = ("model.tflite", "manifest.json", "report.md")
+BUNDLE_FILES = ("model.tflite", "manifest.json", "report.md", "model_data.h", "model_data.cc")
 
 
 def sha256(data: bytes) -> str:
@@ -70,21 +70,35 @@ def _fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
+def _fmt_limit(limit: float | None) -> str:
+    return "-" if limit is None else f"{limit:g}"
+
+
 def render_report(m: dict) -> str:
     """A readable Markdown summary of a manifest."""
     acc, prune, lat, io = m["accuracy"], m["pruning"], m["latency"], m["tensors"]
     din, dout = io["inputs"][0], io["outputs"][0]
+    art = m["artifact"]
     lines = [
         f"# edgepack build: {m['model']['name']} for {m['target']['name']}",
         "",
         f"{m['target']['description']}",
         "",
-        f"- edgepack {m['edgepack_version']}, built {m['built_at']}",
+        f"- edgepack {m['edgepack_version']}, built {m['built_at']}, profile `{m['target']['profile_file']}`",
         f"- model: {m['model']['origin']}",
-        f"- artifact: `model.tflite`, {_fmt_int(m['artifact']['size_bytes'])} bytes, sha256 `{m['artifact']['sha256'][:16]}...`",
+        f"- artifact: `model.tflite`, {_fmt_int(art['size_bytes'])} bytes, sha256 `{art['sha256'][:16]}...`; "
+        f"{art['quantization']['weights']} int8 weights, {art['quantization']['activations']} activations",
         f"- input `{din['name']}` {din['dtype']} {din['shape']} (scale {din['scale']:.6g}, zero-point {din['zero_point']}), "
-        f"layout {m['artifact']['input_layout']}",
+        f"layout {art['input_layout']}",
         f"- output `{dout['name']}` {dout['dtype']} {dout['shape']} (scale {dout['scale']:.6g}, zero-point {dout['zero_point']})",
+        f"- device: {m['device']}",
+        "",
+        "## Budgets",
+        "",
+        "| budget | value | limit | basis | met |",
+        "|---|---:|---:|---|---|",
+        *[f"| {b['budget']} | {b['value']:.4g} {b['unit']} | {_fmt_limit(b['limit'])} | "
+          f"{b['basis']} | {'yes' if b['met'] else '**NO**'} |" for b in m["budgets"]],
         "",
         "## Accuracy (held-out set, top-1 %)",
         "",
@@ -92,13 +106,31 @@ def render_report(m: dict) -> str:
         "|---|---:|---:|",
         f"| original float (PyTorch) | {acc['float_original']:.2f} | |",
         f"| pruned + recovered float (PyTorch) | {acc['float_pruned']:.2f} | {acc['float_pruned'] - acc['float_original']:+.2f} |",
-        f"| int8 artifact (LiteRT) | {acc['int8']:.2f} | {acc['int8'] - acc['float_original']:+.2f} |",
+        f"| quantized artifact (LiteRT) | {acc['int8']:.2f} | {acc['int8'] - acc['float_original']:+.2f} |",
         "",
-        f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. Budget: at most "
-        f"{m['budgets']['max_accuracy_drop']} points lost; {'met' if m['budgets']['accuracy_met'] else '**NOT met**'}.",
+        f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
         f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
         f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
+        *[f"Remedy tried: {r['remedy']}: {r['accuracy']:.2f}%, {'adopted' if r['adopted'] else 'not adopted'}." for r in acc["remedies"]],
         "",
+    ]
+    if m.get("micro"):
+        mc = m["micro"]
+        fl = mc["flash"]
+        lines += [
+            "## Microcontroller (TensorFlow Lite Micro)",
+            "",
+            f"- TFLM runs the artifact; its outputs match LiteRT's within {mc['tflm_vs_litert']['max_steps']:.0f} quantization "
+            f"step(s) on {mc['tflm_vs_litert']['samples']} samples (top-1 agreement {mc['tflm_vs_litert']['top1_agreement']:.1f}%).",
+            f"- tensor arena: {_fmt_int(mc['arena_bytes'])} bytes, measured by TFLM on a 64-bit host (an upper bound on a 32-bit MCU).",
+            f"- flash: {_fmt_int(fl['total_bytes'])} bytes = model {_fmt_int(fl['model_bytes'])} + runtime code "
+            f"{_fmt_int(fl['runtime_code_bytes_estimated'])} (**estimated**) for operators {', '.join(fl['ops'])}.",
+            "- firmware sources: `model_data.h`, `model_data.cc` (the model array and `kTensorArenaSize`)."
+            if "c-source" in m["target"]["runtime"]["formats"] else "",
+            "",
+        ]
+    est = m["estimates"]
+    lines += [
         "## Pruning",
         "",
         f"Structured channel pruning, ratio {prune['ratio']}, channel counts rounded to multiples of "
@@ -113,15 +145,17 @@ def render_report(m: dict) -> str:
         "|---|---|---:|---:|",
         *[f"| {l['name']} | {l['kind']} | {l['channels_before']} | {l['channels_after']} |" for l in prune["layers"]],
         "",
-        "## Latency",
+        "## Latency and energy",
         "",
-        f"**Measured on the host, not on the target** ({lat['device']}), LiteRT with XNNPACK, "
-        f"{lat['threads']} thread(s) (profile asks for {m['target']['runtime']['threads']}), {lat['warmup']} warm-up runs, "
-        f"{lat['runs']} timed runs.",
+        f"**Measured on the host, not on the target**: {lat['label']}; {lat['warmup']} warm-up runs, {lat['runs']} timed runs.",
         "",
         "| median ms | p90 ms | mean ms | min ms | stdev ms |",
         "|---:|---:|---:|---:|---:|",
         f"| {lat['median_ms']:.4f} | {lat['p90_ms']:.4f} | {lat['mean_ms']:.4f} | {lat['min_ms']:.4f} | {lat['stdev_ms']:.4f} |",
+        "",
+        f"On the {m['target']['name']} (**estimated**, not measured):",
+        f"- latency {est['latency']['value']:.4g} ms: {est['latency']['how']}",
+        f"- energy {est['energy']['value']:.4g} mJ per inference: {est['energy']['how']}",
         "",
         "## Stage times",
         "",

@@ -3,6 +3,10 @@
 A profile is the single source of truth for a target. Loading is strict: an unknown key, a value
 of the wrong type or out of range is a :class:`ProfileError` naming the file, the line, the key
 and what is allowed, because a silently ignored typo would produce a wrong build.
+
+``extends = "rpi4"`` (a name or a path) inherits every value of another profile; the child's own
+keys override the parent's one by one. :func:`load_profile` keeps, for every value, the file it
+came from (``Profile.origins``), which ``edgepack targets show`` prints.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import dataclasses
 import os
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +27,13 @@ from .errors import ProfileError
 BUILTIN_TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
 #: Extra folders of profiles, separated by ``os.pathsep``; searched before the built-in ones.
 TARGET_PATH_ENV = "EDGEPACK_TARGET_PATH"
+#: How many ``extends`` links a profile may follow.
+MAX_EXTENDS_DEPTH = 8
 
 
-def _spec(*, lo: float | None = None, hi: float | None = None, hi_open: bool = False, doc: str = "") -> dict:
-    return {"lo": lo, "hi": hi, "hi_open": hi_open, "doc": doc}
+def _spec(*, lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+          doc: str = "") -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "doc": doc}
 
 
 @dataclass(frozen=True)
@@ -33,14 +41,26 @@ class Hardware:
     cpu: str = field(metadata=_spec(doc="processor core, e.g. Cortex-A72"))
     cores: int = field(metadata=_spec(lo=1, doc="CPU cores"))
     clock_mhz: int = field(metadata=_spec(lo=1, doc="core clock in MHz"))
-    ram_mb: int = field(metadata=_spec(lo=1, doc="RAM in MB"))
+    ram_kb: int = field(metadata=_spec(lo=1, doc="RAM (SRAM on a microcontroller) in KB"))
+    int8_macs_per_cycle: float = field(metadata=_spec(
+        lo=0.0, lo_open=True, doc="sustained int8 multiply-accumulates per cycle per core (for estimates only)"))
+    flash_kb: int | None = field(default=None, metadata=_spec(lo=1, doc="flash in KB (microcontrollers)"))
+    accelerator: str | None = field(default=None, metadata=_spec(doc="NPU, e.g. Ethos-U55-128"))
 
 
 @dataclass(frozen=True)
 class Runtime:
-    name: Literal["litert"] = field(metadata=_spec(doc="inference runtime on the device"))
+    name: Literal["litert", "tflm"] = field(metadata=_spec(doc="inference runtime on the device"))
     threads: int = field(metadata=_spec(lo=1, doc="inference threads"))
-    formats: tuple[Literal["tflite"], ...] = field(metadata=_spec(doc="artifact formats to produce"))
+    formats: tuple[Literal["tflite", "c-source"], ...] = field(metadata=_spec(doc="artifact formats to produce"))
+
+
+@dataclass(frozen=True)
+class Quantization:
+    weights: Literal["per-channel", "per-tensor"] = field(metadata=_spec(doc="weight quantization granularity"))
+    io_dtype: Literal["int8", "uint8"] = field(metadata=_spec(doc="dtype of the model's input and output tensors"))
+    allow_int16x8: bool = field(default=False, metadata=_spec(
+        doc="if int8 activations miss the accuracy budget, retry with int16 activations and int8 weights"))
 
 
 @dataclass(frozen=True)
@@ -48,22 +68,25 @@ class Pruning:
     ratio: float = field(metadata=_spec(lo=0.0, hi=1.0, hi_open=True, doc="fraction of channels removed"))
     channel_multiple: int = field(metadata=_spec(lo=1, doc="kept channel counts are rounded to this multiple"))
     recovery_epochs: int = field(metadata=_spec(lo=0, doc="fine-tuning epochs after pruning"))
-    distill_temperature: float = field(metadata=_spec(lo=1e-6, doc="softmax temperature for distillation"))
+    distill_temperature: float = field(metadata=_spec(lo=0.0, lo_open=True, doc="softmax temperature for distillation"))
     distill_alpha: float = field(metadata=_spec(lo=0.0, hi=1.0, doc="weight of the distillation term"))
-    learning_rate: float = field(metadata=_spec(lo=1e-9, doc="recovery fine-tuning learning rate"))
-
-
-@dataclass(frozen=True)
-class Quantization:
-    weights: Literal["per-channel", "per-tensor"] = field(metadata=_spec(doc="weight quantization granularity"))
-    io_dtype: Literal["int8"] = field(metadata=_spec(doc="dtype of the model's input and output tensors"))
+    learning_rate: float = field(metadata=_spec(lo=0.0, lo_open=True, doc="recovery fine-tuning learning rate"))
+    max_ratio: float = field(default=0.9, metadata=_spec(lo=0.0, hi=1.0, hi_open=True,
+                                                         doc="largest ratio this target accepts"))
+    keep_layers: tuple[str, ...] = field(default=(), metadata=_spec(doc="module names whose channels are never pruned"))
 
 
 @dataclass(frozen=True)
 class Budgets:
-    max_accuracy_drop: float = field(
-        metadata=_spec(lo=0.0, doc="allowed accuracy loss of the int8 artifact vs the original float model, in points")
-    )
+    max_accuracy_drop: float = field(metadata=_spec(
+        lo=0.0, doc="allowed accuracy loss of the int8 artifact vs the original float model, in points"))
+    max_model_kb: float | None = field(default=None, metadata=_spec(lo=0.0, lo_open=True, doc="largest artifact, KB"))
+    max_peak_memory_kb: float | None = field(default=None, metadata=_spec(
+        lo=0.0, lo_open=True, doc="largest tensor arena (activation memory), KB"))
+    max_latency_ms: float | None = field(default=None, metadata=_spec(
+        lo=0.0, lo_open=True, doc="slowest inference, ms (on-device figure, else the estimate)"))
+    max_energy_mj: float | None = field(default=None, metadata=_spec(
+        lo=0.0, lo_open=True, doc="most energy per inference, mJ (estimate from [power])"))
 
 
 @dataclass(frozen=True)
@@ -73,22 +96,54 @@ class Measure:
 
 
 @dataclass(frozen=True)
+class Connection:
+    kind: Literal["local", "ssh", "adb", "serial"] = field(metadata=_spec(doc="how edgepack reaches the device"))
+    host: str | None = field(default=None, metadata=_spec(doc="ssh: host name or address"))
+    user: str | None = field(default=None, metadata=_spec(doc="ssh: user name"))
+    port: int | None = field(default=None, metadata=_spec(lo=1, hi=65535, doc="ssh: TCP port"))
+    serial: str | None = field(default=None, metadata=_spec(doc="adb: device serial"))
+    device: str | None = field(default=None, metadata=_spec(doc="serial: port, e.g. /dev/ttyACM0"))
+
+
+@dataclass(frozen=True)
+class Power:
+    idle_mw: float = field(metadata=_spec(lo=0.0, doc="board power when idle, mW"))
+    active_mw: float = field(metadata=_spec(lo=0.0, lo_open=True, doc="board power while inferring, mW"))
+    energy_per_mac_pj: float | None = field(default=None, metadata=_spec(
+        lo=0.0, lo_open=True, doc="energy per int8 MAC, pJ (if set, used instead of active power x time)"))
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = field(metadata=_spec(doc="target name"))
     description: str = field(metadata=_spec(doc="one line about the device"))
     hardware: Hardware
     runtime: Runtime
-    pruning: Pruning
     quantization: Quantization
+    pruning: Pruning
     budgets: Budgets
     measure: Measure
+    connection: Connection
+    power: Power
+    extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
+    origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})
+
+    @property
+    def is_mcu(self) -> bool:
+        """True for a microcontroller target (runs TensorFlow Lite Micro, has flash and SRAM)."""
+        return self.runtime.name == "tflm"
 
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain data (for manifests), without internal fields."""
         d = dataclasses.asdict(self)
         d.pop("source")
+        d.pop("origins")
         return d
+
+    def origin_of(self, dotted: str) -> str:
+        """The file a value (``"pruning.ratio"``) came from, or ``"default"``."""
+        return dict(self.origins).get(dotted, "default")
 
 
 def search_dirs() -> list[Path]:
@@ -103,10 +158,12 @@ def known_targets() -> list[str]:
     return sorted(names)
 
 
-def resolve_target(target: str) -> Path:
+def resolve_target(target: str, *, relative_to: Path | None = None) -> Path:
     """Map a target name or a path to a profile file. Raises ProfileError if there is none."""
     if target.endswith(".toml") or os.sep in target or "/" in target:
         path = Path(target)
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to / path
         if not path.is_file():
             raise ProfileError(f"profile file '{target}' does not exist; give a path to a .toml file or a known target name")
         return path
@@ -119,93 +176,202 @@ def resolve_target(target: str) -> Path:
 
 
 def load_profile(target: str) -> Profile:
-    """Load and validate a profile by name or path. Raises ProfileError with file, line and key."""
+    """Load and validate a profile by name or path, following ``extends``.
+
+    Raises ProfileError naming the file, line and key of the first problem.
+    """
     path = resolve_target(target)
+    merged, where = _load_chain(path, seen=[])
+    profile = _build(Profile, merged, where, extra={"source": str(path), "origins": tuple(sorted(where.origins.items()))})
+    _check_consistency(profile, where)
+    return profile
+
+
+# --- reading files and following `extends` -------------------------------------------------
+
+def _read(path: Path) -> tuple[dict, str]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read profile: {e.strerror}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError(f"{path}: cannot read profile: {e}") from e
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from e
-    return _build(Profile, data, _Where(path, text, ()), extra={"source": str(path)})
+
+
+def _load_chain(path: Path, seen: list[Path]) -> tuple[dict, "_Where"]:
+    """The merged data of ``path`` and its ancestors, and where each value came from."""
+    resolved = path.resolve()
+    if resolved in seen:
+        chain = " -> ".join(p.name for p in [*seen, resolved])
+        raise ProfileError(f"{path}: extends forms a cycle ({chain}); remove one of the links")
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise ProfileError(f"{path}: extends is nested more than {MAX_EXTENDS_DEPTH} deep")
+    data, text = _read(path)
+    here = _Where({}, {path: text}, path)
+    here.note_origins(data, path, ())
+    parent_name = data.get("extends")
+    if parent_name is None:
+        return data, here
+    if not isinstance(parent_name, str) or not parent_name.strip():
+        raise here.error(("extends",), f"expected the name or path of a profile, got {parent_name!r}")
+    try:
+        parent_path = resolve_target(parent_name, relative_to=path.parent)
+    except ProfileError as e:
+        raise here.error(("extends",), str(e)) from e
+    parent, parent_where = _load_chain(parent_path, [*seen, resolved])
+    merged = _merge(parent, data)
+    parent_where.origins.update(here.origins)
+    parent_where.texts.update(here.texts)
+    parent_where.root = path
+    return merged, parent_where
+
+
+def _merge(parent: dict, child: dict) -> dict:
+    out = dict(parent)
+    for k, v in child.items():
+        out[k] = _merge(parent[k], v) if isinstance(v, dict) and isinstance(parent.get(k), dict) else v
+    return out
 
 
 class _Where:
-    """Where a value sits in a profile file, for error messages."""
+    """Where each value of a (merged) profile sits, for error messages and `targets show`."""
 
-    def __init__(self, path: Path, text: str, section: tuple[str, ...]):
-        self.path, self.text, self.section = path, text, section
+    def __init__(self, origins: dict[str, str], texts: dict[Path, str], root: Path):
+        self.origins, self.texts, self.root = origins, texts, root
 
-    def child(self, name: str) -> "_Where":
-        return _Where(self.path, self.text, (*self.section, name))
+    def note_origins(self, data: dict, path: Path, section: tuple[str, ...]) -> None:
+        for k, v in data.items():
+            dotted = (*section, k)
+            if isinstance(v, dict):
+                self.note_origins(v, path, dotted)
+            else:
+                self.origins[".".join(dotted)] = str(path)
 
-    def line_of(self, key: str) -> int | None:
-        """Line number of ``key = ...`` inside this section (1-based), or of the section header."""
-        header = "[" + ".".join(self.section) + "]" if self.section else None
+    def _file_of(self, dotted: tuple[str, ...]) -> Path:
+        src = self.origins.get(".".join(dotted))
+        return Path(src) if src else self.root
+
+    def _line_of(self, path: Path, dotted: tuple[str, ...]) -> int | None:
+        """Line of ``key = ...`` inside its section, or of the section header for a section."""
+        text = self.texts.get(path, "")
+        *section, key = dotted if dotted else ("",)
+        header = "[" + ".".join(section) + "]" if section else None
         in_section = header is None
-        for n, line in enumerate(self.text.splitlines(), start=1):
+        for n, line in enumerate(text.splitlines(), start=1):
             stripped = line.strip()
             if stripped.startswith("["):
                 in_section = stripped.split("#")[0].strip() == header
-                if in_section and key == "":
+                if stripped.split("#")[0].strip() == "[" + ".".join(dotted) + "]":
                     return n
                 continue
             if in_section and re.match(rf'^\s*"?{re.escape(key)}"?\s*=', line):
                 return n
         return None
 
-    def error(self, key: str, message: str) -> ProfileError:
-        line = self.line_of(key)
-        loc = f"{self.path}:{line}" if line else str(self.path)
-        dotted = ".".join((*self.section, key)) if key else ".".join(self.section)
-        return ProfileError(f"{loc}: {dotted}: {message}" if dotted else f"{loc}: {message}")
+    def error(self, dotted: tuple[str, ...], message: str) -> ProfileError:
+        path = self._file_of(dotted)
+        line = self._line_of(path, dotted)
+        loc = f"{path}:{line}" if line else str(path)
+        name = ".".join(dotted)
+        return ProfileError(f"{loc}: {name}: {message}" if name else f"{loc}: {message}")
 
 
-def _build(cls: type, data: Any, where: _Where, extra: dict | None = None):
+# --- validation ------------------------------------------------------------------------------
+
+def _build(cls: type, data: Any, where: _Where, section: tuple[str, ...] = (), extra: dict | None = None):
     if not isinstance(data, dict):
-        raise where.error("", f"expected a table [{'.'.join(where.section)}], got {type(data).__name__}")
+        raise where.error(section, f"expected a table [{'.'.join(section)}], got {type(data).__name__} {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise where.error(unknown[0], f"unknown key; valid keys here: {', '.join(sorted(fields))}")
-    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING]
-    if missing:
-        what = f"[{'.'.join((*where.section, missing[0]))}]" if dataclasses.is_dataclass(hints[missing[0]]) else f"'{missing[0]}'"
-        raise where.error("", f"missing {what} ({fields[missing[0]].metadata.get('doc', '')})".replace(" ()", ""))
-    values = {n: _convert(hints[n], data[n], fields[n], where, n) for n in fields if n in data}
+        return_key = (*section, unknown[0])
+        raise where.error(return_key, f"unknown key; valid keys here: {', '.join(sorted(fields))}")
+    for n, f in fields.items():
+        if n not in data and f.default is dataclasses.MISSING:
+            what = f"[{'.'.join((*section, n))}] section" if dataclasses.is_dataclass(hints[n]) else f"'{n}'"
+            doc = f.metadata.get("doc")
+            raise where.error(section, f"missing {what}" + (f" ({doc})" if doc else ""))
+    values = {n: _convert(hints[n], data[n], fields[n], where, (*section, n)) for n in fields if n in data}
     return cls(**values, **(extra or {}))
 
 
-def _convert(tp: Any, value: Any, f: dataclasses.Field, where: _Where, key: str) -> Any:
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _convert(tp: Any, value: Any, f: dataclasses.Field, where: _Where, dotted: tuple[str, ...]) -> Any:
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where.child(key))
+        return _build(tp, value, where, dotted)
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # `X | None`: TOML has no null, so a present key is an X
+        (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise where.error(key, f"{value!r} is not allowed; choose one of: {', '.join(map(repr, choices))}")
+            raise where.error(dotted, f"{value!r} is not allowed; choose one of: {', '.join(map(repr, choices))}")
         return value
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]
-        if not isinstance(value, list) or not value:
-            raise where.error(key, f"expected a non-empty list, got {value!r}")
-        items = tuple(_convert(item_tp, v, f, where, key) for v in value)
+        if not isinstance(value, list):
+            raise where.error(dotted, f"expected a list, got {_describe(value)}")
+        if not value and dotted[-1] == "formats":
+            raise where.error(dotted, "expected a non-empty list, got []")
+        items = tuple(_convert(item_tp, v, f, where, dotted) for v in value)
         if len(set(items)) != len(items):
-            raise where.error(key, f"list has repeated entries: {value!r}")
+            raise where.error(dotted, f"list has repeated entries: {value!r}")
         return items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise where.error(dotted, f"expected true or false, got {_describe(value)}")
+        return value
     # bool is a subclass of int in Python; a TOML true/false is never a number here.
     ok = isinstance(value, tp) and not isinstance(value, bool)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True
     if not ok:
-        raise where.error(key, f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        raise where.error(dotted, f"expected {tp.__name__}, got {_describe(value)}")
     if tp is str and not value.strip():
-        raise where.error(key, "must not be empty")
-    lo, hi, hi_open = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("hi_open")
-    if lo is not None and value < lo or hi is not None and (value >= hi if hi_open else value > hi):
-        rng = f"{'>= ' + str(lo) if lo is not None else ''}{' and ' if lo is not None and hi is not None else ''}{('< ' if hi_open else '<= ') + str(hi) if hi is not None else ''}"
-        raise where.error(key, f"{value!r} is out of range; expected {rng}")
+        raise where.error(dotted, "must not be empty")
+    m = f.metadata
+    lo, hi = m.get("lo"), m.get("hi")
+    too_low = lo is not None and (value <= lo if m.get("lo_open") else value < lo)
+    too_high = hi is not None and (value >= hi if m.get("hi_open") else value > hi)
+    if too_low or too_high:
+        parts = []
+        if lo is not None:
+            parts.append(f"{'>' if m.get('lo_open') else '>='} {lo}")
+        if hi is not None:
+            parts.append(f"{'<' if m.get('hi_open') else '<='} {hi}")
+        raise where.error(dotted, f"{value!r} is out of range; expected {' and '.join(parts)}")
     return value
+
+
+def _check_consistency(p: Profile, where: _Where) -> None:
+    """Rules that tie fields together."""
+    if p.pruning.ratio > p.pruning.max_ratio:
+        raise where.error(("pruning", "ratio"), f"{p.pruning.ratio} is above this target's max_ratio {p.pruning.max_ratio}")
+    if p.is_mcu:
+        if p.hardware.flash_kb is None:
+            raise where.error(("hardware",), "missing 'flash_kb': a tflm (microcontroller) target needs its flash size")
+        if p.runtime.threads != 1:
+            raise where.error(("runtime", "threads"), f"{p.runtime.threads}: TensorFlow Lite Micro runs on one thread; use 1")
+    elif "c-source" in p.runtime.formats:
+        raise where.error(("runtime", "formats"), "'c-source' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\"")
+    if p.runtime.threads > p.hardware.cores:
+        raise where.error(("runtime", "threads"), f"{p.runtime.threads} threads on a {p.hardware.cores}-core device; use at most {p.hardware.cores}")
+    c = p.connection
+    needs = {"ssh": ("host",), "adb": (), "serial": ("device",), "local": ()}[c.kind]
+    for key in needs:
+        if getattr(c, key) is None:
+            raise where.error(("connection",), f"missing '{key}', needed when kind = \"{c.kind}\"")
+    allowed = {"ssh": {"host", "user", "port"}, "adb": {"serial"}, "serial": {"device"}, "local": set()}[c.kind]
+    for key in ("host", "user", "port", "serial", "device"):
+        if getattr(c, key) is not None and key not in allowed:
+            raise where.error(("connection", key), f"does not apply to kind = \"{c.kind}\"; it is for "
+                              + ", ".join(k for k, v in {"ssh": {"host", "user", "port"}, "adb": {"serial"}, "serial": {"device"}}.items() if key in v))
+    if p.power.active_mw < p.power.idle_mw:
+        raise where.error(("power", "active_mw"), f"{p.power.active_mw} is below idle_mw {p.power.idle_mw}")

@@ -72,21 +72,31 @@ def prune_channels(
     *,
     ratio: float,
     channel_multiple: int = 1,
+    keep_layers: tuple[str, ...] = (),
     importance: str = "l2",
 ) -> PruneResult:
     """Return a pruned copy of ``model`` (the original is untouched) with ``ratio`` of channels removed.
 
-    The last ``nn.Linear`` (the classifier) keeps its outputs. Kept channel counts are rounded to
-    ``channel_multiple``. Raises StageError if torch-pruning cannot trace the model.
+    The last ``nn.Linear`` (the classifier) and the modules named in ``keep_layers`` keep their
+    output channels. Kept channel counts are rounded to ``channel_multiple``. Raises UsageError for
+    a name in ``keep_layers`` the model does not have, StageError if torch-pruning cannot trace it.
     """
     import torch_pruning as tp
 
     pruned = copy.deepcopy(model).eval()
+    modules = dict(pruned.named_modules())
+    prunable = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    unknown = [n for n in keep_layers if n not in modules]
+    if unknown:
+        from ..errors import UsageError
+
+        raise UsageError(f"keep_layers names '{unknown[0]}', which the model does not have; "
+                         f"its conv/linear layers are: {', '.join(prunable[:12])}{' ...' if len(prunable) > 12 else ''}")
     macs0, params0 = count_macs_params(pruned, example)
     before = _out_channels(pruned)
     if ratio > 0:
         linears = [m for m in pruned.modules() if isinstance(m, nn.Linear)]
-        ignored = linears[-1:]  # the classifier's outputs are the classes
+        ignored = linears[-1:] + [modules[n] for n in keep_layers]  # the classifier's outputs are the classes
         norms = {"l1": 1, "l2": 2}
         if importance not in norms:
             raise StageError(f"unknown pruning importance '{importance}'; known: {', '.join(norms)}")

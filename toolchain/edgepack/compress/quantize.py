@@ -23,11 +23,18 @@ from ..errors import ConversionError, DataError
 @dataclass(frozen=True)
 class QuantSpec:
     weights: str = "per-channel"  # or "per-tensor"
-    io_dtype: str = "int8"
+    io_dtype: str = "int8"  # or "uint8"; int16 activations always take int16 I/O
+    activations: str = "int8"  # or "int16" (int16x8: int16 activations, int8 weights)
+
+    @property
+    def effective_io_dtype(self) -> str:
+        return "int16" if self.activations == "int16" else self.io_dtype
 
 
 def quantize_int8(saved_model_dir: Path, calibration: np.ndarray, spec: QuantSpec) -> bytes:
-    """Quantize the SavedModel to a full-int8 TFLite, calibrating on ``calibration``.
+    """Quantize the SavedModel to a full-integer TFLite, calibrating on ``calibration``.
+
+    int8 weights always; int8 activations, or int16 ones when ``spec.activations == "int16"``.
 
     ``calibration`` holds samples in the model's layout (batch axis first). Returns the .tflite
     bytes. Raises DataError for unusable calibration data, ConversionError if TF fails.
@@ -50,9 +57,13 @@ def quantize_int8(saved_model_dir: Path, calibration: np.ndarray, spec: QuantSpe
         conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        if spec.activations == "int16":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        else:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[spec.effective_io_dtype]
+        conv.inference_input_type = io_type
+        conv.inference_output_type = io_type
         # The converter quantizes weights per channel unless told otherwise.
         conv._experimental_disable_per_channel = spec.weights == "per-tensor"
         with native_stderr() as native, contextlib.redirect_stdout(io.StringIO()):

@@ -1,0 +1,149 @@
+"""The microcontroller path: TensorFlow Lite Micro (the ``tflite-micro`` package) and C source.
+
+Here TFLM's own interpreter runs the int8 model on the host with its reference kernels. That
+gives three real facts about the model on a microcontroller: whether TFLM can run every operator,
+what it computes (compared with LiteRT), and how large a tensor arena it plans. Flash use is the
+model's bytes plus an ESTIMATE of the runtime's code for the operators used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._stdio import native_stderr
+from ..errors import ConversionError, DependencyError
+
+#: ESTIMATED flash taken by TFLM's interpreter core (flatbuffer parsing, allocator, planner), bytes.
+RUNTIME_CORE_BYTES = 24_000
+#: ESTIMATED flash per operator kernel (TFLM with CMSIS-NN, -Os, Cortex-M), bytes. These are
+#: edgepack's rough figures for budgeting, not measurements; operators not listed count DEFAULT.
+OP_CODE_BYTES = {
+    "CONV_2D": 10_000, "DEPTHWISE_CONV_2D": 9_000, "FULLY_CONNECTED": 4_000, "ADD": 3_000, "MUL": 3_000,
+    "MEAN": 3_500, "AVERAGE_POOL_2D": 3_000, "MAX_POOL_2D": 3_000, "SOFTMAX": 2_500, "RESHAPE": 600,
+    "QUANTIZE": 1_500, "DEQUANTIZE": 1_500, "CONCATENATION": 2_000, "PAD": 2_000, "HARD_SWISH": 2_000,
+    "LOGISTIC": 2_000, "RELU": 1_000, "RELU6": 1_000, "TRANSPOSE": 2_000, "STRIDED_SLICE": 2_500,
+}
+DEFAULT_OP_CODE_BYTES = 3_000
+
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'")
+_ARENA = re.compile(r"Arena allocation (head|tail|total) (\d+) bytes")
+
+
+@dataclass(frozen=True)
+class FlashEstimate:
+    model_bytes: int
+    code_bytes: int  # ESTIMATE
+    ops: tuple[str, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.code_bytes
+
+    def to_dict(self) -> dict:
+        return {"model_bytes": self.model_bytes, "runtime_code_bytes_estimated": self.code_bytes,
+                "total_bytes": self.total_bytes, "ops": list(self.ops),
+                "how": f"model bytes + ESTIMATED TFLM code: {RUNTIME_CORE_BYTES} core + a per-operator table"}
+
+
+def _runtime():
+    try:
+        with native_stderr():
+            from tflite_micro.python.tflite_micro import runtime
+    except ImportError as e:
+        raise DependencyError("the tflite-micro package is not installed; run 'make setup'") from e
+    return runtime
+
+
+def ops_used(model: bytes) -> tuple[str, ...]:
+    """The distinct builtin operator names of a .tflite, in order of first use."""
+    from ..devices.host import interpreter
+
+    names = [d["op_name"] for d in interpreter(model, allocate=False)._get_ops_details()]
+    return tuple(dict.fromkeys(names))
+
+
+def tflm_interpreter(model: bytes, *, runtime_name: str = "TFLM"):
+    """A TFLM interpreter for ``model``. Raises ConversionError naming operators TFLM lacks."""
+    runtime = _runtime()
+    try:
+        with native_stderr() as log:
+            it = runtime.Interpreter.from_bytes(model)
+    except Exception as e:  # TFLM raises RuntimeError with the reason only in its native log
+        missing = _MISSING_OP.findall(log.text)
+        if missing:
+            ops = ", ".join(dict.fromkeys(missing))
+            raise ConversionError(
+                f"{runtime_name} cannot run operator(s) {ops} (model uses {', '.join(ops_used(model))}); "
+                "replace them in the model or choose a target whose runtime has them"
+            ) from e
+        raise ConversionError(f"TFLM could not load the model: {e} {log.tail()}".strip()) from e
+    return it
+
+
+def measure_arena(model: bytes) -> int:
+    """Tensor-arena bytes TFLM allocates for ``model`` (activations plus persistent structures).
+
+    Measured on this 64-bit host, so the persistent part is an upper bound for a 32-bit MCU.
+    """
+    it = tflm_interpreter(model)
+    with native_stderr() as log:
+        it.print_allocations()
+    found = {k: int(v) for k, v in _ARENA.findall(log.text)}
+    if "total" in found:
+        return found["total"]
+    if "head" in found and "tail" in found:
+        return found["head"] + found["tail"]
+    raise ConversionError(f"could not read TFLM's arena size from its allocation report: {log.tail()}")
+
+
+def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
+    """Run ``model`` in TFLM on each float sample (model layout); returns dequantized float outputs."""
+    from ..devices.host import dequantize_output, quantize_input
+
+    it = tflm_interpreter(model)
+    din, dout = it.get_input_details(0), it.get_output_details(0)
+    qi, qo = din["quantization_parameters"], dout["quantization_parameters"]
+    din = {"dtype": din["dtype"], "quantization": (float(qi["scales"][0]), int(qi["zero_points"][0]))} if len(qi["scales"]) else {"dtype": din["dtype"], "quantization": (0.0, 0)}
+    dout = {"dtype": dout["dtype"], "quantization": (float(qo["scales"][0]), int(qo["zero_points"][0]))} if len(qo["scales"]) else {"dtype": dout["dtype"], "quantization": (0.0, 0)}
+    outs = []
+    for i in range(len(inputs)):
+        it.set_input(quantize_input(inputs[i : i + 1], din), 0)
+        it.invoke()
+        outs.append(dequantize_output(it.get_output(0), dout)[0])
+    return np.stack(outs)
+
+
+def estimate_flash(model: bytes) -> FlashEstimate:
+    """Model bytes plus the ESTIMATED code size of TFLM and the kernels the model uses."""
+    ops = ops_used(model)
+    code = RUNTIME_CORE_BYTES + sum(OP_CODE_BYTES.get(op, DEFAULT_OP_CODE_BYTES) for op in ops)
+    return FlashEstimate(model_bytes=len(model), code_bytes=code, ops=ops)
+
+
+def c_source(model: bytes, *, symbol: str = "g_model", arena_bytes: int) -> dict[str, bytes]:
+    """``model_data.h`` / ``model_data.cc``: the model as an aligned byte array for firmware.
+
+    ``arena_bytes`` (the measured arena) becomes ``kTensorArenaSize`` in the header, rounded up
+    to 16 bytes.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", symbol):
+        raise ValueError(f"not a C identifier: {symbol!r}")
+    arena = (arena_bytes + 15) // 16 * 16
+    header = (
+        "// Generated by edgepack: the int8 model for TensorFlow Lite Micro.\n"
+        "#pragma once\n#include <cstddef>\n\n"
+        f"extern const unsigned char {symbol}[];\n"
+        f"extern const unsigned int {symbol}_len;\n"
+        f"// Tensor arena measured with TFLM on a 64-bit host (an upper bound on 32-bit MCUs).\n"
+        f"constexpr size_t kTensorArenaSize = {arena};\n"
+    )
+    rows = [", ".join(f"0x{b:02x}" for b in model[i : i + 12]) for i in range(0, len(model), 12)]
+    body = (
+        '// Generated by edgepack. sha256 and figures: see manifest.json.\n#include "model_data.h"\n\n'
+        f"alignas(16) const unsigned char {symbol}[] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
+        f"const unsigned int {symbol}_len = {len(model)};\n"
+    )
+    return {"model_data.h": header.encode(), "model_data.cc": body.encode()}
