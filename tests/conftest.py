@@ -47,15 +47,15 @@ def built(tmp_path_factory):
     return out / "rpi4", proc
 
 
-def write_profile(path: Path, **overrides: str) -> Path:
-    """A copy of targets/rpi4.toml with ``key = value`` lines replaced (key as 'section.key')."""
-    lines = (ROOT / "targets" / "rpi4.toml").read_text().splitlines()
+def write_profile(path: Path, base: str = "rpi4", **overrides: str) -> Path:
+    """A copy of targets/BASE.toml with ``key = value`` lines replaced (key as 'section.key')."""
+    lines = (ROOT / "targets" / f"{base}.toml").read_text().splitlines()
     section = ""
     out = []
     for line in lines:
         s = line.strip()
         if s.startswith("["):
-            section = s.strip("[]")
+            section = s.split("#")[0].strip().strip("[]")
         key = s.split("=", 1)[0].strip() if "=" in s and not s.startswith("#") else None
         dotted = f"{section}.{key}" if section else key
         if key is not None and dotted in overrides:

@@ -83,3 +83,19 @@ def test_non_image_model_keeps_its_layout(tmp_path):
     got = HostRunner().run(conv.tflite, x)
     np.testing.assert_allclose(got, mlp(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
     assert zoo.ZOO  # the zoo is importable without TensorFlow side effects
+
+
+def test_uint8_io_and_int16_activations(converted, digits):
+    from edgepack.convert.tflite import describe_io
+
+    calib = to_model_layout(digits.x_calib, converted.layout)
+    u8 = quantize_int8(converted.saved_model_dir, calib, QuantSpec(io_dtype="uint8"))
+    io = describe_io(u8)
+    assert io["inputs"][0]["dtype"] == "uint8" and io["outputs"][0]["dtype"] == "uint8"
+    assert 0 <= io["inputs"][0]["zero_point"] <= 255
+    i16 = quantize_int8(converted.saved_model_dir, calib, QuantSpec(activations="int16"))
+    io16 = describe_io(i16)
+    assert io16["inputs"][0]["dtype"] == "int16" and io16["inputs"][0]["zero_point"] == 0
+    # both still classify the held-out digits
+    for model in (u8, i16):
+        assert int8_accuracy(model, digits.x_eval, digits.y_eval, converted.layout, HostRunner()) >= 95.0

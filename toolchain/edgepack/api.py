@@ -35,9 +35,9 @@ STAGES = (
 _TOOLS = ("torch", "torch-pruning", "onnx", "onnx2tf", "tensorflow-cpu", "ai-edge-litert", "tflite-micro",
           "numpy", "scikit-learn")
 
-#: TFLM (reference kernels) vs LiteRT (XNNPACK) on the same int8 model: requantization rounds
-#: differently, and the differences compound over layers; seen: at most 2 steps on the demo.
-TFLM_MAX_STEPS = 3
+#: TFLM vs LiteRT's reference kernels (which TFLM's derive from) on the same int8 model, in output
+#: quantization steps; seen: 0 to 2 on the MLPerf Tiny models (XNNPACK differs by up to 11 there).
+TFLM_MAX_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,8 @@ def build(
                 spec16 = QuantSpec(weights=q.weights, io_dtype=q.io_dtype, activations="int16")
                 candidate = quantize_int8(conv.saved_model_dir, calib, spec16)
                 acc16 = int8_accuracy(candidate, splits.x_eval, splits.y_eval, conv.layout, runner)
-                remedies.append({"remedy": "int16x8 activations (allow_int16x8)", "accuracy": round(acc16, 4),
-                                 "adopted": acc16 > q_acc})
+                remedies.append({"remedy": "int16x8 activations (allow_int16x8)", "int8_accuracy": round(q_acc, 4),
+                                 "accuracy": round(acc16, 4), "adopted": acc16 > q_acc})
                 rep.info(f"int8 lost {drop:.2f} points (budget {profile.budgets.max_accuracy_drop}); "
                          f"int16x8 activations give {acc16:.2f}%{' - adopted' if acc16 > q_acc else ' - not better, kept int8'}")
                 if acc16 > q_acc:
@@ -264,23 +264,28 @@ def _check_micro(profile, artifact: bytes, splits, layout: str, runner, rep: Rep
     from .devices.host import interpreter
     from .errors import ValidationError
 
+    from .devices.host import HostRunner
+
     x = to_model_layout(splits.x_eval[:64], layout)
-    ref = runner.run(artifact, x)
+    ref = HostRunner(reference=True).run(artifact, x)
     got = run_tflm(artifact, x)
+    xnn_agree = float((got.argmax(1) == runner.run(artifact, x).argmax(1)).mean() * 100)
     step = interpreter(artifact).get_output_details()[0]["quantization"][0] or 1.0
     diffs = np.rint(np.abs(got - ref) / step)  # whole quantization steps
     steps = float(diffs.max())
     agree = float((got.argmax(1) == ref.argmax(1)).mean() * 100)
     if steps > TFLM_MAX_STEPS:
-        raise ValidationError(f"TFLM and LiteRT disagree by {steps:.1f} quantization steps on the int8 model "
-                              f"(allowed {TFLM_MAX_STEPS}); report the model")
+        raise ValidationError(f"TFLM and LiteRT's reference kernels disagree by {steps:.0f} quantization steps on the "
+                              f"int8 model (allowed {TFLM_MAX_STEPS}); report the model")
     arena = measure_arena(artifact)
     flash = estimate_flash(artifact)
-    rep.info(f"TFLM matches LiteRT within {steps:.0f} step(s) on {len(x)} samples (top-1 agreement {agree:.1f}%); "
+    rep.info(f"TFLM matches LiteRT's reference kernels within {steps:.0f} step(s) on {len(x)} samples (top-1 agreement "
+             f"{agree:.1f}%, {xnn_agree:.1f}% with XNNPACK); "
              f"arena {arena:,} bytes; flash {flash.total_bytes:,} bytes (model {flash.model_bytes:,} + runtime "
              f"~{flash.code_bytes:,} ESTIMATED)")
-    return {"tflm_vs_litert": {"samples": len(x), "max_steps": steps, "mean_steps": round(float(diffs.mean()), 4),
-                               "top1_agreement": agree},
+    return {"tflm_vs_litert": {"kernels": "LiteRT reference kernels", "samples": len(x), "max_steps": steps,
+                               "mean_steps": round(float(diffs.mean()), 4), "top1_agreement": agree,
+                               "top1_agreement_xnnpack": xnn_agree},
             "arena_bytes": arena, "flash": flash.to_dict()}
 
 

@@ -111,7 +111,8 @@ def render_report(m: dict) -> str:
         f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
         f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
         f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
-        *[f"Remedy tried: {r['remedy']}: {r['accuracy']:.2f}%, {'adopted' if r['adopted'] else 'not adopted'}." for r in acc["remedies"]],
+        *[f"Remedy tried because int8 ({r['int8_accuracy']:.2f}%) missed the budget: {r['remedy']}: {r['accuracy']:.2f}%, "
+          f"{'adopted' if r['adopted'] else 'not adopted'}." for r in acc["remedies"]],
         "",
     ]
     if m.get("micro"):
@@ -120,8 +121,9 @@ def render_report(m: dict) -> str:
         lines += [
             "## Microcontroller (TensorFlow Lite Micro)",
             "",
-            f"- TFLM runs the artifact; its outputs match LiteRT's within {mc['tflm_vs_litert']['max_steps']:.0f} quantization "
-            f"step(s) on {mc['tflm_vs_litert']['samples']} samples (top-1 agreement {mc['tflm_vs_litert']['top1_agreement']:.1f}%).",
+            f"- TFLM runs the artifact; its outputs match LiteRT's reference kernels within {mc['tflm_vs_litert']['max_steps']:.0f} "
+            f"quantization step(s) on {mc['tflm_vs_litert']['samples']} samples (top-1 agreement "
+            f"{mc['tflm_vs_litert']['top1_agreement']:.1f}%; {mc['tflm_vs_litert']['top1_agreement_xnnpack']:.1f}% with XNNPACK).",
             f"- tensor arena: {_fmt_int(mc['arena_bytes'])} bytes, measured by TFLM on a 64-bit host (an upper bound on a 32-bit MCU).",
             f"- flash: {_fmt_int(fl['total_bytes'])} bytes = model {_fmt_int(fl['model_bytes'])} + runtime code "
             f"{_fmt_int(fl['runtime_code_bytes_estimated'])} (**estimated**) for operators {', '.join(fl['ops'])}.",

@@ -221,17 +221,31 @@ def _load_chain(path: Path, seen: list[Path]) -> tuple[dict, "_Where"]:
     except ProfileError as e:
         raise here.error(("extends",), str(e)) from e
     parent, parent_where = _load_chain(parent_path, [*seen, resolved])
-    merged = _merge(parent, data)
+    replaced: list[str] = []
+    merged = _merge(parent, data, replaced)
+    for prefix in replaced:
+        for key in [k for k in parent_where.origins if k.startswith(prefix + ".")]:
+            del parent_where.origins[key]
     parent_where.origins.update(here.origins)
     parent_where.texts.update(here.texts)
     parent_where.root = path
     return merged, parent_where
 
 
-def _merge(parent: dict, child: dict) -> dict:
+def _merge(parent: dict, child: dict, replaced: list[str], prefix: str = "") -> dict:
+    """Child keys override parent keys one by one. A section with a ``kind`` (e.g. [connection])
+    whose kind the child changes is taken whole from the child: the parent's ssh host must not
+    linger in an adb connection."""
     out = dict(parent)
     for k, v in child.items():
-        out[k] = _merge(parent[k], v) if isinstance(v, dict) and isinstance(parent.get(k), dict) else v
+        dotted = f"{prefix}{k}"
+        p = parent.get(k)
+        if isinstance(v, dict) and isinstance(p, dict) and not ("kind" in v and v["kind"] != p.get("kind")):
+            out[k] = _merge(p, v, replaced, dotted + ".")
+        else:
+            if isinstance(v, dict) and isinstance(p, dict):
+                replaced.append(dotted)
+            out[k] = v
     return out
 
 

@@ -86,12 +86,12 @@ def prune_channels(
     pruned = copy.deepcopy(model).eval()
     modules = dict(pruned.named_modules())
     prunable = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    unknown = [n for n in keep_layers if n not in modules]
+    unknown = [n for n in keep_layers if n not in prunable]
     if unknown:
         from ..errors import UsageError
 
-        raise UsageError(f"keep_layers names '{unknown[0]}', which the model does not have; "
-                         f"its conv/linear layers are: {', '.join(prunable[:12])}{' ...' if len(prunable) > 12 else ''}")
+        raise UsageError(f"keep_layers names '{unknown[0]}', which is not a conv or linear layer of the model; "
+                         f"those are: {', '.join(prunable[:12])}{' ...' if len(prunable) > 12 else ''}")
     macs0, params0 = count_macs_params(pruned, example)
     before = _out_channels(pruned)
     if ratio > 0:

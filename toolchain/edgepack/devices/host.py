@@ -15,14 +15,19 @@ from ..errors import ValidationError
 from .base import LatencyStats, Runner
 
 
-def interpreter(model: bytes, threads: int = 1, *, allocate: bool = True):
-    """A LiteRT interpreter for ``model`` (XNNPACK applied by default), its native log captured."""
-    from ai_edge_litert.interpreter import Interpreter
+def interpreter(model: bytes, threads: int = 1, *, allocate: bool = True, reference: bool = False):
+    """A LiteRT interpreter for ``model``, its native log captured.
+
+    By default LiteRT applies XNNPACK; ``reference=True`` uses TFLite's reference kernels instead
+    (the ones TensorFlow Lite Micro's kernels derive from).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from .._stdio import native_stderr
 
+    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
     with native_stderr():
-        it = Interpreter(model_content=model, num_threads=threads)
+        it = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=kind)
         if allocate:
             it.allocate_tensors()
     return it
@@ -46,13 +51,19 @@ def dequantize_output(q: np.ndarray, detail: dict) -> np.ndarray:
 
 
 class HostRunner(Runner):
+    """LiteRT on this machine: XNNPACK kernels, or TFLite's reference kernels with ``reference=True``."""
+
     kind = "host"
 
+    def __init__(self, *, reference: bool = False):
+        self.reference = reference
+
     def describe(self) -> str:
-        return f"{platform.machine()} host, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+        kernels = "reference kernels" if self.reference else "XNNPACK"
+        return f"{platform.machine()} host, {os.cpu_count()} cores, {platform.system()} {platform.release()}, LiteRT {kernels}"
 
     def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
-        it = interpreter(model, threads)
+        it = interpreter(model, threads, reference=self.reference)
         din, dout = it.get_input_details()[0], it.get_output_details()[0]
         want = tuple(int(v) for v in din["shape"])
         if tuple(inputs.shape[1:]) != want[1:]:

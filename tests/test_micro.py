@@ -1,0 +1,77 @@
+"""The microcontroller path on real third-party int8 models (MLPerf Tiny) and on unsupported operators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from edgepack.convert.micro import (DEFAULT_OP_CODE_BYTES, RUNTIME_CORE_BYTES, c_source, estimate_flash, measure_arena,
+                                    ops_used, run_tflm, tflm_interpreter)
+from edgepack.devices.host import HostRunner
+from edgepack.errors import ConversionError
+
+MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
+INT8_MODELS = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]
+
+
+@pytest.mark.parametrize("name", INT8_MODELS)
+def test_tflm_runs_mlperf_tiny_models_like_litert(name):
+    path = MLPERF / name
+    assert path.is_file(), f"{path} is missing: the MLPerf Tiny fixtures come with ../shared/"
+    model = path.read_bytes()
+    runner = HostRunner(reference=True)  # TFLM's kernels derive from TFLite's reference kernels
+    from edgepack.devices.host import interpreter
+
+    d = interpreter(model).get_input_details()[0]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (4, *d["shape"][1:])).astype(np.float32)
+    ref = runner.run(model, x)
+    got = run_tflm(model, x)
+    step = interpreter(model).get_output_details()[0]["quantization"][0]
+    assert np.rint(np.abs(got - ref).max() / step) <= 2
+    arena = measure_arena(model)
+    # activation memory at least the largest single tensor the model must hold (int8: one byte each)
+    assert arena > int(np.prod(d["shape"]))
+    assert arena < 1_000_000  # these models were designed for MCUs with well under 1 MB of SRAM
+    flash = estimate_flash(model)
+    assert flash.model_bytes == len(model) and flash.total_bytes > len(model) + RUNTIME_CORE_BYTES
+    assert set(flash.ops) == set(ops_used(model))
+
+
+def test_known_arena_of_kws_model():
+    # MLPerf Tiny's DS-CNN keyword spotter: input 49x10x1 int8, 64-channel layers of 25x5 after the
+    # first stride-2 conv: two 25*5*64 = 8000-byte int8 activations must be live at once.
+    arena = measure_arena((MLPERF / "kws_ref_model.tflite").read_bytes())
+    assert 16_000 <= arena <= 64_000
+
+
+def _model_with_topk() -> bytes:
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def f(x):
+        return tf.math.top_k(x, 3).values
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert()
+
+
+def test_operator_tflm_lacks_is_named():
+    model = _model_with_topk()
+    with pytest.raises(ConversionError) as e:
+        tflm_interpreter(model, runtime_name="cortex-m4 (TFLM)")
+    assert str(e.value) == ("cortex-m4 (TFLM) cannot run operator(s) TOPK_V2 (model uses TOPK_V2); "
+                            "replace them in the model or choose a target whose runtime has them")
+    assert estimate_flash(model).code_bytes == RUNTIME_CORE_BYTES + DEFAULT_OP_CODE_BYTES
+
+
+def test_c_source_layout():
+    files = c_source(b"\x00\x01\xff" * 5, symbol="g_kws", arena_bytes=1001)
+    h, cc = files["model_data.h"].decode(), files["model_data.cc"].decode()
+    assert "extern const unsigned char g_kws[];" in h and "constexpr size_t kTensorArenaSize = 1008;" in h
+    assert "alignas(16) const unsigned char g_kws[] = {" in cc and "g_kws_len = 15;" in cc
+    assert cc.count("0xff") == 5
+    with pytest.raises(ValueError):
+        c_source(b"x", symbol="1bad", arena_bytes=1)
