@@ -106,3 +106,11 @@ def test_linux_targets_differ_where_profiles_differ(bundles):
     assert [l["channels_after"] for l in rpi4["pruning"]["layers"]] != [l["channels_after"] for l in rpi5["pruning"]["layers"]]
     assert rpi5["estimates"]["latency"]["value"] < rpi4["estimates"]["latency"]["value"]
     assert np.isclose(bundles["cortex-m4"].manifest["pruning"]["ratio"], 0.5)
+
+
+def test_builds_are_reproducible(bundles, built):
+    """The rpi4 bundle built in this process after other targets equals the one the CLI built alone."""
+    cli_bundle, _ = built
+    cli = json.loads((cli_bundle / "manifest.json").read_text())
+    assert bundles["rpi4"].manifest["artifact"]["sha256"] == cli["artifact"]["sha256"]
+    assert (bundles["rpi4"].out_dir / "model.tflite").read_bytes() == (cli_bundle / "model.tflite").read_bytes()

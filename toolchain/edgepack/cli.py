@@ -27,7 +27,7 @@ examples:
   edgepack build --target rpi4 --model net.py:make_model --weights net.pt --input-shape 1,3,32,32
 
 exit status: 0 built; 2 bad arguments, profile, model or data; 3 a stage failed;
-4 the int8 model breaks the profile's accuracy budget (nothing written); 130 interrupted."""
+4 the result breaks one of the profile's budgets (nothing written); 130 interrupted."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -65,6 +65,11 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
         raise DependencyError(
             "onnx2tf is not installed; run 'make setup' (it installs onnx2tf==1.29.24 with --no-deps)"
         ) from e
+    import tensorflow as tf
+
+    # onnx2tf builds Keras layers; Keras numbers layer names per process, so without a reset a
+    # second conversion in one process gets other tensor names and a different file (same math).
+    tf.keras.backend.clear_session()
     workdir.mkdir(parents=True, exist_ok=True)
     onnx_path = workdir / "model.onnx"
     export_onnx(model, example, onnx_path)
