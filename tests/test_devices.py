@@ -48,3 +48,20 @@ def test_host_runner_runs_and_benchmarks(tiny_tflite):
     s = r.benchmark(tiny_tflite, threads=1, warmup=2, runs=25)
     assert s.runs == 25 and s.measured_on == "host" and "host" in s.device
     assert 0 < s.min_ms <= s.median_ms <= s.p90_ms
+
+
+def test_tflm_runner_speaks_the_runner_interface():
+    from pathlib import Path
+
+    from edgepack.devices.tflm import TFLMRunner
+
+    model = (Path(__file__).resolve().parents[2] / "shared/models/mlperf-tiny/ad01_int8.tflite").read_bytes()
+    r = TFLMRunner()
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 640)).astype(np.float32)
+    ref = HostRunner(reference=True).run(model, x)
+    from edgepack.devices.host import interpreter
+
+    step = interpreter(model).get_output_details()[0]["quantization"][0]
+    np.testing.assert_allclose(r.run(model, x), ref, atol=2 * step + 1e-6)  # within 2 output steps
+    s = r.benchmark(model, warmup=1, runs=5)
+    assert s.runs == 5 and s.measured_on == "host (TFLM)" and "TFLM reference kernels" in s.device

@@ -171,7 +171,9 @@ def build(
         threads = min(profile.runtime.threads, os.cpu_count() or 1)
         m = profile.measure
         if profile.is_mcu:
-            lat = _bench_tflm(artifact, warmup=m.warmup, runs=m.runs)
+            from .devices.tflm import TFLMRunner
+
+            lat = TFLMRunner().benchmark(artifact, warmup=m.warmup, runs=m.runs).to_dict()
             lat_label = "TFLM reference kernels on the host (not the microcontroller)"
         else:
             lat = runner.benchmark(artifact, threads=threads, warmup=m.warmup, runs=m.runs).to_dict()
@@ -287,27 +289,6 @@ def _check_micro(profile, artifact: bytes, splits, layout: str, runner, rep: Rep
                                "mean_steps": round(float(diffs.mean()), 4), "top1_agreement": agree,
                                "top1_agreement_xnnpack": xnn_agree},
             "arena_bytes": arena, "flash": flash.to_dict()}
-
-
-def _bench_tflm(artifact: bytes, *, warmup: int, runs: int) -> dict:
-    import time
-
-    from .convert.micro import tflm_interpreter
-    from .devices.base import LatencyStats
-    from .devices.host import HostRunner
-
-    it = tflm_interpreter(artifact)
-    d = it.get_input_details(0)
-    it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
-    for _ in range(warmup):
-        it.invoke()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        it.invoke()
-        samples.append((time.perf_counter_ns() - t0) / 1e6)
-    return LatencyStats.from_samples(samples, warmup=warmup, threads=1, measured_on="host (TFLM)",
-                                     device=HostRunner().describe()).to_dict()
 
 
 def _arena_or_none(artifact: bytes) -> int | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import statistics
+import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -65,3 +67,15 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int) -> LatencyStats:
         """Time ``runs`` inferences after ``warmup`` untimed ones."""
+
+
+def time_runs(invoke: Callable[[], object], *, warmup: int, runs: int) -> list[float]:
+    """Call ``invoke`` ``warmup`` times untimed, then ``runs`` times; returns each run's wall time in ms."""
+    for _ in range(warmup):
+        invoke()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        invoke()
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return samples

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 
 import numpy as np
 
 from ..errors import ValidationError
-from .base import LatencyStats, Runner
+from .base import LatencyStats, Runner, time_runs
 
 
 def interpreter(model: bytes, threads: int = 1, *, allocate: bool = True, reference: bool = False):
@@ -83,11 +82,5 @@ class HostRunner(Runner):
         rng = np.random.default_rng(0)
         x = rng.standard_normal(din["shape"]).astype(np.float32)
         it.set_tensor(din["index"], quantize_input(x, din))
-        for _ in range(warmup):
-            it.invoke()
-        samples = []
-        for _ in range(runs):
-            t0 = time.perf_counter_ns()
-            it.invoke()
-            samples.append((time.perf_counter_ns() - t0) / 1e6)
+        samples = time_runs(it.invoke, warmup=warmup, runs=runs)
         return LatencyStats.from_samples(samples, warmup=warmup, threads=threads, measured_on=self.kind, device=self.describe())
