@@ -9,7 +9,6 @@ import numpy as np
 from shutil import which as shutil_which
 import pytest
 
-from conftest import ROOT
 from edgepack import api
 from edgepack.convert.tflite import weight_scales
 from edgepack.profiles import load_profile

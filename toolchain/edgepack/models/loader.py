@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import __version__
 from ..data import Splits
 from ..errors import ModelLoadError
 from ..progress import Reporter
