@@ -29,7 +29,7 @@ def test_help_explains_every_option():
         (["--target", "rpi3"], "edgepack: error: unknown target 'rpi3'; known: android-arm64, cortex-m4, cortex-m55-u55, cortex-m7, rpi4, rpi5 (or give a path to a .toml profile)", 2),
         (["--target", "./nowhere.toml"], "edgepack: error: profile file './nowhere.toml' does not exist; give a path to a .toml file or a known target name", 2),
         (["--target", "rpi4", "--input-shape", "32x32"], "edgepack: error: input shape '32x32' is not N,C,H,W with N=1, e.g. 1,3,32,32", 2),
-        (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: demo", 2),
+        (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: demo, dscnn, mobilenetv2, mobilenetv2-w0.5, mobilenetv3-small, resnet18, resnet8, squeezenet", 2),
         (["--target", "rpi4", "--data", "imagenet"], "edgepack: error: data 'imagenet' is neither 'digits' nor a .npz file holding x_train, y_train, x_calib, x_eval, y_eval", 2),
     ],
 )
@@ -169,3 +169,14 @@ def test_interrupted_build_writes_nothing(tmp_path):
     assert p.returncode == 130, "".join(seen) + rest
     assert rest.strip().splitlines()[-1] == "edgepack: interrupted; nothing was written"
     assert not out.exists()
+
+
+def test_zoo_model_by_name_for_a_microcontroller(tmp_path):
+    """`--model zoo:dscnn`: trained on digits resized to its 49x10 input, built for cortex-m4."""
+    proc = run_cli("build", "--target", "cortex-m4", "--model", "zoo:dscnn", "--out", str(tmp_path), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((tmp_path / "cortex-m4" / "manifest.json").read_text())
+    assert m["model"]["name"] == "dscnn" and m["tensors"]["inputs"][0]["shape"] == [1, 49, 10, 1]
+    assert m["accuracy"]["float_original"] >= 90.0
+    assert m["accuracy"]["int8"] >= m["accuracy"]["float_original"] - 2.0
+    assert m["micro"]["arena_bytes"] > 0 and (tmp_path / "cortex-m4" / "model_data.cc").is_file()

@@ -105,7 +105,7 @@ def build(
         from .data import load_data
         from .models.loader import load_model
 
-        splits = load_data(data, input_shape=input_shape or (1, 1, 32, 32))
+        splits = load_data(data, input_shape=input_shape or _default_input_shape(model))
         loaded = load_model(model, splits, weights=weights, reporter=rep)
         rep.info(f"{loaded.origin}; float accuracy {loaded.float_accuracy:.2f}% on {len(splits.y_eval)} held-out samples")
 
@@ -248,6 +248,15 @@ def build(
         out_dir = write_bundle(Path(out) / profile.name, files)
     # The packaging stage's own time cannot be inside the files it writes; it is in the result.
     return BuildResult(out_dir=out_dir, manifest={**manifest, "stage_seconds": dict(rep.stage_seconds)})
+
+
+def _default_input_shape(model: str) -> tuple[int, ...]:
+    """A zoo model's own input shape; 1x1x32x32 (the digits demo's) for anything else."""
+    if model == "demo" or model.startswith("zoo:"):
+        from .models import zoo
+
+        return zoo.input_shape(model.removeprefix("zoo:"))
+    return (1, 1, 32, 32)
 
 
 def _device_line(profile) -> str:

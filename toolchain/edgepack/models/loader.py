@@ -139,7 +139,7 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
     """Train zoo model ``name`` on ``data`` deterministically, or reuse the cached weights."""
     module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
     key_src = json.dumps(
-        {"model": name, "source": inspect.getsource(zoo), "data": data.fingerprint(),
+        {"model": name, "source": inspect.getsource(inspect.getmodule(type(module))), "data": data.fingerprint(),
          "recipe": TRAIN_RECIPE, "torch": torch.__version__},
         sort_keys=True,
     )

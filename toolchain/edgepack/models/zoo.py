@@ -1,82 +1,55 @@
-"""Built-in architectures, defined in code (no downloaded weights).
+"""Built-in architectures, defined in code (no downloaded weights), selected as ``--model zoo:NAME``.
 
-``ZOO`` maps a name to a factory taking ``in_channels`` and ``num_classes``. More edge
-architectures join it as the pruning work deepens; each is selected as ``--model zoo:NAME``.
+Each entry gives a factory taking ``in_channels`` and ``num_classes`` and the input shape it is
+meant for; the digits data is resized to that shape, and the model is trained on it once and
+cached (``models.loader``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
-import torch
 from torch import nn
 
-
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
+from . import mobilenet, resnet, small
+from .mobilenet import DemoCNN, InvertedResidual  # noqa: F401  (the demo's parts, used by tests and users)
 
 
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear project, residual add when shapes match."""
-
-    def __init__(self, cin: int, cout: int, stride: int, expand: int):
-        super().__init__()
-        hidden = cin * expand
-        self.use_residual = stride == 1 and cin == cout
-        self.block = nn.Sequential(
-            _conv_bn(cin, hidden, 1),
-            _conv_bn(hidden, hidden, 3, stride, groups=hidden),
-            _conv_bn(hidden, cout, 1, act=False),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return x + y if self.use_residual else y
+@dataclass(frozen=True)
+class ZooEntry:
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, int, int]  # C, H, W
+    description: str
 
 
-class DemoCNN(nn.Module):
-    """The demo: a small MobileNetV2-style CNN for 32x32 inputs.
-
-    Stem conv, seven inverted-residual blocks (four with residual adds, two stride-2 stages),
-    a 1x1 head conv, global average pooling and a linear classifier. About 7.9 M MACs and 45 k parameters per 32x32 image.
-    """
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10):
-        super().__init__()
-        self.stem = _conv_bn(in_channels, 16, 3)
-        self.features = nn.Sequential(
-            InvertedResidual(16, 16, 1, 1),
-            InvertedResidual(16, 24, 2, 4),
-            InvertedResidual(24, 24, 1, 4),
-            InvertedResidual(24, 40, 2, 4),
-            InvertedResidual(40, 40, 1, 4),
-            InvertedResidual(40, 64, 1, 4),
-            InvertedResidual(64, 64, 1, 4),
-        )
-        self.head = _conv_bn(64, 192, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(192, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.features(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
-
-
-ZOO: dict[str, Callable[..., nn.Module]] = {
-    "demo": DemoCNN,
+ZOO: dict[str, ZooEntry] = {
+    "demo": ZooEntry(DemoCNN, (1, 32, 32), "MobileNetV2-style demo CNN: depthwise-separable blocks, residual adds, ReLU6"),
+    "mobilenetv2": ZooEntry(mobilenet.MobileNetV2, (1, 32, 32), "MobileNetV2, width 1.0"),
+    "mobilenetv2-w0.5": ZooEntry(partial(mobilenet.MobileNetV2, width=0.5), (1, 32, 32), "MobileNetV2, width 0.5"),
+    "mobilenetv3-small": ZooEntry(mobilenet.MobileNetV3Small, (1, 32, 32),
+                                  "MobileNetV3-small: squeeze-and-excitation, hard-swish"),
+    "resnet8": ZooEntry(resnet.resnet8, (1, 32, 32), "ResNet-8 (MLPerf Tiny image classification shape)"),
+    "resnet18": ZooEntry(resnet.resnet18, (1, 32, 32), "ResNet-18 layout at quarter width (16-32-64-128)"),
+    "dscnn": ZooEntry(small.DSCNN, (1, 49, 10), "DS-CNN keyword-spotting shape (49x10 input, 64 channels)"),
+    "squeezenet": ZooEntry(small.SqueezeNetMini, (1, 32, 32), "SqueezeNet-style fire modules (channel concatenation)"),
 }
 
 
-def create(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """Build zoo model ``name`` (untrained). Raises ModelLoadError for an unknown name."""
+def _entry(name: str) -> ZooEntry:
     from ..errors import ModelLoadError
 
     if name not in ZOO:
         raise ModelLoadError(f"unknown zoo model '{name}'; known: {', '.join(sorted(ZOO))}")
-    return ZOO[name](in_channels=in_channels, num_classes=num_classes)
+    return ZOO[name]
+
+
+def create(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
+    """Build zoo model ``name`` (untrained). Raises ModelLoadError for an unknown name."""
+    return _entry(name).factory(in_channels=in_channels, num_classes=num_classes)
+
+
+def input_shape(name: str) -> tuple[int, int, int, int]:
+    """The batch-1 NCHW input shape zoo model ``name`` is meant for."""
+    return (1, *_entry(name).input_shape)

@@ -1,0 +1,55 @@
+"""Small edge models: DS-CNN (keyword spotting) and a SqueezeNet-style model with fire modules."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DSCNN(nn.Module):
+    """DS-CNN as in "Hello Edge" / MLPerf Tiny keyword spotting: a 10x4 stride-2 conv on a 49x10
+    MFCC map, then four depthwise-separable conv blocks of 64 channels, average pooling, linear."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 12, channels: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, (10, 4), (2, 2), (5, 1), bias=False),
+                                  nn.BatchNorm2d(channels), nn.ReLU())
+        blocks = []
+        for _ in range(4):
+            blocks += [nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False), nn.BatchNorm2d(channels), nn.ReLU(),
+                       nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(self.stem(x))), 1))
+
+
+class Fire(nn.Module):
+    """SqueezeNet's fire module: 1x1 squeeze, then 1x1 and 3x3 expands concatenated on channels."""
+
+    def __init__(self, cin: int, squeeze: int, expand: int):
+        super().__init__()
+        self.squeeze = nn.Sequential(nn.Conv2d(cin, squeeze, 1), nn.ReLU())
+        self.expand1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1), nn.ReLU())
+        self.expand3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze(x)
+        return torch.cat([self.expand1(s), self.expand3(s)], dim=1)
+
+
+class SqueezeNetMini(nn.Module):
+    """A SqueezeNet-style model for 32x32: stem, max-pool, four fire modules, 1x1 classifier conv."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(Fire(32, 16, 32), Fire(64, 16, 32), nn.MaxPool2d(2), Fire(64, 24, 48), Fire(96, 24, 48))
+        self.head = nn.Sequential(nn.Conv2d(96, 128, 1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.head(self.features(self.stem(x)))), 1))
