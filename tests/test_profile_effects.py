@@ -9,7 +9,7 @@ import torch
 
 from conftest import ROOT
 from edgepack import api
-from edgepack.compress.prune import prune_channels
+from edgepack.compress.prune import PruneSpec, prune_channels
 from edgepack.energy import estimate_energy, estimate_latency
 from edgepack.errors import BudgetError, UsageError
 from edgepack.models import zoo
@@ -102,15 +102,15 @@ def test_keep_layers_protects_named_layers():
     torch.manual_seed(0)
     net = zoo.create("demo", in_channels=1, num_classes=10).eval()
     x = torch.zeros(1, 1, 32, 32)
-    free = prune_channels(net, x, ratio=0.5, channel_multiple=4)
-    kept = prune_channels(net, x, ratio=0.5, channel_multiple=4, keep_layers=("head.0",))
+    free = prune_channels(net, x, PruneSpec(ratio=0.5, channel_multiple=4))
+    kept = prune_channels(net, x, PruneSpec(ratio=0.5, channel_multiple=4, keep_layers=("head.0",)))
     width = {l.name: l.channels_after for l in kept.layers}
     assert {l.name: l.channels_after for l in free.layers}["head.0"] < 192
     assert width["head.0"] == 192
     for name in ("stem", "head.9"):
         with pytest.raises(UsageError, match=f"keep_layers names '{name}', which is not a conv or linear layer of the model; "
                                              "those are: stem.0, features.0.block.0.0, "):
-            prune_channels(net, x, ratio=0.5, keep_layers=(name,))
+            prune_channels(net, x, PruneSpec(ratio=0.5, keep_layers=(name,)))
 
 
 def test_estimates_follow_the_power_model(tmp_path):
@@ -123,3 +123,18 @@ def test_estimates_follow_the_power_model(tmp_path):
     per_mac = load_profile(_child(tmp_path, "pj", 'extends = "cortex-m4"\n[power]\nenergy_per_mac_pj = 20\n'))
     e2 = estimate_energy(1_000_000, lat, per_mac.power)
     assert e2.value == pytest.approx(1e6 * 20e-12 * 1e3) and "20 pJ/MAC" in e2.how
+
+
+def test_pruning_fields_drive_the_build(tmp_path, demo):
+    target = _child(tmp_path, "p", 'extends = "rpi4"\nname = "p"\n[pruning]\nratio = 0.4\nimportance = "taylor"\nsteps = 2\n'
+                    'recovery = "distill-unlabelled"\nrecovery_epochs = 2\n[pruning.layer_ratios]\n"head.0" = 0.5\n')
+    r = api.build(target, out=tmp_path / "out")
+    pr = r.manifest["pruning"]
+    assert (pr["importance"], pr["steps"], pr["scope"], pr["layer_ratios"]) == ("taylor", 2, "uniform", {"head.0": 0.5})
+    widths = {l["name"]: l["channels_after"] for l in pr["layers"]}
+    assert widths["head.0"] == 96 and widths["stem.0"] < 16
+    assert r.manifest["target"]["pruning"]["recovery"] == "distill-unlabelled"
+    assert r.manifest["accuracy"]["int8"] >= r.manifest["accuracy"]["float_original"] - 1.5
+    report = (r.out_dir / "report.md").read_text()
+    assert "importance taylor, 2 step(s)" in report and "recovery: distill-unlabelled" in report
+    assert "| classifier | linear | 10 | 10 |" in report and "its outputs are the classes |" in report

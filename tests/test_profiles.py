@@ -89,7 +89,8 @@ MALFORMED = {
     "name-empty": ('extends = "rpi4"\nname = ""\n', ":2: name: must not be empty"),
     "unknown-key": (CHILD + "[pruning]\nrecovery_epoch = 8\n",
                     ":3: pruning.recovery_epoch: unknown key; valid keys here: channel_multiple, distill_alpha, "
-                    "distill_temperature, keep_layers, learning_rate, max_ratio, ratio, recovery_epochs"),
+                    "distill_temperature, importance, keep_layers, layer_ratios, learning_rate, max_ratio, ratio, recovery, "
+                    "recovery_epochs, scope, steps"),
     "unknown-section": (CHILD + "[budget]\nmax_model_kb = 1\n",
                         ":2: budget: unknown key; valid keys here: budgets, connection, description, extends, hardware, "
                         "measure, name, power, pruning, quantization, runtime"),
@@ -109,6 +110,13 @@ MALFORMED = {
                          ":2: connection: missing 'host', needed when kind = \"ssh\""),
     "port-range": (CHILD + "[connection]\nport = 70000\n", ":3: connection.port: 70000 is out of range; expected >= 1 and <= 65535"),
     "power-order": (CHILD + "[power]\nactive_mw = 100\n", ":3: power.active_mw: 100.0 is below idle_mw 2700.0"),
+    "layer-ratios-type": (CHILD + '[pruning]\nlayer_ratios = ["stem.0"]\n',
+                          ":3: pruning.layer_ratios: expected a table of name = number, got list ['stem.0']"),
+    "layer-ratio-range": (CHILD + '[pruning.layer_ratios]\n"head.0" = 1.0\n',
+                          ":3: pruning.layer_ratios.head.0: 1.0 is out of range; expected >= 0.0 and < 1.0"),
+    "recovery-choice": (CHILD + '[pruning]\nrecovery = "magic"\n',
+                        ":3: pruning.recovery: 'magic' is not allowed; choose one of: 'distill', 'distill-unlabelled', "
+                        "'finetune', 'bn-reestimate', 'none'"),
     "budget-negative": (CHILD + "[budgets]\nmax_model_kb = -5\n", ":3: budgets.max_model_kb: -5.0 is out of range; expected > 0.0"),
 }
 

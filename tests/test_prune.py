@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from edgepack.compress.prune import count_macs_params, prune_channels
-from edgepack.errors import StageError
+from edgepack.compress.prune import PruneSpec, count_macs_params, prune_channels
+from edgepack.errors import UsageError
 from edgepack.models import zoo
 
 
@@ -20,7 +21,7 @@ def net():
 def test_channels_are_really_removed(net):
     x = torch.randn(2, 1, 32, 32)
     before = {n: p.shape for n, p in net.named_parameters()}
-    r = prune_channels(net, x[:1], ratio=0.3, channel_multiple=4)
+    r = prune_channels(net, x[:1], PruneSpec(ratio=0.3, channel_multiple=4))
     # the original is untouched
     assert {n: p.shape for n, p in net.named_parameters()} == before
     pruned = r.model
@@ -41,20 +42,20 @@ def test_channels_are_really_removed(net):
 
 
 def test_channel_multiple_rounds_kept_counts(net):
-    r = prune_channels(net, torch.zeros(1, 1, 32, 32), ratio=0.3, channel_multiple=8)
+    r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.3, channel_multiple=8))
     changed = [l for l in r.layers if l.channels_after != l.channels_before]
     assert changed, "nothing was pruned"
     for l in r.layers:
         if l.name != "classifier":
             assert l.channels_after % 8 == 0, l
-    r4 = prune_channels(net, torch.zeros(1, 1, 32, 32), ratio=0.3, channel_multiple=4)
+    r4 = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.3, channel_multiple=4))
     counts8 = [l.channels_after for l in r.layers]
     counts4 = [l.channels_after for l in r4.layers]
     assert counts8 != counts4
 
 
 def test_zero_ratio_keeps_everything(net):
-    r = prune_channels(net, torch.zeros(1, 1, 32, 32), ratio=0.0)
+    r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.0))
     assert r.macs_after == r.macs_before and r.params_after == r.params_before
     x = torch.randn(3, 1, 32, 32)
     with torch.no_grad():
@@ -62,11 +63,72 @@ def test_zero_ratio_keeps_everything(net):
 
 
 def test_layer_report_and_errors(net):
-    r = prune_channels(net, torch.zeros(1, 1, 32, 32), ratio=0.5, channel_multiple=4)
+    r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.5, channel_multiple=4))
     kinds = {l.kind for l in r.layers}
     assert kinds == {"conv", "depthwise conv", "linear"}
     stem = next(l for l in r.layers if l.name == "stem.0")
     assert stem.channels_before == 16 and stem.channels_after == 8
     assert r.summary()["layers"][0]["name"] == "stem.0"
-    with pytest.raises(StageError, match="unknown pruning importance 'taylor'; known: l1, l2"):
-        prune_channels(net, torch.zeros(1, 1, 32, 32), ratio=0.3, importance="taylor")
+    with pytest.raises(UsageError, match="unknown pruning importance 'fpgm'; known: l1, l2, bn-scale, taylor"):
+        prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.3, importance="fpgm"))
+    with pytest.raises(UsageError, match="the taylor criterion needs calibration data with labels"):
+        prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.3, importance="taylor"))
+
+
+def _stem(r):
+    return r.model.stem[0].weight.detach().clone()
+
+
+def test_criteria_choose_different_channels(net, digits):
+    x = torch.zeros(1, 1, 32, 32)
+    calib = (digits.x_train[:128], digits.y_train[:128])
+    results = {imp: prune_channels(net, x, PruneSpec(ratio=0.5, channel_multiple=4, importance=imp), calibration=calib)
+               for imp in ("l1", "l2", "bn-scale", "taylor")}
+    shapes = {imp: r.model.stem[0].weight.shape for imp, r in results.items()}
+    assert len(set(shapes.values())) == 1  # same widths ...
+    assert not torch.equal(_stem(results["l1"]), _stem(results["bn-scale"]))  # ... different channels kept
+    assert not torch.equal(_stem(results["l2"]), _stem(results["taylor"]))
+    # Taylor scores gradients, so it must not leave gradients or BatchNorm updates behind
+    assert all(p.grad is None for p in results["taylor"].model.parameters())
+
+
+def test_global_scope_prunes_layers_unevenly(net):
+    x = torch.zeros(1, 1, 32, 32)
+    kept = {}
+    for scope in ("uniform", "global"):
+        r = prune_channels(net, x, PruneSpec(ratio=0.4, scope=scope))
+        kept[scope] = np.array([l.channels_after / l.channels_before for l in r.layers if l.name != "classifier"])
+    assert kept["global"].std() > 2 * kept["uniform"].std()
+
+
+def test_layer_ratios_override_the_ratio(net):
+    r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.2, layer_ratios=(("head.0", 0.75),)))
+    width = {l.name: l.channels_after for l in r.layers}
+    assert width["head.0"] == 48  # 192 x (1 - 0.75)
+    assert width["features.6.block.0.0"] > 0.7 * 256
+    with pytest.raises(UsageError, match="layer_ratios names 'head', which is not a conv or linear layer"):
+        prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.2, layer_ratios=(("head", 0.5),)))
+
+
+def test_iterative_steps_recover_in_between(net):
+    calls = []
+    r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.5, channel_multiple=4, steps=3),
+                       between_steps=lambda model, step: calls.append((step, model.stem[0].out_channels)))
+    one = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.5, channel_multiple=4))
+    assert [s for s, _ in calls] == [0, 1]
+    widths = [w for _, w in calls] + [r.model.stem[0].out_channels]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]  # pruned a little at a time
+    assert abs(r.macs_after - one.macs_after) < 0.1 * one.macs_after  # to the same end
+
+
+def test_layer_report_says_why_a_layer_kept_its_channels(net):
+    r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.5, channel_multiple=4, keep_layers=("features.6.block.2.0",)))
+    notes = {l.name: l.note for l in r.layers}
+    assert notes["classifier"] == "its outputs are the classes"
+    assert notes["features.6.block.2.0"] == "protected by keep_layers"
+    # features.5's projection feeds the residual add of features.6: tied to the protected layer
+    assert notes["features.5.block.2.0"].startswith("coupled to features.6.block.2.0")
+    assert notes["stem.0"] == "pruned"
+    layer = next(l for l in r.layers if l.name == "stem.0")
+    assert layer.macs_after < layer.macs_before and layer.params_after < layer.params_before
+    assert sum(l.macs_after for l in r.layers) <= r.macs_after

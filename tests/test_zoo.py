@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgepack.compress.prune import prune_channels
+from edgepack.compress.prune import PruneSpec, prune_channels
 from edgepack.compress.quantize import QuantSpec, quantize_int8
 from edgepack.convert.tflite import convert_float, to_model_layout
 from edgepack.data import digits
@@ -47,7 +47,7 @@ def test_zoo_has_the_promised_architectures():
 def test_zoo_model_prunes_converts_and_runs_int8(name, ratio, tmp_path):
     net, shape = _net(name)
     d = digits(height=shape[2], width=shape[3], channels=shape[1])
-    r = prune_channels(net, torch.zeros(shape), ratio=ratio, channel_multiple=4)
+    r = prune_channels(net, torch.zeros(shape), PruneSpec(ratio=ratio, channel_multiple=4))
     assert r.macs_after < (0.85 if ratio == 0.3 else 0.7) * r.macs_before
     x = d.x_eval[:32]
     with torch.no_grad():

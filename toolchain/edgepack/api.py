@@ -116,12 +116,21 @@ def build(
         from .training import seed_everything
         from .validate import torch_accuracy
 
+        from .compress.prune import PruneSpec
+
         p = profile.pruning
-        pr = prune_channels(loaded.module, example, ratio=p.ratio, channel_multiple=p.channel_multiple,
-                            keep_layers=p.keep_layers)
-        seed_everything(0)
-        recover(pr.model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate,
-                temperature=p.distill_temperature, alpha=p.distill_alpha, reporter=rep)
+        spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
+                         importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps)
+
+        def recover_now(model, step=None):
+            seed_everything(0)
+            recover(model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate, mode=p.recovery,
+                    temperature=p.distill_temperature, alpha=p.distill_alpha, reporter=rep)
+
+        # Taylor scores need labelled data: a fixed slice of the training split
+        pr = prune_channels(loaded.module, example, spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
+                            between_steps=recover_now)
+        recover_now(pr.model)
         pruned_acc = torch_accuracy(pr.model, splits.x_eval, splits.y_eval)
         rep.info(f"MACs {pr.macs_before:,} -> {pr.macs_after:,}, parameters {pr.params_before:,} -> {pr.params_after:,}; "
                  f"recovered float accuracy {pruned_acc:.2f}%")

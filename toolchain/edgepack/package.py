@@ -135,17 +135,21 @@ def render_report(m: dict) -> str:
     lines += [
         "## Pruning",
         "",
-        f"Structured channel pruning, ratio {prune['ratio']}, channel counts rounded to multiples of "
-        f"{prune['channel_multiple']}, recovered with distillation.",
+        f"Structured channel pruning: {prune['scope']} ratio {prune['ratio']}"
+        f"{', per-layer ratios ' + ', '.join(f'{k} {v}' for k, v in prune['layer_ratios'].items()) if prune['layer_ratios'] else ''}, "
+        f"importance {prune['importance']}, {prune['steps']} step(s), channel counts rounded to multiples of "
+        f"{prune['channel_multiple']}; recovery: {m['target']['pruning']['recovery']}.",
         "",
         "| | before | after | ratio |",
         "|---|---:|---:|---:|",
         f"| MACs | {_fmt_int(prune['macs_before'])} | {_fmt_int(prune['macs_after'])} | {prune['macs_after'] / prune['macs_before']:.2f} |",
         f"| parameters | {_fmt_int(prune['params_before'])} | {_fmt_int(prune['params_after'])} | {prune['params_after'] / prune['params_before']:.2f} |",
         "",
-        "| layer | kind | channels before | after |",
-        "|---|---|---:|---:|",
-        *[f"| {l['name']} | {l['kind']} | {l['channels_before']} | {l['channels_after']} |" for l in prune["layers"]],
+        "| layer | kind | channels before | after | MACs before | after | params before | after | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *[f"| {l['name']} | {l['kind']} | {l['channels_before']} | {l['channels_after']} | {_fmt_int(l['macs_before'])} | "
+          f"{_fmt_int(l['macs_after'])} | {_fmt_int(l['params_before'])} | {_fmt_int(l['params_after'])} | {l['note']} |"
+          for l in prune["layers"]],
         "",
         "## Latency and energy",
         "",

@@ -74,6 +74,16 @@ class Pruning:
     max_ratio: float = field(default=0.9, metadata=_spec(lo=0.0, hi=1.0, hi_open=True,
                                                          doc="largest ratio this target accepts"))
     keep_layers: tuple[str, ...] = field(default=(), metadata=_spec(doc="module names whose channels are never pruned"))
+    importance: Literal["l1", "l2", "bn-scale", "taylor"] = field(default="l2", metadata=_spec(
+        doc="which channels go: weight magnitude (l1, l2), BatchNorm scale, or first-order Taylor on calibration data"))
+    scope: Literal["uniform", "global"] = field(default="uniform", metadata=_spec(
+        doc="the same ratio in every layer, or one ranking across layers"))
+    layer_ratios: tuple[tuple[str, float], ...] = field(default=(), metadata=_spec(
+        lo=0.0, hi=1.0, hi_open=True, doc="a table of layer name = ratio, overriding ratio for those layers"))
+    steps: int = field(default=1, metadata=_spec(lo=1, hi=20, doc="prune in this many steps, recovering after each"))
+    recovery: Literal["distill", "distill-unlabelled", "finetune", "bn-reestimate", "none"] = field(default="distill", metadata=_spec(
+        doc="after pruning: distillation from the unpruned model (+ labels), distillation only, plain fine-tuning, "
+            "BatchNorm re-estimation, or nothing"))
 
 
 @dataclass(frozen=True)
@@ -328,6 +338,11 @@ def _convert(tp: Any, value: Any, f: dataclasses.Field, where: _Where, dotted: t
         if value not in choices:
             raise where.error(dotted, f"{value!r} is not allowed; choose one of: {', '.join(map(repr, choices))}")
         return value
+    if origin is tuple and typing.get_origin(typing.get_args(tp)[0]) is tuple:  # a TOML table of name = number
+        if not isinstance(value, dict):
+            raise where.error(dotted, f"expected a table of name = number, got {_describe(value)}")
+        _, num_tp = typing.get_args(typing.get_args(tp)[0])
+        return tuple((k, _convert(num_tp, v, f, where, (*dotted, k))) for k, v in sorted(value.items()))
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]
         if not isinstance(value, list):

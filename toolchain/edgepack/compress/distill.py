@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -19,7 +20,7 @@ def distillation_loss(
     temperature: float,
     alpha: float,
 ) -> torch.Tensor:
-    """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``.
+    """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``; labels are not read when alpha is 1.
 
     The T^2 factor keeps the distillation gradients on the same scale as cross-entropy's
     (Hinton et al., 2015).
@@ -36,6 +37,27 @@ def distillation_loss(
     return alpha * kd + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
 
 
+RECOVERY = ("distill", "distill-unlabelled", "finetune", "bn-reestimate", "none")
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, x: np.ndarray, *, batch_size: int = 64) -> nn.Module:
+    """Recompute every BatchNorm's running mean and variance on ``x`` (no labels, no gradients).
+
+    The cheapest recovery: pruning changes the statistics each BatchNorm sees.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over all batches
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(torch.from_numpy(x[i : i + batch_size]))
+    for bn in bns:
+        bn.momentum = 0.1
+    return model.eval()
+
+
 def recover(
     student: nn.Module,
     teacher: nn.Module,
@@ -45,18 +67,39 @@ def recover(
     lr: float,
     temperature: float,
     alpha: float,
+    mode: str = "distill",
     seed: int = 0,
     reporter: Reporter | None = None,
 ) -> nn.Module:
-    """Fine-tune ``student`` in place on ``data.x_train`` against ``teacher``'s soft outputs."""
+    """Recover ``student`` in place after pruning; returns it in eval mode.
+
+    ``mode``: "distill" (``alpha`` x KD + (1 - alpha) x cross-entropy), "distill-unlabelled" (KD
+    only: labels are never read), "finetune" (cross-entropy only), "bn-reestimate" (BatchNorm
+    statistics only, no training), "none".
+    """
+    if mode not in RECOVERY:
+        raise ValueError(f"unknown recovery mode {mode!r}; known: {', '.join(RECOVERY)}")
+    if mode == "none":
+        return student.eval()
+    if mode == "bn-reestimate":
+        return reestimate_batchnorm(student, data.x_train)
     if epochs == 0:
         return student.eval()
     teacher.eval()
+    if mode == "finetune":
+        alpha = 0.0
+    elif mode == "distill-unlabelled":
+        alpha = 1.0
 
     def loss_fn(logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             soft = teacher(inputs)
         return distillation_loss(logits, soft, labels, temperature=temperature, alpha=alpha)
 
-    return train(student, data.x_train, data.y_train, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed,
-                 reporter=reporter, label="recovery fine-tuning (distillation)")
+    if alpha == 0.0:
+        def loss_fn(logits, labels, inputs):  # noqa: F811 - plain fine-tuning needs no teacher pass
+            return F.cross_entropy(logits, labels)
+    # label-free distillation must not read labels: hand the loop placeholders it cannot use
+    labels = np.full(len(data.x_train), -1, np.int64) if mode == "distill-unlabelled" else data.y_train
+    return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed,
+                 reporter=reporter, label=f"recovery ({mode})")
