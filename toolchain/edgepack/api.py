@@ -112,14 +112,12 @@ def build(
     example = torch.from_numpy(splits.x_eval[:1])
     with rep.stage(STAGES[2]):
         from .compress.distill import recover
-        from .compress.prune import prune_channels
+        from .compress.prune import PruneSpec, prune_channels
         from .training import seed_everything
         from .validate import torch_accuracy
 
-        from .compress.prune import PruneSpec
-
         p = profile.pruning
-        spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
+        prune_spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
                          importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps)
 
         def recover_now(model, step=None):
@@ -128,7 +126,7 @@ def build(
                     temperature=p.distill_temperature, alpha=p.distill_alpha, reporter=rep)
 
         # Taylor scores need labelled data: a fixed slice of the training split
-        pr = prune_channels(loaded.module, example, spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
+        pr = prune_channels(loaded.module, example, prune_spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
                             between_steps=recover_now)
         recover_now(pr.model)
         pruned_acc = torch_accuracy(pr.model, splits.x_eval, splits.y_eval)
@@ -141,7 +139,6 @@ def build(
     from .validate import check_float, int8_accuracy
 
     runner = HostRunner()
-    calib = None
     with scratch_dir() as work:
         with rep.stage(STAGES[3]):
             conv = convert_float(pr.model, example, work, samples=splits.x_calib)
@@ -149,10 +146,10 @@ def build(
 
         with rep.stage(STAGES[4]):
             q = profile.quantization
-            spec = QuantSpec(weights=q.weights, io_dtype=q.io_dtype)
+            qspec = QuantSpec(weights=q.weights, io_dtype=q.io_dtype)
             calib = to_model_layout(splits.x_calib, conv.layout)
-            artifact = quantize_int8(conv.saved_model_dir, calib, spec)
-            rep.info(f"full-integer TFLite {len(artifact):,} bytes ({spec.weights} weights, {spec.io_dtype} I/O), "
+            artifact = quantize_int8(conv.saved_model_dir, calib, qspec)
+            rep.info(f"full-integer TFLite {len(artifact):,} bytes ({qspec.weights} weights, {qspec.io_dtype} I/O), "
                      f"calibrated on {len(splits.x_calib)} samples")
 
         with rep.stage(STAGES[5]):
@@ -171,7 +168,7 @@ def build(
                 rep.info(f"int8 lost {drop:.2f} points (budget {profile.budgets.max_accuracy_drop}); "
                          f"int16x8 activations give {acc16:.2f}%{' - adopted' if acc16 > q_acc else ' - not better, kept int8'}")
                 if acc16 > q_acc:
-                    artifact, spec, q_acc = candidate, spec16, acc16
+                    artifact, qspec, q_acc = candidate, spec16, acc16
             micro = _check_micro(profile, artifact, splits, conv.layout, runner, rep) if profile.is_mcu else None
 
     with rep.stage(STAGES[6]):
@@ -229,8 +226,8 @@ def build(
                      "eval_samples": len(splits.x_eval)},
             "artifact": {"file": "model.tflite", "format": "tflite", "size_bytes": len(artifact), "sha256": sha256(artifact),
                          "float_tflite_size_bytes": len(conv.tflite), "input_layout": conv.layout,
-                         "quantization": {"weights": spec.weights, "activations": spec.activations,
-                                          "io_dtype": spec.effective_io_dtype}},
+                         "quantization": {"weights": qspec.weights, "activations": qspec.activations,
+                                          "io_dtype": qspec.effective_io_dtype}},
             "tensors": describe_io(artifact),
             "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned_acc, 4),
                          "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %",

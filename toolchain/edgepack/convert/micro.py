@@ -104,16 +104,20 @@ def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
     from ..devices.host import dequantize_output, quantize_input
 
     it = tflm_interpreter(model)
-    din, dout = it.get_input_details(0), it.get_output_details(0)
-    qi, qo = din["quantization_parameters"], dout["quantization_parameters"]
-    din = {"dtype": din["dtype"], "quantization": (float(qi["scales"][0]), int(qi["zero_points"][0]))} if len(qi["scales"]) else {"dtype": din["dtype"], "quantization": (0.0, 0)}
-    dout = {"dtype": dout["dtype"], "quantization": (float(qo["scales"][0]), int(qo["zero_points"][0]))} if len(qo["scales"]) else {"dtype": dout["dtype"], "quantization": (0.0, 0)}
+    din, dout = _as_litert_detail(it.get_input_details(0)), _as_litert_detail(it.get_output_details(0))
     outs = []
     for i in range(len(inputs)):
         it.set_input(quantize_input(inputs[i : i + 1], din), 0)
         it.invoke()
         outs.append(dequantize_output(it.get_output(0), dout)[0])
     return np.stack(outs)
+
+
+def _as_litert_detail(d: dict) -> dict:
+    """TFLM's tensor details in LiteRT's shape: dtype and a per-tensor (scale, zero-point)."""
+    q = d["quantization_parameters"]
+    quant = (float(q["scales"][0]), int(q["zero_points"][0])) if len(q["scales"]) else (0.0, 0)
+    return {"dtype": d["dtype"], "quantization": quant}
 
 
 def estimate_flash(model: bytes) -> FlashEstimate:
