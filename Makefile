@@ -34,7 +34,8 @@ bench: setup
 constraints: setup
 	{ echo "# Exact versions the test suite passed with (Python 3.11, x86_64 CPU). The Makefile installs with"; \
 	  echo "# '-c constraints.txt' so a fresh machine gets the same stack. Regenerate: make constraints"; \
-	  $(PY) -m pip freeze --exclude-editable | grep -v -i -E "^(onnx2tf|tf.keras)=="; } > constraints.txt
+	  $(PY) -m pip freeze --exclude-editable | grep -v -i -E "^(onnx2tf|tf.keras)==" \
+	  | sed -E 's/^([A-Za-z0-9_.-]+) @ file:.*\/[A-Za-z0-9_.]+-([^-]+)-.*\.whl.*/\1==\2/'; } > constraints.txt
 
 clean:
 	rm -rf dist build *.egg-info toolchain/*.egg-info

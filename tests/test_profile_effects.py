@@ -79,23 +79,29 @@ def outlier(tmp_path_factory):
 
 @pytest.mark.parametrize("allow", [True, False])
 def test_int16x8_is_tried_only_when_the_profile_allows_it(tmp_path, outlier, allow):
+    """The outlier model defeats every int8 calibration method; only int16 activations rescue it."""
     target = _child(tmp_path, "o", f'extends = "rpi4"\nname = "o"\n[quantization]\nallow_int16x8 = {str(allow).lower()}\n'
-                    "[pruning]\nratio = 0.0\nrecovery_epochs = 0\n[budgets]\nmax_accuracy_drop = 1.0\n")
+                    "max_float_layers = 0\n[pruning]\nratio = 0.0\nrecovery_epochs = 0\n[budgets]\nmax_accuracy_drop = 1.0\n")
     kwargs = dict(model=str(ROOT / "tests/fixtures/outlier_net.py") + ":make", weights=outlier, input_shape=(1, 1, 16, 16),
                   out=tmp_path / "out")
     if not allow:
-        with pytest.raises(BudgetError, match=r"^max_accuracy_drop needs ([2-9]|\d\d)\.\d+ points but o allows 1"):
+        with pytest.raises(BudgetError, match=r"^int8 accuracy \d+\.\d\d% loses ([2-9]|\d\d)\.\d+ points \(budget 1\) after "
+                                              r"trying 5 setting\(s\); worst layers: "):
             api.build(target, **kwargs)
         assert not (tmp_path / "out").exists()
         return
     r = api.build(target, **kwargs)
-    acc = r.manifest["accuracy"]
-    (remedy,) = acc["remedies"]
-    assert remedy["adopted"] and remedy["int8_accuracy"] < acc["float_original"] - 2.0  # naive int8 loses > 2 points
+    acc, q = r.manifest["accuracy"], r.manifest["quantization"]
+    tried = [a["what"] for a in q["attempts"]]
+    assert tried == ["minmax + cross-layer equalisation", "percentile 99.99 + cross-layer equalisation",
+                     "mse + cross-layer equalisation", "entropy + cross-layer equalisation",
+                     "minmax + cross-layer equalisation + bias correction", "int16x8 (int16 activations, int8 weights)"]
+    assert q["attempts"][0]["drop"] > 2.0  # naive int8 loses > 2 points
+    assert q["chosen"] == tried[-1] and q["met_budget"]
     assert acc["int8"] >= acc["float_original"] - 1.0
     assert r.manifest["artifact"]["quantization"] == {"weights": "per-channel", "activations": "int16", "io_dtype": "int16"}
     assert r.manifest["tensors"]["inputs"][0]["dtype"] == "int16"
-    assert "Remedy tried because int8" in (r.out_dir / "report.md").read_text()
+    assert "| int16x8 (int16 activations, int8 weights) | int16 activations (allow_int16x8) |" in (r.out_dir / "report.md").read_text()
 
 
 def test_keep_layers_protects_named_layers():

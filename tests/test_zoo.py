@@ -31,7 +31,7 @@ def _net(name: str) -> tuple[nn.Module, tuple[int, ...]]:
 
 def test_zoo_has_the_promised_architectures():
     assert set(zoo.ZOO) >= {"demo", "mobilenetv2", "mobilenetv2-w0.5", "mobilenetv3-small", "resnet8", "resnet18",
-                            "dscnn", "squeezenet"}
+                            "dscnn", "dscnn-spread", "squeezenet"}
     kinds = {name: {type(m).__name__ for m in zoo.create(name, in_channels=1, num_classes=10).modules()} for name in zoo.ZOO}
     assert {"SqueezeExcite", "Hardswish"} <= kinds["mobilenetv3-small"]
     assert "Fire" in kinds["squeezenet"] and "BasicBlock" in kinds["resnet18"]

@@ -82,13 +82,15 @@ def build(
     weights: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     data: str = "digits",
+    calibration: str | None = None,
     out: str | Path = "dist",
     allow_budget_violation: bool = False,
     reporter: Reporter | None = None,
 ) -> BuildResult:
     """Build the deployable bundle for ``target`` into ``out/<target name>/``.
 
-    Returns the bundle's folder and manifest. Raises ProfileError, ModelLoadError or DataError for
+    ``calibration`` is a calibration manifest (``calibration/*.toml``); without one the data set's
+    own calibration split is used. Returns the bundle's folder and manifest. Raises ProfileError, ModelLoadError or DataError for
     bad input, StageError subclasses when a stage fails, and BudgetError when the result breaks one
     of the profile's budgets (unless ``allow_budget_violation``). Nothing is written unless every
     stage succeeded.
@@ -106,6 +108,7 @@ def build(
         from .models.loader import load_model
 
         splits = load_data(data, input_shape=input_shape or _default_input_shape(model))
+        calib_set = _calibration_set(calibration, splits, profile, rep)
         loaded = load_model(model, splits, weights=weights, reporter=rep)
         rep.info(f"{loaded.origin}; float accuracy {loaded.float_accuracy:.2f}% on {len(splits.y_eval)} held-out samples")
 
@@ -133,42 +136,42 @@ def build(
         rep.info(f"MACs {pr.macs_before:,} -> {pr.macs_after:,}, parameters {pr.params_before:,} -> {pr.params_after:,}; "
                  f"recovered float accuracy {pruned_acc:.2f}%")
 
-    from .compress.quantize import QuantSpec, quantize_int8
+    from .compress.guard import guarded_quantize
     from .convert.tflite import convert_float, describe_io, scratch_dir, to_model_layout
     from .devices.host import HostRunner
-    from .validate import check_float, int8_accuracy
+    from .validate import check_float
 
     runner = HostRunner()
     with scratch_dir() as work:
         with rep.stage(STAGES[3]):
-            conv = convert_float(pr.model, example, work, samples=splits.x_calib)
-            rep.info(f"float TFLite {len(conv.tflite):,} bytes, input layout {conv.layout}")
+            conv = convert_float(pr.model, example, work, samples=calib_set["x"])
+            fcheck = check_float(pr.model, conv.tflite, splits.x_eval, conv.layout, runner)
+            rep.info(f"float TFLite {len(conv.tflite):,} bytes, input layout {conv.layout}; vs PyTorch max |diff| "
+                     f"{fcheck.max_abs_diff:.2e}")
 
         with rep.stage(STAGES[4]):
-            q = profile.quantization
-            qspec = QuantSpec(weights=q.weights, io_dtype=q.io_dtype)
-            calib = to_model_layout(splits.x_calib, conv.layout)
-            artifact = quantize_int8(conv.saved_model_dir, calib, qspec)
-            rep.info(f"full-integer TFLite {len(artifact):,} bytes ({qspec.weights} weights, {qspec.io_dtype} I/O), "
-                     f"calibrated on {len(splits.x_calib)} samples")
+            from .compress.calibrate import match_layer_names
+
+            calib = to_model_layout(calib_set["x"], conv.layout)
+            guard = guarded_quantize(
+                conv.saved_model_dir, calib, to_model_layout(splits.x_eval, conv.layout), splits.y_eval,
+                q=profile.quantization, float_accuracy=loaded.float_accuracy, max_drop=profile.budgets.max_accuracy_drop,
+                runner=runner, reporter=rep, layer_names=match_layer_names(conv.tflite, _weighted_layers(pr.model, example)))
+            artifact, qspec, q_acc = guard.chosen.model, guard.chosen.qspec, guard.chosen.accuracy
+            rep.info(f"full-integer TFLite {len(artifact):,} bytes ({qspec.weights} weights, {qspec.effective_io_dtype} I/O, "
+                     f"{guard.chosen.what}), calibrated on {len(calib)} samples of {calib_set['describe']['name']}")
+            worst = ", ".join(f"{e.layer} {e.sqnr_db:.1f} dB" for e in guard.layers[:3])
+            rep.info(f"worst layers (int8 vs float SQNR on calibration data): {worst}")
 
         with rep.stage(STAGES[5]):
-            fcheck = check_float(pr.model, conv.tflite, splits.x_eval, conv.layout, runner)
-            q_acc = int8_accuracy(artifact, splits.x_eval, splits.y_eval, conv.layout, runner)
-            rep.info(f"float TFLite vs PyTorch max |diff| {fcheck.max_abs_diff:.2e}; int8 accuracy {q_acc:.2f}% "
-                     f"({q_acc - loaded.float_accuracy:+.2f} points vs original float)")
-            remedies = []
-            drop = loaded.float_accuracy - q_acc
-            if drop > profile.budgets.max_accuracy_drop and q.allow_int16x8:
-                spec16 = QuantSpec(weights=q.weights, io_dtype=q.io_dtype, activations="int16")
-                candidate = quantize_int8(conv.saved_model_dir, calib, spec16)
-                acc16 = int8_accuracy(candidate, splits.x_eval, splits.y_eval, conv.layout, runner)
-                remedies.append({"remedy": "int16x8 activations (allow_int16x8)", "int8_accuracy": round(q_acc, 4),
-                                 "accuracy": round(acc16, 4), "adopted": acc16 > q_acc})
-                rep.info(f"int8 lost {drop:.2f} points (budget {profile.budgets.max_accuracy_drop}); "
-                         f"int16x8 activations give {acc16:.2f}%{' - adopted' if acc16 > q_acc else ' - not better, kept int8'}")
-                if acc16 > q_acc:
-                    artifact, qspec, q_acc = candidate, spec16, acc16
+            rep.info(f"int8 accuracy {q_acc:.2f}% ({q_acc - loaded.float_accuracy:+.2f} points vs original float)")
+            if not guard.met:
+                what = (f"int8 accuracy {q_acc:.2f}% loses {loaded.float_accuracy - q_acc:.2f} points (budget "
+                        f"{profile.budgets.max_accuracy_drop:g}) after trying {len(guard.attempts)} setting(s); worst layers: {worst}")
+                if not allow_budget_violation:
+                    raise BudgetError(f"{what}; see the report's quantization section, allow int16x8 or float layers in the "
+                                      "profile, or pass --allow-budget-violation")
+                rep.warn(what)
             micro = _check_micro(profile, artifact, splits, conv.layout, runner, rep) if profile.is_mcu else None
 
     with rep.stage(STAGES[6]):
@@ -230,8 +233,13 @@ def build(
                                           "io_dtype": qspec.effective_io_dtype}},
             "tensors": describe_io(artifact),
             "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned_acc, 4),
-                         "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %",
-                         "remedies": remedies},
+                         "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %"},
+            "calibration": calib_set["describe"],
+            "preprocessing": calib_set["describe"].get("preprocessing") or splits.preprocessing,
+            "quantization": {"chosen": guard.chosen.what, "attempts": guard.attempts, "met_budget": guard.met,
+                             "equalized_pairs": guard.equalized_pairs, "bias_corrected_layers": guard.bias_corrected,
+                             "float_layers": list(guard.chosen.calib.float_tensors) if guard.chosen.calib else [],
+                             "layers": [e.to_dict() for e in guard.layers]},
             "validation": {"samples": fcheck.samples, "max_abs_diff": fcheck.max_abs_diff,
                            "max_rel_diff": fcheck.max_rel_diff, "top1_agreement": fcheck.top1_agreement},
             "pruning": pr.summary(),
@@ -263,6 +271,62 @@ def _default_input_shape(model: str) -> tuple[int, ...]:
 
         return zoo.input_shape(model.removeprefix("zoo:"))
     return (1, 1, 32, 32)
+
+
+def _calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dict:
+    """The calibration samples (NCHW, preprocessed) and their description for the bundle manifest."""
+    import hashlib
+
+    from .errors import DataError
+
+    minimum = profile.quantization.min_calibration_samples
+    if manifest is None:
+        x = splits.x_calib
+        if len(x) < minimum:
+            raise DataError(f"the calibration split of {splits.name} has {len(x)} samples, fewer than the "
+                            f"{profile.name} profile's min_calibration_samples = {minimum}; add samples")
+        return {"x": x, "describe": {"name": f"{splits.name} (calibration split)", "kind": "split", "samples": len(x),
+                                     "seed": 0, "sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()}}
+    from .calibration import load_calibration
+
+    cs = load_calibration(manifest, input_shape=splits.input_shape)
+    if len(cs.x) < minimum:
+        raise DataError(f"{manifest}: {len(cs.x)} calibration samples, fewer than the {profile.name} profile's "
+                        f"min_calibration_samples = {minimum}; add samples")
+    _same_preprocessing(manifest, cs.x, splits.x_eval)
+    for w in cs.warnings:
+        rep.warn(f"{manifest}: {w}")
+    rep.info(f"calibration set {cs.name}: {len(cs.x)} of {cs.available} samples (seed {cs.seed}), sha256 {cs.sha256()[:12]}")
+    return {"x": cs.x, "describe": {**cs.describe(), "manifest": str(manifest)}}
+
+
+def _same_preprocessing(manifest: str, calib: np.ndarray, x_eval: np.ndarray) -> None:
+    """Calibration data preprocessed unlike the evaluation data calibrates the wrong ranges: refuse it."""
+    from .errors import DataError
+
+    c_lo, c_hi = float(np.percentile(calib, 0.5)), float(np.percentile(calib, 99.5))
+    e_lo, e_hi = float(np.percentile(x_eval, 0.5)), float(np.percentile(x_eval, 99.5))
+    c_span, e_span = max(c_hi - c_lo, 1e-12), max(e_hi - e_lo, 1e-12)
+    if c_span / e_span > 4 or e_span / c_span > 4 or abs((c_lo + c_hi) - (e_lo + e_hi)) / 2 > e_span:
+        raise DataError(f"{manifest}: calibration inputs span [{c_lo:.3g}, {c_hi:.3g}] but the evaluation data spans "
+                        f"[{e_lo:.3g}, {e_hi:.3g}]: the preprocessing differs; make [preprocess] match the model's")
+
+
+def _weighted_layers(model, example) -> list[tuple[str, int]]:
+    """The model's conv and linear layers in execution order with their output channels."""
+    order: list[tuple[str, int]] = []
+    handles = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            ch = mod.out_channels if isinstance(mod, torch.nn.Conv2d) else mod.out_features
+            handles.append(mod.register_forward_hook(lambda *_, n=name, c=ch: order.append((n, c))))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
 
 
 def _device_line(profile) -> str:

@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default="digits", metavar="digits|FILE.npz",
                    help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
                         "to the input shape) or an .npz with x_train, y_train, x_calib, x_eval, y_eval")
+    b.add_argument("--calibration", metavar="MANIFEST.toml",
+                   help="calibration data set manifest (see calibration/README.md); default: the data set's calibration split")
     b.add_argument("--out", default="dist", metavar="DIR", help="output folder; the bundle goes to DIR/TARGET/ (default dist)")
     b.add_argument("--allow-budget-violation", action="store_true",
                    help="write the bundle even if the int8 model loses more accuracy than the profile allows "
@@ -84,7 +86,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
         shape = npz_input_shape(args.data)
     reporter = Reporter(total=len(api.STAGES), quiet=args.quiet)
-    result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data,
+    result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data, calibration=args.calibration,
                        out=args.out, allow_budget_violation=args.allow_budget_violation, reporter=reporter)
     m = result.manifest
     acc, lat = m["accuracy"], m["latency"]

@@ -74,6 +74,36 @@ def _fmt_limit(limit: float | None) -> str:
     return "-" if limit is None else f"{limit:g}"
 
 
+def _quantization_section(m: dict) -> list[str]:
+    q, cal = m["quantization"], m["calibration"]
+    lines = [
+        "## Quantization",
+        "",
+        f"Calibration data: {cal['name']}, {cal['samples']} samples"
+        f"{' of ' + str(cal['available']) if cal.get('available') else ''} (seed {cal['seed']}), sha256 `{cal['sha256'][:16]}`."
+        + (f" Manifest `{cal['manifest']}`." if cal.get("manifest") else ""),
+        *[f"- warning: {w}" for w in cal.get("warnings", [])],
+        "",
+        f"Kept: **{q['chosen']}** ({q['equalized_pairs']} layer pair(s) equalised, {q['bias_corrected_layers']} "
+        f"bias(es) corrected{', layers kept in float: ' + ', '.join(q['float_layers']) if q['float_layers'] else ''}); "
+        f"accuracy budget {'met' if q['met_budget'] else '**NOT met**'}.",
+        "",
+        "| tried | why | accuracy % | drop | within budget |",
+        "|---|---|---:|---:|---|",
+        *[f"| {a['what']} | {a['why']} | {a['accuracy']:.2f} | {a['drop']:+.2f} | {'yes' if a['within_budget'] else 'no'} |"
+          for a in q["attempts"]],
+        "",
+        "Per-layer error of the kept model against float on calibration data, worst first (SQNR: higher is better; "
+        "each layer's error includes what earlier layers pass on):",
+        "",
+        "| layer | op | SQNR dB | relative error |",
+        "|---|---|---:|---:|",
+        *[f"| {e['layer']} | {e['op']} | {e['sqnr_db']:.1f} | {e['rel_error']:.4f} |" for e in q["layers"][:10]],
+        "",
+    ]
+    return lines
+
+
 def render_report(m: dict) -> str:
     """A readable Markdown summary of a manifest."""
     acc, prune, lat, io = m["accuracy"], m["pruning"], m["latency"], m["tensors"]
@@ -111,9 +141,8 @@ def render_report(m: dict) -> str:
         f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
         f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
         f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
-        *[f"Remedy tried because int8 ({r['int8_accuracy']:.2f}%) missed the budget: {r['remedy']}: {r['accuracy']:.2f}%, "
-          f"{'adopted' if r['adopted'] else 'not adopted'}." for r in acc["remedies"]],
         "",
+        *_quantization_section(m),
     ]
     if m.get("micro"):
         mc = m["micro"]

@@ -61,6 +61,18 @@ class Quantization:
     io_dtype: Literal["int8", "uint8"] = field(metadata=_spec(doc="dtype of the model's input and output tensors"))
     allow_int16x8: bool = field(default=False, metadata=_spec(
         doc="if int8 activations miss the accuracy budget, retry with int16 activations and int8 weights"))
+    calibration: Literal["minmax", "percentile", "mse", "entropy"] = field(default="minmax", metadata=_spec(
+        doc="how activation ranges are chosen from the calibration data"))
+    percentile: float = field(default=99.99, metadata=_spec(
+        lo=50.0, hi=100.0, doc="the percentile kept when calibration = \"percentile\""))
+    equalize: bool = field(default=True, metadata=_spec(
+        doc="cross-layer equalisation of consecutive convolutions before calibration (function-preserving)"))
+    bias_correction: bool = field(default=False, metadata=_spec(
+        doc="remove the mean output shift int8 weights cause, from calibration statistics"))
+    max_float_layers: int = field(default=0, metadata=_spec(
+        lo=0, hi=16, doc="accuracy guard: how many of the worst layers may stay float (0: never; the runtime must run float ops)"))
+    min_calibration_samples: int = field(default=32, metadata=_spec(
+        lo=1, doc="fewer calibration samples than this is an error"))
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
             origin = f"zoo:{name} + {weights}"
         else:
             module, origin = _trained_zoo_model(name, data, reporter)
+            after = getattr(module, "after_training", None)
+            if after is not None:  # stress models reshape their trained weights
+                after()
     else:
         module = _from_factory(spec)
         if not weights:

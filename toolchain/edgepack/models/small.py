@@ -53,3 +53,23 @@ class SqueezeNetMini(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.pool(self.head(self.features(self.stem(x)))), 1))
+
+
+class DSCNNSpread(DSCNN):
+    """DS-CNN made hard for int8 post-training quantization on purpose (a stress model).
+
+    After training, the stem's output channels are rescaled by gains spread over four decades
+    (0.01 to 100) and the depthwise convolution that reads them by the inverse gains: the float
+    function is unchanged (ReLU is positively homogeneous), but one per-tensor int8 range must now
+    cover channels whose values differ by 10^4, so naive calibration crushes most of them. This is
+    the per-channel range spread depthwise-separable models show after BatchNorm folding, made extreme.
+    """
+
+    @torch.no_grad()
+    def after_training(self) -> None:
+        bn, dw = self.stem[1], self.features[0]
+        c = bn.weight.shape[0]
+        gains = 10.0 ** torch.linspace(-2.0, 2.0, c)[torch.randperm(c, generator=torch.Generator().manual_seed(0))]
+        bn.weight.mul_(gains)
+        bn.bias.mul_(gains)
+        dw.weight.div_(gains.view(-1, 1, 1, 1))

@@ -33,6 +33,8 @@ ZOO: dict[str, ZooEntry] = {
     "resnet8": ZooEntry(resnet.resnet8, (1, 32, 32), "ResNet-8 (MLPerf Tiny image classification shape)"),
     "resnet18": ZooEntry(resnet.resnet18, (1, 32, 32), "ResNet-18 layout at quarter width (16-32-64-128)"),
     "dscnn": ZooEntry(small.DSCNN, (1, 49, 10), "DS-CNN keyword-spotting shape (49x10 input, 64 channels)"),
+    "dscnn-spread": ZooEntry(small.DSCNNSpread, (1, 49, 10),
+                             "DS-CNN with channel ranges spread over 10^4 after training: a stress test for int8 calibration"),
     "squeezenet": ZooEntry(small.SqueezeNetMini, (1, 32, 32), "SqueezeNet-style fire modules (channel concatenation)"),
 }
 
