@@ -144,3 +144,22 @@ def test_pruning_fields_drive_the_build(tmp_path, demo):
     report = (r.out_dir / "report.md").read_text()
     assert "importance taylor, 2 step(s)" in report and "recovery: distill-unlabelled" in report
     assert "| classifier | linear | 10 | 10 |" in report and "its outputs are the classes |" in report
+
+
+def test_float_fallback_keeps_the_costliest_layer_float_when_the_profile_allows_it(tmp_path, outlier):
+    target = _child(tmp_path, "f", 'extends = "rpi4"\nname = "f"\n[quantization]\nallow_int16x8 = false\n'
+                    "max_float_layers = 3\n[pruning]\nratio = 0.0\nrecovery_epochs = 0\n[budgets]\nmax_accuracy_drop = 1.0\n")
+    r = api.build(target, model=str(ROOT / "tests/fixtures/outlier_net.py") + ":make", weights=outlier,
+                  input_shape=(1, 1, 16, 16), out=tmp_path / "out")
+    q, acc = r.manifest["quantization"], r.manifest["accuracy"]
+    assert q["attempts"][0]["drop"] > 2.0 and q["met_budget"]
+    last = q["attempts"][-1]
+    # c1's output carries the outlier: c1, the padding after it and c2 reading it must all stay float
+    assert last["what"].endswith(" + 3 op(s) in float")
+    assert last["why"] == "keep the worst layers in float (max_float_layers): c1 and the ops reading their outputs"
+    assert "c1" not in {e["layer"] for e in q["layers"]}  # float now: nothing quantized to diagnose there
+    assert len(q["float_layers"]) == 3 and acc["int8"] >= acc["float_original"] - 1.0
+    from edgepack.devices.host import interpreter
+
+    ops = [d["op_name"] for d in interpreter((r.out_dir / "model.tflite").read_bytes())._get_ops_details()]
+    assert "DEQUANTIZE" in ops and r.manifest["tensors"]["inputs"][0]["dtype"] == "int8"

@@ -160,8 +160,8 @@ def build(
             artifact, qspec, q_acc = guard.chosen.model, guard.chosen.qspec, guard.chosen.accuracy
             rep.info(f"full-integer TFLite {len(artifact):,} bytes ({qspec.weights} weights, {qspec.effective_io_dtype} I/O, "
                      f"{guard.chosen.what}), calibrated on {len(calib)} samples of {calib_set['describe']['name']}")
-            worst = ", ".join(f"{e.layer} {e.sqnr_db:.1f} dB" for e in guard.layers[:3])
-            rep.info(f"worst layers (int8 vs float SQNR on calibration data): {worst}")
+            worst = ", ".join(f"{e.layer} (adds {e.added_db:.1f} dB of error)" for e in guard.layers[:3])
+            rep.info(f"costliest layers (int8 vs float on calibration data): {worst}")
 
         with rep.stage(STAGES[5]):
             rep.info(f"int8 accuracy {q_acc:.2f}% ({q_acc - loaded.float_accuracy:+.2f} points vs original float)")

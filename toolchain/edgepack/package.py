@@ -74,6 +74,10 @@ def _fmt_limit(limit: float | None) -> str:
     return "-" if limit is None else f"{limit:g}"
 
 
+def _db(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def _quantization_section(m: dict) -> list[str]:
     q, cal = m["quantization"], m["calibration"]
     lines = [
@@ -93,12 +97,14 @@ def _quantization_section(m: dict) -> list[str]:
         *[f"| {a['what']} | {a['why']} | {a['accuracy']:.2f} | {a['drop']:+.2f} | {'yes' if a['within_budget'] else 'no'} |"
           for a in q["attempts"]],
         "",
-        "Per-layer error of the kept model against float on calibration data, worst first (SQNR: higher is better; "
-        "each layer's error includes what earlier layers pass on):",
+        "Per-layer error of the kept model against float on calibration data, costliest first. SQNR (dB, higher is "
+        "better) includes what earlier layers pass on; channel SQNR is the median over output channels (low when a "
+        "shared range crushes most channels); added is how far a layer lowers the channel SQNR of its inputs.",
         "",
-        "| layer | op | SQNR dB | relative error |",
-        "|---|---|---:|---:|",
-        *[f"| {e['layer']} | {e['op']} | {e['sqnr_db']:.1f} | {e['rel_error']:.4f} |" for e in q["layers"][:10]],
+        "| layer | op | added dB | channel SQNR dB | SQNR dB | relative error |",
+        "|---|---|---:|---:|---:|---:|",
+        *[f"| {e['layer']} | {e['op']} | {_db(e['added_db'])} | {_db(e['channel_sqnr_db'])} | {_db(e['sqnr_db'])} | "
+          f"{e['rel_error']:.4f} |" for e in q["layers"][:10]],
         "",
     ]
     return lines

@@ -45,7 +45,7 @@ class CalibSpec:
         if self.bias_correction:
             parts.append("bias correction")
         if self.float_tensors:
-            parts.append(f"{len(self.float_tensors)} layer(s) in float")
+            parts.append(f"{len(self.float_tensors)} op(s) in float")
         return " + ".join(parts)
 
 
@@ -410,19 +410,40 @@ def quantize_calibrated(calibrated: bytes, samples: np.ndarray, spec: CalibSpec,
         graph.set_range(t, lo, hi)
         ranges[graph.tensor_name(t)] = (lo, hi)
     float_model = graph.to_bytes()
+    model = mlir_quantize(float_model, spec.float_tensors, per_channel=per_channel, io_dtype=io_dtype)
+    return CalibrationResult(model, spec, ranges, equalized, fixed, float_model)
+
+
+def mlir_quantize(float_model: bytes, float_tensors=(), *, per_channel: bool = True, io_dtype: str = "int8") -> bytes:
+    """TF's MLIR quantizer on a float model carrying ranges; ops producing ``float_tensors`` stay float."""
     tf = _tf()
     from tensorflow.lite.python import convert as tfconvert
 
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
     try:
         with native_stderr() as native, contextlib.redirect_stdout(io.StringIO()):
-            model = bytes(tfconvert.mlir_quantize(float_model, disable_per_channel=not per_channel, fully_quantize=True,
-                                                  input_data_type=io_type, output_data_type=io_type,
-                                                  denylisted_nodes=list(spec.float_tensors) or None))
+            return bytes(tfconvert.mlir_quantize(float_model, disable_per_channel=not per_channel, fully_quantize=True,
+                                                 input_data_type=io_type, output_data_type=io_type,
+                                                 denylisted_nodes=list(float_tensors) or None))
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else native.tail()
         raise ConversionError(f"full-integer quantization failed: {type(e).__name__}: {first}") from e
-    return CalibrationResult(model, spec, ranges, equalized, fixed, float_model)
+
+
+def output_agreement(float_model: bytes, int8_model: bytes, samples: np.ndarray) -> tuple[float, float]:
+    """Top-1 agreement (%) of the int8 model with the float one on ``samples``, and the output's SQNR in dB.
+
+    Label-free: used to choose between quantization variants without touching the held-out set.
+    """
+    from ..devices.host import HostRunner
+
+    runner = HostRunner(reference=True)
+    ref = runner.run(float_model, samples).reshape(len(samples), -1)
+    got = runner.run(int8_model, samples).reshape(len(samples), -1)
+    agree = float((got.argmax(1) == ref.argmax(1)).mean() * 100)
+    err = float(((got - ref) ** 2).sum())
+    sqnr = 10 * np.log10(float((ref**2).sum()) / err) if err > 0 else float("inf")
+    return agree, sqnr
 
 
 @dataclass(frozen=True)
@@ -430,58 +451,81 @@ class LayerError:
     tensor: str  # the TFLite tensor (an op's output)
     op: str  # its op type
     layer: str  # the source model's layer, where it could be matched, else the tensor's short name
-    sqnr_db: float  # signal-to-quantization-noise ratio of the int8 output against float; higher is better
+    sqnr_db: float  # int8 output vs float, whole tensor (higher is better); includes earlier layers' error
+    channel_sqnr_db: float  # the median over output channels: low when most channels are crushed
+    added_db: float  # how much this op lowers the channel SQNR of its inputs: the error it introduces
     rel_error: float  # ||int8 - float|| / ||float||
+    producer: int = -1  # op index (for the float fallback)
+    consumers: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "sqnr_db": round(self.sqnr_db, 2),
-                "rel_error": round(self.rel_error, 5)}
+        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "sqnr_db": _r(self.sqnr_db),
+                "channel_sqnr_db": _r(self.channel_sqnr_db), "added_db": _r(self.added_db), "rel_error": round(self.rel_error, 5)}
+
+
+def _r(v: float) -> float | None:
+    return round(v, 2) if np.isfinite(v) else None
+
+
+def _sqnr(sig, err):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(err > 0, 10 * np.log10(np.maximum(sig, 1e-30) / np.maximum(err, 1e-30)), 99.0)
 
 
 def layer_errors(float_model: bytes, int8_model: bytes, samples: np.ndarray, layer_names: dict[str, str] | None = None,
                  limit: int = 64) -> list[LayerError]:
-    """Each op output's int8 error against float on calibration samples, worst (lowest SQNR) first.
+    """Each op output's int8 error against float on calibration samples, the costliest layer first.
 
     Both models run their own inputs through (the int8 one quantizes the float input as its input
-    tensor says), so a layer's error includes what earlier layers passed on, as on the device.
+    tensor says), so a tensor's error includes what earlier layers passed on, as on the device. Layers
+    are ranked by the error they add: the drop from their inputs' median-channel SQNR to their
+    output's (a per-tensor range that crushes most channels shows in the median, not in the total).
     """
     graph = FloatGraph(float_model)
     fl = _interpreter(float_model)
     q = _interpreter(int8_model)
     q_by_name = {d["name"]: d for d in q.get_tensor_details()}
-    produced = {}
+    tracked, producer = {}, {}
     for k, op in enumerate(graph.sg.operators):
         for t in op.outputs:
-            name = graph.tensor_name(int(t))
-            d = q_by_name.get(name)
-            if d is not None and d["dtype"] in (np.int8, np.uint8, np.int16) and d["quantization"][0] > 0:
-                produced[int(t)] = (graph.op_type(k), d)
+            producer[int(t)] = k
+    for t in [*map(int, graph.sg.inputs), *producer]:
+        d = q_by_name.get(graph.tensor_name(t))
+        if d is not None and d["dtype"] in (np.int8, np.uint8, np.int16) and d["quantization"][0] > 0:
+            tracked[t] = d
     q_in = q.get_input_details()[0]
     scale, zero = q_in["quantization"]
     info = np.iinfo(q_in["dtype"])
-    signal = {t: 0.0 for t in produced}
-    noise = {t: 0.0 for t in produced}
+    signal: dict[int, np.ndarray] = {}
+    noise: dict[int, np.ndarray] = {}
     for x in samples[:limit]:
         fl.set_tensor(fl.get_input_details()[0]["index"], x[None].astype(np.float32))
         fl.invoke()
         qx = np.clip(np.round(x[None] / scale) + zero, info.min, info.max).astype(q_in["dtype"])
         q.set_tensor(q_in["index"], qx)
         q.invoke()
-        for t, (_, d) in produced.items():
+        for t, d in tracked.items():
             ref = fl.get_tensor(t).astype(np.float64)
             s, z = d["quantization"]
             deq = (q.get_tensor(d["index"]).astype(np.float64) - z) * s
-            signal[t] += float((ref**2).sum())
-            noise[t] += float(((deq - ref) ** 2).sum())
+            ref, deq = ref.reshape(-1, ref.shape[-1]), deq.reshape(-1, ref.shape[-1])
+            signal[t] = signal.get(t, 0) + (ref**2).sum(0)
+            noise[t] = noise.get(t, 0) + ((deq - ref) ** 2).sum(0)
     names = layer_names or {}
+    chan = {t: float(np.median(_sqnr(signal[t], noise[t]))) for t in tracked}
     out = []
-    for t, (kind, d) in produced.items():
-        sig, err = signal[t], noise[t]
-        sqnr = 10 * np.log10(sig / err) if err > 0 and sig > 0 else (float("inf") if sig > 0 else 0.0)
-        rel = float(np.sqrt(err / sig)) if sig > 0 else 0.0
+    for t in tracked:
+        if t not in producer:
+            continue  # the model's input: not a layer
+        k = producer[t]
+        ins = [chan[int(i)] for i in graph.sg.operators[k].inputs if int(i) in chan]
+        added = (min(ins) if ins else 99.0) - chan[t]
+        total = float(_sqnr(signal[t].sum(), noise[t].sum()))
+        rel = float(np.sqrt(noise[t].sum() / signal[t].sum())) if signal[t].sum() > 0 else 0.0
         tname = graph.tensor_name(t)
-        out.append(LayerError(tname, kind, names.get(tname, tname.split(";")[0]), float(sqnr), rel))
-    return sorted(out, key=lambda e: e.sqnr_db)
+        out.append(LayerError(tname, graph.op_type(k), names.get(tname, tname.split(";")[0]), total, chan[t], float(added),
+                              rel, k, tuple(graph.consumers.get(t, []))))
+    return sorted(out, key=lambda e: -e.added_db)
 
 
 def match_layer_names(float_model: bytes, modules: list[tuple[str, int]]) -> dict[str, str]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .calibrate import METHODS, CalibSpec, LayerError, calibrated_float, layer_errors, quantize_calibrated
+from .calibrate import (METHODS, CalibSpec, FloatGraph, LayerError, calibrated_float, layer_errors, mlir_quantize, output_agreement,
+                        quantize_calibrated)
 from .quantize import QuantSpec, quantize_int8
 
 
@@ -99,17 +100,64 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
                                     accuracy(runner.run(model, x_eval), y_eval), spec16, None), why)
             best = better(cand)
         elif remedy == "float":
-            base = best_int8
-            worst = layer_errors(base.float_model, base.model, calib, layer_names)
-            for k in range(1, q.max_float_layers + 1):
-                keep = tuple(e.tensor for e in worst[:k])
-                cand = try_calib(replace(base.calib, float_tensors=keep), why + f": {', '.join(e.layer for e in worst[:k])}")
-                best = better(cand)
-                if ok(cand):
-                    break
+            best = better(_float_fallback(best_int8, calib, q, layer_names, why, record, x_eval, y_eval, runner, ok))
         else:
             best = better(try_calib(remedy, why))
     # the int16x8 model was calibrated by TF on the unmodified float graph: diagnose it against that
     layers = layer_errors(best.float_model or calibrated, best.model, calib, layer_names)
     eq, bc = stats.get(best.calib, (0, 0)) if best.calib else (0, 0)
     return GuardResult(best, attempts, layers, ok(best), eq, bc)
+
+
+_PASS_THROUGH = ("PAD", "RESHAPE", "MAX_POOL_2D", "SQUEEZE", "TRANSPOSE", "CONCATENATION")
+
+
+def _float_group(graph: FloatGraph, e: LayerError) -> set[str]:
+    """The ops that must run float for ``e``'s output never to be quantized: the op itself and the
+    ops reading its output, through range-sharing ops (padding, reshapes, max-pooling) to the next
+    computing op. Returned as the op-output tensor names TF's quantizer denylists."""
+    ops, todo = {e.producer}, list(e.consumers)
+    while todo:
+        k = todo.pop()
+        if k in ops:
+            continue
+        ops.add(k)
+        if graph.op_type(k) in _PASS_THROUGH:
+            todo += graph.consumers.get(int(graph.sg.operators[k].outputs[0]), [])
+    return {graph.tensor_name(int(graph.sg.operators[k].outputs[0])) for k in ops}
+
+
+def _float_fallback(base: Candidate, calib, q, layer_names, why, record, x_eval, y_eval, runner, ok,
+                    candidates: int = 3) -> Candidate:
+    """Greedily keep layers float, up to ``max_float_layers`` ops: at each step try the groups of the
+    ``candidates`` costliest layers (the layer and the ops reading its output), keep the one whose
+    model agrees best with float on the calibration data (label-free), then measure it on the
+    held-out set; stop within budget."""
+    from ..training import accuracy
+
+    graph = FloatGraph(base.float_model)
+    kept: set[str] = set()
+    labels: list[str] = []
+    model, best = base.model, base
+    per_channel = q.weights == "per-channel"
+    while True:
+        worst = [e for e in layer_errors(base.float_model, model, calib, layer_names) if e.tensor not in kept]
+        trials = []
+        for e in worst:
+            group = kept | _float_group(graph, e)
+            if len(group) > q.max_float_layers or group == kept:
+                continue
+            m = mlir_quantize(base.float_model, sorted(group), per_channel=per_channel, io_dtype=q.io_dtype)
+            trials.append((output_agreement(base.float_model, m, calib), e, group, m))
+            if len(trials) == candidates:
+                break
+        if not trials:
+            return best
+        _, e, kept, model = max(trials, key=lambda t: t[0])
+        labels.append(e.layer)
+        spec = replace(base.calib, float_tensors=tuple(sorted(kept)))
+        cand = record(Candidate(spec.describe(), model, accuracy(runner.run(model, x_eval), y_eval), base.qspec, spec,
+                                base.float_model), f"{why}: {', '.join(labels)} and the ops reading their outputs")
+        best = cand if cand.accuracy > best.accuracy else best
+        if ok(cand):
+            return cand

@@ -1,0 +1,160 @@
+"""Calibration methods, cross-layer equalisation, bias correction and the per-layer diagnosis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgepack.compress.calibrate import (
+    CalibSpec,
+    FloatGraph,
+    TensorStats,
+    _quantized_weights,
+    calibrated_float,
+    choose_range,
+    correct_bias,
+    equalize,
+    layer_errors,
+    match_layer_names,
+    quantize_calibrated,
+    run_all_tensors,
+)
+from edgepack.convert.tflite import convert_float, to_model_layout
+from edgepack.data import digits
+from edgepack.devices.host import HostRunner
+from edgepack.models import zoo
+from edgepack.models.loader import load_model
+from edgepack.training import accuracy
+
+
+def _hist(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return np.histogram(values, bins=2048, range=(lo, hi))[0]
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_rare_outliers_are_clipped_by_percentile_and_entropy(method):
+    rng = np.random.default_rng(0)
+    v = np.concatenate([np.abs(rng.normal(0, 1, 200_000)), [60.0] * 5])  # ReLU-like, five huge outliers
+    lo, hi = 0.0, float(v.max())
+    h = _hist(v, lo, hi)
+    assert choose_range("minmax", h, lo, hi) == (0.0, 60.0)
+    a, b = choose_range(method, h, lo, hi)
+    assert a == 0.0 and 2.0 < b < 15.0, (a, b)  # the bulk (up to ~4.5) kept, the outliers clipped
+
+
+def test_mse_clips_a_heavy_tail_but_keeps_outliers_that_cost_more_clipped():
+    rng = np.random.default_rng(0)
+    tail = np.abs(rng.laplace(0, 1, 200_000))  # max about 13.5
+    lo, hi = 0.0, float(tail.max())
+    _, b = choose_range("mse", _hist(tail, lo, hi), lo, hi)
+    assert 8.0 < b < 0.9 * hi
+    # five values at 60 cost 5 * 55^2 clipped, more than 200,000 values' rounding noise at full range
+    spikes = np.concatenate([tail, [60.0] * 5])
+    _, b = choose_range("mse", _hist(spikes, 0.0, 60.0), 0.0, 60.0)
+    assert b > 50.0
+
+
+def test_ranges_keep_zero_and_both_signs():
+    rng = np.random.default_rng(1)
+    v = rng.normal(0.5, 1, 100_000)
+    lo, hi = float(v.min()), float(v.max())
+    for method in ("percentile", "mse", "entropy"):
+        a, b = choose_range(method, _hist(v, lo, hi), lo, hi)
+        assert lo <= a < 0 < b <= hi
+
+
+@pytest.fixture(scope="module")
+def spread():
+    """dscnn-spread: per-channel ranges spread over 10^4 after training (float function intact)."""
+    shape = zoo.input_shape("dscnn-spread")
+    data = digits(height=shape[2], width=shape[3])
+    base = load_model("zoo:dscnn-spread", data)
+    import tempfile
+    from pathlib import Path
+
+    work = Path(tempfile.mkdtemp())
+    conv = convert_float(base.module, torch.from_numpy(data.x_eval[:1]), work, samples=data.x_calib)
+    calib = to_model_layout(data.x_calib, conv.layout).astype(np.float32)
+    return {"data": data, "base": base, "conv": conv, "calib": calib, "cal": calibrated_float(conv.saved_model_dir, calib),
+            "x_eval": to_model_layout(data.x_eval, conv.layout)}
+
+
+def _outputs(model: bytes, x: np.ndarray) -> np.ndarray:
+    g = FloatGraph(model)
+    out = int(g.sg.outputs[0])
+    got = []
+    run_all_tensors(model, x, [out], lambda t, v: got.append(v.copy()))
+    return np.concatenate(got)
+
+
+def test_equalisation_keeps_the_float_function_and_rescues_int8(spread):
+    g = FloatGraph(spread["cal"])
+    stats = TensorStats(g, spread["calib"]).collect()
+    pairs = equalize(g, stats)
+    assert len(pairs) >= 5  # stem -> depthwise, and every depthwise -> pointwise pair
+    before, after = _outputs(spread["cal"], spread["x_eval"][:64]), _outputs(g.to_bytes(), spread["x_eval"][:64])
+    assert np.abs(before - after).max() <= 1e-3 * np.abs(before).max()
+    # the stem's output channels, 10^4 apart before, are within a small factor of each other after
+    stem_out = int(g.sg.operators[[k for k in range(len(g.sg.operators)) if g.op_type(k) == "CONV_2D"][0]].outputs[0])
+    spread_before = TensorStats(FloatGraph(spread["cal"]), spread["calib"][:32]).collect().ch_max[stem_out]
+    spread_after = TensorStats(g, spread["calib"][:32]).collect().ch_max[stem_out]
+    live = spread_before > 0
+    assert spread_before[live].max() / spread_before[live].min() > 1e3
+    assert spread_after[live].max() / spread_after[live].min() < 1e2
+
+    runner, data = HostRunner(), spread["data"]
+    naive = quantize_calibrated(spread["cal"], spread["calib"], CalibSpec(method="minmax"))
+    equal = quantize_calibrated(spread["cal"], spread["calib"], CalibSpec(method="minmax", equalize=True))
+    acc_naive = accuracy(runner.run(naive.model, spread["x_eval"]), data.y_eval)
+    acc_equal = accuracy(runner.run(equal.model, spread["x_eval"]), data.y_eval)
+    float_acc = spread["base"].float_accuracy
+    assert acc_naive < float_acc - 2.0  # built to break naive int8
+    assert acc_equal >= float_acc - 0.5
+
+
+def test_bias_correction_removes_the_mean_shift_of_int8_weights(spread):
+    """With per-tensor int8 weights substituted, the first conv's mean output moves; corrected, it moves back."""
+    def first_conv_mean(model: bytes) -> np.ndarray:
+        g = FloatGraph(model)
+        k = [i for i in range(len(g.sg.operators)) if g.op_type(i) == "CONV_2D"][0]
+        out = int(g.sg.operators[k].outputs[0])
+        acc = []
+        run_all_tensors(model, spread["calib"][:64], [out], lambda t, v: acc.append(v.reshape(-1, v.shape[-1]).mean(0)))
+        return np.mean(acc, 0)
+
+    base = FloatGraph(spread["cal"])
+    # the stem has no activation-free output here (ReLU is fused), so compare on a copy without it
+    k = [i for i in range(len(base.sg.operators)) if base.op_type(i) == "CONV_2D"][0]
+    base.sg.operators[k].builtinOptions.fusedActivationFunction = 0
+    ref = base.to_bytes()
+    w = int(base.sg.operators[k].inputs[1])
+    rounded = FloatGraph(ref)
+    rounded.set_array(w, _quantized_weights(rounded.array(w), None))
+    corrected = FloatGraph(ref)
+    stats = TensorStats(corrected, spread["calib"]).collect()
+    assert correct_bias(corrected, stats, per_channel=False) >= 1
+    corrected.set_array(w, _quantized_weights(corrected.array(w), None))
+    m_ref, m_round, m_fix = first_conv_mean(ref), first_conv_mean(rounded.to_bytes()), first_conv_mean(corrected.to_bytes())
+    err_round, err_fix = np.abs(m_round - m_ref).mean(), np.abs(m_fix - m_ref).mean()
+    assert err_round > 0 and err_fix < 0.5 * err_round, (err_round, err_fix)
+
+
+def test_diagnosis_names_source_layers_and_sorts_worst_first(spread):
+    naive = quantize_calibrated(spread["cal"], spread["calib"], CalibSpec(method="minmax"))
+    layers = []
+    handles = [m.register_forward_hook(lambda *_, n=n, c=m: layers.append((n, c.out_channels if hasattr(c, "out_channels")
+                                                                            else c.out_features)))
+               for n, m in spread["base"].module.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        spread["base"].module(torch.from_numpy(spread["data"].x_eval[:1]))
+    for h in handles:
+        h.remove()
+    names = match_layer_names(spread["conv"].tflite, layers)
+    assert sorted(names.values()) == sorted(n for n, _ in layers)
+    errs = layer_errors(naive.float_model, naive.model, spread["calib"], names)
+    assert [e.added_db for e in errs] == sorted((e.added_db for e in errs), reverse=True)
+    # the stem's output is where the spread ranges crush most channels: the stem adds the most error
+    assert errs[0].layer == "stem.0", [(e.layer, round(e.added_db, 1)) for e in errs[:4]]
+    assert errs[0].channel_sqnr_db < 10 and errs[0].added_db > 20
+    assert match_layer_names(spread["conv"].tflite, layers[:-1]) == {}  # counts differ: no guessing
