@@ -167,7 +167,8 @@ def build(
             rep.info(f"int8 accuracy {q_acc:.2f}% ({q_acc - loaded.float_accuracy:+.2f} points vs original float)")
             if not guard.met:
                 what = (f"int8 accuracy {q_acc:.2f}% loses {loaded.float_accuracy - q_acc:.2f} points (budget "
-                        f"{profile.budgets.max_accuracy_drop:g}) after trying {len(guard.attempts)} setting(s); worst layers: {worst}")
+                        f"{profile.budgets.max_accuracy_drop:g}; pruned float {pruned_acc:.2f}%) after trying "
+                        f"{len(guard.attempts)} setting(s); worst layers: {worst}")
                 if not allow_budget_violation:
                     raise BudgetError(f"{what}; see the report's quantization section, allow int16x8 or float layers in the "
                                       "profile, or pass --allow-budget-violation")

@@ -18,13 +18,15 @@ target profile (targets/NAME.toml)."""
 
 BUILD_EPILOG = """\
 stages: load profile -> load model and data -> structured pruning + distillation ->
-float TFLite (ONNX, onnx2tf) -> int8 quantization calibrated on the calibration split ->
-validation (float agreement, int8 accuracy) -> host latency -> bundle in OUT/TARGET/.
+float TFLite (ONNX, onnx2tf) -> int8 quantization calibrated on the calibration split (or
+--calibration), with the accuracy guard's remedies if the budget is missed -> validation ->
+host latency -> bundle in OUT/TARGET/ (report.md names the layers int8 hurts most).
 
 examples:
   edgepack build --target rpi4
   edgepack build --target ./my-board.toml --out artifacts/
   edgepack build --target rpi4 --model net.py:make_model --weights net.pt --input-shape 1,3,32,32
+  edgepack build --target cortex-m4 --calibration calibration/digits-png.toml
 
 exit status: 0 built; 2 bad arguments, profile, model or data; 3 a stage failed;
 4 the result breaks one of the profile's budgets (nothing written); 130 interrupted."""

@@ -65,7 +65,7 @@ class Quantization:
         doc="how activation ranges are chosen from the calibration data"))
     percentile: float = field(default=99.99, metadata=_spec(
         lo=50.0, hi=100.0, doc="the percentile kept when calibration = \"percentile\""))
-    equalize: bool = field(default=True, metadata=_spec(
+    equalize: bool = field(default=False, metadata=_spec(
         doc="cross-layer equalisation of consecutive convolutions before calibration (function-preserving)"))
     bias_correction: bool = field(default=False, metadata=_spec(
         doc="remove the mean output shift int8 weights cause, from calibration statistics"))

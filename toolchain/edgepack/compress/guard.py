@@ -1,7 +1,8 @@
 """The accuracy guard: quantize as the profile says, measure, and if the int8 model loses more than
 the budget, try the remedies the target allows, in a fixed order, until one meets it.
 
-Remedies, in order: the other calibration methods; cross-layer equalisation with bias correction;
+Remedies, in order: cross-layer equalisation, then with bias correction; the other calibration
+methods (with equalisation);
 int16 activations (int16x8, whole model: TFLite's converter cannot mix int8 and int16 activations
 per layer) when ``allow_int16x8``; then keeping the 1..``max_float_layers`` worst layers in float,
 for runtimes that run float operators. The first candidate within budget is kept; if none is, the
@@ -80,11 +81,14 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
         return c if c.accuracy > best.accuracy else best
 
     remedies: list[tuple[str, object]] = []
+    eq = replace(first, equalize=True)
+    if not first.equalize:
+        remedies.append(("cross-layer equalisation", eq))
+    if not first.bias_correction:
+        remedies.append(("cross-layer equalisation + bias correction", replace(eq, bias_correction=True)))
     for m in METHODS:
         if m != first.method:
-            remedies.append((f"calibration {m} instead of {first.method}", replace(first, method=m)))
-    if not (first.equalize and first.bias_correction):
-        remedies.append(("cross-layer equalisation + bias correction", replace(first, equalize=True, bias_correction=True)))
+            remedies.append((f"calibration {m} instead of {first.method}", replace(eq, method=m)))
     if q.allow_int16x8:
         remedies.append(("int16 activations (allow_int16x8)", "int16"))
     if q.max_float_layers > 0:
@@ -105,7 +109,7 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
             best = better(try_calib(remedy, why))
     # the int16x8 model was calibrated by TF on the unmodified float graph: diagnose it against that
     layers = layer_errors(best.float_model or calibrated, best.model, calib, layer_names)
-    eq, bc = stats.get(best.calib, (0, 0)) if best.calib else (0, 0)
+    eq, bc = stats.get(replace(best.calib, float_tensors=()), (0, 0)) if best.calib else (0, 0)
     return GuardResult(best, attempts, layers, ok(best), eq, bc)
 
 
