@@ -153,10 +153,16 @@ def build(
             from .compress.calibrate import match_layer_names
 
             calib = to_model_layout(calib_set["x"], conv.layout)
+            pruning_loss = loaded.float_accuracy - pruned_acc
+            if pruning_loss > profile.budgets.max_accuracy_drop:
+                rep.warn(f"the pruned float model already loses {pruning_loss:.2f} points (budget "
+                         f"{profile.budgets.max_accuracy_drop:g}): quantization remedies cannot help and are skipped; "
+                         "lower pruning.ratio or recover longer")
             guard = guarded_quantize(
                 conv.saved_model_dir, calib, to_model_layout(splits.x_eval, conv.layout), splits.y_eval,
                 q=profile.quantization, float_accuracy=loaded.float_accuracy, max_drop=profile.budgets.max_accuracy_drop,
-                runner=runner, reporter=rep, layer_names=match_layer_names(conv.tflite, _weighted_layers(pr.model, example)))
+                runner=runner, reporter=rep, layer_names=match_layer_names(conv.tflite, _weighted_layers(pr.model, example)),
+                remedies_allowed=pruning_loss <= profile.budgets.max_accuracy_drop)
             artifact, qspec, q_acc = guard.chosen.model, guard.chosen.qspec, guard.chosen.accuracy
             rep.info(f"full-integer TFLite {len(artifact):,} bytes ({qspec.weights} weights, {qspec.effective_io_dtype} I/O, "
                      f"{guard.chosen.what}), calibrated on {len(calib)} samples of {calib_set['describe']['name']}")
@@ -165,7 +171,7 @@ def build(
 
         with rep.stage(STAGES[5]):
             rep.info(f"int8 accuracy {q_acc:.2f}% ({q_acc - loaded.float_accuracy:+.2f} points vs original float)")
-            if not guard.met:
+            if not guard.met and pruning_loss <= profile.budgets.max_accuracy_drop:  # else the budget check says it
                 what = (f"int8 accuracy {q_acc:.2f}% loses {loaded.float_accuracy - q_acc:.2f} points (budget "
                         f"{profile.budgets.max_accuracy_drop:g}; pruned float {pruned_acc:.2f}%) after trying "
                         f"{len(guard.attempts)} setting(s); worst layers: {worst}")

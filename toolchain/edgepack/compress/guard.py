@@ -43,8 +43,11 @@ class GuardResult:
 
 def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, *, q,
                      float_accuracy: float, max_drop: float, runner, reporter=None,
-                     layer_names: dict[str, str] | None = None) -> GuardResult:
-    """Quantize to full integer under the accuracy budget. ``q`` is the profile's Quantization."""
+                     layer_names: dict[str, str] | None = None, remedies_allowed: bool = True) -> GuardResult:
+    """Quantize to full integer under the accuracy budget. ``q`` is the profile's Quantization.
+
+    ``remedies_allowed=False`` quantizes with the profile's settings only (the caller knows the loss
+    is not quantization's, e.g. the pruned float model already misses the budget)."""
     from ..training import accuracy
 
     say = reporter.info if reporter else (lambda *_: None)
@@ -94,7 +97,7 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
     if q.max_float_layers > 0:
         remedies.append(("keep the worst layers in float (max_float_layers)", "float"))
 
-    for why, remedy in remedies:
+    for why, remedy in remedies if remedies_allowed else []:
         if ok(best):
             break
         if remedy == "int16":

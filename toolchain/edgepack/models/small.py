@@ -27,13 +27,14 @@ class DSCNN(nn.Module):
 
 
 class Fire(nn.Module):
-    """SqueezeNet's fire module: 1x1 squeeze, then 1x1 and 3x3 expands concatenated on channels."""
+    """SqueezeNet's fire module: 1x1 squeeze, then 1x1 and 3x3 expands concatenated on channels
+    (each convolution followed by BatchNorm: without it this small variant trained to a dead head)."""
 
     def __init__(self, cin: int, squeeze: int, expand: int):
         super().__init__()
-        self.squeeze = nn.Sequential(nn.Conv2d(cin, squeeze, 1), nn.ReLU())
-        self.expand1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1), nn.ReLU())
-        self.expand3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1), nn.ReLU())
+        self.squeeze = nn.Sequential(nn.Conv2d(cin, squeeze, 1, bias=False), nn.BatchNorm2d(squeeze), nn.ReLU())
+        self.expand1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1, bias=False), nn.BatchNorm2d(expand), nn.ReLU())
+        self.expand3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1, bias=False), nn.BatchNorm2d(expand), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze(x)
@@ -45,9 +46,9 @@ class SqueezeNetMini(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))
         self.features = nn.Sequential(Fire(32, 16, 32), Fire(64, 16, 32), nn.MaxPool2d(2), Fire(64, 24, 48), Fire(96, 24, 48))
-        self.head = nn.Sequential(nn.Conv2d(96, 128, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(96, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU())
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(128, num_classes)
 
