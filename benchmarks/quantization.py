@@ -23,7 +23,6 @@ import io
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,23 +35,12 @@ from edgepack.data import digits
 from edgepack.devices.host import HostRunner
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
+from edgepack.profiles import Quantization
 from edgepack.training import accuracy
 
 MODELS = "demo,mobilenetv2,mobilenetv3-small,resnet8,resnet18,dscnn,squeezenet,dscnn-spread"
-
-
-@dataclass(frozen=True)
-class Int8Only:
-    """The profile quantization fields the guard reads: int8 only, everything else default."""
-
-    weights: str = "per-channel"
-    io_dtype: str = "int8"
-    allow_int16x8: bool = False
-    calibration: str = "minmax"
-    percentile: float = 99.99
-    equalize: bool = False
-    bias_correction: bool = False
-    max_float_layers: int = 0
+#: profile defaults: min-max first, no int16x8, no float layers
+INT8_ONLY = Quantization(weights="per-channel", io_dtype="int8")
 
 
 def onnx2tf_default(onnx_path: Path, calib_nhwc: np.ndarray, work: Path) -> bytes:
@@ -119,7 +107,7 @@ def main() -> int:
                 print(f"{name}: onnx2tf's int8 model fails in XNNPACK ({str(e).splitlines()[0]}); "
                       "its accuracy is from LiteRT's reference kernels", file=sys.stderr)
             acc_et = accuracy(executorch_default(base.module, data.x_calib, data.x_eval), data.y_eval)
-            guard = guarded_quantize(conv.saved_model_dir, calib, x_eval, data.y_eval, q=Int8Only(),
+            guard = guarded_quantize(conv.saved_model_dir, calib, x_eval, data.y_eval, q=INT8_ONLY,
                                      float_accuracy=base.float_accuracy, max_drop=0.5, runner=runner)
         f = base.float_accuracy
         ep = guard.chosen.accuracy

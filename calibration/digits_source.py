@@ -21,23 +21,12 @@ def calibration_images() -> np.ndarray:
     return np.round(np.clip(x01, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def _labels() -> np.ndarray:
-    """Class labels of the calibration split (the same two seeded splits as edgepack.data.digits)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    y = d.target
-    idx = np.arange(len(y))
-    rest, _ = train_test_split(idx, test_size=0.2, stratify=y, random_state=0)
-    _, calib = train_test_split(rest, test_size=0.125, stratify=y[rest], random_state=0)
-    return y[calib]
-
-
 def main(out: Path) -> int:
     from PIL import Image
 
-    images, labels = calibration_images(), _labels()
+    from edgepack.data import digits
+
+    images, labels = calibration_images(), digits().y_calib
     for i, (img, label) in enumerate(zip(images, labels)):
         folder = out / str(int(label))
         folder.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -32,8 +33,6 @@ def test_tiny_budgets_fail_with_numbers_and_write_nothing(tmp_path, demo):
         api.build(target, out=tmp_path / "out")
     msg = str(e.value)
     assert "\n" not in msg
-    import re
-
     num = r"\d+(\.\d+)?(e-?\d+)?"
     for part in (rf"max_model_kb needs {num} KB but tight allows 10 \(measured\)",
                  rf"max_peak_memory_kb needs {num} KB but tight allows 8 \(measured: TFLM tensor arena on the host\)",
@@ -50,8 +49,6 @@ def test_mcu_that_is_too_small_fails_with_needed_vs_available(tmp_path, demo):
     with pytest.raises(BudgetError) as e:
         api.build(target, out=tmp_path / "out")
     msg = str(e.value)
-    import re
-
     assert re.search(r"hardware.ram_kb \(arena fits SRAM\) needs \d+(\.\d+)? KB but tiny-mcu allows 32 \(measured", msg)
     assert re.search(r"hardware.flash_kb \(model \+ runtime fit flash\) needs \d+(\.\d+)? KB but tiny-mcu allows 64 "
                      r"\(model measured \+ runtime code estimated\)", msg)

@@ -244,7 +244,7 @@ def build(
             "calibration": calib_set["describe"],
             "preprocessing": calib_set["describe"].get("preprocessing") or splits.preprocessing,
             "quantization": {"chosen": guard.chosen.what, "attempts": guard.attempts, "met_budget": guard.met,
-                             "equalized_pairs": guard.equalized_pairs, "bias_corrected_layers": guard.bias_corrected,
+                             "equalized_pairs": guard.chosen.equalized_pairs, "bias_corrected_layers": guard.chosen.bias_corrected,
                              "float_layers": list(guard.chosen.calib.float_tensors) if guard.chosen.calib else [],
                              "layers": [e.to_dict() for e in guard.layers]},
             "validation": {"samples": fcheck.samples, "max_abs_diff": fcheck.max_abs_diff,
@@ -282,8 +282,7 @@ def _default_input_shape(model: str) -> tuple[int, ...]:
 
 def _calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dict:
     """The calibration samples (NCHW, preprocessed) and their description for the bundle manifest."""
-    import hashlib
-
+    from .calibration import check_like_eval, load_calibration, samples_sha256
     from .errors import DataError
 
     minimum = profile.quantization.min_calibration_samples
@@ -293,30 +292,16 @@ def _calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> di
             raise DataError(f"the calibration split of {splits.name} has {len(x)} samples, fewer than the "
                             f"{profile.name} profile's min_calibration_samples = {minimum}; add samples")
         return {"x": x, "describe": {"name": f"{splits.name} (calibration split)", "kind": "split", "samples": len(x),
-                                     "seed": 0, "sha256": hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()}}
-    from .calibration import load_calibration
-
+                                     "seed": 0, "sha256": samples_sha256(x)}}
     cs = load_calibration(manifest, input_shape=splits.input_shape)
     if len(cs.x) < minimum:
         raise DataError(f"{manifest}: {len(cs.x)} calibration samples, fewer than the {profile.name} profile's "
                         f"min_calibration_samples = {minimum}; add samples")
-    _same_preprocessing(manifest, cs.x, splits.x_eval)
+    check_like_eval(manifest, cs.x, splits.x_eval)
     for w in cs.warnings:
         rep.warn(f"{manifest}: {w}")
     rep.info(f"calibration set {cs.name}: {len(cs.x)} of {cs.available} samples (seed {cs.seed}), sha256 {cs.sha256()[:12]}")
     return {"x": cs.x, "describe": {**cs.describe(), "manifest": str(manifest)}}
-
-
-def _same_preprocessing(manifest: str, calib: np.ndarray, x_eval: np.ndarray) -> None:
-    """Calibration data preprocessed unlike the evaluation data calibrates the wrong ranges: refuse it."""
-    from .errors import DataError
-
-    c_lo, c_hi = float(np.percentile(calib, 0.5)), float(np.percentile(calib, 99.5))
-    e_lo, e_hi = float(np.percentile(x_eval, 0.5)), float(np.percentile(x_eval, 99.5))
-    c_span, e_span = max(c_hi - c_lo, 1e-12), max(e_hi - e_lo, 1e-12)
-    if c_span / e_span > 4 or e_span / c_span > 4 or abs((c_lo + c_hi) - (e_lo + e_hi)) / 2 > e_span:
-        raise DataError(f"{manifest}: calibration inputs span [{c_lo:.3g}, {c_hi:.3g}] but the evaluation data spans "
-                        f"[{e_lo:.3g}, {e_hi:.3g}]: the preprocessing differs; make [preprocess] match the model's")
 
 
 def _weighted_layers(model, example) -> list[tuple[str, int]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,14 +72,29 @@ class CalibrationSet:
     warnings: tuple[str, ...] = field(default=())
 
     def sha256(self) -> str:
-        h = hashlib.sha256(str(self.x.shape).encode())
-        h.update(np.ascontiguousarray(self.x).tobytes())
-        return h.hexdigest()
+        return samples_sha256(self.x)
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "source": self.source, "samples": len(self.x),
                 "available": self.available, "seed": self.seed, "sha256": self.sha256(),
                 "preprocessing": self.preprocess.to_dict(), "warnings": list(self.warnings)}
+
+
+def samples_sha256(x: np.ndarray) -> str:
+    """sha256 over the samples' shape and bytes: which calibration data built an artifact."""
+    h = hashlib.sha256(str(x.shape).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def check_like_eval(where: str, calib: np.ndarray, x_eval: np.ndarray) -> None:
+    """Calibration data preprocessed unlike the evaluation data calibrates the wrong ranges: refuse it."""
+    c_lo, c_hi = float(np.percentile(calib, 0.5)), float(np.percentile(calib, 99.5))
+    e_lo, e_hi = float(np.percentile(x_eval, 0.5)), float(np.percentile(x_eval, 99.5))
+    c_span, e_span = max(c_hi - c_lo, 1e-12), max(e_hi - e_lo, 1e-12)
+    if c_span / e_span > 4 or e_span / c_span > 4 or abs((c_lo + c_hi) - (e_lo + e_hi)) / 2 > e_span:
+        raise _fail(where, f"calibration inputs span [{c_lo:.3g}, {c_hi:.3g}] but the evaluation data spans "
+                           f"[{e_lo:.3g}, {e_hi:.3g}]: the preprocessing differs; make [preprocess] match the model's")
 
 
 def _fail(where: str, msg: str) -> DataError:
@@ -166,11 +181,11 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...]) -> Calib
     else:
         rel = m.get("path")
         if not isinstance(rel, str):
-            raise _fail(where, f"a{'n' if kind == 'images' else 'n'} {kind} set needs path = \"...\" (relative to the manifest)")
+            raise _fail(where, f"an {kind} set needs path = \"...\" (relative to the manifest)")
         src = (base / rel).resolve()
         source = rel
         if kind == "images":
-            raw, labels = _images(where, src, pre)
+            raw, labels = _image_files(where, src)
         else:
             raw, labels = _arrays(where, src, m.get("key", "x"), m.get("labels_key"))
     available = len(raw)
@@ -182,40 +197,40 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...]) -> Calib
     if len(idx) < min_samples:
         raise _fail(where, f"the calibration set has {len(idx)} sample(s), fewer than min_samples = {min_samples}; "
                            "add samples or lower min_samples")
-    if kind != "images":
+    if kind == "images":  # only the selected files are read
+        x = np.stack([_read_image(where, raw[i], pre) for i in idx]).astype(np.float32)
+    else:
         _check_raw(where, raw, pre, input_shape)
         x = np.stack([pre.apply(raw[i]) for i in idx]).astype(np.float32)
-    else:
-        x = np.stack([raw[i] for i in idx]).astype(np.float32)
     y = None if labels is None else np.asarray(labels)[idx].astype(np.int64)
     warnings = _check_samples(where, x, pre, input_shape)
     return CalibrationSet(name=m.get("name", path.stem), kind=kind, source=source, x=x, y=y, seed=seed,
                           available=available, preprocess=pre, warnings=tuple(warnings))
 
 
-def _images(where: str, folder: Path, pre: Preprocess) -> tuple[list[np.ndarray], list[int] | None]:
-    """Images under ``folder`` (sorted paths), preprocessed; labels from class sub-folders if any."""
-    from PIL import Image
-
+def _image_files(where: str, folder: Path) -> tuple[list[Path], list[int] | None]:
+    """Image files under ``folder`` (sorted paths); labels from class sub-folders if every file has one."""
     if not folder.is_dir():
         raise _fail(where, f"image folder '{folder}' does not exist")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     classes = sorted({p.parent.name for p in files if p.parent != folder})
     labelled = bool(files) and all(p.parent != folder for p in files)
-    out = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("L" if pre.color == "grey" else "RGB")
-                if pre.resize:
-                    im = im.resize((pre.resize[1], pre.resize[0]), Image.BILINEAR)
-                hwc = np.asarray(im, dtype=np.uint8)
-        except OSError as e:
-            raise _fail(where, f"cannot read image '{p}': {e}") from e
-        hwc = hwc[..., None] if hwc.ndim == 2 else hwc
-        out.append(Preprocess(**{**asdict(pre), "layout": "NHWC", "resize": None}).apply(hwc))
-    labels = [classes.index(p.parent.name) for p in files] if labelled else None
-    return out, labels
+    return files, ([classes.index(p.parent.name) for p in files] if labelled else None)
+
+
+def _read_image(where: str, path: Path, pre: Preprocess) -> np.ndarray:
+    """One image file, converted, resized and preprocessed (read as HWC)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if pre.color == "grey" else "RGB")
+            if pre.resize:
+                im = im.resize((pre.resize[1], pre.resize[0]), Image.BILINEAR)
+            hwc = np.asarray(im, dtype=np.uint8)
+    except OSError as e:
+        raise _fail(where, f"cannot read image '{path}': {e}") from e
+    return replace(pre, layout="NHWC").apply(hwc)
 
 
 def _arrays(where: str, file: Path, key: str, labels_key: str | None):

@@ -33,6 +33,7 @@ class Splits:
     y_eval: np.ndarray
     num_classes: int
     preprocessing: str
+    y_calib: np.ndarray | None = None  # labels of the calibration split, where the source has them (not hashed)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -68,7 +69,7 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
     x = x.repeat(channels, axis=1)
     y = d.target.astype(np.int64)
     x_rest, x_eval, y_rest, y_eval = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
-    x_train, x_calib, y_train, _ = train_test_split(x_rest, y_rest, test_size=0.125, stratify=y_rest, random_state=seed)
+    x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=0.125, stratify=y_rest, random_state=seed)
     return Splits(
         name="digits",
         x_train=x_train,
@@ -78,6 +79,7 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
         y_eval=y_eval,
         num_classes=10,
         preprocessing=f"pixel/16, bilinear resize 8x8->{height}x{width}, (x-0.5)/0.5, {channels} channel(s); NCHW float32",
+        y_calib=y_calib,
     )
 
 

@@ -12,15 +12,11 @@ samples, keeping every intermediate tensor.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._stdio import native_stderr
-from ..errors import ConversionError
+from .quantize import converter, run_tf, tensorflow
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
 _BINS = 2048
@@ -49,28 +45,15 @@ class CalibSpec:
         return " + ".join(parts)
 
 
-def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with native_stderr():
-        import tensorflow as tf
-    return tf
-
-
 def calibrated_float(saved_model_dir, calibration: np.ndarray) -> bytes:
     """The float TFLite model TF's quantizer works on, with min-max statistics recorded."""
-    tf = _tf()
-    calib = calibration.astype(np.float32)
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv._experimental_calibrate_only = True
-    try:
-        with native_stderr() as native, contextlib.redirect_stdout(io.StringIO()):
-            return bytes(conv.convert())
-    except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else native.tail()
-        raise ConversionError(f"calibration failed: {type(e).__name__}: {first}") from e
+
+    def calibrate():
+        conv = converter(saved_model_dir, calibration)
+        conv._experimental_calibrate_only = True
+        return conv.convert()
+
+    return run_tf("calibration", calibrate)
 
 
 class FloatGraph:
@@ -102,7 +85,7 @@ class FloatGraph:
         return self.sg.tensors[t].name.decode()
 
     def array(self, t: int) -> np.ndarray | None:
-        """A constant tensor's values as a writable float32 array view on its buffer, or None."""
+        """A copy of a constant float32 tensor's values (write back with ``set_array``), or None."""
         tensor = self.sg.tensors[t]
         buf = self.model.buffers[tensor.buffer]
         if buf.data is None or len(buf.data) == 0 or tensor.type != 0:  # 0 = FLOAT32
@@ -307,7 +290,6 @@ def equalize(graph: FloatGraph, stats: TensorStats, sweeps: int = 4) -> list[tup
         if tb == "DEPTHWISE_CONV_2D" and graph.array(wb).shape[-1] != graph.array(wa).shape[_out_axis(ta)]:
             continue  # channel multiplier > 1
         pairs.append((k, kb, out, wa, ba, wb))
-    done = []
     for _ in range(sweeps):
         for k, kb, out, wa, ba, wb in pairs:
             ta, tb = graph.op_type(k), graph.op_type(kb)
@@ -328,9 +310,8 @@ def equalize(graph: FloatGraph, stats: TensorStats, sweeps: int = 4) -> list[tup
             graph.set_array(ba, BA / s)
             graph.set_array(wb, WB * s.reshape([1] * (WB.ndim - 1) + [-1]))
             stats.ch_max[out] = stats.ch_max[out] / s
-            if (graph.tensor_name(out), graph.tensor_name(int(graph.sg.operators[kb].outputs[0]))) not in done:
-                done.append((graph.tensor_name(out), graph.tensor_name(int(graph.sg.operators[kb].outputs[0]))))
-    return done
+    return [(graph.tensor_name(out), graph.tensor_name(int(graph.sg.operators[kb].outputs[0])))
+            for _, kb, out, *_ in pairs]
 
 
 def _quantized_weights(w: np.ndarray, axis: int | None) -> np.ndarray:
@@ -382,11 +363,9 @@ def correct_bias(graph: FloatGraph, stats: TensorStats, per_channel: bool) -> in
 @dataclass
 class CalibrationResult:
     model: bytes  # the full-integer TFLite
-    spec: CalibSpec
-    ranges: dict[str, tuple[float, float]]
-    equalized: list[tuple[str, str]]
+    float_model: bytes  # the rewritten float model carrying the ranges (for diagnosis and float fallback)
+    equalized_pairs: int
     bias_corrected: int
-    float_model: bytes  # the rewritten float model the ranges were measured on (for diagnosis)
 
 
 def quantize_calibrated(calibrated: bytes, samples: np.ndarray, spec: CalibSpec, *, per_channel: bool = True,
@@ -401,33 +380,26 @@ def quantize_calibrated(calibrated: bytes, samples: np.ndarray, spec: CalibSpec,
         equalized = equalize(graph, stats)
         stats = TensorStats(graph, samples).collect()  # ranges after the rescaling
     fixed = correct_bias(graph, stats, per_channel) if spec.bias_correction else 0
-    ranges = {}
     inputs = {int(t) for t in graph.sg.inputs}
     for t in stats.tensors:
         # the model's input keeps its full range: clipping what the user feeds in is not calibration's call
         method = "minmax" if t in inputs else spec.method
         lo, hi = choose_range(method, stats.hist.get(t), stats.lo[t], stats.hi[t], spec.percentile)
         graph.set_range(t, lo, hi)
-        ranges[graph.tensor_name(t)] = (lo, hi)
     float_model = graph.to_bytes()
     model = mlir_quantize(float_model, spec.float_tensors, per_channel=per_channel, io_dtype=io_dtype)
-    return CalibrationResult(model, spec, ranges, equalized, fixed, float_model)
+    return CalibrationResult(model, float_model, len(equalized), fixed)
 
 
 def mlir_quantize(float_model: bytes, float_tensors=(), *, per_channel: bool = True, io_dtype: str = "int8") -> bytes:
     """TF's MLIR quantizer on a float model carrying ranges; ops producing ``float_tensors`` stay float."""
-    tf = _tf()
+    tf = tensorflow()
     from tensorflow.lite.python import convert as tfconvert
 
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
-    try:
-        with native_stderr() as native, contextlib.redirect_stdout(io.StringIO()):
-            return bytes(tfconvert.mlir_quantize(float_model, disable_per_channel=not per_channel, fully_quantize=True,
-                                                 input_data_type=io_type, output_data_type=io_type,
-                                                 denylisted_nodes=list(float_tensors) or None))
-    except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else native.tail()
-        raise ConversionError(f"full-integer quantization failed: {type(e).__name__}: {first}") from e
+    return run_tf("full-integer quantization", lambda: tfconvert.mlir_quantize(
+        float_model, disable_per_channel=not per_channel, fully_quantize=True, input_data_type=io_type,
+        output_data_type=io_type, denylisted_nodes=list(float_tensors) or None))
 
 
 def output_agreement(float_model: bytes, int8_model: bytes, samples: np.ndarray) -> tuple[float, float]:
@@ -493,16 +465,15 @@ def layer_errors(float_model: bytes, int8_model: bytes, samples: np.ndarray, lay
         d = q_by_name.get(graph.tensor_name(t))
         if d is not None and d["dtype"] in (np.int8, np.uint8, np.int16) and d["quantization"][0] > 0:
             tracked[t] = d
+    from ..devices.host import quantize_input
+
     q_in = q.get_input_details()[0]
-    scale, zero = q_in["quantization"]
-    info = np.iinfo(q_in["dtype"])
     signal: dict[int, np.ndarray] = {}
     noise: dict[int, np.ndarray] = {}
     for x in samples[:limit]:
         fl.set_tensor(fl.get_input_details()[0]["index"], x[None].astype(np.float32))
         fl.invoke()
-        qx = np.clip(np.round(x[None] / scale) + zero, info.min, info.max).astype(q_in["dtype"])
-        q.set_tensor(q_in["index"], qx)
+        q.set_tensor(q_in["index"], quantize_input(x[None], q_in))
         q.invoke()
         for t, d in tracked.items():
             ref = fl.get_tensor(t).astype(np.float64)

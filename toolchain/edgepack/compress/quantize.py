@@ -43,31 +43,47 @@ def quantize_int8(saved_model_dir: Path, calibration: np.ndarray, spec: QuantSpe
         raise DataError("the calibration set is empty; give at least one sample")
     if not np.isfinite(calibration).all():
         raise DataError("the calibration set contains NaN or Inf values")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with native_stderr():
-        import tensorflow as tf
+    tf = tensorflow()
 
-    calib = calibration.astype(np.float32)
-
-    def representative():
-        for i in range(len(calib)):
-            yield [calib[i : i + 1]]
-
-    try:
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
+    def convert():
+        conv = converter(saved_model_dir, calibration)
         if spec.activations == "int16":
             conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        else:
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         io_type = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[spec.effective_io_dtype]
         conv.inference_input_type = io_type
         conv.inference_output_type = io_type
         # The converter quantizes weights per channel unless told otherwise.
         conv._experimental_disable_per_channel = spec.weights == "per-tensor"
+        return conv.convert()
+
+    return run_tf("full-integer quantization", convert)
+
+
+def tensorflow():
+    """TensorFlow, imported with its native start-up messages kept off the terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_stderr():
+        import tensorflow as tf
+    return tf
+
+
+def converter(saved_model_dir: Path, calibration: np.ndarray):
+    """TF's TFLite converter for full-integer int8, fed ``calibration`` one sample at a time."""
+    tf = tensorflow()
+    calib = calibration.astype(np.float32)
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return conv
+
+
+def run_tf(what: str, step) -> bytes:
+    """Run a TF conversion step quietly; its failure becomes one ConversionError line."""
+    native = None
+    try:
         with native_stderr() as native, contextlib.redirect_stdout(io.StringIO()):
-            return bytes(conv.convert())
-    except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else native.tail()
-        raise ConversionError(f"full-integer quantization failed: {type(e).__name__}: {first}") from e
+            return bytes(step())
+    except Exception as e:  # the native text is complete once the capture has closed
+        first = str(e).splitlines()[0] if str(e) else (native.tail() if native else "")
+        raise ConversionError(f"{what} failed: {type(e).__name__}: {first}") from e
