@@ -10,9 +10,16 @@ For each zoo model (trained on digits, cached; no pruning) and the same calibrat
   edgepack   the accuracy guard with int8 only (no int16, no float layers), budget 0.5 points:
              min-max first (TF's own calibration), then cross-layer equalisation, bias correction and
              the other calibration methods until the budget is met.
-All accuracies are top-1 % on the same 360 held-out digits.
+All accuracies are top-1 % on the same 360 held-out digits; "agree" is the share of held-out
+images on which the int8 model's top-1 class equals the float TFLite model's (fidelity to float,
+whatever the label).
 
-    .venv/bin/python benchmarks/quantization.py [--models demo,dscnn-spread]
+One image is 0.28 points, so a one-image difference is within the noise of a single split. With
+``--splits 0,1,2`` every model is trained, calibrated and evaluated on each of three stratified
+splits (each with its own 360 held-out images) and the verdict is taken on the pooled accuracy over
+all of them (1080 held-out predictions per model); each split's row is printed as well.
+
+    .venv/bin/python benchmarks/quantization.py [--models demo,dscnn-spread] [--splits 0,1,2]
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ from edgepack.devices.host import HostRunner
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
 from edgepack.profiles import Quantization
-from edgepack.training import accuracy
 
 MODELS = "demo,mobilenetv2,mobilenetv3-small,resnet8,resnet18,dscnn,squeezenet,dscnn-spread"
 #: profile defaults: min-max first, no int16x8, no float layers
@@ -82,46 +88,84 @@ def executorch_default(model: torch.nn.Module, calib: np.ndarray, x_eval: np.nda
     return np.stack([method.execute([torch.from_numpy(x_eval[i : i + 1])])[0].numpy()[0] for i in range(len(x_eval))])
 
 
+def one_split(name: str, seed: int, runner: HostRunner) -> dict:
+    """Float, both defaults and edgepack on one split: numbers of correct and float-agreeing images."""
+    shape = zoo.input_shape(name)
+    data = digits(height=shape[2], width=shape[3], channels=shape[1], seed=seed)
+    base = load_model(f"zoo:{name}", data)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        conv = convert_float(base.module, torch.from_numpy(data.x_eval[:1]), work, samples=data.x_calib)
+        calib = to_model_layout(data.x_calib, conv.layout).astype(np.float32)
+        x_eval = to_model_layout(data.x_eval, conv.layout)
+        ref = runner.run(conv.tflite, x_eval).argmax(1)
+        o2t = onnx2tf_default(conv.onnx_path, calib, work)
+        note = ""
+        try:
+            out_o2t = runner.run(o2t, x_eval)
+        except RuntimeError as e:  # onnx2tf's int8 graph can fail XNNPACK's prepare step
+            out_o2t = HostRunner(reference=True).run(o2t, x_eval)
+            note = "*"
+            print(f"{name}: onnx2tf's int8 model fails in XNNPACK ({str(e).splitlines()[0]}); "
+                  "its accuracy is from LiteRT's reference kernels", file=sys.stderr)
+        out_et = executorch_default(base.module, data.x_calib, data.x_eval)
+        guard = guarded_quantize(conv.saved_model_dir, calib, x_eval, data.y_eval, q=INT8_ONLY,
+                                 float_accuracy=base.float_accuracy, max_drop=0.5, runner=runner)
+        out_ep = runner.run(guard.chosen.model, x_eval)
+    y = data.y_eval
+    row = {"n": len(y), "float": round(base.float_accuracy * len(y) / 100), "note": note, "kept": guard.chosen.what}
+    for key, out in (("onnx2tf", out_o2t), ("executorch", out_et), ("edgepack", out_ep)):
+        pred = out.argmax(1)
+        row[key] = int((pred == y).sum())
+        row[key + "_agree"] = int((pred == ref).sum())
+    return row
+
+
+def _cells(name: str, r: dict) -> tuple[str, ...]:
+    n = r["n"]
+    f = 100 * r["float"] / n
+
+    def cell(key: str, note: str = "") -> str:
+        a = 100 * r[key] / n
+        return f"{a:.2f} ({a - f:+.2f}; agree {100 * r[key + '_agree'] / n:.1f}){note}"
+
+    ep = 100 * r["edgepack"] / n
+    ok = f - ep <= 0.5 and r["edgepack"] >= max(r["onnx2tf"], r["executorch"])
+    return (name, str(n), f"{f:.2f}", cell("onnx2tf", r["note"]), cell("executorch"), cell("edgepack"), r["kept"],
+            "yes" if ok else "NO")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=MODELS)
+    ap.add_argument("--splits", default="0", help="comma-separated split seeds; the verdict is on the pooled accuracy")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.splits.split(",")]
     runner = HostRunner()
     rows = []
     for name in args.models.split(","):
-        shape = zoo.input_shape(name)
-        data = digits(height=shape[2], width=shape[3], channels=shape[1])
-        base = load_model(f"zoo:{name}", data)
-        t0 = time.time()
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
-            conv = convert_float(base.module, torch.from_numpy(data.x_eval[:1]), work, samples=data.x_calib)
-            calib = to_model_layout(data.x_calib, conv.layout).astype(np.float32)
-            x_eval = to_model_layout(data.x_eval, conv.layout)
-            o2t = onnx2tf_default(conv.onnx_path, calib, work)
-            try:
-                acc_o2t, o2t_note = accuracy(runner.run(o2t, x_eval), data.y_eval), ""
-            except RuntimeError as e:  # onnx2tf's int8 graph can fail XNNPACK's prepare step
-                acc_o2t = accuracy(HostRunner(reference=True).run(o2t, x_eval), data.y_eval)
-                o2t_note = " *"
-                print(f"{name}: onnx2tf's int8 model fails in XNNPACK ({str(e).splitlines()[0]}); "
-                      "its accuracy is from LiteRT's reference kernels", file=sys.stderr)
-            acc_et = accuracy(executorch_default(base.module, data.x_calib, data.x_eval), data.y_eval)
-            guard = guarded_quantize(conv.saved_model_dir, calib, x_eval, data.y_eval, q=INT8_ONLY,
-                                     float_accuracy=base.float_accuracy, max_drop=0.5, runner=runner)
-        f = base.float_accuracy
-        ep = guard.chosen.accuracy
-        verdict = "yes" if f - ep <= 0.5 and ep >= max(acc_o2t, acc_et) else "NO"
-        rows.append((name, f"{f:.2f}", f"{acc_o2t:.2f} ({acc_o2t - f:+.2f}){o2t_note}", f"{acc_et:.2f} ({acc_et - f:+.2f})",
-                     f"{ep:.2f} ({ep - f:+.2f})", guard.chosen.what, verdict))
-        print(f"{name}: done in {time.time() - t0:.0f} s", file=sys.stderr)
-    header = ("model", "float %", "onnx2tf default", "ExecuTorch XNNPACKQuantizer", "edgepack int8", "edgepack kept",
-              "within 0.5 and >= both")
+        per = []
+        for seed in seeds:
+            t0 = time.time()
+            per.append(one_split(name, seed, runner))
+            print(f"{name} split {seed}: done in {time.time() - t0:.0f} s", file=sys.stderr)
+            if len(seeds) > 1:
+                rows.append(_cells(f"{name} [split {seed}]", per[-1]))
+        if len(seeds) > 1:
+            pooled = {k: sum(r[k] for r in per) for k in per[0] if k not in ("note", "kept")}
+            pooled["note"] = "*" if any(r["note"] for r in per) else ""
+            pooled["kept"] = "; ".join(sorted({r["kept"] for r in per}))
+            rows.append(_cells(f"{name} [pooled]", pooled))
+        else:
+            rows.append(_cells(name, per[0]))
+    header = ("model", "held-out", "float %", "onnx2tf default", "ExecuTorch XNNPACKQuantizer", "edgepack int8",
+              "edgepack kept", "within 0.5 and >= both")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print("\nint8 top-1 accuracy on 360 held-out digits (points vs float); same trained model and calibration split per row")
+    print("\nint8 top-1 accuracy % (points vs float; agree = % of images with the float model's top-1 class);"
+          " same trained model and calibration split per row")
     for r in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    if any(r[2].endswith("*") for r in rows):
+    if any(r[3].endswith("*") for r in rows):
         print("* onnx2tf's int8 model fails to prepare in LiteRT's XNNPACK delegate; accuracy from LiteRT's reference kernels")
     return 0
 

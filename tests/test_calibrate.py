@@ -158,3 +158,52 @@ def test_diagnosis_names_source_layers_and_sorts_worst_first(spread):
     assert errs[0].layer == "stem.0", [(e.layer, round(e.added_db, 1)) for e in errs[:4]]
     assert errs[0].channel_sqnr_db < 10 and errs[0].added_db > 20
     assert match_layer_names(spread["conv"].tflite, layers[:-1]) == {}  # counts differ: no guessing
+
+
+class _Cancelling(torch.nn.Module):
+    """conv1 makes two almost identical channels; conv2 subtracts them, so its output range is
+    about 10^-6 of its inputs' (as in a squeeze-and-excitation branch that has learnt to do nothing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.conv2 = torch.nn.Conv2d(2, 4, 1, bias=False)
+        self.head = torch.nn.Linear(4 * 8 * 8, 10)
+        with torch.no_grad():
+            w = torch.randn(1, 1, 3, 3)
+            self.conv1.weight.copy_(torch.cat([w, w * (1 + 1e-6)]))
+            self.conv2.weight.copy_(torch.tensor([[1.0, -1.0]] * 4).view(4, 2, 1, 1))
+
+    def forward(self, x):
+        y = self.conv2(torch.relu(self.conv1(torch.nn.functional.avg_pool2d(x, 4))))
+        return self.head(torch.relu(y).flatten(1))
+
+
+def test_output_ranges_too_narrow_to_requantize_are_widened(tmp_path):
+    """Min-max would give conv2 an output scale so small that XNNPACK refuses the model
+    (requantization scale >= 256); the calibrated model keeps every conv below the limit and runs."""
+    torch.manual_seed(0)
+    data = digits()
+    conv = convert_float(_Cancelling().eval(), torch.from_numpy(data.x_eval[:1]), tmp_path, samples=data.x_calib)
+    calib = to_model_layout(data.x_calib, conv.layout).astype(np.float32)
+    cal = calibrated_float(conv.saved_model_dir, calib)
+    g = FloatGraph(cal)
+    stats = TensorStats(g, calib).collect()
+    k2 = [k for k in range(len(g.sg.operators)) if g.op_type(k) == "CONV_2D"][1]
+    out2 = int(g.sg.operators[k2].outputs[0])
+    in2 = int(g.sg.operators[k2].inputs[0])
+    naive_ratio = ((stats.hi[in2] - min(stats.lo[in2], 0)) / 255) * (1 / 127) / ((stats.hi[out2] - min(stats.lo[out2], 0)) / 255)
+    assert naive_ratio > 256  # the case XNNPACK rejects
+
+    from edgepack.devices.host import interpreter
+
+    model = quantize_calibrated(cal, calib, CalibSpec(method="minmax")).model
+    it = interpreter(model, reference=True)
+    td = {d["index"]: d for d in it.get_tensor_details()}
+    for op in it._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            i, w, o = op["inputs"][:2].tolist() + [op["outputs"][0]]
+            ratio = td[i]["quantization"][0] * td[w]["quantization_parameters"]["scales"].max() / td[o]["quantization"][0]
+            assert ratio < 256, op
+    out = HostRunner().run(model, to_model_layout(data.x_eval[:8], conv.layout))  # XNNPACK prepares it
+    assert out.shape == (8, 10) and np.isfinite(out).all()

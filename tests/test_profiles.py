@@ -22,7 +22,7 @@ def test_shipped_profiles_load():
 def test_rpi4_profile_loads_typed_values():
     p = load_profile("rpi4")
     assert p.hardware.cores == 4 and p.hardware.clock_mhz == 1500 and p.hardware.ram_kb == 4 * 1024 * 1024
-    assert p.runtime.threads == 4 and p.runtime.formats == ("tflite",)
+    assert p.runtime.threads == 4 and p.runtime.formats == ("tflite", "pte")
     assert p.pruning.ratio == pytest.approx(0.3) and p.pruning.keep_layers == ()
     assert p.quantization.weights == "per-channel" and p.quantization.allow_int16x8 is True
     assert p.budgets.max_energy_mj == 50.0 and p.connection.kind == "ssh" and p.connection.port == 22
@@ -82,7 +82,7 @@ MALFORMED = {
     "int16-bool": (CHILD + '[quantization]\nallow_int16x8 = "yes"\n',
                    ":3: quantization.allow_int16x8: expected true or false, got str 'yes'"),
     "format-choice": (CHILD + '[runtime]\nformats = ["tflite", "onnx"]\n',
-                      ":3: runtime.formats: 'onnx' is not allowed; choose one of: 'tflite', 'c-source'"),
+                      ":3: runtime.formats: 'onnx' is not allowed; choose one of: 'tflite', 'c-source', 'pte'"),
     "formats-empty": (CHILD + "[runtime]\nformats = []\n", ":3: runtime.formats: expected a non-empty list, got []"),
     "alpha-range": (CHILD + "[pruning]\ndistill_alpha = 1.2\n",
                     ":3: pruning.distill_alpha: 1.2 is out of range; expected >= 0.0 and <= 1.0"),
@@ -92,7 +92,7 @@ MALFORMED = {
                     "distill_temperature, importance, keep_layers, layer_ratios, learning_rate, max_ratio, ratio, recovery, "
                     "recovery_epochs, scope, steps"),
     "unknown-section": (CHILD + "[budget]\nmax_model_kb = 1\n",
-                        ":2: budget: unknown key; valid keys here: budgets, connection, description, extends, hardware, "
+                        ":2: budget: unknown key; valid keys here: budgets, connection, description, executorch, extends, hardware, "
                         "measure, name, power, pruning, quantization, runtime"),
     "section-not-table": ('extends = "rpi4"\nhardware = 3\n', ":2: hardware: expected a table [hardware], got int 3"),
     "bad-toml": ("name = 'x\n", ": not valid TOML: "),
@@ -100,6 +100,14 @@ MALFORMED = {
     "ratio-above-max": (CHILD + "[pruning]\nratio = 0.75\n", ":3: pruning.ratio: 0.75 is above this target's max_ratio 0.7"),
     "threads-above-cores": (CHILD + "[runtime]\nthreads = 8\n",
                             ":3: runtime.threads: 8 threads on a 4-core device; use at most 4"),
+    "pte-without-backend": (CHILD + "[executorch]\nbackends = []\n",
+                            ":3: executorch.backends: 'pte' is in runtime.formats but no backend is listed; add e.g. \"xnnpack\""),
+    "pte-mcu-backend-on-litert": (CHILD + '[executorch]\nbackends = ["ethos-u"]\n',
+                                  ":3: executorch.backends: 'ethos-u' does not run on application-processor (litert) targets; use xnnpack"),
+    "pte-xnnpack-on-mcu": ('extends = "cortex-m55-u55"\n[executorch]\nbackends = ["xnnpack", "cortex-m"]\n',
+                           ":3: executorch.backends: 'xnnpack' does not run on microcontroller (tflm) targets; use cortex-m or ethos-u"),
+    "pte-unknown-npu": ('extends = "cortex-m55-u55"\n[executorch]\nethos_u_accelerator = "ethos-u42"\n',
+                        ":3: executorch.ethos_u_accelerator: 'ethos-u42' is not allowed; choose one of: 'ethos-u55-32'"),
     "c-source-on-litert": (CHILD + '[runtime]\nformats = ["tflite", "c-source"]\n',
                            ":3: runtime.formats: 'c-source' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\""),
     "tflm-threads": ('extends = "cortex-m4"\n[runtime]\nthreads = 2\n',

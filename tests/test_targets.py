@@ -10,7 +10,11 @@ from shutil import which as shutil_which
 import pytest
 
 from edgepack import api
+from edgepack.convert.executorch import FILES
 from edgepack.convert.tflite import weight_scales
+from edgepack.devices.executorch import ExecuTorchRunner
+from edgepack.devices.host import HostRunner
+from edgepack.errors import ValidationError
 from edgepack.profiles import load_profile
 
 SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55"]
@@ -30,6 +34,8 @@ def test_build_meets_profile(bundles, target):
     m = result.manifest
     files = sorted(f.name for f in result.out_dir.iterdir())
     expected = ["manifest.json", "model.tflite", "report.md"] + (["model_data.cc", "model_data.h"] if "c-source" in p.runtime.formats else [])
+    if "pte" in p.runtime.formats:
+        expected += [FILES[b] for b in p.executorch.backends]
     assert files == sorted(expected)
     model = (result.out_dir / "model.tflite").read_bytes()
     assert json.loads((result.out_dir / "manifest.json").read_text())["artifact"]["sha256"] == m["artifact"]["sha256"]
@@ -77,6 +83,71 @@ def test_build_meets_profile(bundles, target):
         assert "runtime code" in report and "(**estimated**)" in report
     else:
         assert m["micro"] is None
+
+
+PTE_TARGETS = [t for t in SHIPPED if "pte" in load_profile(t).runtime.formats]
+
+
+@pytest.mark.parametrize("target", PTE_TARGETS)
+def test_pte_programs_sit_beside_the_tflite_one(bundles, target):
+    """Each backend's .pte: same manifest fields as the TFLite artifact, accuracy within 0.5 points
+    of it on the same samples, a delegation report, and what the host could not run said so."""
+    p = load_profile(target)
+    result = bundles[target]
+    arts = {a["file"]: a for a in result.manifest["artifacts"]}
+    assert list(arts) == ["model.tflite", *[FILES[b] for b in p.executorch.backends]]
+    tfl = arts["model.tflite"]
+    assert tfl["sha256"] == result.manifest["artifact"]["sha256"]
+    for b in p.executorch.backends:
+        e = arts[FILES[b]]
+        assert set(e) == set(tfl) and set(e["accuracy"]) == set(tfl["accuracy"])
+        data = (result.out_dir / e["file"]).read_bytes()
+        assert len(data) == e["size_bytes"] and data[4:6] == b"ET"  # ExecuTorch flatbuffer identifier
+        a = e["accuracy"]
+        assert abs(a["int8"] - a["tflite_int8_same_samples"]) <= 0.5, a
+        assert a["top1_agreement_with_tflite"] >= 97.0
+        d = e["delegation"]
+        assert d["backend"] == b and d["ops"] and all(r["why"] for r in d["ops"] if r["where"] != b)
+        checked = {x["budget"] for x in result.manifest["budgets"]}
+        assert f"max_accuracy_drop ({e['file']})" in checked
+        if b == "xnnpack":
+            assert e["runs_on_host"] and a["samples"] == 360 and "ExecuTorch's runtime" in a["basis"]
+            assert d["delegated_subgraphs"] >= 1 and d["cpu_ops"] == 0  # the whole demo runs in XNNPACK
+            assert e["latency"]["measured_on"] == "host" and e["latency"]["ratio_to_tflite"] > 0
+        elif b == "cortex-m":
+            assert not e["runs_on_host"] and a["samples"] == p.executorch.reference_samples
+            ops = {r["op"] for r in d["ops"]}
+            assert {"cortex_m.quantized_conv2d.default", "cortex_m.quantized_depthwise_conv2d.default"} <= ops
+            assert "aten.convolution.default" not in ops
+        else:
+            assert not e["runs_on_host"] and d["delegated_ops"] > 0 and d["cpu_ops"] <= 2
+            v = e["vela"]
+            assert v["basis"].startswith("ESTIMATED") and v["accelerator"] == "Ethos_U55_128"
+            assert v["sram_kb"] > 0 and v["flash_kb"] > 0 and v["total_cycles"] >= v["npu_cycles"] > 0
+            assert v["inference_ms"] == pytest.approx(1000 * v["total_cycles"] / (v["npu_clock_mhz"] * 1e6), rel=1e-3)
+            assert v["macs"] > 0 and v["npu_operators"] > 0
+    report = (result.out_dir / "report.md").read_text()
+    assert "## Artifacts (TFLite and ExecuTorch)" in report
+    if "ethos-u" in p.executorch.backends:
+        assert "**estimates**" in report and "SRAM KB" in report
+
+
+def test_pte_and_tflite_agree_when_run_again(bundles):
+    """Reload the bundle's files: the .pte in ExecuTorch's runtime and the .tflite in LiteRT agree."""
+    from edgepack.data import digits
+
+    out = bundles["rpi4"].out_dir
+    x = digits().x_eval[:64]
+    et = ExecuTorchRunner().run((out / "model.pte").read_bytes(), x)
+    lt = HostRunner().run((out / "model.tflite").read_bytes(), x.transpose(0, 2, 3, 1))
+    assert (et.argmax(1) == lt.argmax(1)).mean() >= 0.97
+    assert np.abs(et - lt).max() < 0.5 * np.abs(lt).max()
+
+
+def test_host_runtime_refuses_mcu_programs_with_the_reason(bundles):
+    out = bundles["cortex-m55-u55"].out_dir
+    with pytest.raises(ValidationError, match=r"cannot load this program; it needs kernels this runtime lacks: cortex_m::"):
+        ExecuTorchRunner().run((out / "model_cortex_m.pte").read_bytes(), np.zeros((1, 1, 32, 32), np.float32))
 
 
 def test_c_source_compiles_and_holds_the_model(bundles, tmp_path):

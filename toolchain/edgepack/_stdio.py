@@ -20,6 +20,13 @@ class Captured:
         return " | ".join(l for l in self.text.strip().splitlines()[-lines:])
 
 
+def _flush_c_stdio() -> None:
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
 @contextlib.contextmanager
 def native_stderr() -> Iterator[Captured]:
     """Redirect fd 2 (and fd 1) to a temporary file for the duration; yields the captured text holder."""
@@ -37,6 +44,7 @@ def native_stderr() -> Iterator[Captured]:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
+            _flush_c_stdio()  # C code printing to a redirected stdout is fully buffered
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)

@@ -28,6 +28,7 @@ STAGES = (
     "convert to float TFLite (PyTorch -> ONNX -> onnx2tf)",
     "quantize to full integer (calibrated)",
     "validate (float agreement, int8 accuracy)",
+    "export and check ExecuTorch programs (.pte)",
     "measure and check budgets",
     "write the bundle",
 )
@@ -181,7 +182,14 @@ def build(
                 rep.warn(what)
             micro = _check_micro(profile, artifact, splits, conv.layout, runner, rep) if profile.is_mcu else None
 
-    with rep.stage(STAGES[6]):
+        with rep.stage(STAGES[6]):
+            from .training import predict
+
+            tflite_out = runner.run(artifact, to_model_layout(splits.x_eval, conv.layout))
+            float_out = predict(loaded.module, splits.x_eval) if "pte" in profile.runtime.formats else None
+            ptes = _export_pte(profile, pr.model, calib_set["x"], splits, tflite_out, float_out, work, rep)
+
+    with rep.stage(STAGES[7]):
         from .energy import estimate_energy, estimate_latency
 
         threads = min(profile.runtime.threads, os.cpu_count() or 1)
@@ -195,6 +203,16 @@ def build(
             lat = runner.benchmark(artifact, threads=threads, warmup=m.warmup, runs=m.runs).to_dict()
             lat_label = f"LiteRT + XNNPACK on the host, {threads} thread(s) (not the {profile.name})"
         rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms over {lat['runs']} runs: {lat_label}")
+        for pte in ptes:
+            if pte["program"].host_runnable:
+                from .devices.executorch import ExecuTorchRunner
+
+                pl = ExecuTorchRunner().benchmark(pte["bytes"], threads=threads, warmup=m.warmup, runs=m.runs).to_dict()
+                pte["entry"]["latency"] = {**pl, "label": f"ExecuTorch runtime + XNNPACK on the host, {threads} thread(s) "
+                                                          f"(not the {profile.name})",
+                                           "ratio_to_tflite": round(pl["median_ms"] / lat["median_ms"], 4)}
+                rep.info(f"{pte['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
+                         f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's (host)")
         est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
         est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
         rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both ESTIMATED "
@@ -207,6 +225,13 @@ def build(
             _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
             _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
         ]
+        for pte in ptes:
+            e = pte["entry"]
+            a = e["accuracy"]
+            budgets.append(_budget(f"max_accuracy_drop ({e['file']})", a["float_original_same_samples"] - a["int8"],
+                                   b.max_accuracy_drop, "points", f"measured on the host on {a['samples']} held-out samples: "
+                                   f"{a['basis']}"))
+            budgets.append(_budget(f"max_model_kb ({e['file']})", e["size_bytes"] / 1024, b.max_model_kb, "KB", "measured"))
         if arena is not None:
             budgets.append(_budget("max_peak_memory_kb", arena / 1024, b.max_peak_memory_kb, "KB",
                                    "measured: TFLM tensor arena on the host"))
@@ -223,7 +248,7 @@ def build(
                              for x in broken)
             raise BudgetError(f"{what}; change the model or the profile, or pass --allow-budget-violation")
 
-    with rep.stage(STAGES[7]):
+    with rep.stage(STAGES[8]):
         from .package import manifest_bytes, render_report, sha256, write_bundle
 
         manifest = {
@@ -238,6 +263,9 @@ def build(
                          "float_tflite_size_bytes": len(conv.tflite), "input_layout": conv.layout,
                          "quantization": {"weights": qspec.weights, "activations": qspec.activations,
                                           "io_dtype": qspec.effective_io_dtype}},
+            "artifacts": [_tflite_entry(profile, artifact, qspec, conv.layout, q_acc, loaded.float_accuracy, len(splits.y_eval),
+                                        lat, lat_label),
+                          *[p["entry"] for p in ptes]],
             "tensors": describe_io(artifact),
             "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned_acc, 4),
                          "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %"},
@@ -262,6 +290,7 @@ def build(
         }
         files = {"model.tflite": artifact, "manifest.json": manifest_bytes(manifest),
                  "report.md": render_report(manifest).encode()}
+        files.update({p["entry"]["file"]: p["bytes"] for p in ptes})
         if "c-source" in profile.runtime.formats:
             from .convert.micro import c_source
 
@@ -269,6 +298,73 @@ def build(
         out_dir = write_bundle(Path(out) / profile.name, files)
     # The packaging stage's own time cannot be inside the files it writes; it is in the result.
     return BuildResult(out_dir=out_dir, manifest={**manifest, "stage_seconds": dict(rep.stage_seconds)})
+
+
+def _tflite_entry(profile, artifact: bytes, qspec, layout: str, acc: float, float_acc: float, samples: int, lat: dict,
+                  lat_label: str) -> dict:
+    """The TFLite artifact described with the same fields as each .pte's."""
+    from .convert.tflite import describe_io
+    from .package import sha256
+
+    return {"file": "model.tflite", "format": "tflite", "backend": profile.runtime.name, "size_bytes": len(artifact),
+            "sha256": sha256(artifact), "input_layout": layout,
+            "quantization": {"weights": qspec.weights, "activations": qspec.activations, "io_dtype": qspec.effective_io_dtype,
+                             "scheme": "TFLite full-integer, calibrated by edgepack (see quantization)"},
+            "tensors": describe_io(artifact),
+            "accuracy": {"int8": round(acc, 4), "samples": samples, "basis": "the .tflite in LiteRT on the host (XNNPACK)",
+                         "tflite_int8_same_samples": round(acc, 4), "float_original_same_samples": round(float_acc, 4),
+                         "top1_agreement_with_tflite": 100.0, "mean_abs_logit_diff_vs_tflite": 0.0},
+            "runs_on_host": True, "delegation": None, "vela": None, "latency": {**lat, "label": lat_label}, "notes": []}
+
+
+def _export_pte(profile, model, calib: np.ndarray, splits, tflite_out: np.ndarray, float_out, work: Path,
+                rep: Reporter) -> list[dict]:
+    """One ExecuTorch program per backend the profile lists (when its formats include pte), each
+    checked on the host as far as the host can run it. Returns [{"bytes", "program", "entry"}]."""
+    if "pte" not in profile.runtime.formats:
+        rep.info("pte is not among the profile's formats; nothing to do")
+        return []
+    from .convert import executorch as et
+    from .package import sha256
+    from .validate import check_pte
+
+    x = profile.executorch
+    per_channel = profile.quantization.weights == "per-channel"
+    out = []
+    for backend in x.backends:
+        if backend == "xnnpack":
+            prog = et.export_xnnpack(model, calib, per_channel=per_channel)
+        elif backend == "cortex-m":
+            prog = et.export_cortex_m(model, calib, cpu=x.cortex_m_cpu)
+        else:
+            prog = et.export_ethos_u(model, calib, work, accelerator=x.ethos_u_accelerator,
+                                     system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
+        check = check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out, reference_samples=x.reference_samples)
+        d = prog.delegation
+        rep.info(f"{et.FILES[backend]}: {len(prog.program):,} bytes; {d['delegated_ops']} ops delegated to {backend} in "
+                 f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 accuracy {check.accuracy:.2f}% on "
+                 f"{check.samples} samples (TFLite {check.tflite_accuracy:.2f}% on the same), top-1 agreement with TFLite "
+                 f"{check.top1_agreement_tflite:.1f}%")
+        if prog.vela:
+            v = prog.vela
+            rep.info(f"Vela ESTIMATES ({v['accelerator']}, {v['system_config']}): SRAM {v['sram_kb']:.1f} KB, flash "
+                     f"{v['flash_kb']:.1f} KB, {v['total_cycles']:,} cycles = {v['inference_ms']:.3f} ms at {v['npu_clock_mhz']:g} MHz")
+        for note in prog.notes:
+            rep.info(f"{et.FILES[backend]}: {note}")
+        sample = prog.prepare(splits.x_eval[:1])
+        entry = {
+            "file": et.FILES[backend], "format": "pte", "backend": backend, "size_bytes": len(prog.program),
+            "sha256": sha256(prog.program), "input_layout": "NCHW (channels-last memory)" if prog.channels_last else "NCHW",
+            "quantization": {"weights": "per-channel" if per_channel or backend == "cortex-m" else "per-tensor",
+                             "activations": "int8", "io_dtype": "float32 (quantized inside the program)",
+                             "scheme": f"PT2E with ExecuTorch's {backend} quantizer, calibrated on the same samples"},
+            "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
+                        "outputs": [{"name": "logits", "shape": [1, int(tflite_out.shape[1])], "dtype": "float32"}]},
+            "accuracy": check.to_dict(), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
+            "vela": prog.vela, "latency": None, "notes": prog.notes,
+        }
+        out.append({"bytes": prog.program, "program": prog, "entry": entry})
+    return out
 
 
 def _default_input_shape(model: str) -> tuple[int, ...]:

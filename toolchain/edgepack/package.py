@@ -149,6 +149,7 @@ def render_report(m: dict) -> str:
         f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
         "",
         *_quantization_section(m),
+        *_artifacts_section(m),
     ]
     if m.get("micro"):
         mc = m["micro"]
@@ -210,3 +211,46 @@ def render_report(m: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _artifacts_section(m: dict) -> list[str]:
+    """Every artifact side by side, then each ExecuTorch program's delegation and Vela's estimates."""
+    arts = m.get("artifacts") or []
+    if len(arts) < 2:
+        return []
+    lines = [
+        "## Artifacts (TFLite and ExecuTorch)",
+        "",
+        "| file | backend | bytes | int8 accuracy % | samples | top-1 agreement with TFLite % | host median ms | vs TFLite | checked by |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for a in arts:
+        lat = a.get("latency")
+        ms = f"{lat['median_ms']:.4f}" if lat else "cannot run here"
+        ratio = f"{lat['ratio_to_tflite']:.2f}x" if lat and "ratio_to_tflite" in lat else ""
+        acc = a["accuracy"]
+        lines.append(f"| `{a['file']}` | {a['backend']} | {_fmt_int(a['size_bytes'])} | {acc['int8']:.2f} | {acc['samples']} | "
+                     f"{acc['top1_agreement_with_tflite']:.1f} | {ms} | {ratio} | {acc['basis']} |")
+    lines.append("")
+    for a in arts:
+        d = a.get("delegation")
+        if not d:
+            continue
+        lines += [f"### `{a['file']}`: where each operator runs ({d['backend']})", "",
+                  f"{d['delegated_ops']} operator(s) delegated in {d['delegated_subgraphs']} subgraph(s); {d['cpu_ops']} run on "
+                  "the CPU. Quantize/dequantize pairs inside a delegate are folded into its int8 kernels and not listed.", "",
+                  "| operator | count | runs on | why |", "|---|---:|---|---|",
+                  *[f"| `{r['op']}` | {r['count']} | {r['where']} | {r.get('why', 'delegated')} |" for r in d["ops"]], ""]
+        lines += [f"- {n}" for n in a.get("notes") or []]
+        v = a.get("vela")
+        if v:
+            lines += [
+                "", f"Vela {v['vela_version']} **estimates** ({v['basis']}): {v['accelerator']}, system config "
+                f"`{v['system_config']}`, memory mode `{v['memory_mode']}`, NPU clock {v['npu_clock_mhz']:g} MHz.", "",
+                "| SRAM KB | flash KB | NPU cycles | total cycles | inference ms | MACs | NPU ops | CPU ops |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|",
+                f"| {v['sram_kb']:.2f} | {v['flash_kb']:.2f} | {_fmt_int(v['npu_cycles'])} | {_fmt_int(v['total_cycles'])} | "
+                f"{v['inference_ms']:.4f} | {_fmt_int(v['macs'])} | {v['npu_operators']} | {v['cpu_operators']} |",
+            ]
+        lines.append("")
+    return lines

@@ -52,7 +52,27 @@ class Hardware:
 class Runtime:
     name: Literal["litert", "tflm"] = field(metadata=_spec(doc="inference runtime on the device"))
     threads: int = field(metadata=_spec(lo=1, doc="inference threads"))
-    formats: tuple[Literal["tflite", "c-source"], ...] = field(metadata=_spec(doc="artifact formats to produce"))
+    formats: tuple[Literal["tflite", "c-source", "pte"], ...] = field(metadata=_spec(
+        doc="artifact formats to produce: tflite, c-source (microcontrollers), pte (ExecuTorch, see [executorch])"))
+
+
+@dataclass(frozen=True)
+class ExecuTorch:
+    backends: tuple[Literal["xnnpack", "cortex-m", "ethos-u"], ...] = field(default=("xnnpack",), metadata=_spec(
+        doc="one .pte per backend: xnnpack (Arm Cortex-A CPUs), cortex-m (CMSIS-NN kernels), ethos-u (Ethos-U NPU via Vela)"))
+    cortex_m_cpu: Literal["M4", "M7", "M33", "M55", "M85"] = field(default="M55", metadata=_spec(
+        doc="cortex-m backend: the CPU whose CMSIS-NN kernels (scalar, DSP or MVE) the program selects"))
+    ethos_u_accelerator: Literal["ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
+                                 "ethos-u65-512", "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024",
+                                 "ethos-u85-2048"] = field(default="ethos-u55-128", metadata=_spec(
+        doc="ethos-u backend: the NPU and its MAC configuration (Vela's --accelerator-config)"))
+    vela_system_config: str | None = field(default=None, metadata=_spec(
+        doc="ethos-u backend: Vela system configuration (clocks, memory bandwidths); default: ExecuTorch's for the NPU"))
+    vela_memory_mode: str | None = field(default=None, metadata=_spec(
+        doc="ethos-u backend: Vela memory mode (where weights and activations live); default: ExecuTorch's for the NPU"))
+    reference_samples: int = field(default=120, metadata=_spec(
+        lo=1, doc="cortex-m backend: held-out samples run through the lowered program with ExecuTorch's Python "
+                  "reference operators (slow: about 0.2 s each for the demo)"))
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,7 @@ class Profile:
     measure: Measure
     connection: Connection
     power: Power
+    executorch: ExecuTorch = field(default_factory=ExecuTorch)
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})
@@ -326,7 +347,7 @@ def _build(cls: type, data: Any, where: _Where, section: tuple[str, ...] = (), e
         return_key = (*section, unknown[0])
         raise where.error(return_key, f"unknown key; valid keys here: {', '.join(sorted(fields))}")
     for n, f in fields.items():
-        if n not in data and f.default is dataclasses.MISSING:
+        if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             what = f"[{'.'.join((*section, n))}] section" if dataclasses.is_dataclass(hints[n]) else f"'{n}'"
             doc = f.metadata.get("doc")
             raise where.error(section, f"missing {what}" + (f" ({doc})" if doc else ""))
@@ -402,6 +423,14 @@ def _check_consistency(p: Profile, where: _Where) -> None:
             raise where.error(("runtime", "threads"), f"{p.runtime.threads}: TensorFlow Lite Micro runs on one thread; use 1")
     elif "c-source" in p.runtime.formats:
         raise where.error(("runtime", "formats"), "'c-source' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\"")
+    backends = p.executorch.backends
+    if "pte" in p.runtime.formats and not backends:
+        raise where.error(("executorch", "backends"), "'pte' is in runtime.formats but no backend is listed; add e.g. \"xnnpack\"")
+    wrong = [b for b in backends if (b == "xnnpack") == p.is_mcu]
+    if "pte" in p.runtime.formats and wrong:
+        kind = "microcontroller (tflm)" if p.is_mcu else "application-processor (litert)"
+        use = "cortex-m or ethos-u" if p.is_mcu else "xnnpack"
+        raise where.error(("executorch", "backends"), f"{wrong[0]!r} does not run on {kind} targets; use {use}")
     if p.runtime.threads > p.hardware.cores:
         raise where.error(("runtime", "threads"), f"{p.runtime.threads} threads on a {p.hardware.cores}-core device; use at most {p.hardware.cores}")
     c = p.connection

@@ -56,3 +56,61 @@ def torch_accuracy(model: nn.Module, x_nchw: np.ndarray, y: np.ndarray) -> float
 
 
 
+@dataclass(frozen=True)
+class PteCheck:
+    """How an ExecuTorch program was checked on the host, and what it scored."""
+
+    accuracy: float
+    samples: int
+    basis: str  # what actually ran
+    top1_agreement_tflite: float  # percent of the same samples with the TFLite artifact's argmax
+    mean_abs_diff_tflite: float  # mean |logit difference| vs the TFLite artifact
+    tflite_accuracy: float  # the TFLite artifact's accuracy on the same samples
+    float_accuracy: float  # the original float model's accuracy on the same samples
+
+    def to_dict(self) -> dict:
+        return {"int8": round(self.accuracy, 4), "samples": self.samples, "basis": self.basis,
+                "tflite_int8_same_samples": round(self.tflite_accuracy, 4),
+                "float_original_same_samples": round(self.float_accuracy, 4),
+                "top1_agreement_with_tflite": round(self.top1_agreement_tflite, 4),
+                "mean_abs_logit_diff_vs_tflite": round(self.mean_abs_diff_tflite, 6)}
+
+
+def check_pte(prog, x_nchw: np.ndarray, y: np.ndarray, tflite_out: np.ndarray, float_out: np.ndarray, *,
+              reference_samples: int) -> PteCheck:
+    """Run what the host can run of an ExecuTorch program on held-out data and compare with the
+    TFLite artifact's outputs (``tflite_out``) and the original float model's (``float_out``), both
+    on the same samples in the same order.
+
+    XNNPACK programs run in ExecuTorch's runtime; Cortex-M programs as their lowered graph with
+    ExecuTorch's Python reference operators (first ``reference_samples`` samples: it is slow);
+    Ethos-U programs as their PT2E-quantized graph in PyTorch. Raises ValidationError when the
+    program returns the wrong shape."""
+    import torch
+
+    if prog.host_runnable:
+        from .devices.executorch import ExecuTorchRunner
+
+        got = ExecuTorchRunner().run(prog.program, x_nchw)
+        basis = "the .pte in ExecuTorch's runtime on the host (XNNPACK)"
+    else:
+        if prog.reference is not None:
+            n = reference_samples
+            x_nchw, y, tflite_out, float_out = x_nchw[:n], y[:n], tflite_out[:n], float_out[:n]
+            run, basis = prog.reference, ("the lowered program's graph with ExecuTorch's Python reference implementations "
+                                          "of its operators (not the CMSIS-NN kernels)")
+        else:
+            run, basis = prog.quantized, ("the PT2E-quantized graph in PyTorch (fake-quantized float arithmetic; the "
+                                          "NPU's integer arithmetic is not simulated)")
+        try:
+            with torch.no_grad():
+                got = np.stack([run(prog.prepare(x_nchw[i : i + 1])).detach().numpy()[0] for i in range(len(x_nchw))])
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValidationError(f"the {prog.backend} program could not be run on the host ({basis}): {first}") from e
+    if got.shape != tflite_out.shape:
+        raise ValidationError(f"the {prog.backend} .pte returns shape {got.shape[1:]} but the TFLite artifact "
+                              f"{tflite_out.shape[1:]}; report the model")
+    agree = float((got.argmax(1) == tflite_out.argmax(1)).mean() * 100)
+    return PteCheck(accuracy(got, y), len(y), basis, agree, float(np.abs(got - tflite_out).mean()),
+                    accuracy(tflite_out, y), accuracy(float_out, y))

@@ -386,9 +386,50 @@ def quantize_calibrated(calibrated: bytes, samples: np.ndarray, spec: CalibSpec,
         method = "minmax" if t in inputs else spec.method
         lo, hi = choose_range(method, stats.hist.get(t), stats.lo[t], stats.hi[t], spec.percentile)
         graph.set_range(t, lo, hi)
+    respect_requant_limit(graph, per_channel)
     float_model = graph.to_bytes()
     model = mlir_quantize(float_model, spec.float_tensors, per_channel=per_channel, io_dtype=io_dtype)
     return CalibrationResult(model, float_model, len(equalized), fixed)
+
+
+#: XNNPACK refuses an int8 convolution whose requantization scale (input scale x weight scale /
+#: output scale) is 256 or more; keep a margin below it.
+MAX_REQUANT_SCALE = 200.0
+
+
+def _int8_scale(lo: float, hi: float) -> float:
+    return (max(hi, 0.0) - min(lo, 0.0)) / 255.0
+
+
+def respect_requant_limit(graph: FloatGraph, per_channel: bool) -> list[str]:
+    """Widen the range of any weighted op's output that is so narrow that XNNPACK (and most int8
+    kernels) could not requantize into it (a layer whose outputs all but cancel, e.g. in a
+    squeeze-and-excitation branch). The widened range still resolves far finer than one step of
+    the accumulator. Goes in graph order, since a widened output is the next op's input. Returns
+    the names of the widened tensors."""
+    widened = []
+    for k, op in enumerate(graph.sg.operators):
+        if graph.op_type(k) not in _WEIGHTED:
+            continue
+        t_in, t_out = int(op.inputs[0]), int(op.outputs[0])
+        qi, qo = graph.sg.tensors[t_in].quantization, graph.sg.tensors[t_out].quantization
+        w = graph.array(int(op.inputs[1]))
+        if w is None or qi is None or qo is None or qi.min is None or qo.min is None:
+            continue
+        axis = _out_axis(graph.op_type(k))
+        w_max = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(1) if per_channel else np.abs(w).max()
+        s_in = _int8_scale(float(qi.min[0]), float(qi.max[0]))
+        need = s_in * float(np.max(w_max)) / 127.0 / MAX_REQUANT_SCALE
+        lo, hi = float(qo.min[0]), float(qo.max[0])
+        have = _int8_scale(lo, hi)
+        if need > 0 and have < need:
+            if have > 0:
+                lo, hi = lo * need / have, hi * need / have
+            else:
+                lo, hi = 0.0, need * 255.0
+            graph.set_range(t_out, lo, hi)
+            widened.append(graph.tensor_name(t_out))
+    return widened
 
 
 def mlir_quantize(float_model: bytes, float_tensors=(), *, per_channel: bool = True, io_dtype: str = "int8") -> bytes:
