@@ -13,14 +13,16 @@ from . import __version__
 from .errors import EdgepackError, ExitStatus
 
 DESCRIPTION = """\
-Compress a PyTorch model, convert it to a full-integer TFLite model and measure it, driven by a
+Compress a PyTorch model, convert it to full-integer TFLite (and ExecuTorch .pte) and measure it, driven by a
 target profile (targets/NAME.toml)."""
 
 BUILD_EPILOG = """\
 stages: load profile -> load model and data -> structured pruning + distillation ->
 float TFLite (ONNX, onnx2tf) -> int8 quantization calibrated on the calibration split (or
 --calibration), with the accuracy guard's remedies if the budget is missed -> validation ->
-host latency -> bundle in OUT/TARGET/ (report.md names the layers int8 hurts most).
+ExecuTorch .pte programs when the profile's formats include pte (XNNPACK, Cortex-M, Ethos-U with
+Vela's estimates) -> host latency -> bundle in OUT/TARGET/ (report.md names the layers int8 hurts
+most and where each .pte operator runs).
 
 examples:
   edgepack build --target rpi4
@@ -40,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
 
     b = sub.add_parser("build", help="build a deployable int8 model for one target",
-                       description="Build a deployable int8 TFLite model for one target and measure it.",
+                       description="Build a deployable int8 TFLite model (and .pte programs) for one target and measure it.",
                        epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--target", required=True, metavar="NAME|PATH",
                    help="a profile name from targets/ (e.g. rpi4) or a path to a .toml profile")
