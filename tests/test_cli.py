@@ -43,7 +43,7 @@ def test_bad_input_is_one_line_error(tmp_path, args, message, status):
 
 def test_build_rpi4_end_to_end(built):
     bundle, proc = built
-    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.tflite", "report.md"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.pte", "model.tflite", "report.md"]
     m = json.loads((bundle / "manifest.json").read_text())
     model = (bundle / "model.tflite").read_bytes()
     import hashlib
@@ -78,7 +78,7 @@ def test_build_rpi4_end_to_end(built):
     assert "Measured on the host, not on the target" in report and "| quantized artifact (LiteRT) |" in report
     # the one-line result on stdout, the progress on stderr
     assert proc.stdout.startswith(f"built {bundle}/model.tflite: {len(model):,} bytes")
-    assert "[8/8] write the bundle" in proc.stderr and "oneDNN" not in proc.stderr
+    assert "[9/9] write the bundle" in proc.stderr and "oneDNN" not in proc.stderr
 
 
 def test_budget_violation_writes_nothing(tmp_path):
@@ -162,7 +162,7 @@ def test_interrupted_build_writes_nothing(tmp_path):
     seen = []
     for line in p.stderr:  # progress lines; interrupt once conversion has started
         seen.append(line)
-        if line.startswith("[4/8]"):
+        if line.startswith("[4/9]"):
             p.send_signal(signal.SIGINT)
             break
     rest = p.communicate(timeout=300)[1]
