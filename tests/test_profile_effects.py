@@ -77,7 +77,8 @@ def outlier(tmp_path_factory):
 @pytest.mark.parametrize("allow", [True, False])
 def test_int16x8_is_tried_only_when_the_profile_allows_it(tmp_path, outlier, allow):
     """The outlier model defeats every int8 calibration method; only int16 activations rescue it."""
-    target = _child(tmp_path, "o", f'extends = "rpi4"\nname = "o"\n[quantization]\nallow_int16x8 = {str(allow).lower()}\n'
+    target = _child(tmp_path, "o", f'extends = "rpi4"\nname = "o"\n[runtime]\nformats = ["tflite"]\n'
+                    f'[quantization]\nallow_int16x8 = {str(allow).lower()}\n'
                     "max_float_layers = 0\n[pruning]\nratio = 0.0\nrecovery_epochs = 0\n[budgets]\nmax_accuracy_drop = 1.0\n")
     kwargs = dict(model=str(ROOT / "tests/fixtures/outlier_net.py") + ":make", weights=outlier, input_shape=(1, 1, 16, 16),
                   out=tmp_path / "out")
@@ -144,7 +145,7 @@ def test_pruning_fields_drive_the_build(tmp_path, demo):
 
 
 def test_float_fallback_keeps_the_costliest_layer_float_when_the_profile_allows_it(tmp_path, outlier):
-    target = _child(tmp_path, "f", 'extends = "rpi4"\nname = "f"\n[quantization]\nallow_int16x8 = false\n'
+    target = _child(tmp_path, "f", 'extends = "rpi4"\nname = "f"\n[runtime]\nformats = ["tflite"]\n[quantization]\nallow_int16x8 = false\n'
                     "max_float_layers = 3\n[pruning]\nratio = 0.0\nrecovery_epochs = 0\n[budgets]\nmax_accuracy_drop = 1.0\n")
     r = api.build(target, model=str(ROOT / "tests/fixtures/outlier_net.py") + ":make", weights=outlier,
                   input_shape=(1, 1, 16, 16), out=tmp_path / "out")
