@@ -37,8 +37,10 @@ import torch
 
 from edgepack._stdio import native_stderr
 from edgepack.compress.guard import guarded_quantize
+from edgepack.convert.executorch import export_xnnpack
 from edgepack.convert.tflite import convert_float, to_model_layout
 from edgepack.data import digits
+from edgepack.devices.executorch import ExecuTorchRunner
 from edgepack.devices.host import HostRunner
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
@@ -67,25 +69,10 @@ def onnx2tf_default(onnx_path: Path, calib_nhwc: np.ndarray, work: Path) -> byte
 
 
 def executorch_default(model: torch.nn.Module, calib: np.ndarray, x_eval: np.ndarray) -> np.ndarray:
-    """XNNPACKQuantizer with get_symmetric_quantization_config() defaults -> .pte -> ExecuTorch runtime."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
-    from executorch.exir import to_edge_transform_and_lower
-    from executorch.runtime import Runtime
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    example = (torch.from_numpy(calib[:1]),)
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config())
-    graph = torch.export.export(model.eval(), example).module()
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for i in range(len(calib)):
-            prepared(torch.from_numpy(calib[i : i + 1]))
-    converted = convert_pt2e(prepared)
-    program = to_edge_transform_and_lower(torch.export.export(converted, example),
-                                          partitioner=[XnnpackPartitioner()]).to_executorch()
-    method = Runtime.get().load_program(program.buffer).load_method("forward")
-    return np.stack([method.execute([torch.from_numpy(x_eval[i : i + 1])])[0].numpy()[0] for i in range(len(x_eval))])
+    """XNNPACKQuantizer with get_symmetric_quantization_config() defaults (per-tensor weights) -> .pte
+    -> ExecuTorch's runtime: edgepack's XNNPACK export with the quantizer's default config."""
+    prog = export_xnnpack(model, calib, per_channel=False)
+    return ExecuTorchRunner().run(prog.program, x_eval)
 
 
 def one_split(name: str, seed: int, runner: HostRunner) -> dict:

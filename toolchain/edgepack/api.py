@@ -251,6 +251,8 @@ def build(
     with rep.stage(STAGES[8]):
         from .package import manifest_bytes, render_report, sha256, write_bundle
 
+        tensors = describe_io(artifact)
+
         manifest = {
             "edgepack_version": __version__,
             "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -263,10 +265,10 @@ def build(
                          "float_tflite_size_bytes": len(conv.tflite), "input_layout": conv.layout,
                          "quantization": {"weights": qspec.weights, "activations": qspec.activations,
                                           "io_dtype": qspec.effective_io_dtype}},
-            "artifacts": [_tflite_entry(profile, artifact, qspec, conv.layout, q_acc, loaded.float_accuracy, len(splits.y_eval),
-                                        lat, lat_label),
+            "artifacts": [_tflite_entry(profile, artifact, qspec, conv.layout, tensors, q_acc, loaded.float_accuracy,
+                                        len(splits.y_eval), lat, lat_label),
                           *[p["entry"] for p in ptes]],
-            "tensors": describe_io(artifact),
+            "tensors": tensors,
             "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned_acc, 4),
                          "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %"},
             "calibration": calib_set["describe"],
@@ -300,17 +302,16 @@ def build(
     return BuildResult(out_dir=out_dir, manifest={**manifest, "stage_seconds": dict(rep.stage_seconds)})
 
 
-def _tflite_entry(profile, artifact: bytes, qspec, layout: str, acc: float, float_acc: float, samples: int, lat: dict,
-                  lat_label: str) -> dict:
+def _tflite_entry(profile, artifact: bytes, qspec, layout: str, tensors: dict, acc: float, float_acc: float, samples: int,
+                  lat: dict, lat_label: str) -> dict:
     """The TFLite artifact described with the same fields as each .pte's."""
-    from .convert.tflite import describe_io
     from .package import sha256
 
     return {"file": "model.tflite", "format": "tflite", "backend": profile.runtime.name, "size_bytes": len(artifact),
             "sha256": sha256(artifact), "input_layout": layout,
             "quantization": {"weights": qspec.weights, "activations": qspec.activations, "io_dtype": qspec.effective_io_dtype,
                              "scheme": "TFLite full-integer, calibrated by edgepack (see quantization)"},
-            "tensors": describe_io(artifact),
+            "tensors": tensors,
             "accuracy": {"int8": round(acc, 4), "samples": samples, "basis": "the .tflite in LiteRT on the host (XNNPACK)",
                          "tflite_int8_same_samples": round(acc, 4), "float_original_same_samples": round(float_acc, 4),
                          "top1_agreement_with_tflite": 100.0, "mean_abs_logit_diff_vs_tflite": 0.0},

@@ -189,46 +189,71 @@ def _default_reason(node, op: str, backend: str) -> str:
     return f"the {backend} partitioner did not take it (no reason logged: operator not supported)"
 
 
+def _samples(calib: np.ndarray, *, channels_last: bool = False) -> list[torch.Tensor]:
+    """Batch-1 float32 tensors, one per calibration sample (the programs are exported at batch 1)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return [torch.from_numpy(calib[i : i + 1].astype(np.float32)).to(memory_format=fmt) for i in range(len(calib))]
+
+
+def _delegate(model: torch.nn.Module, quantizer, partitioner, calib: np.ndarray, backend: str):
+    """Quantize with ``quantizer``, lower with ``partitioner``, report the delegation and serialise.
+    Returns (quantized graph, delegation report, program bytes). Raises ConversionError."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    samples = _samples(calib)
+    try:
+        q = _quantize(model.eval(), quantizer, samples[0], samples)
+        with _why_not_delegated() as reasons, _quiet():
+            edge = to_edge_transform_and_lower(torch.export.export(q, (samples[0],)), partitioner=[partitioner])
+            report = delegation_report(edge.exported_program().graph_module, backend, reasons)
+            program = edge.to_executorch().buffer
+    except Exception as e:
+        raise ConversionError(f"ExecuTorch {backend} export failed: {type(e).__name__}: {_first_line(e)}") from e
+    return q, report, bytes(program)
+
+
+def _backend_imports(backend: str, load):
+    """Import a backend's modules quietly; a missing or broken install is a DependencyError."""
+    _imports()
+    try:
+        with _quiet():
+            return load()
+    except ImportError as e:
+        raise DependencyError(f"ExecuTorch's {backend} backend does not import ({e}); run 'make setup' "
+                              "(it installs tosa-tools with --no-deps for the Arm backends)") from e
+
+
 def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bool = True) -> PteProgram:
     """XNNPACK .pte for Arm Cortex-A CPUs. ``calib`` is NCHW float32. Raises ConversionError."""
-    _imports()
-    with _quiet():
+
+    def load():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                               get_symmetric_quantization_config)
-    from executorch.exir import to_edge_transform_and_lower
+        return XnnpackPartitioner, XNNPACKQuantizer, get_symmetric_quantization_config
 
-    samples = [torch.from_numpy(calib[i : i + 1].astype(np.float32)) for i in range(len(calib))]
-    try:
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-        q = _quantize(model.eval(), quantizer, samples[0], samples)
-        with _why_not_delegated() as reasons, _quiet():
-            edge = to_edge_transform_and_lower(torch.export.export(q, (samples[0],)), partitioner=[XnnpackPartitioner()])
-            report = delegation_report(edge.exported_program().graph_module, "xnnpack", reasons)
-            program = edge.to_executorch().buffer
-    except Exception as e:
-        raise ConversionError(f"ExecuTorch XNNPACK export failed: {type(e).__name__}: {_first_line(e)}") from e
-    return PteProgram("xnnpack", bytes(program), q, False, report, host_runnable=True)
+    partitioner, quantizer, config = _backend_imports("XNNPACK", load)
+    q, report, program = _delegate(model, quantizer().set_global(config(is_per_channel=per_channel)), partitioner(),
+                                   calib, "xnnpack")
+    return PteProgram("xnnpack", program, q, False, report, host_runnable=True)
 
 
 def export_cortex_m(model: torch.nn.Module, calib: np.ndarray, *, cpu: str = "M55") -> PteProgram:
     """CMSIS-NN .pte (ExecuTorch's Cortex-M backend) for ``cpu`` ("M4", "M7", "M55", ...).
     Convolutions are always per-channel here (the backend's own choice). Raises ConversionError."""
-    _imports()
-    try:
-        with _quiet():
-            from executorch.backends.cortex_m.edge_compile_config import cortex_m_edge_compile_config
-            from executorch.backends.cortex_m.passes.cortex_m_pass_manager import CortexMPassManager
-            from executorch.backends.cortex_m.quantizer.quantizer import CortexMQuantizer
-            from executorch.backends.cortex_m.target_config import CortexM, CortexMTargetConfig
-    except ImportError as e:
-        raise DependencyError(f"ExecuTorch's Cortex-M backend does not import ({e}); run 'make setup' "
-                              "(it installs tosa-tools with --no-deps)") from e
+    def load():
+        from executorch.backends.cortex_m.edge_compile_config import cortex_m_edge_compile_config
+        from executorch.backends.cortex_m.passes.cortex_m_pass_manager import CortexMPassManager
+        from executorch.backends.cortex_m.quantizer.quantizer import CortexMQuantizer
+        from executorch.backends.cortex_m.target_config import CortexM, CortexMTargetConfig
+        return cortex_m_edge_compile_config, CortexMPassManager, CortexMQuantizer, CortexM, CortexMTargetConfig
+
+    cortex_m_edge_compile_config, CortexMPassManager, CortexMQuantizer, CortexM, CortexMTargetConfig = \
+        _backend_imports("Cortex-M", load)
     from executorch.exir import to_edge_transform_and_lower
 
     # the backend's kernels take channels-last activations: the model and samples say so in their strides
-    samples = [torch.from_numpy(calib[i : i + 1].astype(np.float32)).to(memory_format=torch.channels_last)
-               for i in range(len(calib))]
+    samples = _samples(calib, channels_last=True)
     try:
         q = _quantize(model.eval().to(memory_format=torch.channels_last), CortexMQuantizer(), samples[0], samples)
         with _quiet():
@@ -242,7 +267,7 @@ def export_cortex_m(model: torch.nn.Module, calib: np.ndarray, *, cpu: str = "M5
             module = copy.deepcopy(lowered.module())
             program = edge.to_executorch().buffer
     except Exception as e:
-        raise ConversionError(f"ExecuTorch Cortex-M export failed: {type(e).__name__}: {_first_line(e)}") from e
+        raise ConversionError(f"ExecuTorch cortex-m export failed: {type(e).__name__}: {_first_line(e)}") from e
     finally:
         model.to(memory_format=torch.contiguous_format)
     return PteProgram("cortex-m", bytes(program), q, True, report, host_runnable=False, reference=module,
@@ -255,33 +280,24 @@ def export_ethos_u(model: torch.nn.Module, calib: np.ndarray, workdir: Path, *, 
                    per_channel: bool = True) -> PteProgram:
     """Ethos-U .pte: the NPU-supported subgraph compiled by Vela, the rest on the Cortex-M CPU.
     Vela's estimates for every NPU subgraph are in ``.vela``. Raises ConversionError."""
-    _imports()
-    try:
-        with _quiet():
-            from executorch.backends.arm.ethosu import EthosUCompileSpec, EthosUPartitioner
-            from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
-    except ImportError as e:
-        raise DependencyError(f"ExecuTorch's Arm backend does not import ({e}); run 'make setup' "
-                              "(it installs tosa-tools with --no-deps)") from e
-    from executorch.exir import to_edge_transform_and_lower
+    def load():
+        from executorch.backends.arm.ethosu import EthosUCompileSpec, EthosUPartitioner
+        from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
+        return EthosUCompileSpec, EthosUPartitioner, EthosUQuantizer, get_symmetric_quantization_config
 
+    compile_spec, partitioner, quantizer, config = _backend_imports("Arm (Ethos-U)", load)
     dump = workdir / "ethos-u"
     dump.mkdir(parents=True, exist_ok=True)
-    samples = [torch.from_numpy(calib[i : i + 1].astype(np.float32)) for i in range(len(calib))]
     try:
-        spec = EthosUCompileSpec(accelerator, system_config=system_config, memory_mode=memory_mode)
-        spec.dump_intermediate_artifacts_to(str(dump))
-        quantizer = EthosUQuantizer(spec).set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-        q = _quantize(model.eval(), quantizer, samples[0], samples)
-        with _why_not_delegated() as reasons, _quiet():
-            edge = to_edge_transform_and_lower(torch.export.export(q, (samples[0],)), partitioner=[EthosUPartitioner(spec)])
-            report = delegation_report(edge.exported_program().graph_module, "ethos-u", reasons)
-            program = edge.to_executorch().buffer
-    except Exception as e:
-        raise ConversionError(f"ExecuTorch Ethos-U export failed: {type(e).__name__}: {_first_line(e)}") from e
+        spec = compile_spec(accelerator, system_config=system_config, memory_mode=memory_mode)
+    except Exception as e:  # an accelerator, system config or memory mode Vela does not know
+        raise ConversionError(f"ExecuTorch ethos-u export failed: {type(e).__name__}: {_first_line(e)}") from e
+    spec.dump_intermediate_artifacts_to(str(dump))
+    q, report, program = _delegate(model, quantizer(spec).set_global(config(is_per_channel=per_channel)),
+                                   partitioner(spec), calib, "ethos-u")
     flags = [f for f in spec.compiler_flags if not f.startswith("--output-format")]
     vela = vela_estimates(sorted(dump.glob("output_tag*.tosa")), flags, dump / "vela")
-    return PteProgram("ethos-u", bytes(program), q, False, report, host_runnable=False, vela=vela,
+    return PteProgram("ethos-u", program, q, False, report, host_runnable=False, vela=vela,
                       notes=["the host cannot run the Ethos-U command stream; the quantized graph was run in PyTorch "
                              "and Vela's figures are estimates"])
 
