@@ -15,6 +15,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad arguments, profile or input files
     STAGE_FAILED = 3  # a pipeline stage (pruning, conversion, ...) failed
     BUDGET = 4  # the build ran but the result breaks the target's budgets
+    DEVICE = 5  # the device could not be reached, refused us, or failed mid-run
     INTERRUPTED = 130
 
 
@@ -64,3 +65,40 @@ class BudgetError(EdgepackError):
     """The built model breaks one of the target's budgets."""
 
     exit_status = ExitStatus.BUDGET
+
+
+class DeviceError(EdgepackError):
+    """A device could not be reached or used. ``retryable`` says whether trying again may help."""
+
+    exit_status = ExitStatus.DEVICE
+    retryable = False
+
+
+class DeviceUnreachable(DeviceError):
+    """No connection to the device (refused, no route, name unknown, no such adb serial)."""
+
+    retryable = True
+
+
+class DeviceAuthError(DeviceError):
+    """The device refused our credentials (key not authorised, adb not authorised)."""
+
+
+class HostKeyError(DeviceError):
+    """The SSH host key is unknown or does not match known_hosts: possibly not the device we think."""
+
+
+class DeviceTimeout(DeviceError):
+    """A command on the device took longer than allowed."""
+
+    retryable = True
+
+
+class DeviceDisconnected(DeviceError):
+    """The connection dropped while a command was running; nothing it produced is used."""
+
+    retryable = True
+
+
+class RuntimeMissing(DeviceError):
+    """The device lacks the runtime (Python, numpy, LiteRT, ExecuTorch or benchmark_model) the run needs."""

@@ -135,16 +135,38 @@ class Budgets:
 class Measure:
     warmup: int = field(metadata=_spec(lo=0, doc="untimed runs before timing"))
     runs: int = field(metadata=_spec(lo=1, doc="timed runs"))
+    repeats: int = field(default=1, metadata=_spec(lo=1, doc="benches per measurement; the median of their medians is reported"))
+    cooldown_s: float = field(default=0.0, metadata=_spec(lo=0.0, doc="pause before each bench, seconds (lets the device cool)"))
+    max_cv: float = field(default=0.1, metadata=_spec(
+        lo=0.0, lo_open=True, doc="coefficient of variation above which a bench is flagged as too noisy to trust"))
+    energy_seconds: float = field(default=10.0, metadata=_spec(
+        lo=1.0, doc="length of the inference loop sampled by a power meter, seconds"))
+    idle_seconds: float = field(default=3.0, metadata=_spec(
+        lo=0.5, doc="idle sampling before it, for the baseline that is subtracted, seconds"))
 
 
 @dataclass(frozen=True)
 class Connection:
-    kind: Literal["local", "ssh", "adb", "serial"] = field(metadata=_spec(doc="how edgepack reaches the device"))
+    kind: Literal["local", "ssh", "adb", "serial", "qemu-arm64"] = field(metadata=_spec(
+        doc="how edgepack reaches the device (qemu-arm64: an emulated arm64 board on this machine)"))
     host: str | None = field(default=None, metadata=_spec(doc="ssh: host name or address"))
     user: str | None = field(default=None, metadata=_spec(doc="ssh: user name"))
     port: int | None = field(default=None, metadata=_spec(lo=1, hi=65535, doc="ssh: TCP port"))
+    key: str | None = field(default=None, metadata=_spec(doc="ssh: private key file (key login only)"))
+    known_hosts: str | None = field(default=None, metadata=_spec(doc="ssh: known_hosts file (default ~/.ssh/known_hosts)"))
+    accept_new_host_key: bool = field(default=False, metadata=_spec(
+        doc="ssh: record the host key of a host not yet in known_hosts (a changed key is always refused)"))
     serial: str | None = field(default=None, metadata=_spec(doc="adb: device serial"))
     device: str | None = field(default=None, metadata=_spec(doc="serial: port, e.g. /dev/ttyACM0"))
+    python: str | None = field(default=None, metadata=_spec(
+        doc="command that runs Python 3 on the device, for edgepack's bench program (ssh default: python3)"))
+    benchmark_model: str | None = field(default=None, metadata=_spec(
+        doc="path on this machine to LiteRT's benchmark_model built for the device; pushed and used for .tflite"))
+    cpu_affinity: str | None = field(default=None, metadata=_spec(doc="hex CPU mask the benchmark is pinned to (taskset), e.g. f0"))
+    power_meter: str | None = field(default=None, metadata=_spec(
+        doc="energy meter: android-battery, ina219, ina226, or a plugin's name; unset: energy is estimated from [power]"))
+    retries: int = field(default=2, metadata=_spec(lo=0, hi=10, doc="retries after a dropped or refused connection"))
+    timeout_s: float = field(default=600.0, metadata=_spec(lo=1.0, doc="limit for each command on the device, seconds"))
 
 
 @dataclass(frozen=True)
@@ -434,14 +456,19 @@ def _check_consistency(p: Profile, where: _Where) -> None:
     if p.runtime.threads > p.hardware.cores:
         raise where.error(("runtime", "threads"), f"{p.runtime.threads} threads on a {p.hardware.cores}-core device; use at most {p.hardware.cores}")
     c = p.connection
-    needs = {"ssh": ("host",), "adb": (), "serial": ("device",), "local": ()}[c.kind]
+    needs = {"ssh": ("host",), "adb": (), "serial": ("device",), "local": (), "qemu-arm64": ()}[c.kind]
     for key in needs:
         if getattr(c, key) is None:
             raise where.error(("connection",), f"missing '{key}', needed when kind = \"{c.kind}\"")
-    allowed = {"ssh": {"host", "user", "port"}, "adb": {"serial"}, "serial": {"device"}, "local": set()}[c.kind]
-    for key in ("host", "user", "port", "serial", "device"):
-        if getattr(c, key) is not None and key not in allowed:
-            raise where.error(("connection", key), f"does not apply to kind = \"{c.kind}\"; it is for "
-                              + ", ".join(k for k, v in {"ssh": {"host", "user", "port"}, "adb": {"serial"}, "serial": {"device"}}.items() if key in v))
+    applies = {"host": {"ssh"}, "user": {"ssh"}, "port": {"ssh"}, "key": {"ssh"}, "known_hosts": {"ssh"},
+               "serial": {"adb"}, "device": {"serial"}, "python": {"ssh", "adb"},
+               "benchmark_model": {"ssh", "adb"}, "cpu_affinity": {"ssh", "adb", "local"}}
+    for key, kinds in applies.items():
+        if getattr(c, key) is not None and c.kind not in kinds:
+            raise where.error(("connection", key), f"does not apply to kind = \"{c.kind}\"; it is for " + ", ".join(sorted(kinds)))
+    if c.accept_new_host_key and c.kind != "ssh":
+        raise where.error(("connection", "accept_new_host_key"), f"does not apply to kind = \"{c.kind}\"; it is for ssh")
+    if c.cpu_affinity is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", c.cpu_affinity):
+        raise where.error(("connection", "cpu_affinity"), f"{c.cpu_affinity!r} is not a hex CPU mask; e.g. \"f0\" for CPUs 4-7")
     if p.power.active_mw < p.power.idle_mw:
         raise where.error(("power", "active_mw"), f"{p.power.active_mw} is below idle_mw {p.power.idle_mw}")

@@ -1,11 +1,20 @@
-"""The runner interface every device implements, and the latency statistics it returns."""
+"""The runner interface every device implements, and the latency statistics it returns.
+
+A runner pushes an artifact to a device, runs it (correctness), benchmarks it (latency, memory)
+and cleans up what it pushed. The local host, an SSH board, an Android phone over adb and an
+emulated arm64 board all implement it, so ``edgepack bench`` and the build's measurement stage
+do not care which one they hold.
+"""
 
 from __future__ import annotations
 
 import abc
+import shutil
 import statistics
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -15,43 +24,92 @@ import numpy as np
 class LatencyStats:
     """Per-inference wall times of ``runs`` timed runs after ``warmup`` untimed ones, in ms.
 
-    ``measured_on`` says where the figure comes from (e.g. "host") so that a host figure is never
-    mistaken for one taken on the target device.
+    ``measured_on`` says where the figure comes from ("host", "ssh", "adb", "emulated arm64", ...)
+    so that a host or emulated figure is never mistaken for one taken on the target device.
+    ``cv`` is the coefficient of variation (stdev / mean). ``peak_memory_kb`` is what the runtime
+    or the process reports, described by ``memory_basis``; ``device_state`` holds thermal zone
+    temperatures and CPU governors read on the device before and after the run, where readable.
     """
 
     runs: int
     warmup: int
     threads: int
     median_ms: float
-    p90_ms: float
+    p90_ms: float | None
+    p95_ms: float | None
     mean_ms: float
     min_ms: float
     stdev_ms: float
+    cv: float
     measured_on: str
     device: str
+    source: str = "per-run wall times"
+    peak_memory_kb: float | None = None
+    memory_basis: str | None = None
+    device_state: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    op_profile: tuple[dict, ...] = ()  # per-operator times, where the runtime reports them
+    loop: dict = field(default_factory=dict)  # the timed loop's wall time (and device uptime at its ends)
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], *, warmup: int, threads: int, measured_on: str, device: str) -> "LatencyStats":
-        """Summarise raw per-run times. p90 uses linear interpolation between order statistics."""
+    def from_samples(cls, samples_ms: list[float], *, warmup: int, threads: int, measured_on: str, device: str,
+                     **extra) -> "LatencyStats":
+        """Summarise raw per-run times. Percentiles use linear interpolation between order statistics."""
         if not samples_ms:
             raise ValueError("no latency samples")
         a = np.asarray(samples_ms, dtype=np.float64)
+        stdev = float(statistics.stdev(a)) if len(a) > 1 else 0.0
         return cls(
             runs=len(a), warmup=warmup, threads=threads,
-            median_ms=float(np.median(a)), p90_ms=float(np.percentile(a, 90)), mean_ms=float(a.mean()),
-            min_ms=float(a.min()), stdev_ms=float(statistics.stdev(a)) if len(a) > 1 else 0.0,
-            measured_on=measured_on, device=device,
+            median_ms=float(np.median(a)), p90_ms=float(np.percentile(a, 90)), p95_ms=float(np.percentile(a, 95)),
+            mean_ms=float(a.mean()), min_ms=float(a.min()), stdev_ms=stdev, cv=stdev / float(a.mean()),
+            measured_on=measured_on, device=device, **extra,
         )
 
+    def with_(self, **changes) -> "LatencyStats":
+        return replace(self, **changes)
+
     def to_dict(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        d = asdict(self)
+        d["warnings"], d["op_profile"] = list(self.warnings), [dict(o) for o in self.op_profile]
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
 class Runner(abc.ABC):
-    """A device that can run a model artifact. Real, emulated and local devices share this API."""
+    """A device that can run a model artifact. Real, emulated and local devices share this API.
+
+    Use it as a context manager: what :meth:`push` put on the device is removed by
+    :meth:`cleanup` on the way out, also when the run fails.
+    """
 
     #: Short label put on every figure this runner produces ("host", "ssh", "adb", ...).
     kind: str
+    #: True when the device is emulated: its timings are never used as device latency.
+    emulated: bool = False
+
+    def identity(self) -> dict:
+        """What identifies the device in the bench history (kind, id, description)."""
+        return {"kind": self.kind, "id": self.kind, "description": self.describe()}
+
+    def push(self, name: str, data: bytes) -> str:
+        """Put ``data`` on the device as ``name`` in this runner's scratch folder; returns its path there."""
+        if getattr(self, "_scratch", None) is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="edgepack-run-"))
+        path = self._scratch / name
+        path.write_bytes(data)
+        return str(path)
+
+    def cleanup(self) -> None:
+        """Remove everything :meth:`push` put on the device. Safe to call twice."""
+        scratch, self._scratch = getattr(self, "_scratch", None), None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -1,0 +1,246 @@
+"""A runner for any device reached through a :class:`~edgepack.devices.shell.Shell`.
+
+It pushes the artifact and edgepack's self-contained benchmark program (``bench_program.py``, run
+by the device's own Python with whatever runtime it has) into a fresh temporary folder on the
+device, or LiteRT's ``benchmark_model`` binary when one is given, runs it, reads the result and
+removes the folder. The same code serves this machine, an SSH board, an Android phone over adb
+and an emulated arm64 board; only the shell and the labels differ.
+
+A run that fails part-way (lost connection, timeout, a crash) raises; nothing it printed is read
+as a result. Faults that may pass (unreachable, dropped, timed out) are retried from the push on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import numpy as np
+
+from ..errors import DeviceDisconnected, DeviceError, RuntimeMissing, ValidationError
+from . import benchmark_model as bm
+from .base import LatencyStats, Runner
+from .shell import Shell, quote
+
+PROGRAM = Path(__file__).with_name("bench_program.py")
+T = TypeVar("T")
+
+#: Thermal zones, CPU governors and frequencies, and the load average, each where readable.
+STATE_SCRIPT = (
+    'for z in /sys/class/thermal/thermal_zone*; do [ -r "$z/temp" ] && '
+    'echo "thermal $(cat "$z/type" 2>/dev/null || echo "${z##*/}") $(cat "$z/temp")"; done; '
+    'for c in /sys/devices/system/cpu/cpu[0-9]*; do [ -r "$c/cpufreq/scaling_governor" ] && '
+    'echo "cpu ${c##*/} $(cat "$c/cpufreq/scaling_governor") $(cat "$c/cpufreq/scaling_cur_freq" 2>/dev/null)"; done; '
+    '[ -r /proc/loadavg ] && echo "load $(cat /proc/loadavg)"; true'
+)
+
+
+def parse_state(text: str) -> dict:
+    """Thermal zones in deg C, governors and kHz per CPU, and the 1-minute load, from STATE_SCRIPT's output."""
+    thermal, cpus, load = {}, {}, None
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "thermal":
+            try:
+                t = float(parts[-1])
+            except ValueError:
+                continue
+            thermal[" ".join(parts[1:-1])] = round(t / 1000.0 if abs(t) > 200 else t, 1)  # millidegrees on Linux
+        elif len(parts) >= 3 and parts[0] == "cpu":
+            cpus[parts[1]] = {"governor": parts[2], **({"khz": int(parts[3])} if len(parts) > 3 and parts[3].isdigit() else {})}
+        elif parts[:1] == ["load"] and len(parts) > 1:
+            load = float(parts[1])
+    return {k: v for k, v in {"thermal_c": thermal, "cpus": cpus, "load_1min": load}.items() if v}
+
+
+class ShellRunner(Runner):
+    """Runs artifacts on the device behind ``shell``.
+
+    ``python`` is the command that starts Python on the device (for the bench program);
+    ``benchmark_model`` a local path to LiteRT's benchmark_model binary built for the device,
+    pushed and used for .tflite benchmarks instead of the bench program; ``cpu_affinity`` a hex
+    CPU mask the benchmark is pinned to with ``taskset``; ``tmp_root`` where the scratch folder
+    is made. ``retries`` is how many more times a retryable fault is tried, ``timeout_s`` the limit
+    of each command.
+    """
+
+    def __init__(self, shell: Shell, *, kind: str, python: str | None = "python3", benchmark_model: str | None = None,
+                 cpu_affinity: str | None = None, tmp_root: str = "${TMPDIR:-/tmp}", emulated: bool = False,
+                 retries: int = 2, timeout_s: float = 600.0, label: str | None = None):
+        self.shell, self.kind, self.python, self.emulated = shell, kind, python, emulated
+        self.benchmark_model = Path(benchmark_model) if benchmark_model else None
+        if self.benchmark_model is not None and not self.benchmark_model.is_file():
+            raise RuntimeMissing(f"benchmark_model binary {benchmark_model} does not exist; build LiteRT's "
+                                 f"benchmark_model for the device and give its path")
+        self.cpu_affinity, self.tmp_root = cpu_affinity, tmp_root
+        self.retries, self.timeout_s = retries, timeout_s
+        self.label = label
+        self._dir: str | None = None
+        self._pushed: dict[str, str] = {}
+        self._description: str | None = None
+
+    # -- the device -------------------------------------------------------------------------
+    def describe(self) -> str:
+        if self._description is None:
+            r = self.shell.run("uname -srm; getprop ro.product.model 2>/dev/null; nproc 2>/dev/null", timeout=60)
+            if r.rc != 0:
+                raise DeviceError(f"{self.shell.address()}: 'uname' failed ({r.err.strip()[:200]}); is this a Linux device?")
+            bits = [s.strip() for s in r.out.splitlines() if s.strip()]
+            self._description = f"{self.label or self.kind} {self.shell.address()}: " + ", ".join(bits)
+        return self._description
+
+    def identity(self) -> dict:
+        return {"kind": self.kind, "id": self.shell.address(), "description": self.describe()}
+
+    def state(self) -> dict:
+        """Thermal zones, CPU governors and load on the device now (empty where unreadable)."""
+        return parse_state(self.shell.run(STATE_SCRIPT, timeout=60).out)
+
+    # -- files ------------------------------------------------------------------------------
+    def _scratch(self) -> str:
+        if self._dir is None:
+            r = self.shell.run(f"mktemp -d {self.tmp_root}/edgepack.XXXXXX", timeout=60)
+            if r.rc != 0 or not r.out.strip():
+                raise DeviceError(f"{self.shell.address()}: cannot make a temporary folder under {self.tmp_root} "
+                                  f"({r.err.strip()[:200]})")
+            self._dir = r.out.strip().splitlines()[-1]
+        return self._dir
+
+    def push(self, name: str, data: bytes) -> str:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"push takes a plain file name, not {name!r}")
+        path = f"{self._scratch()}/{name}"
+        self.shell.put(data, path, timeout=self.timeout_s)
+        self._pushed[name] = path
+        return path
+
+    def cleanup(self) -> None:
+        d, self._dir, self._pushed = self._dir, None, {}
+        if d is not None:
+            try:
+                self.shell.run(f"rm -rf {quote(d)}", timeout=60)
+            except DeviceError:
+                pass  # the device went away; its temporary folder is all that is left behind
+
+    # -- running ----------------------------------------------------------------------------
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        for n in range(self.retries + 1):
+            try:
+                return attempt()
+            except DeviceError as e:
+                if not e.retryable or n == self.retries:
+                    raise
+                self.cleanup()  # a retry starts again from the push: nothing of the failed attempt is kept
+                time.sleep(min(2.0 ** n, 8.0))
+        raise AssertionError("unreachable")
+
+    def _need_python(self) -> None:
+        if self.python is None:
+            raise RuntimeMissing(f"{self.shell.address()}: no Python on this device for edgepack's bench program; "
+                                 f"give [connection] benchmark_model (LiteRT's benchmark_model built for the device) "
+                                 f"or [connection] python")
+
+    def _program(self, args: str) -> dict:
+        self._need_python()
+        if "bench_program.py" not in self._pushed:
+            self.push("bench_program.py", PROGRAM.read_bytes())
+        r = self.shell.run(f"cd {quote(self._scratch())} && {self.python} bench_program.py {args}", timeout=self.timeout_s)
+        return read_program_output(r, self.shell.address(), self.python)
+
+    def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1, name: str = "model.tflite") -> np.ndarray:
+        """Outputs of the device's runtime for each float sample of ``inputs`` (float32, one row each)."""
+        def attempt():
+            self.push(name, model)
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(inputs, dtype=np.float32))
+            self.push("inputs.npy", buf.getvalue())
+            self._program(f"--model {quote(name)} --threads {threads} --inputs inputs.npy --outputs outputs.npy")
+            return np.load(io.BytesIO(self.shell.get(f"{self._scratch()}/outputs.npy", timeout=self.timeout_s)))
+        return self._retrying(attempt)
+
+    def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int, name: str = "model.tflite",
+                  min_seconds: float = 0.0, op_profile: bool = False) -> LatencyStats:
+        """Time ``runs`` inferences after ``warmup`` (for at least ``min_seconds``), on the device."""
+        def attempt():
+            self.push(name, model)
+            before = self.state()
+            if self.benchmark_model is not None and name.endswith(".tflite"):
+                stats = self._benchmark_model(name, threads=threads, warmup=warmup, runs=runs,
+                                              min_seconds=min_seconds, op_profile=op_profile)
+            else:
+                stats = self._bench_program(name, threads=threads, warmup=warmup, runs=runs, min_seconds=min_seconds)
+            return stats.with_(device_state={"before": before, "after": self.state()})
+        return self._retrying(attempt)
+
+    def _pin(self) -> str:
+        return f"taskset {quote(self.cpu_affinity)} " if self.cpu_affinity else ""
+
+    def _bench_program(self, name: str, *, threads: int, warmup: int, runs: int, min_seconds: float) -> LatencyStats:
+        self._need_python()
+        if "bench_program.py" not in self._pushed:
+            self.push("bench_program.py", PROGRAM.read_bytes())
+        r = self.shell.run(f"cd {quote(self._scratch())} && {self._pin()}{self.python} bench_program.py --model {quote(name)} "
+                           f"--threads {threads} --warmup {warmup} --runs {runs} --min-seconds {min_seconds}",
+                           timeout=self.timeout_s)
+        res = read_program_output(r, self.shell.address(), self.python)
+        peak = res.get("peak_rss_kb")
+        return LatencyStats.from_samples(
+            res["samples_ms"], warmup=warmup, threads=threads, measured_on=self.kind, device=self.describe(),
+            source=f"bench program: {res['runtime']} {res['runtime_version']} under Python {res['python']} ({res['machine']})",
+            peak_memory_kb=float(peak) if peak else None,
+            loop={"wall_s": res["wall_s"], "uptime_start_s": res.get("uptime_start_s"), "uptime_end_s": res.get("uptime_end_s")},
+            memory_basis=(f"peak resident set (VmHWM) of the bench process, Python and runtime included; "
+                          f"{res.get('rss_start_kb')} KB before the model was loaded") if peak else None,
+        )
+
+    def _benchmark_model(self, name: str, *, threads: int, warmup: int, runs: int, min_seconds: float,
+                         op_profile: bool) -> LatencyStats:
+        if "benchmark_model" not in self._pushed:
+            self.push("benchmark_model", self.benchmark_model.read_bytes())
+            self.shell.run(f"chmod 755 {quote(self._pushed['benchmark_model'])}", timeout=60)
+        d = quote(self._scratch())
+        flags = (f"--graph={quote(self._pushed[name])} --num_threads={threads} --warmup_runs={warmup} --num_runs={runs} "
+                 f"--min_secs={min_seconds:g} --report_peak_memory_footprint=true"
+                 + (" --enable_op_profiling=true" if op_profile else ""))
+        r = self.shell.run(f"cd {d} && {self._pin()}./benchmark_model {flags}", timeout=self.timeout_s)
+        if r.rc != 0:
+            if r.rc in (126, 127):
+                raise RuntimeMissing(f"{self.shell.address()}: benchmark_model cannot run on the device "
+                                     f"(status {r.rc}: {(r.err or r.out).strip()[-200:]}); is it built for this CPU?")
+            raise DeviceError(f"{self.shell.address()}: benchmark_model failed with status {r.rc}: "
+                              f"{(r.err or r.out).strip()[-300:]}")
+        try:
+            res = bm.parse(r.out + "\n" + r.err)
+        except bm.BenchmarkModelParseError as e:
+            raise DeviceDisconnected(f"{self.shell.address()}: {e}") from e
+        peak = res.peak_memory_kb or res.footprint_overall_kb
+        stats = LatencyStats(
+            runs=res.count, warmup=warmup, threads=res.threads or threads, median_ms=res.median_ms if res.median_ms is not None else res.avg_ms,
+            p90_ms=None, p95_ms=res.p95_ms, mean_ms=res.avg_ms, min_ms=res.min_ms, stdev_ms=res.std_ms,
+            cv=res.std_ms / res.avg_ms if res.avg_ms else 0.0, measured_on=self.kind, device=self.describe(),
+            source="LiteRT benchmark_model" + ("" if res.median_ms is not None else " (no median printed: the mean is shown)"),
+            peak_memory_kb=peak, loop={"wall_s": res.count * res.avg_ms / 1000.0},
+            memory_basis=("benchmark_model's peak memory footprint (periodic monitoring)" if res.peak_memory_kb
+                          else "benchmark_model's memory footprint delta (overall)") if peak else None,
+        )
+        return stats.with_(op_profile=tuple(o.__dict__ for o in res.ops))
+
+
+def read_program_output(r, address: str, python: str) -> dict:
+    """The bench program's result line; a DeviceError naming what went wrong when there is none."""
+    for line in r.out.splitlines():
+        if line.startswith("EDGEPACK-ERROR "):
+            err = json.loads(line[len("EDGEPACK-ERROR "):])
+            cls = RuntimeMissing if err.get("kind") == "runtime-missing" else ValidationError
+            raise cls(f"{address}: {err['message']}")
+    if r.rc in (126, 127):
+        raise RuntimeMissing(f"{address}: '{python}' is not available on the device (status {r.rc}); "
+                             f"install Python 3 there or set [connection] python")
+    results = [line for line in r.out.splitlines() if line.startswith("EDGEPACK-RESULT ")]
+    if r.rc != 0 or not results:
+        raise DeviceError(f"{address}: the bench program ended with status {r.rc} before reporting a result "
+                                 f"({(r.err or r.out).strip()[-200:] or 'no output'}); nothing was recorded")
+    return json.loads(results[-1][len("EDGEPACK-RESULT "):])
