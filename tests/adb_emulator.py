@@ -207,14 +207,21 @@ class EmulatedAdbServer:
         def pump(stream, kind):
             for chunk in iter(lambda: stream.read1(65536), b""):
                 with lock:
-                    conn.sendall(packet(kind, self.unmap(chunk)))
+                    try:
+                        conn.sendall(packet(kind, self.unmap(chunk)))
+                    except OSError:  # the client went away: so does the command
+                        p.kill()
+                        return
 
         threads = [threading.Thread(target=pump, args=(p.stdout, 1)), threading.Thread(target=pump, args=(p.stderr, 2))]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        conn.sendall(packet(3, bytes([p.wait() & 0xFF])))
+        try:
+            conn.sendall(packet(3, bytes([p.wait() & 0xFF])))
+        except OSError:
+            pass
 
     # -- sync (push / pull) -----------------------------------------------------------------
     def _sync(self, conn) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Benches recorded by the tests go to a history of their own, never the user's.
+os.environ["EDGEPACK_HOME"] = tempfile.mkdtemp(prefix="edgepack-test-home-")
+MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import BudgetError
+from .errors import BudgetError, UsageError
 from .progress import Reporter
 
 STAGES = (
@@ -86,12 +86,16 @@ def build(
     calibration: str | None = None,
     out: str | Path = "dist",
     allow_budget_violation: bool = False,
+    device: str = "host",
     reporter: Reporter | None = None,
 ) -> BuildResult:
     """Build the deployable bundle for ``target`` into ``out/<target name>/``.
 
     ``calibration`` is a calibration manifest (``calibration/*.toml``); without one the data set's
-    own calibration split is used. Returns the bundle's folder and manifest. Raises ProfileError, ModelLoadError or DataError for
+    own calibration split is used. ``device`` is where the measurement stage benchmarks the
+    artifacts (see :func:`edgepack.devices.connect`; default this machine, labelled "host"); a
+    figure measured on the target itself (ssh, adb) is what the latency and energy budgets use,
+    otherwise they use the profile's estimates. Returns the bundle's folder and manifest. Raises ProfileError, ModelLoadError or DataError for
     bad input, StageError subclasses when a stage fails, and BudgetError when the result breaks one
     of the profile's budgets (unless ``allow_budget_violation``). Nothing is written unless every
     stage succeeded.
@@ -194,25 +198,26 @@ def build(
 
         threads = min(profile.runtime.threads, os.cpu_count() or 1)
         m = profile.measure
+        on_target, measured = False, None
         if profile.is_mcu:
             from .devices.tflm import TFLMRunner
 
             lat = TFLMRunner().benchmark(artifact, warmup=m.warmup, runs=m.runs).to_dict()
             lat_label = "TFLM reference kernels on the host (not the microcontroller)"
         else:
-            lat = runner.benchmark(artifact, threads=threads, warmup=m.warmup, runs=m.runs).to_dict()
-            lat_label = f"LiteRT + XNNPACK on the host, {threads} thread(s) (not the {profile.name})"
-        rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms over {lat['runs']} runs: {lat_label}")
+            measured = _measure_on_device(profile, device, artifact, ptes, threads, rep)
+            lat, lat_label = measured["tflite"].latency.to_dict(), measured["label"]
+            on_target = measured["on_target"]
+            lat["warnings"] = measured["tflite"].warnings
+        rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: {lat_label}")
         for pte in ptes:
-            if pte["program"].host_runnable:
-                from .devices.executorch import ExecuTorchRunner
-
-                pl = ExecuTorchRunner().benchmark(pte["bytes"], threads=threads, warmup=m.warmup, runs=m.runs).to_dict()
-                pte["entry"]["latency"] = {**pl, "label": f"ExecuTorch runtime + XNNPACK on the host, {threads} thread(s) "
-                                                          f"(not the {profile.name})",
+            got = (measured or {}).get(pte["entry"]["file"])
+            if got is not None:
+                pl = got.latency.to_dict()
+                pte["entry"]["latency"] = {**pl, "label": lat_label.replace("LiteRT", "ExecuTorch runtime"),
                                            "ratio_to_tflite": round(pl["median_ms"] / lat["median_ms"], 4)}
                 rep.info(f"{pte['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
-                         f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's (host)")
+                         f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's")
         est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
         est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
         rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both ESTIMATED "
@@ -222,8 +227,12 @@ def build(
         budgets = [
             _budget("max_accuracy_drop", loaded.float_accuracy - q_acc, b.max_accuracy_drop, "points", "measured on the host"),
             _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
-            _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
-            _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
+            _budget("max_latency_ms", lat["median_ms"], b.max_latency_ms, "ms", f"measured: {lat_label}")
+            if on_target else _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
+            _budget("max_energy_mj", measured["tflite"].energy.value, b.max_energy_mj, "mJ",
+                    f"{measured['tflite'].energy.basis}: {measured['tflite'].energy.how}")
+            if on_target and measured["tflite"].energy is not None
+            else _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
         ]
         for pte in ptes:
             e = pte["entry"]
@@ -286,7 +295,7 @@ def build(
             "micro": micro,
             "budgets": budgets,
             "budgets_met": not broken,
-            "device": _device_line(profile),
+            "device": _device_line(profile, device),
             "stage_seconds": dict(rep.stage_seconds),
             "tool_versions": tool_versions(),
         }
@@ -418,13 +427,48 @@ def _weighted_layers(model, example) -> list[tuple[str, int]]:
     return order
 
 
-def _device_line(profile) -> str:
+def _device_line(profile, device: str = "host") -> str:
     c = profile.connection
     where = {"local": "this machine", "ssh": f"ssh {c.user + '@' if c.user else ''}{c.host}{':' + str(c.port) if c.port else ''}",
-             "adb": f"adb{' -s ' + c.serial if c.serial else ''}", "serial": f"serial port {c.device}"}[c.kind]
+             "adb": f"adb{' -s ' + c.serial if c.serial else ''}", "serial": f"serial port {c.device}",
+             "qemu-arm64": "an emulated arm64 board"}[c.kind]
     if c.kind == "local":
         return "measured on this machine, which is the target"
-    return f"the {profile.name} is reached by {where}; on-device runners are not built yet, so figures are host or estimated"
+    if device == "host":
+        return (f"the {profile.name} is reached by {where}; this build measured on this machine (host figures) "
+                f"and estimated the device; `edgepack build --device profile` or `edgepack bench` measures on it")
+    return f"the {profile.name} is reached by {where}; this build measured through --device {device}"
+
+
+def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], threads: int, rep: Reporter) -> dict:
+    """Bench the TFLite artifact and each host-runnable .pte through ``device``'s runner; record each bench."""
+    from .devices import connect
+    from .measure import history_row, measure
+    from .store import BenchStore
+
+    m = profile.measure
+    runner = connect(profile, device)
+    meter = None
+    if profile.connection.power_meter and runner.kind in ("ssh", "adb"):
+        from .energy import power_meter
+
+        meter = power_meter(profile.connection.power_meter)
+    on_target = (runner.kind in ("ssh", "adb") or profile.connection.kind == "local") and not runner.emulated
+    threads = profile.runtime.threads if on_target else threads
+    label = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if on_target else
+             f"LiteRT + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
+    out: dict = {"on_target": on_target, "label": label}
+    items = [("tflite", "model.tflite", artifact, "tflite")]
+    items += [(p["entry"]["file"], p["entry"]["file"], p["bytes"], "pte") for p in ptes if p["program"].host_runnable]
+    with runner, BenchStore() as store:
+        for key, name, data, fmt in items:
+            got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
+                          repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if key == "tflite" else None)
+            for w in got.warnings:
+                rep.warn(f"{name}: {w}")
+            store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
+            out[key] = got
+    return out
 
 
 def _check_micro(profile, artifact: bytes, splits, layout: str, runner, rep: Reporter) -> dict:
@@ -468,3 +512,80 @@ def _arena_or_none(artifact: bytes) -> int | None:
         return measure_arena(artifact)
     except ConversionError:
         return None
+
+
+def bench(
+    target: str,
+    artifact: str | Path,
+    *,
+    device: str = "profile",
+    runs: int | None = None,
+    warmup: int | None = None,
+    threads: int | None = None,
+    repeats: int | None = None,
+    cooldown_s: float | None = None,
+    op_profile: bool = False,
+    energy: bool = True,
+    store: str | Path | None = None,
+    record: bool = True,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Benchmark an artifact (.tflite or .pte) on ``device`` (default: the profile's [connection]).
+
+    Settings default to the profile's [runtime] threads and [measure] section. Energy is measured
+    when the profile names a power meter (``energy=False`` skips it), else estimated and labelled.
+    The result is recorded in the bench history (``store``, default :func:`edgepack.store.default_path`)
+    unless ``record`` is False. Returns the result as a dict (latency, energy, warnings, device,
+    artifact, record id). Raises UsageError for bad input and DeviceError subclasses for device
+    faults; a failed bench records nothing.
+    """
+    from .devices import connect
+    from .measure import history_row, measure, read_artifact, sha256
+    from .profiles import load_profile
+    from .store import BenchStore
+
+    rep = reporter or Reporter(total=1, quiet=True)
+    profile = load_profile(target)
+    data, fmt = read_artifact(artifact)
+    for name, value in (("runs", runs), ("repeats", repeats), ("threads", threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} {value}: must be at least 1")
+    if (warmup is not None and warmup < 0) or (cooldown_s is not None and cooldown_s < 0):
+        raise UsageError("--warmup and --cooldown must not be negative")
+    m = profile.measure
+    runs, warmup = runs or m.runs, m.warmup if warmup is None else warmup
+    repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s
+    if threads is None:  # this machine stands in for the device: no more threads than it has cores
+        threads = min(profile.runtime.threads, os.cpu_count() or 1) if device == "host" else profile.runtime.threads
+    db = BenchStore(store) if record else None  # opened first: an unwritable history fails before the bench
+    try:
+        with rep.stage(f"bench {Path(artifact).name} on {device}"):
+            runner = connect(profile, device)
+            with runner:
+                rep.info(runner.describe())
+                meter = None
+                if energy and profile.connection.power_meter:
+                    from .energy import power_meter
+
+                    meter = power_meter(profile.connection.power_meter)
+                got = measure(runner, data, name=Path(artifact).name, profile=profile, threads=threads, warmup=warmup,
+                              runs=runs, repeats=repeats, cooldown_s=cooldown_s, op_profile=op_profile, meter=meter,
+                              on_repeat=lambda i, s: rep.info(f"repeat {i}/{repeats}: median {s.median_ms:.4g} ms"))
+        result = {"artifact": str(artifact), "sha256": sha256(data), "format": fmt, "size_bytes": len(data),
+                  "target": profile.name, **got.to_dict(), "record_id": None, "store": None}
+        if db is not None:
+            result["record_id"] = db.record(history_row(got, artifact=Path(artifact).name, data=data, fmt=fmt,
+                                                        target=profile.name, repeats=repeats))
+            result["store"] = str(db.path)
+        return result
+    finally:
+        if db is not None:
+            db.close()
+
+
+def history(*, store: str | Path | None = None, **filters) -> list[dict]:
+    """Recorded benches, newest first; ``filters`` are those of :meth:`edgepack.store.BenchStore.query`."""
+    from .store import BenchStore
+
+    with BenchStore(store) as db:
+        return db.query(**filters)

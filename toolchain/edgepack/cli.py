@@ -34,6 +34,24 @@ exit status: 0 built; 2 bad arguments, profile, model or data; 3 a stage failed;
 4 the result breaks one of the profile's budgets (nothing written); 130 interrupted."""
 
 
+BENCH_EPILOG = """\
+devices: the profile's [connection] says how to reach the device (ssh: host, user, port, key,
+known_hosts; adb: serial, benchmark_model, cpu_affinity). SSH boards run edgepack's bench program
+with their own Python and runtime (ai-edge-litert or tflite-runtime; executorch for .pte), or
+LiteRT's benchmark_model when [connection] benchmark_model names one; Android devices run
+benchmark_model (pushed to /data/local/tmp). qemu-arm64 checks the arm64 build under emulation
+(its timings are labelled emulated and never used as device latency).
+
+examples:
+  edgepack bench --target rpi4 dist/rpi4/model.tflite
+  edgepack bench --target android-arm64 --device adb:R58M123 dist/android-arm64/model.tflite --op-profile
+  edgepack bench --target rpi4 --device host --repeats 5 dist/rpi4/model.pte
+  edgepack history --target rpi4
+
+exit status: 0 measured; 2 bad arguments, profile or artifact; 5 the device could not be reached,
+refused us, or failed mid-run (nothing recorded); 130 interrupted."""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgepack", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,8 +80,45 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--allow-budget-violation", action="store_true",
                    help="write the bundle even if the int8 model loses more accuracy than the profile allows "
                         "(the report says so)")
+    b.add_argument("--device", default="host", metavar="DEVICE",
+                   help="where the measurement stage benchmarks: host (default; host figures, device estimated), "
+                        "profile (the profile's [connection]), ssh://user@host[:port], adb[:SERIAL], qemu-arm64")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output; print only the result")
     b.set_defaults(func=_cmd_build)
+
+    bn = sub.add_parser("bench", help="benchmark a .tflite or .pte on a device and record the result",
+                        description="Push an artifact to a device, run it, and report latency (median, p90, p95, stdev, "
+                                    "coefficient of variation), peak memory, the device's state and energy (measured with "
+                                    "the profile's power meter, else estimated and labelled so). Every result is kept in "
+                                    "the bench history (see `edgepack history`).",
+                        epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bn.add_argument("artifact", metavar="MODEL.tflite|MODEL.pte", help="the artifact to benchmark")
+    bn.add_argument("--target", required=True, metavar="NAME|PATH", help="the target profile (threads, [measure], [connection], [power])")
+    bn.add_argument("--device", default="profile", metavar="DEVICE",
+                    help="profile (default: the profile's [connection]), host, ssh://user@host[:port], adb, adb:SERIAL, qemu-arm64")
+    bn.add_argument("--runs", type=int, metavar="N", help="timed runs per bench (default: [measure] runs)")
+    bn.add_argument("--warmup", type=int, metavar="N", help="untimed runs first (default: [measure] warmup)")
+    bn.add_argument("--threads", type=int, metavar="N", help="inference threads (default: [runtime] threads)")
+    bn.add_argument("--repeats", type=int, metavar="N", help="benches in a row; the median one is reported (default: [measure] repeats)")
+    bn.add_argument("--cooldown", type=float, metavar="SECONDS", help="pause before each bench (default: [measure] cooldown_s)")
+    bn.add_argument("--op-profile", action="store_true", help="per-operator times (benchmark_model only)")
+    bn.add_argument("--no-energy", action="store_true", help="skip the power meter's long run (energy is estimated)")
+    bn.add_argument("--store", metavar="FILE", help="bench history file (default $EDGEPACK_HOME/bench.sqlite or ~/.local/share/edgepack/bench.sqlite)")
+    bn.add_argument("--no-record", action="store_true", help="do not add the result to the bench history")
+    bn.add_argument("--json", action="store_true", help="print the result as JSON")
+    bn.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    bn.set_defaults(func=_cmd_bench)
+
+    h = sub.add_parser("history", help="list recorded benches, newest first",
+                       description="List the bench history (every `edgepack bench` and build measurement), newest first.")
+    h.add_argument("--target", metavar="NAME", help="only this target")
+    h.add_argument("--device", metavar="KIND|ADDRESS", help="only this device kind (host, ssh, adb, emulated arm64) or address")
+    h.add_argument("--sha", metavar="PREFIX", help="only artifacts whose sha256 starts with PREFIX")
+    h.add_argument("--artifact", metavar="TEXT", help="only artifacts whose file name contains TEXT")
+    h.add_argument("--limit", type=int, default=20, metavar="N", help="at most N rows (default 20)")
+    h.add_argument("--store", metavar="FILE", help="bench history file (default as for bench)")
+    h.add_argument("--json", action="store_true", help="print the rows as JSON")
+    h.set_defaults(func=_cmd_history)
 
     t = sub.add_parser("targets", help="list target profiles, or show one resolved",
                        description="Target profiles live in targets/ (and in folders listed in EDGEPACK_TARGET_PATH).")
@@ -91,12 +146,80 @@ def _cmd_build(args: argparse.Namespace) -> int:
         shape = npz_input_shape(args.data)
     reporter = Reporter(total=len(api.STAGES), quiet=args.quiet)
     result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data, calibration=args.calibration,
-                       out=args.out, allow_budget_violation=args.allow_budget_violation, reporter=reporter)
+                       out=args.out, allow_budget_violation=args.allow_budget_violation, device=args.device,
+                       reporter=reporter)
     m = result.manifest
     acc, lat = m["accuracy"], m["latency"]
     print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 accuracy {acc['int8']:.2f}% "
-          f"(float {acc['float_original']:.2f}%), host median {lat['median_ms']:.3f} ms "
-          f"[measured on the host, not on {m['target']['name']}]")
+          f"(float {acc['float_original']:.2f}%), median {lat['median_ms']:.3f} ms [{lat['label']}]")
+    return ExitStatus.OK
+
+
+def _fmt(v, spec: str = ".4g", unit: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{unit}"
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from . import api
+    from .progress import Reporter
+
+    r = api.bench(args.target, args.artifact, device=args.device, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                  repeats=args.repeats, cooldown_s=args.cooldown, op_profile=args.op_profile, energy=not args.no_energy,
+                  store=args.store, record=not args.no_record, reporter=Reporter(total=1, quiet=args.quiet or args.json))
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return ExitStatus.OK
+    lat, e = r["latency"], r["energy"]
+    print(f"{r['artifact']} (sha256 {r['sha256'][:12]}, {r['size_bytes']:,} bytes) on {r['device']['description']}")
+    print(f"  latency  median {_fmt(lat['median_ms'])} ms, p90 {_fmt(lat['p90_ms'])} ms, p95 {_fmt(lat['p95_ms'])} ms, "
+          f"stdev {_fmt(lat['stdev_ms'])} ms (cv {lat['cv']:.3f}) over {lat['runs']} runs after {lat['warmup']} warm-up, "
+          f"{lat['threads']} thread(s) [{lat['measured_on']}; {lat['source']}]")
+    if len(r["repeat_medians_ms"]) > 1:
+        print(f"  repeats  medians {', '.join(f'{v:.4g}' for v in r['repeat_medians_ms'])} ms")
+    if lat["peak_memory_kb"] is not None:
+        print(f"  memory   peak {lat['peak_memory_kb']:,.0f} KB ({lat['memory_basis']})")
+    print(f"  energy   {_fmt(e['value'], '.4g', ' mJ per inference')} ({e['basis']}: {e['how']})")
+    state = lat["device_state"].get("after", {})
+    parts = [", ".join(f"{k} {v} C" for k, v in state.get("thermal_c", {}).items())]
+    parts.append("governor " + "/".join(sorted({c["governor"] for c in state.get("cpus", {}).values()})) if state.get("cpus") else "")
+    parts.append(f"load {state['load_1min']}" if "load_1min" in state else "")
+    if any(parts):
+        print(f"  device   {'; '.join(x for x in parts if x)} (after the bench)")
+    for op in lat["op_profile"][:10]:
+        print(f"  op       {op['node_type']:<20} {op['avg_ms']:.4f} ms {op['percent']:5.1f}%  {op['name'][:60]}")
+    for w in r["warnings"]:
+        print(f"  WARNING  {w}")
+    if r["record_id"] is not None:
+        print(f"  recorded as #{r['record_id']} in {r['store']}")
+    return ExitStatus.OK
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    import json
+
+    from . import api
+
+    rows = api.history(store=args.store, target=args.target, device=args.device, sha256=args.sha, artifact=args.artifact,
+                       limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return ExitStatus.OK
+    if not rows:
+        print("no benches recorded (yet) that match")
+        return ExitStatus.OK
+    head = ("id", "when", "target", "device", "artifact", "sha256", "median ms", "p95 ms", "cv", "peak KB", "energy mJ", "note")
+    table = [head]
+    for r in rows:
+        note = "emulated" if r["emulated"] else ("" if r["trusted"] else "noisy")
+        energy = "-" if r["energy_mj"] is None else f"{r['energy_mj']:.4g} {r['energy_basis'][:4]}."
+        table.append((str(r["id"]), r["recorded_at"][:19].replace("T", " "), r["target"], f"{r['device_kind']} {r['device_id']}",
+                      r["artifact"], r["artifact_sha256"][:10], f"{r['median_ms']:.4g}", _fmt(r["p95_ms"]), f"{r['cv']:.3f}",
+                      _fmt(r["peak_memory_kb"], ",.0f"), energy, note))
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     return ExitStatus.OK
 
 

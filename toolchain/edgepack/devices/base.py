@@ -29,6 +29,8 @@ class LatencyStats:
     ``cv`` is the coefficient of variation (stdev / mean). ``peak_memory_kb`` is what the runtime
     or the process reports, described by ``memory_basis``; ``device_state`` holds thermal zone
     temperatures and CPU governors read on the device before and after the run, where readable.
+    ``cv`` (stdev / mean) is moved a lot by one slow run; ``robust_cv`` (1.4826 x MAD / median,
+    which equals the cv for normally distributed times) judges whether the run can be trusted.
     """
 
     runs: int
@@ -41,6 +43,7 @@ class LatencyStats:
     min_ms: float
     stdev_ms: float
     cv: float
+    robust_cv: float  # 1.4826 x median absolute deviation / median: the spread, not one hiccup
     measured_on: str
     device: str
     source: str = "per-run wall times"
@@ -63,6 +66,7 @@ class LatencyStats:
             runs=len(a), warmup=warmup, threads=threads,
             median_ms=float(np.median(a)), p90_ms=float(np.percentile(a, 90)), p95_ms=float(np.percentile(a, 95)),
             mean_ms=float(a.mean()), min_ms=float(a.min()), stdev_ms=stdev, cv=stdev / float(a.mean()),
+            robust_cv=float(1.4826 * np.median(np.abs(a - np.median(a))) / np.median(a)),
             measured_on=measured_on, device=device, **extra,
         )
 
