@@ -9,9 +9,34 @@ STAMP  := $(VENV)/.edgepack-installed
 # installed without their declared dependencies (README: "pip check").
 NODEPS := onnx2tf==1.29.24 tf-keras==2.21.0 tosa-tools==2026.8.0
 
-.PHONY: setup demo test bench clean constraints
+SYSTEM := $(VENV)/.system-packages
+ARM64  := $(HOME)/.cache/edgepack/arm64-sysroot/.complete
+# Debian packages the device tests need: a real sshd and the adb client (required); qemu-user for
+# the emulated arm64 board (optional: its tests are skipped, with the reason, where it cannot be had).
+APT_REQUIRED := openssh-server openssh-client adb
+APT_OPTIONAL := qemu-user-static
 
-setup: $(STAMP)
+.PHONY: setup demo test bench clean constraints system arm64-sysroot
+
+setup: $(STAMP) $(SYSTEM) arm64-sysroot
+
+$(SYSTEM):
+	@mkdir -p $(VENV)
+	@need=""; for p in $(APT_REQUIRED) $(APT_OPTIONAL); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "set-up: please install these Debian packages (needs root):$$need"; exit 1; fi; \
+	  echo "installing Debian packages:$$need"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_REQUIRED) >/dev/null \
+	  && { DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_OPTIONAL) >/dev/null \
+	       || echo "set-up: $(APT_OPTIONAL) not installed; the emulated arm64 tests will be skipped"; } || exit 1; \
+	fi
+	@touch $(SYSTEM)
+
+# The emulated arm64 board's sysroot (Debian arm64 Python + aarch64 LiteRT wheel), built once.
+arm64-sysroot: $(STAMP) $(SYSTEM)
+	@test -f $(ARM64) || { command -v qemu-aarch64-static >/dev/null \
+	  && PYTHON=$(PY) $(PY) -m edgepack.devices.qemu || echo "set-up: no emulated arm64 board (see above); its tests will be skipped"; }
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,30 +1,10 @@
-"""Shared fixtures. Trained zoo weights are cached under .edgepack-cache/ in the repository
-(ignored by git), so a fresh clone trains once and later runs reuse the weights."""
+"""Shared fixtures (helpers are in helpers.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "tests"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Benches recorded by the tests go to a history of their own, never the user's.
-os.environ["EDGEPACK_HOME"] = tempfile.mkdtemp(prefix="edgepack-test-home-")
-MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess; returns the completed process."""
-    return subprocess.run(
-        [sys.executable, "-m", "edgepack.cli", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=900,
-    )
+from helpers import run_cli
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +29,3 @@ def built(tmp_path_factory):
     proc = run_cli("build", "--target", "rpi4", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out / "rpi4", proc
-
-
-def write_profile(path: Path, base: str = "rpi4", **overrides: str) -> Path:
-    """A copy of targets/BASE.toml with ``key = value`` lines replaced (key as 'section.key')."""
-    lines = (ROOT / "targets" / f"{base}.toml").read_text().splitlines()
-    section = ""
-    out = []
-    for line in lines:
-        s = line.strip()
-        if s.startswith("["):
-            section = s.split("#")[0].strip().strip("[]")
-        key = s.split("=", 1)[0].strip() if "=" in s and not s.startswith("#") else None
-        dotted = f"{section}.{key}" if section else key
-        if key is not None and dotted in overrides:
-            line = f"{key} = {overrides.pop(dotted)}"
-        out.append(line)
-    assert not overrides, f"keys not in rpi4.toml: {overrides}"
-    path.write_text("\n".join(out) + "\n")
-    return path

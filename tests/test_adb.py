@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from adb_emulator import EmulatedAdbServer
-from conftest import MLPERF, run_cli
+from helpers import MLPERF, run_cli
 from edgepack.devices.adb import ADB_TMP, AdbShell
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.host import HostRunner

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from edgepack.calibration import load_calibration
 from edgepack.data import digits
 

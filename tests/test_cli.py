@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli, write_profile
+from helpers import ROOT, run_cli, write_profile
 
 
 def test_help_explains_every_option():
@@ -75,7 +75,16 @@ def test_build_rpi4_end_to_end(built):
         assert m["tool_versions"][tool] not in ("", "missing")
     assert m["budgets_met"] is True and {b["budget"] for b in m["budgets"]} >= {"max_accuracy_drop", "max_model_kb"}
     report = (bundle / "report.md").read_text()
-    assert "Measured on the host, not on the target" in report and "| quantized artifact (LiteRT) |" in report
+    assert "**Measured on host**: LiteRT + XNNPACK on the host" in report and "(not the rpi4)" in report and "| quantized artifact (LiteRT) |" in report
+    # the measurement stage's benches are in the bench history, by the artifacts' hashes
+    import hashlib
+
+    from edgepack.store import BenchStore
+
+    rows = BenchStore().query(target="rpi4", sha256=hashlib.sha256(model).hexdigest())
+    assert rows and rows[0]["artifact"] == "model.tflite" and rows[0]["runs"] == 200 and rows[0]["device_kind"] == "host"
+    pte = hashlib.sha256((bundle / "model.pte").read_bytes()).hexdigest()
+    assert BenchStore().query(sha256=pte)[0]["format"] == "pte"
     # the one-line result on stdout, the progress on stderr
     assert proc.stdout.startswith(f"built {bundle}/model.tflite: {len(model):,} bytes")
     assert "[9/9] write the bundle" in proc.stderr and "oneDNN" not in proc.stderr

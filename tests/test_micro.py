@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from edgepack.convert.micro import (DEFAULT_OP_CODE_BYTES, RUNTIME_CORE_BYTES, c_source, estimate_flash, measure_arena,
                                     ops_used, run_tflm, tflm_interpreter)
 from edgepack.devices.host import HostRunner

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from helpers import ROOT
 from edgepack import api
 from edgepack.compress.prune import PruneSpec, prune_channels
 from edgepack.energy import estimate_energy, estimate_latency

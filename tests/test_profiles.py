@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 from edgepack.errors import ProfileError
 from edgepack.profiles import Profile, known_targets, load_profile
 

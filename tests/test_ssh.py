@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sshd
-from conftest import MLPERF, run_cli
+from helpers import MLPERF, run_cli
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.host import HostRunner
 from edgepack.devices.ssh import SSHShell

@@ -189,11 +189,14 @@ def render_report(m: dict) -> str:
         "",
         "## Latency and energy",
         "",
-        f"**Measured on the host, not on the target**: {lat['label']}; {lat['warmup']} warm-up runs, {lat['runs']} timed runs.",
+        f"**Measured on {lat.get('measured_on', 'host')}**: {lat['label']}; {lat['warmup']} warm-up runs, {lat['runs']} timed runs"
+        + (f"; peak memory {lat['peak_memory_kb']:,.0f} KB ({lat['memory_basis']})" if lat.get("peak_memory_kb") else "") + ".",
         "",
-        "| median ms | p90 ms | mean ms | min ms | stdev ms |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {lat['median_ms']:.4f} | {lat['p90_ms']:.4f} | {lat['mean_ms']:.4f} | {lat['min_ms']:.4f} | {lat['stdev_ms']:.4f} |",
+        "| median ms | p90 ms | p95 ms | mean ms | min ms | stdev ms | robust cv |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join("-" if lat.get(k) is None else f"{lat[k]:.4f}"
+                         for k in ("median_ms", "p90_ms", "p95_ms", "mean_ms", "min_ms", "stdev_ms", "robust_cv")) + " |",
+        *[f"- WARNING: {w}" for w in lat.get("warnings", [])],
         "",
         f"On the {m['target']['name']} (**estimated**, not measured):",
         f"- latency {est['latency']['value']:.4g} ms: {est['latency']['how']}",
