@@ -25,9 +25,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--benches", type=int, default=5)
     p.add_argument("--runs", type=int, default=300)
+    p.add_argument("--min-seconds", type=float, default=1.0, help="as [measure] min_seconds (default 1)")
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cooldown", type=float, default=2.0)
+    p.add_argument("--pin", metavar="MASK", help="run the bench process under taskset MASK (as [connection] cpu_affinity)")
     p.add_argument("--artifact", default=str(ROOT / "dist" / "rpi4" / "model.tflite"))
     a = p.parse_args()
     art = Path(a.artifact)
@@ -42,17 +44,21 @@ def main() -> int:
 
     model = art.read_bytes()
     runner = connect(load_profile("rpi4"), "host")
+    runner.cpu_affinity = a.pin
     inproc = HostRunner()
     rows = {"bench process (edgepack bench)": [], "in-process (baseline)": []}
     with runner:
         for i in range(a.benches):  # alternate the two so that load changes hit both alike
             time.sleep(a.cooldown)
-            rows["bench process (edgepack bench)"].append(runner.benchmark(model, threads=a.threads, warmup=a.warmup, runs=a.runs))
+            got = runner.benchmark(model, threads=a.threads, warmup=a.warmup, runs=a.runs, min_seconds=a.min_seconds)
+            rows["bench process (edgepack bench)"].append(got)
             time.sleep(a.cooldown)
-            rows["in-process (baseline)"].append(inproc.benchmark(model, threads=a.threads, warmup=a.warmup, runs=a.runs))
+            # the baseline times as many runs as the bench process did
+            rows["in-process (baseline)"].append(inproc.benchmark(model, threads=a.threads, warmup=a.warmup, runs=got.runs))
             print(f"round {i + 1}/{a.benches} done", file=sys.stderr)
-    print(f"# {art} ({len(model):,} bytes), {a.benches} benches x {a.runs} runs after {a.warmup} warm-up, "
-          f"{a.threads} thread(s), {a.cooldown:g} s cooldown; load average at the end {os.getloadavg()[0]:.2f}")
+    print(f"# {art} ({len(model):,} bytes), {a.benches} benches x at least {a.runs} runs and {a.min_seconds:g} s "
+          f"(runs: {', '.join(str(s.runs) for s in rows['bench process (edgepack bench)'])}) after {a.warmup} warm-up, "
+          f"{a.threads} thread(s), {a.cooldown:g} s cooldown{', bench process pinned to CPU mask ' + a.pin if a.pin else ''}; load average at the end {os.getloadavg()[0]:.2f}")
     print("| how | medians (ms) | spread of medians | p95/median (mean) | cv (mean) | robust cv (mean) |")
     print("|---|---|---|---|---|---|")
     for name, stats in rows.items():

@@ -27,7 +27,7 @@ def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
     rows = BenchStore(store).query()
     assert len(rows) == 1
     r = rows[0]
-    assert (r["target"], r["device_kind"], r["runs"], r["repeats"], r["format"]) == ("rpi4", "host", 30, 3, "tflite")
+    assert (r["target"], r["device_kind"], r["repeats"], r["format"]) == ("rpi4", "host", 3, "tflite") and r["runs"] >= 30
     assert r["threads"] == min(4, os.cpu_count())  # the profile's 4, capped at the host's cores
     assert len(r["conditions"]["repeat_medians_ms"]) == 3 and r["median_ms"] in r["conditions"]["repeat_medians_ms"]
     assert r["energy_basis"] == "estimated" and r["artifact_sha256"] == __import__("hashlib").sha256(MODEL.read_bytes()).hexdigest()

@@ -55,7 +55,7 @@ def test_bench_through_sshd_with_a_hostile_file_name(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     lat = r["latency"]
-    assert lat["measured_on"] == "ssh" and lat["runs"] == 40 and lat["warmup"] == 3
+    assert lat["measured_on"] == "ssh" and lat["runs"] >= 40 and lat["warmup"] == 3 and lat["loop"]["wall_s"] >= 1.0
     assert 0 < lat["min_ms"] <= lat["median_ms"] <= lat["p90_ms"] <= lat["p95_ms"]
     assert lat["peak_memory_kb"] > 0 and "VmHWM" in lat["memory_basis"]
     assert "ai-edge-litert" in lat["source"] and r["device"]["id"] == f"{server.user}@127.0.0.1:{server.port}"

@@ -113,7 +113,8 @@ def measure(runner: Runner, model: bytes, *, name: str, profile, threads: int, w
     for i in range(repeats):
         if cooldown_s:
             time.sleep(cooldown_s)
-        benches.append(runner.benchmark(model, threads=threads, warmup=warmup, runs=runs, name=name, op_profile=op_profile))
+        benches.append(runner.benchmark(model, threads=threads, warmup=warmup, runs=runs, name=name, op_profile=op_profile,
+                                        min_seconds=profile.measure.min_seconds))
         if on_repeat:
             on_repeat(i + 1, benches[-1])
     medians = [b.median_ms for b in benches]

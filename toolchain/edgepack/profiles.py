@@ -135,6 +135,8 @@ class Budgets:
 class Measure:
     warmup: int = field(metadata=_spec(lo=0, doc="untimed runs before timing"))
     runs: int = field(metadata=_spec(lo=1, doc="timed runs"))
+    min_seconds: float = field(default=1.0, metadata=_spec(
+        lo=0.0, doc="keep timing past `runs` until this long has passed (short loops of fast models are noisy)"))
     repeats: int = field(default=1, metadata=_spec(lo=1, doc="benches per measurement; the median of their medians is reported"))
     cooldown_s: float = field(default=0.0, metadata=_spec(lo=0.0, doc="pause before each bench, seconds (lets the device cool)"))
     max_cv: float = field(default=0.1, metadata=_spec(
