@@ -25,6 +25,16 @@ def test_writes_and_replaces_whole_bundle(tmp_path):
     assert oct(out.stat().st_mode & 0o777) != oct(0o700)
 
 
+def test_a_bundle_with_programs_can_be_rebuilt(tmp_path):
+    """A bundle holding .pte programs is edgepack's own: the next build replaces it."""
+    from edgepack.convert.executorch import FILES
+
+    out = tmp_path / "rpi4"
+    write_bundle(out, {**_files("one"), **{name: b"pte" for name in FILES.values()}})
+    write_bundle(out, _files("two"))
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "report.md"]
+
+
 def test_failure_mid_write_keeps_previous_bundle(tmp_path):
     out = tmp_path / "rpi4"
     write_bundle(out, _files("good"))

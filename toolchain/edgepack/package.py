@@ -16,7 +16,9 @@ from pathlib import Path
 
 from .errors import UsageError
 
-BUNDLE_FILES = ("model.tflite", "manifest.json", "report.md", "model_data.h", "model_data.cc")
+#: Every file a bundle may hold (the ExecuTorch programs' names come from convert/executorch.py's FILES).
+BUNDLE_FILES = ("model.tflite", "manifest.json", "report.md", "model_data.h", "model_data.cc",
+                "model.pte", "model_cortex_m.pte", "model_ethos_u.pte")
 
 
 def sha256(data: bytes) -> str:
