@@ -151,7 +151,7 @@ class HwmonPowerSensor(PowerMeter):
         return float(fields[0]) * 1e-6
 
     def refusal(self, runner) -> str | None:
-        r = runner.shell.run(f'for d in /sys/class/hwmon/hwmon*; do cat "$d/name"; done 2>/dev/null', timeout=30)
+        r = runner.shell.run('for d in /sys/class/hwmon/hwmon*; do cat "$d/name"; done 2>/dev/null', timeout=30)
         if self.chip not in r.out.split():
             return (f"no {self.chip} hwmon device on the board (load the ina2xx driver, e.g. the Raspberry Pi "
                     f"'dtoverlay=i2c-sensor,{self.chip}' overlay)")

@@ -84,8 +84,9 @@ class ShellRunner(Runner):
 
     # -- the device -------------------------------------------------------------------------
     def describe(self) -> str:
-        if self._description is None:
-            r = self.shell.run("uname -srm; getprop ro.product.model 2>/dev/null; nproc 2>/dev/null", timeout=60)
+        if self._description is None:  # the first contact with the device: a refused connection is retried here too
+            r = self._retrying(lambda: self.shell.run("uname -srm; getprop ro.product.model 2>/dev/null; nproc 2>/dev/null",
+                                                      timeout=60))
             if r.rc != 0:
                 raise DeviceError(f"{self.shell.address()}: 'uname' failed ({r.err.strip()[:200]}); is this a Linux device?")
             bits = [s.strip() for s in r.out.splitlines() if s.strip()]
