@@ -153,3 +153,12 @@ def test_dropped_connection_is_retried_then_reported(tmp_path):
     with pytest.raises((DeviceUnreachable, DeviceDisconnected)):
         runner.benchmark(MODEL.read_bytes(), threads=1, warmup=1, runs=5)
     assert time.time() - t0 >= 1.0  # one retry, after a pause
+
+
+def test_a_hung_command_times_out(server):
+    from edgepack.errors import DeviceTimeout
+
+    t0 = time.time()
+    with pytest.raises(DeviceTimeout, match="longer than 2 s"):
+        shell(server).run("sleep 30", timeout=2)
+    assert time.time() - t0 < 15

@@ -87,8 +87,8 @@ def _energy(runner: Runner, model: bytes, *, name: str, threads: int, warmup: in
         samples = meter.stop()
     loop = stats.loop
     start, end = loop.get("uptime_start_s"), loop.get("uptime_end_s")
-    if start is None or end is None:  # benchmark_model does not say when its loop ran: the window it must lie in
-        start, end = idle_end + (after - idle_end - loop["wall_s"]), after
+    if start is None or end is None:  # no uptime stamps from the device: the last wall_s seconds before we got control back
+        start, end = after - loop["wall_s"], after
     return energy_from_samples(samples, loop_start=start, loop_end=end, idle_end=idle_end,
                                inferences=stats.runs, loop_wall_s=loop["wall_s"], meter=meter)
 

@@ -206,7 +206,11 @@ class ShellRunner(Runner):
         flags = (f"--graph={quote(self._pushed[name])} --num_threads={threads} --warmup_runs={warmup} --num_runs={runs} "
                  f"--min_secs={min_seconds:g} --report_peak_memory_footprint=true"
                  + (" --enable_op_profiling=true" if op_profile else ""))
-        r = self.shell.run(f"cd {d} && {self._pin()}./benchmark_model {flags}", timeout=self.timeout_s)
+        # the device's uptime right after the run: benchmark_model's timed loop is the last part of it,
+        # which is where a power meter's samples (stamped with the same clock) are taken from
+        r = self.shell.run(f"cd {d} && {self._pin()}./benchmark_model {flags}; s=$?; "
+                           f"echo {_UPTIME_MARK}$(cut -d' ' -f1 /proc/uptime 2>/dev/null); exit $s", timeout=self.timeout_s)
+        end = next((line[len(_UPTIME_MARK):].strip() for line in r.out.splitlines() if line.startswith(_UPTIME_MARK)), "")
         if r.rc != 0:
             if r.rc in (126, 127):
                 raise RuntimeMissing(f"{self.shell.address()}: benchmark_model cannot run on the device "
@@ -225,11 +229,22 @@ class ShellRunner(Runner):
             robust_cv=res.std_ms / res.avg_ms if res.avg_ms else 0.0,  # no per-run times: the plain cv
             measured_on=self.kind, device=self.describe(),
             source="LiteRT benchmark_model" + ("" if res.median_ms is not None else " (no median printed: the mean is shown)"),
-            peak_memory_kb=peak, loop={"wall_s": res.count * res.avg_ms / 1000.0},
+            peak_memory_kb=peak, loop=_loop(res.count * res.avg_ms / 1000.0, end),
             memory_basis=("benchmark_model's peak memory footprint (periodic monitoring)" if res.peak_memory_kb
                           else "benchmark_model's memory footprint delta (overall)") if peak else None,
         )
         return stats.with_(op_profile=tuple(o.__dict__ for o in res.ops))
+
+
+_UPTIME_MARK = "EDGEPACK-UPTIME="
+
+
+def _loop(wall_s: float, end_uptime: str) -> dict:
+    try:
+        end = float(end_uptime)
+    except ValueError:
+        return {"wall_s": wall_s}
+    return {"wall_s": wall_s, "uptime_start_s": end - wall_s, "uptime_end_s": end}
 
 
 def read_program_output(r, address: str, python: str) -> dict:
