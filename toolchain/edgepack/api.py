@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +195,6 @@ def build(
     with rep.stage(STAGES[7]):
         from .energy import estimate_energy, estimate_latency
 
-        threads = min(profile.runtime.threads, os.cpu_count() or 1)
         m = profile.measure
         on_target, measured = False, None
         if profile.is_mcu:
@@ -205,16 +203,16 @@ def build(
             lat = TFLMRunner().benchmark(artifact, warmup=m.warmup, runs=m.runs).to_dict()
             lat_label = "TFLM reference kernels on the host (not the microcontroller)"
         else:
-            measured = _measure_on_device(profile, device, artifact, ptes, threads, rep)
-            lat, lat_label = measured["tflite"].latency.to_dict(), measured["label"]
+            measured = _measure_on_device(profile, device, artifact, ptes, rep)
+            lat, lat_label = measured["model.tflite"].latency.to_dict(), measured["labels"]["model.tflite"]
             on_target = measured["on_target"]
-            lat["warnings"] = measured["tflite"].warnings
+            lat["warnings"] = measured["model.tflite"].warnings
         rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: {lat_label}")
         for pte in ptes:
             got = (measured or {}).get(pte["entry"]["file"])
             if got is not None:
                 pl = got.latency.to_dict()
-                pte["entry"]["latency"] = {**pl, "label": lat_label.replace("LiteRT", "ExecuTorch runtime"),
+                pte["entry"]["latency"] = {**pl, "label": measured["labels"][pte["entry"]["file"]],
                                            "ratio_to_tflite": round(pl["median_ms"] / lat["median_ms"], 4)}
                 rep.info(f"{pte['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
                          f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's")
@@ -229,9 +227,9 @@ def build(
             _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
             _budget("max_latency_ms", lat["median_ms"], b.max_latency_ms, "ms", f"measured: {lat_label}")
             if on_target else _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
-            _budget("max_energy_mj", measured["tflite"].energy.value, b.max_energy_mj, "mJ",
-                    f"{measured['tflite'].energy.basis}: {measured['tflite'].energy.how}")
-            if on_target and measured["tflite"].energy is not None
+            _budget("max_energy_mj", measured["model.tflite"].energy.value, b.max_energy_mj, "mJ",
+                    f"{measured['model.tflite'].energy.basis}: {measured['model.tflite'].energy.how}")
+            if on_target and measured["model.tflite"].energy is not None
             else _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
         ]
         for pte in ptes:
@@ -440,34 +438,31 @@ def _device_line(profile, device: str = "host") -> str:
     return f"the {profile.name} is reached by {where}; this build measured through --device {device}"
 
 
-def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], threads: int, rep: Reporter) -> dict:
-    """Bench the TFLite artifact and each host-runnable .pte through ``device``'s runner; record each bench."""
+def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter) -> dict:
+    """Bench the TFLite artifact and each host-runnable .pte through ``device``'s runner; record each bench.
+
+    Returns {"on_target", "labels": {file: label}, file: Measurement} for model.tflite and each .pte benched."""
     from .devices import connect
-    from .measure import history_row, measure
+    from .measure import history_row, measure, meter_for, on_target, threads_for
     from .store import BenchStore
 
     m = profile.measure
     runner = connect(profile, device)
-    meter = None
-    if profile.connection.power_meter and runner.kind in ("ssh", "adb"):
-        from .energy import power_meter
-
-        meter = power_meter(profile.connection.power_meter)
-    on_target = (runner.kind in ("ssh", "adb") or profile.connection.kind == "local") and not runner.emulated
-    threads = profile.runtime.threads if on_target else threads
-    label = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if on_target else
-             f"LiteRT + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
-    out: dict = {"on_target": on_target, "label": label}
-    items = [("tflite", "model.tflite", artifact, "tflite")]
-    items += [(p["entry"]["file"], p["entry"]["file"], p["bytes"], "pte") for p in ptes if p["program"].host_runnable]
+    target, threads = on_target(profile, runner), threads_for(profile, runner)
+    out: dict = {"on_target": target, "labels": {}}
+    items = [("model.tflite", artifact, "tflite", "LiteRT"),
+             *[(p["entry"]["file"], p["bytes"], "pte", "ExecuTorch runtime") for p in ptes if p["program"].host_runnable]]
     with runner, BenchStore() as store:
-        for key, name, data, fmt in items:
+        meter = meter_for(profile, runner)
+        for name, data, fmt, runtime in items:
             got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
-                          repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if key == "tflite" else None)
+                          repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if fmt == "tflite" else None)
             for w in got.warnings:
                 rep.warn(f"{name}: {w}")
             store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
-            out[key] = got
+            out[name] = got
+            out["labels"][name] = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if target else
+                                   f"{runtime} + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
     return out
 
 
@@ -540,7 +535,7 @@ def bench(
     faults; a failed bench records nothing.
     """
     from .devices import connect
-    from .measure import history_row, measure, read_artifact, sha256
+    from .measure import history_row, measure, meter_for, read_artifact, sha256, threads_for
     from .profiles import load_profile
     from .store import BenchStore
 
@@ -555,19 +550,14 @@ def bench(
     m = profile.measure
     runs, warmup = runs or m.runs, m.warmup if warmup is None else warmup
     repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s
-    if threads is None:  # this machine stands in for the device: no more threads than it has cores
-        threads = min(profile.runtime.threads, os.cpu_count() or 1) if device == "host" else profile.runtime.threads
     db = BenchStore(store) if record else None  # opened first: an unwritable history fails before the bench
     try:
         with rep.stage(f"bench {Path(artifact).name} on {device}"):
             runner = connect(profile, device)
             with runner:
                 rep.info(runner.describe())
-                meter = None
-                if energy and profile.connection.power_meter:
-                    from .energy import power_meter
-
-                    meter = power_meter(profile.connection.power_meter)
+                threads = threads or threads_for(profile, runner)
+                meter = meter_for(profile, runner) if energy else None
                 got = measure(runner, data, name=Path(artifact).name, profile=profile, threads=threads, warmup=warmup,
                               runs=runs, repeats=repeats, cooldown_s=cooldown_s, op_profile=op_profile, meter=meter,
                               on_repeat=lambda i, s: rep.info(f"repeat {i}/{repeats}: median {s.median_ms:.4g} ms"))

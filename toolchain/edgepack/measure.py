@@ -7,6 +7,7 @@ measured by a power meter (or estimated, and labelled so), and the result kept i
 from __future__ import annotations
 
 import hashlib
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -64,6 +65,30 @@ def read_artifact(path: str | Path) -> tuple[bytes, str]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def on_target(profile, runner: Runner) -> bool:
+    """True when ``runner`` is the profile's device itself: an SSH or adb device, or this machine
+    when the profile says it is the target. Emulated devices never are."""
+    if runner.emulated:
+        return False
+    return runner.kind in ("ssh", "adb") or (runner.kind == "host" and profile.connection.kind == "local")
+
+
+def threads_for(profile, runner: Runner) -> int:
+    """The profile's thread count, capped at this machine's cores when this machine stands in for the device."""
+    if on_target(profile, runner) or runner.kind in ("ssh", "adb"):
+        return profile.runtime.threads
+    return min(profile.runtime.threads, os.cpu_count() or 1)
+
+
+def meter_for(profile, runner: Runner) -> PowerMeter | None:
+    """The profile's power meter, when it names one and ``runner`` is the device the meter is on."""
+    if not profile.connection.power_meter or not on_target(profile, runner):
+        return None
+    from .energy import power_meter
+
+    return power_meter(profile.connection.power_meter)
 
 
 def _uptime(runner: Runner) -> float:
@@ -141,8 +166,7 @@ def measure(runner: Runner, model: bytes, *, name: str, profile, threads: int, w
         else:
             warnings.append(f"energy not measured: {refused}")
     if energy is None and refused is None:
-        where = "on the device" if runner.kind not in ("host", "emulated arm64") or profile.connection.kind == "local" \
-            else f"on {runner.kind}, not on the {profile.name}"
+        where = "on the device" if on_target(profile, runner) else f"on {runner.kind}, not on the {profile.name}"
         energy = Figure(profile.power.active_mw * head.median_ms / 1e3, "mJ", "estimated",
                         f"{profile.power.active_mw:g} mW active power from the profile's [power] x {head.median_ms:.4g} ms "
                         f"median latency measured {where}")

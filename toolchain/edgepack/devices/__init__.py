@@ -22,7 +22,7 @@ DEVICE_FORMS = "host, profile, ssh://[user@]host[:port], adb, adb:SERIAL or qemu
 def connect(profile, device: str = "profile"):
     """A runner for ``device`` (see the module docstring). Raises UsageError for a malformed value."""
     from .device import ShellRunner
-    from .shell import LocalShell
+    from .shell import LocalShell, quote
 
     c = profile.connection
     if device == "profile":
@@ -33,7 +33,7 @@ def connect(profile, device: str = "profile"):
                              f"benchmark through yet; use --device host for a host figure (labelled as such)")
     common = {"retries": c.retries, "timeout_s": c.timeout_s}
     if device in ("host", "local"):
-        return ShellRunner(LocalShell(), kind="host", python=_quote_argv(sys.executable), cpu_affinity=c.cpu_affinity
+        return ShellRunner(LocalShell(), kind="host", python=quote(sys.executable), cpu_affinity=c.cpu_affinity
                            if c.kind == "local" else None, label="host", **common)
     if device == "qemu-arm64":
         from .qemu import qemu_runner
@@ -58,8 +58,3 @@ def connect(profile, device: str = "profile"):
                            cpu_affinity=a.cpu_affinity, tmp_root=ADB_TMP, label="adb", **common)
     raise UsageError(f"unknown device {device!r}; use {DEVICE_FORMS}")
 
-
-def _quote_argv(path: str) -> str:
-    from .shell import quote
-
-    return quote(path)

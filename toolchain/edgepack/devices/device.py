@@ -145,10 +145,12 @@ class ShellRunner(Runner):
                                  f"or [connection] python")
 
     def _program(self, args: str) -> dict:
+        """Run the bench program (pushed on first use) with ``args``, pinned as configured; its result."""
         self._need_python()
         if "bench_program.py" not in self._pushed:
             self.push("bench_program.py", PROGRAM.read_bytes())
-        r = self.shell.run(f"cd {quote(self._scratch())} && {self.python} bench_program.py {args}", timeout=self.timeout_s)
+        r = self.shell.run(f"cd {quote(self._scratch())} && {self._pin()}{self.python} bench_program.py {args}",
+                           timeout=self.timeout_s)
         return read_program_output(r, self.shell.address(), self.python)
 
     def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1, name: str = "model.tflite") -> np.ndarray:
@@ -180,13 +182,8 @@ class ShellRunner(Runner):
         return f"taskset {quote(self.cpu_affinity)} " if self.cpu_affinity else ""
 
     def _bench_program(self, name: str, *, threads: int, warmup: int, runs: int, min_seconds: float) -> LatencyStats:
-        self._need_python()
-        if "bench_program.py" not in self._pushed:
-            self.push("bench_program.py", PROGRAM.read_bytes())
-        r = self.shell.run(f"cd {quote(self._scratch())} && {self._pin()}{self.python} bench_program.py --model {quote(name)} "
-                           f"--threads {threads} --warmup {warmup} --runs {runs} --min-seconds {min_seconds}",
-                           timeout=self.timeout_s)
-        res = read_program_output(r, self.shell.address(), self.python)
+        res = self._program(f"--model {quote(name)} --threads {threads} --warmup {warmup} --runs {runs} "
+                            f"--min-seconds {min_seconds}")
         peak = res.get("peak_rss_kb")
         return LatencyStats.from_samples(
             res["samples_ms"], warmup=warmup, threads=threads, measured_on=self.kind, device=self.describe(),
