@@ -1,0 +1,1 @@
+"""The shipped calibration manifests and samples, as package data of edgepack (importlib.resources)."""
