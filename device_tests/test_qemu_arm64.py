@@ -11,7 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from helpers import MLPERF, run_cli
+from fixture_models import int8_model, third_party_model
+from helpers import run_cli
 from edgepack.devices.host import HostRunner
 from edgepack.devices.qemu import qemu_runner, unavailable_reason
 
@@ -19,9 +20,7 @@ WHY = unavailable_reason()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"emulated arm64 board unavailable: {WHY}")
 
 
-@pytest.mark.parametrize("name, shape", [("kws_ref_model.tflite", (49, 10, 1)), ("pretrainedResnet_quant.tflite", (32, 32, 3))])
-def test_arm64_kernels_agree_with_the_host(name, shape):
-    model = (MLPERF / name).read_bytes()
+def _agree(model: bytes, shape: tuple[int, ...]) -> None:
     x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
     with qemu_runner() as r:
         got = r.run(model, x)
@@ -31,8 +30,19 @@ def test_arm64_kernels_agree_with_the_host(name, shape):
     assert (got.argmax(1) == want.argmax(1)).all()
 
 
+@pytest.mark.parametrize("name, shape", [("kws", (49, 10, 1)), ("resnet8", (32, 32, 3))])
+def test_arm64_kernels_agree_with_the_host(name, shape):
+    _agree(int8_model(name).read_bytes(), shape)
+
+
+@pytest.mark.parametrize("name, shape", [("kws_ref_model.tflite", (49, 10, 1)), ("pretrainedResnet_quant.tflite", (32, 32, 3))])
+def test_arm64_kernels_agree_on_mlperf_tiny_models(name, shape):
+    """An extra check on real third-party models (skipped, with the reason, when they are absent)."""
+    _agree(third_party_model(name).read_bytes(), shape)
+
+
 def test_emulated_timings_are_labelled_and_never_device_latency(tmp_path):
-    proc = run_cli("bench", str(MLPERF / "kws_ref_model.tflite"), "--target", "rpi4", "--device", "qemu-arm64",
+    proc = run_cli("bench", str(int8_model("kws")), "--target", "rpi4", "--device", "qemu-arm64",
                    "--runs", "10", "--warmup", "2", "--json", "-q", "--store", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)

@@ -14,9 +14,10 @@ import os
 
 import pytest
 
-from helpers import MLPERF, run_cli
+from fixture_models import int8_model
+from helpers import run_cli
 
-MODEL = MLPERF / "kws_ref_model.tflite"
+MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 SERIAL, SSH, BM = os.environ.get("EDGEPACK_ADB_SERIAL"), os.environ.get("EDGEPACK_SSH_HOST"), os.environ.get("EDGEPACK_BENCHMARK_MODEL")
 
 

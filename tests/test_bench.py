@@ -8,11 +8,12 @@ import sqlite3
 
 import pytest
 
-from helpers import MLPERF, run_cli, write_profile
+from fixture_models import int8_model
+from helpers import run_cli, write_profile
 from edgepack.energy import AndroidBattery, energy_from_samples
 from edgepack.store import BenchStore
 
-MODEL = MLPERF / "kws_ref_model.tflite"
+MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 
 
 def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
@@ -32,16 +33,17 @@ def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
     assert len(r["conditions"]["repeat_medians_ms"]) == 3 and r["median_ms"] in r["conditions"]["repeat_medians_ms"]
     assert r["energy_basis"] == "estimated" and r["artifact_sha256"] == __import__("hashlib").sha256(MODEL.read_bytes()).hexdigest()
 
-    proc = run_cli("bench", str(MLPERF / "ad01_int8.tflite"), "--target", "cortex-m7", "--device", "host", "--runs", "20",
+    other = int8_model("resnet8")
+    proc = run_cli("bench", str(other), "--target", "cortex-m7", "--device", "host", "--runs", "20",
                    "--store", str(store), "-q")
     assert proc.returncode == 0, proc.stderr
     listed = run_cli("history", "--store", str(store))
     assert listed.returncode == 0
     lines = listed.stdout.strip().splitlines()
     assert lines[0].split()[:3] == ["id", "when", "target"] and len(lines) == 3
-    assert "ad01_int8.tflite" in lines[1] and "kws_ref_model.tflite" in lines[2]  # newest first
+    assert other.name in lines[1] and MODEL.name in lines[2]  # newest first
     only = json.loads(run_cli("history", "--store", str(store), "--target", "rpi4", "--json").stdout)
-    assert [r["artifact"] for r in only] == ["kws_ref_model.tflite"]
+    assert [r["artifact"] for r in only] == [MODEL.name]
     by_sha = json.loads(run_cli("history", "--store", str(store), "--sha", r["artifact_sha256"][:8], "--json").stdout)
     assert len(by_sha) == 1
     assert run_cli("history", "--store", str(store), "--device", "adb").stdout.startswith("no benches")

@@ -51,13 +51,12 @@ def test_host_runner_runs_and_benchmarks(tiny_tflite):
 
 
 def test_tflm_runner_speaks_the_runner_interface():
-    from pathlib import Path
-
+    from fixture_models import int8_model
     from edgepack.devices.tflm import TFLMRunner
 
-    model = (Path(__file__).resolve().parents[2] / "shared/models/mlperf-tiny/ad01_int8.tflite").read_bytes()
+    model = int8_model("resnet8").read_bytes()
     r = TFLMRunner()
-    x = np.random.default_rng(0).uniform(-1, 1, (3, 640)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
     ref = HostRunner(reference=True).run(model, x)
     from edgepack.devices.host import interpreter
 

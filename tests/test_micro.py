@@ -1,4 +1,5 @@
-"""The microcontroller path on real third-party int8 models (MLPerf Tiny) and on unsupported operators."""
+"""The microcontroller path on int8 models the tests make (DS-CNN, ResNet-8, MobileNet shapes), on real
+third-party ones (MLPerf Tiny, when present) and on unsupported operators."""
 
 from __future__ import annotations
 
@@ -6,21 +7,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import ROOT
+from fixture_models import FIXTURES, int8_model, third_party_model
 from edgepack.convert.micro import (DEFAULT_OP_CODE_BYTES, RUNTIME_CORE_BYTES, c_source, estimate_flash, measure_arena,
                                     ops_used, run_tflm, tflm_interpreter)
 from edgepack.devices.host import HostRunner
 from edgepack.errors import ConversionError
 
-MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
-INT8_MODELS = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]
+MLPERF_INT8 = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]
 
 
-@pytest.mark.parametrize("name", INT8_MODELS)
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_tflm_runs_int8_models_like_litert(name):
+    _tflm_like_litert(int8_model(name).read_bytes())
+
+
+@pytest.mark.parametrize("name", MLPERF_INT8)
 def test_tflm_runs_mlperf_tiny_models_like_litert(name):
-    path = MLPERF / name
-    assert path.is_file(), f"{path} is missing: the MLPerf Tiny fixtures come with ../shared/"
-    model = path.read_bytes()
+    """The same checks on real third-party models (skipped, with the reason, when they are absent)."""
+    _tflm_like_litert(third_party_model(name).read_bytes())
+
+
+def _tflm_like_litert(model: bytes) -> None:
     runner = HostRunner(reference=True)  # TFLM's kernels derive from TFLite's reference kernels
     from edgepack.devices.host import interpreter
 
@@ -40,10 +47,29 @@ def test_tflm_runs_mlperf_tiny_models_like_litert(name):
     assert set(flash.ops) == set(ops_used(model))
 
 
-def test_known_arena_of_kws_model():
+def _activation_bytes(model: bytes) -> list[int]:
+    """Bytes of every non-constant tensor an operator writes (int8: one byte per value)."""
+    from edgepack.devices.host import interpreter
+
+    interp = interpreter(model)
+    written = {t for op in interp._get_ops_details() for t in op["outputs"]}
+    return [int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize for t in interp.get_tensor_details()
+            if t["index"] in written]
+
+
+def test_arena_of_a_ds_cnn_lies_between_its_largest_activation_pair_and_their_sum():
+    # A DS-CNN's layers are a chain: at least one layer's input and output are live at once, so the
+    # arena holds the two largest activations; it never needs every activation at once.
+    model = int8_model("kws").read_bytes()
+    sizes = sorted(_activation_bytes(model))
+    arena = measure_arena(model)
+    assert sizes[-1] + sizes[-2] <= arena <= sum(sizes) + 16_384  # plus TFLM's own bookkeeping
+
+
+def test_known_arena_of_mlperf_kws_model():
     # MLPerf Tiny's DS-CNN keyword spotter: input 49x10x1 int8, 64-channel layers of 25x5 after the
     # first stride-2 conv: two 25*5*64 = 8000-byte int8 activations must be live at once.
-    arena = measure_arena((MLPERF / "kws_ref_model.tflite").read_bytes())
+    arena = measure_arena(third_party_model("kws_ref_model.tflite").read_bytes())
     assert 16_000 <= arena <= 64_000
 
 

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 
 import sshd
-from helpers import MLPERF, run_cli
+from fixture_models import int8_model
+from helpers import run_cli
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.host import HostRunner
 from edgepack.devices.ssh import SSHShell
 from edgepack.errors import DeviceAuthError, DeviceDisconnected, DeviceUnreachable, HostKeyError
 from edgepack.store import BenchStore
 
-MODEL = MLPERF / "kws_ref_model.tflite"
+MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 ODD_NAME = "kws $(touch PWNED) it's `id`; a&b.tflite"
 
 
