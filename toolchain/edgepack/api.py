@@ -42,8 +42,11 @@ TFLM_MAX_STEPS = 2
 
 @dataclass(frozen=True)
 class BuildResult:
+    """The bundle's folder, its manifest (deterministic) and this run's measurements."""
+
     out_dir: Path
     manifest: dict
+    measurements: dict
 
 
 def tool_versions() -> dict[str, str]:
@@ -189,8 +192,10 @@ def build(
             from .training import predict
 
             tflite_out = runner.run(artifact, to_model_layout(splits.x_eval, conv.layout))
-            float_out = predict(loaded.module, splits.x_eval) if "pte" in profile.runtime.formats else None
-            ptes = _export_pte(profile, pr.model, calib_set["x"], splits, tflite_out, float_out, work, rep)
+            float_out = predict(loaded.module, splits.x_eval)
+            ptes = _export_pte(profile, pr.model, calib_set["x"], splits, tflite_out, float_out, work, rep,
+                               costly_layers=[e.layer for e in guard.layers],
+                               remedies_allowed=pruning_loss <= profile.budgets.max_accuracy_drop)
 
     with rep.stage(STAGES[7]):
         from .energy import estimate_energy, estimate_latency
@@ -212,7 +217,7 @@ def build(
             got = (measured or {}).get(pte["entry"]["file"])
             if got is not None:
                 pl = got.latency.to_dict()
-                pte["entry"]["latency"] = {**pl, "label": measured["labels"][pte["entry"]["file"]],
+                pte["latency"] = {**pl, "label": measured["labels"][pte["entry"]["file"]],
                                            "ratio_to_tflite": round(pl["median_ms"] / lat["median_ms"], 4)}
                 rep.info(f"{pte['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
                          f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's")
@@ -236,7 +241,8 @@ def build(
             e = pte["entry"]
             a = e["accuracy"]
             budgets.append(_budget(f"max_accuracy_drop ({e['file']})", a["float_original_same_samples"] - a["int8"],
-                                   b.max_accuracy_drop, "points", f"measured on the host on {a['samples']} held-out samples: "
+                                   b.max_accuracy_drop, "points", f"measured on the host on {a['samples']} held-out samples "
+                                   f"(95% CI of the drop {a['drop_vs_float_ci95'][0]:+.2f}..{a['drop_vs_float_ci95'][1]:+.2f}): "
                                    f"{a['basis']}"))
             budgets.append(_budget(f"max_model_kb ({e['file']})", e["size_bytes"] / 1024, b.max_model_kb, "KB", "measured"))
         if arena is not None:
@@ -256,16 +262,32 @@ def build(
             raise BudgetError(f"{what}; change the model or the profile, or pass --allow-budget-violation")
 
     with rep.stage(STAGES[8]):
+        from . import attest
+        from .validate import paired_drop_ci95
         from .package import manifest_bytes, render_report, sha256, write_bundle
 
         tensors = describe_io(artifact)
+        versions = {"edgepack": __version__, **tool_versions()}
+        data_sha, float_state = splits.fingerprint(), attest.state_sha256(loaded.module)
+        inputs = {"profile": attest.describe_file(profile.source), "data": data_sha,
+                  "calibration": calib_set["describe"]["sha256"],
+                  "model": attest.describe_file(weights) if weights else {"name": model, "sha256": None}}
+        # a measured latency or energy budget holds this run's timing: it goes with the measurements
+        timed = {"max_latency_ms", "max_energy_mj"} if on_target else set()
+        files = {"model.tflite": artifact, **{p["entry"]["file"]: p["bytes"] for p in ptes}}
+        if "c-source" in profile.runtime.formats:
+            from .convert.micro import c_source
 
+            files.update(c_source(artifact, arena_bytes=arena))
         manifest = {
+            "schema_version": attest.SCHEMA_VERSION,
             "edgepack_version": __version__,
-            "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "target": {**profile.to_dict(), "profile_file": profile.source},
-            "model": {"name": loaded.name, "origin": loaded.origin},
-            "data": {"name": splits.name, "sha256": splits.fingerprint(), "preprocessing": splits.preprocessing,
+            "built_at": attest.build_time(),
+            "target": {**profile.to_dict(), "profile_file": inputs["profile"]["name"],
+                       "profile_sha256": inputs["profile"]["sha256"]},
+            "model": {"name": loaded.name, "origin": loaded.origin, "weights_sha256": inputs["model"]["sha256"],
+                      "state_sha256": float_state},
+            "data": {"name": splits.name, "sha256": data_sha, "preprocessing": splits.preprocessing,
                      "train_samples": len(splits.x_train), "calibration_samples": len(splits.x_calib),
                      "eval_samples": len(splits.x_eval)},
             "artifact": {"file": "model.tflite", "format": "tflite", "size_bytes": len(artifact), "sha256": sha256(artifact),
@@ -273,8 +295,9 @@ def build(
                          "quantization": {"weights": qspec.weights, "activations": qspec.activations,
                                           "io_dtype": qspec.effective_io_dtype}},
             "artifacts": [_tflite_entry(profile, artifact, qspec, conv.layout, tensors, q_acc, loaded.float_accuracy,
-                                        len(splits.y_eval), lat, lat_label),
+                                        len(splits.y_eval), paired_drop_ci95(float_out, tflite_out, splits.y_eval), guard),
                           *[p["entry"] for p in ptes]],
+            "files": {name: {"size_bytes": len(data), "sha256": sha256(data)} for name, data in sorted(files.items())},
             "tensors": tensors,
             "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned_acc, 4),
                          "int8": round(q_acc, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %"},
@@ -287,30 +310,41 @@ def build(
             "validation": {"samples": fcheck.samples, "max_abs_diff": fcheck.max_abs_diff,
                            "max_rel_diff": fcheck.max_rel_diff, "top1_agreement": fcheck.top1_agreement},
             "pruning": pr.summary(),
-            "latency": {**lat, "label": lat_label},
             "estimates": {"latency": est_lat.to_dict(), "energy": est_energy.to_dict()},
             "memory": {"tensor_arena_bytes": arena, "basis": "measured: TFLM tensor arena on a 64-bit host"},
             "micro": micro,
-            "budgets": budgets,
+            "budgets": [x for x in budgets if x["budget"] not in timed],
             "budgets_met": not broken,
-            "device": _device_line(profile, device),
-            "stage_seconds": dict(rep.stage_seconds),
-            "tool_versions": tool_versions(),
+            "inputs": inputs,
+            "cache_keys": attest.stage_keys(profile=profile.to_dict(), versions=versions, float_model=float_state,
+                                            pruned_model=attest.state_sha256(pr.model),
+                                            inputs={"model": inputs["model"]["sha256"] or model, "data": data_sha,
+                                                    "calibration": inputs["calibration"]}),
+            "tool_versions": versions,
         }
-        files = {"model.tflite": artifact, "manifest.json": manifest_bytes(manifest),
-                 "report.md": render_report(manifest).encode()}
-        files.update({p["entry"]["file"]: p["bytes"] for p in ptes})
-        if "c-source" in profile.runtime.formats:
-            from .convert.micro import c_source
-
-            files.update(c_source(artifact, arena_bytes=arena))
+        files["report.md"] = render_report(manifest).encode()
+        manifest["files"]["report.md"] = {"size_bytes": len(files["report.md"]), "sha256": sha256(files["report.md"])}
+        files["manifest.json"] = mbytes = manifest_bytes(manifest)
+        measurements = {
+            "schema_version": attest.SCHEMA_VERSION,
+            "manifest_sha256": sha256(mbytes),
+            "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "device": _device_line(profile, device),
+            "latency": {**lat, "label": lat_label},
+            "artifacts": {"model.tflite": {**lat, "label": lat_label},
+                          **{p["entry"]["file"]: p["latency"] for p in ptes if p.get("latency")}},
+            "budgets": [x for x in budgets if x["budget"] in timed],
+            "stage_seconds": dict(rep.stage_seconds),
+        }
+        files["measurements.json"] = manifest_bytes(measurements)
         out_dir = write_bundle(Path(out) / profile.name, files)
     # The packaging stage's own time cannot be inside the files it writes; it is in the result.
-    return BuildResult(out_dir=out_dir, manifest={**manifest, "stage_seconds": dict(rep.stage_seconds)})
+    measurements["stage_seconds"] = dict(rep.stage_seconds)
+    return BuildResult(out_dir=out_dir, manifest=manifest, measurements=measurements)
 
 
-def _tflite_entry(profile, artifact: bytes, qspec, layout: str, tensors: dict, acc: float, float_acc: float, samples: int,
-                  lat: dict, lat_label: str) -> dict:
+def _tflite_entry(profile, artifact: bytes, qspec, layout: str, tensors: dict, acc: float, float_acc: float,
+                  samples: int, drop_ci95: tuple[float, float], guard) -> dict:
     """The TFLite artifact described with the same fields as each .pte's."""
     from .package import sha256
 
@@ -320,39 +354,52 @@ def _tflite_entry(profile, artifact: bytes, qspec, layout: str, tensors: dict, a
                              "scheme": "TFLite full-integer, calibrated by edgepack (see quantization)"},
             "tensors": tensors,
             "accuracy": {"int8": round(acc, 4), "samples": samples, "basis": "the .tflite in LiteRT on the host (XNNPACK)",
+                         "drop_vs_float_ci95": list(drop_ci95),
                          "tflite_int8_same_samples": round(acc, 4), "float_original_same_samples": round(float_acc, 4),
                          "top1_agreement_with_tflite": 100.0, "mean_abs_logit_diff_vs_tflite": 0.0},
-            "runs_on_host": True, "delegation": None, "vela": None, "latency": {**lat, "label": lat_label}, "notes": []}
+            "runs_on_host": True, "delegation": None, "vela": None,
+            "guard": {"chosen": guard.chosen.what, "met_budget": guard.met, "attempts": guard.attempts}, "notes": []}
 
 
 def _export_pte(profile, model, calib: np.ndarray, splits, tflite_out: np.ndarray, float_out, work: Path,
-                rep: Reporter) -> list[dict]:
+                rep: Reporter, *, costly_layers: list[str], remedies_allowed: bool) -> list[dict]:
     """One ExecuTorch program per backend the profile lists (when its formats include pte), each
-    checked on the host as far as the host can run it. Returns [{"bytes", "program", "entry"}]."""
+    checked on the host as far as the host can run it and guarded like the TFLite artifact
+    (compress/pte_guard.py). Returns [{"bytes", "program", "entry"}]."""
     if "pte" not in profile.runtime.formats:
         rep.info("pte is not among the profile's formats; nothing to do")
         return []
+    from functools import partial
+
+    from .compress.pte_guard import guarded_export
     from .convert import executorch as et
     from .package import sha256
     from .validate import check_pte
 
     x = profile.executorch
     per_channel = profile.quantization.weights == "per-channel"
+    modules = dict(model.named_modules())
+    costly_layers = [name for name in costly_layers if name in modules]  # PyTorch names the quantizers know
     out = []
     for backend in x.backends:
         if backend == "xnnpack":
-            prog = et.export_xnnpack(model, calib, per_channel=per_channel)
+            export = partial(et.export_xnnpack, model, calib, per_channel=per_channel)
         elif backend == "cortex-m":
-            prog = et.export_cortex_m(model, calib, cpu=x.cortex_m_cpu)
+            export = partial(et.export_cortex_m, model, calib, cpu=x.cortex_m_cpu)
         else:
-            prog = et.export_ethos_u(model, calib, work, accelerator=x.ethos_u_accelerator,
-                                     system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
-        check = check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out, reference_samples=x.reference_samples)
+            export = partial(et.export_ethos_u, model, calib, work, accelerator=x.ethos_u_accelerator,
+                             system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
+        guard = guarded_export(
+            backend, export, lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
+                                                    reference_samples=x.reference_samples),
+            max_drop=profile.budgets.max_accuracy_drop, costly_layers=costly_layers, remedies_allowed=remedies_allowed,
+            on_attempt=lambda line, f=et.FILES[backend]: rep.info(f"{f} accuracy guard: {line}"))
+        prog, check = guard.program, guard.check
         d = prog.delegation
         rep.info(f"{et.FILES[backend]}: {len(prog.program):,} bytes; {d['delegated_ops']} ops delegated to {backend} in "
                  f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 accuracy {check.accuracy:.2f}% on "
                  f"{check.samples} samples (TFLite {check.tflite_accuracy:.2f}% on the same), top-1 agreement with TFLite "
-                 f"{check.top1_agreement_tflite:.1f}%")
+                 f"{check.top1_agreement_tflite:.1f}%; kept: {guard.chosen.what}")
         if prog.vela:
             v = prog.vela
             rep.info(f"Vela ESTIMATES ({v['accelerator']}, {v['system_config']}): SRAM {v['sram_kb']:.1f} KB, flash "
@@ -369,7 +416,7 @@ def _export_pte(profile, model, calib: np.ndarray, splits, tflite_out: np.ndarra
             "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
                         "outputs": [{"name": "logits", "shape": [1, int(tflite_out.shape[1])], "dtype": "float32"}]},
             "accuracy": check.to_dict(), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
-            "vela": prog.vela, "latency": None, "notes": prog.notes,
+            "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes,
         }
         out.append({"bytes": prog.program, "program": prog, "entry": entry})
     return out
@@ -405,7 +452,10 @@ def _calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> di
     for w in cs.warnings:
         rep.warn(f"{manifest}: {w}")
     rep.info(f"calibration set {cs.name}: {len(cs.x)} of {cs.available} samples (seed {cs.seed}), sha256 {cs.sha256()[:12]}")
-    return {"x": cs.x, "describe": {**cs.describe(), "manifest": str(manifest)}}
+    from .attest import portable_name
+    from .calibration import resolve_manifest
+
+    return {"x": cs.x, "describe": {**cs.describe(), "manifest": portable_name(resolve_manifest(manifest))}}
 
 
 def _weighted_layers(model, example) -> list[tuple[str, int]]:

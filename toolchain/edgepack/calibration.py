@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .attest import portable_name
 from .errors import DataError
 
 KINDS = ("images", "arrays", "callable")
@@ -109,10 +110,28 @@ def _floats(where: str, key: str, v, n: int | None = None) -> tuple[float, ...]:
     return tuple(float(a) for a in vals)
 
 
+def shipped_manifests() -> list[str]:
+    """Names of the calibration manifests edgepack ships (``--calibration NAME``)."""
+    from .resources import shipped_dir
+
+    return sorted(p.stem for p in shipped_dir("calibration").glob("*.toml"))
+
+
+def resolve_manifest(spec: str | Path) -> Path:
+    """A manifest path, or the name of a shipped manifest ("digits-png"). Raises DataError."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if isinstance(spec, str) and "/" not in spec and not spec.endswith(".toml") and spec in shipped_manifests():
+        from .resources import shipped_dir
+
+        return shipped_dir("calibration") / f"{spec}.toml"
+    raise DataError(f"calibration manifest '{spec}' does not exist; give a path to a manifest (see "
+                    f"calibration/README.md) or a shipped one: {', '.join(shipped_manifests())}")
+
+
 def load_manifest(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"calibration manifest '{path}' does not exist; see calibration/README.md for the format")
+    path = resolve_manifest(path)
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -155,7 +174,7 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...]) -> Calib
 
     Raises DataError with one line naming the manifest and the problem.
     """
-    path = Path(path)
+    path = resolve_manifest(path)
     m = load_manifest(path)
     where = str(path)
     known = {"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples", "preprocess"}
@@ -177,13 +196,15 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...]) -> Calib
         spec = m.get("callable")
         if not isinstance(spec, str) or ":" not in spec:
             raise _fail(where, "a callable set needs callable = \"file.py:function\"")
-        raw, labels, source = _from_callable(where, base, spec), None, spec
+        file, _, func = spec.rpartition(":")
+        raw, labels = _from_callable(where, base, spec), None
+        source = f"{portable_name(file)}:{func}" if Path(file).is_absolute() else spec
     else:
         rel = m.get("path")
         if not isinstance(rel, str):
             raise _fail(where, f"an {kind} set needs path = \"...\" (relative to the manifest)")
         src = (base / rel).resolve()
-        source = rel
+        source = portable_name(src) if Path(rel).is_absolute() else rel  # never the machine's folders in a manifest
         if kind == "images":
             raw, labels = _image_files(where, src)
         else:

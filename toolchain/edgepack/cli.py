@@ -30,6 +30,9 @@ examples:
   edgepack build --target rpi4 --model net.py:make_model --weights net.pt --input-shape 1,3,32,32
   edgepack build --target cortex-m4 --calibration calibration/digits-png.toml
 
+SOURCE_DATE_EPOCH pins the manifest's build time: the same inputs then give byte-identical bundles
+(every file but measurements.json, which holds this run's timings).
+
 exit status: 0 built; 2 bad arguments, profile, model or data; 3 a stage failed;
 4 the result breaks one of the profile's budgets (nothing written); 130 interrupted."""
 
@@ -50,6 +53,16 @@ examples:
 
 exit status: 0 measured; 2 bad arguments, profile or artifact; 5 the device could not be reached,
 refused us, or failed mid-run (nothing recorded); 130 interrupted."""
+
+
+CHECK_EPILOG = """\
+examples:
+  edgepack check dist/rpi4 --baseline baseline/rpi4
+  edgepack check dist/rpi4 --baseline baseline/rpi4 --max-latency-increase 5 --json
+  edgepack check dist/rpi4 --baseline baseline/rpi4 --device ssh://pi@10.0.0.7
+
+exit status: 0 no regression; 6 regression (a check is worse than its threshold); 2 bad arguments or
+bundles of different targets; 7 a bundle is damaged (see edgepack verify); 5 the device failed."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
                         "to the input shape) or an .npz with x_train, y_train, x_calib, x_eval, y_eval")
     b.add_argument("--calibration", metavar="MANIFEST.toml",
-                   help="calibration data set manifest (see calibration/README.md); default: the data set's calibration split")
+                   help="calibration data set manifest (see calibration/README.md), or the name of a shipped one "
+                        "(digits-png, digits-callable); default: the data set's calibration split")
     b.add_argument("--out", default="dist", metavar="DIR", help="output folder; the bundle goes to DIR/TARGET/ (default dist)")
     b.add_argument("--allow-budget-violation", action="store_true",
                    help="write the bundle even if the int8 model loses more accuracy than the profile allows "
@@ -120,6 +134,37 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="print the rows as JSON")
     h.set_defaults(func=_cmd_history)
 
+    v = sub.add_parser("verify", help="check that a bundle is exactly what edgepack wrote",
+                       description="Verify a bundle: manifest.json against the JSON Schema of its schema_version, every "
+                                   "file's size and sha256 against the manifest (nothing missing, nothing added), the "
+                                   "artifacts' tensors against the manifest, measurements.json against its schema.",
+                       epilog="exit status: 0 valid; 2 not a folder; 7 damaged, incomplete or altered (the file is named).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("bundle", metavar="BUNDLE", help="a bundle folder written by `edgepack build` (e.g. dist/rpi4)")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.set_defaults(func=_cmd_verify)
+
+    c = sub.add_parser("check", help="regression gate: compare a new bundle with a baseline of the same target",
+                       description="Compare bundle NEW with bundle BASELINE of the same target: int8 accuracy (from the "
+                                   "manifests), artifact sizes, and model.tflite's median latency measured side by side "
+                                   "in this run (the two benched alternately on one runner). Thresholds come from the "
+                                   "options or the profile's [ci] section. Prints a Markdown table (also appended to "
+                                   "$GITHUB_STEP_SUMMARY when set) or JSON.",
+                       epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("new", metavar="NEW", help="the bundle under test (e.g. dist/rpi4)")
+    c.add_argument("--baseline", required=True, metavar="OLD", help="the bundle to compare against (e.g. the last main build's)")
+    c.add_argument("--target", metavar="NAME|PATH", help="profile for the [ci] thresholds and the runner (default: the bundles' target)")
+    c.add_argument("--device", default="host", metavar="DEVICE", help="where to bench both: host (default), profile, "
+                                                                        "ssh://user@host[:port], adb[:SERIAL]")
+    c.add_argument("--max-accuracy-drop", type=float, metavar="POINTS", help="default: [ci] max_accuracy_drop (0.5)")
+    c.add_argument("--max-size-increase", type=float, metavar="PERCENT", help="default: [ci] max_size_increase_pct (5)")
+    c.add_argument("--max-latency-increase", type=float, metavar="PERCENT", help="default: [ci] max_latency_increase_pct (10)")
+    c.add_argument("--repeats", type=int, metavar="N", help="alternating benches of each (default: [ci] bench_repeats, 5)")
+    c.add_argument("--no-latency", action="store_true", help="compare accuracy and size only (no benches)")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    c.set_defaults(func=_cmd_check)
+
     t = sub.add_parser("targets", help="list target profiles, or show one resolved",
                        description="Target profiles live in targets/ (and in folders listed in EDGEPACK_TARGET_PATH).")
     tsub = t.add_subparsers(dest="targets_command", metavar="SUBCOMMAND")
@@ -149,7 +194,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
                        out=args.out, allow_budget_violation=args.allow_budget_violation, device=args.device,
                        reporter=reporter)
     m = result.manifest
-    acc, lat = m["accuracy"], m["latency"]
+    acc, lat = m["accuracy"], result.measurements["latency"]
     print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 accuracy {acc['int8']:.2f}% "
           f"(float {acc['float_original']:.2f}%), median {lat['median_ms']:.3f} ms [{lat['label']}]")
     return ExitStatus.OK
@@ -220,6 +265,37 @@ def _cmd_history(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return ExitStatus.OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .verify import verify
+
+    v = verify(args.bundle)
+    if args.json:
+        print(json.dumps({"bundle": str(v.bundle), "valid": True, "target": v.manifest["target"]["name"],
+                          "schema_version": v.manifest["schema_version"], "checks": v.checks}, indent=2))
+    else:
+        print(f"{v.bundle}: valid edgepack bundle for {v.manifest['target']['name']} (schema v{v.manifest['schema_version']})")
+        for line in v.checks:
+            print(f"  ok  {line}")
+    return ExitStatus.OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from . import gate
+    from .progress import Reporter
+
+    rep = Reporter(total=1, quiet=args.quiet or args.json)
+    with rep.stage(f"check {args.new} against {args.baseline}"):
+        result = gate.check(args.new, args.baseline, target=args.target, device=args.device,
+                            max_accuracy_drop=args.max_accuracy_drop, max_size_increase_pct=args.max_size_increase,
+                            max_latency_increase_pct=args.max_latency_increase, bench_repeats=args.repeats,
+                            measure_latency=not args.no_latency, on_progress=rep.info)
+    print(gate.report(result, as_json=args.json), end="" if not args.json else "\n")
+    gate.enforce(result)
     return ExitStatus.OK
 
 

@@ -16,6 +16,8 @@ class ExitStatus(enum.IntEnum):
     STAGE_FAILED = 3  # a pipeline stage (pruning, conversion, ...) failed
     BUDGET = 4  # the build ran but the result breaks the target's budgets
     DEVICE = 5  # the device could not be reached, refused us, or failed mid-run
+    REGRESSION = 6  # `edgepack check`: the new bundle is worse than the baseline beyond a threshold
+    INVALID_BUNDLE = 7  # a bundle is damaged, incomplete or altered (`edgepack verify`, `edgepack check`)
     INTERRUPTED = 130
 
 
@@ -65,6 +67,18 @@ class BudgetError(EdgepackError):
     """The built model breaks one of the target's budgets."""
 
     exit_status = ExitStatus.BUDGET
+
+
+class BundleError(EdgepackError):
+    """A bundle is damaged, incomplete or altered; the message names the file."""
+
+    exit_status = ExitStatus.INVALID_BUNDLE
+
+
+class RegressionError(EdgepackError):
+    """A new bundle is worse than its baseline beyond the gate's thresholds."""
+
+    exit_status = ExitStatus.REGRESSION
 
 
 class DeviceError(EdgepackError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import UsageError
 
 #: Every file a bundle may hold (the ExecuTorch programs' names come from convert/executorch.py's FILES).
-BUNDLE_FILES = ("model.tflite", "manifest.json", "report.md", "model_data.h", "model_data.cc",
+BUNDLE_FILES = ("model.tflite", "manifest.json", "measurements.json", "report.md", "model_data.h", "model_data.cc",
                 "model.pte", "model_cortex_m.pte", "model_ethos_u.pte")
 
 
@@ -114,7 +114,7 @@ def _quantization_section(m: dict) -> list[str]:
 
 def render_report(m: dict) -> str:
     """A readable Markdown summary of a manifest."""
-    acc, prune, lat, io = m["accuracy"], m["pruning"], m["latency"], m["tensors"]
+    acc, prune, io = m["accuracy"], m["pruning"], m["tensors"]
     din, dout = io["inputs"][0], io["outputs"][0]
     art = m["artifact"]
     lines = [
@@ -122,14 +122,14 @@ def render_report(m: dict) -> str:
         "",
         f"{m['target']['description']}",
         "",
-        f"- edgepack {m['edgepack_version']}, built {m['built_at']}, profile `{m['target']['profile_file']}`",
+        f"- edgepack {m['edgepack_version']}, built {m['built_at']}, profile `{m['target']['profile_file']}` "
+        f"(sha256 `{m['target']['profile_sha256'][:16]}`)",
         f"- model: {m['model']['origin']}",
         f"- artifact: `model.tflite`, {_fmt_int(art['size_bytes'])} bytes, sha256 `{art['sha256'][:16]}...`; "
         f"{art['quantization']['weights']} int8 weights, {art['quantization']['activations']} activations",
         f"- input `{din['name']}` {din['dtype']} {din['shape']} (scale {din['scale']:.6g}, zero-point {din['zero_point']}), "
         f"layout {art['input_layout']}",
         f"- output `{dout['name']}` {dout['dtype']} {dout['shape']} (scale {dout['scale']:.6g}, zero-point {dout['zero_point']})",
-        f"- device: {m['device']}",
         "",
         "## Budgets",
         "",
@@ -191,24 +191,24 @@ def render_report(m: dict) -> str:
         "",
         "## Latency and energy",
         "",
-        f"**Measured on {lat.get('measured_on', 'host')}**: {lat['label']}; {lat['warmup']} warm-up runs, {lat['runs']} timed runs"
-        + (f"; peak memory {lat['peak_memory_kb']:,.0f} KB ({lat['memory_basis']})" if lat.get("peak_memory_kb") else "") + ".",
-        "",
-        "| median ms | p90 ms | p95 ms | mean ms | min ms | stdev ms | robust cv |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        "| " + " | ".join("-" if lat.get(k) is None else f"{lat[k]:.4f}"
-                         for k in ("median_ms", "p90_ms", "p95_ms", "mean_ms", "min_ms", "stdev_ms", "robust_cv")) + " |",
-        *[f"- WARNING: {w}" for w in lat.get("warnings", [])],
+        "What this build measured (latency of every artifact, where it was measured, each stage's time) is in "
+        "`measurements.json`, apart from this report: a measurement differs from run to run, the bundle does not. "
+        "`edgepack bench` measures again, on the device.",
         "",
         f"On the {m['target']['name']} (**estimated**, not measured):",
         f"- latency {est['latency']['value']:.4g} ms: {est['latency']['how']}",
         f"- energy {est['energy']['value']:.4g} mJ per inference: {est['energy']['how']}",
         "",
-        "## Stage times",
+        "## Inputs and stage keys",
         "",
-        "| stage | seconds |",
-        "|---|---:|",
-        *[f"| {k} | {v:.2f} |" for k, v in m["stage_seconds"].items()],
+        "| input | name | sha256 |",
+        "|---|---|---|",
+        *[f"| {k} | {v['name'] if isinstance(v, dict) else ''} | `{(v['sha256'] if isinstance(v, dict) else v) or '-'}` |"
+          for k, v in m["inputs"].items()],
+        "",
+        "| stage | key |",
+        "|---|---|",
+        *[f"| {k} | `{v}` |" for k, v in m["cache_keys"].items()],
         "",
         "## Tools",
         "",
@@ -226,16 +226,13 @@ def _artifacts_section(m: dict) -> list[str]:
     lines = [
         "## Artifacts (TFLite and ExecuTorch)",
         "",
-        "| file | backend | bytes | int8 accuracy % | samples | top-1 agreement with TFLite % | host median ms | vs TFLite | checked by |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| file | backend | bytes | int8 accuracy % | samples | top-1 agreement with TFLite % | runs on this host | checked by |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for a in arts:
-        lat = a.get("latency")
-        ms = f"{lat['median_ms']:.4f}" if lat else "cannot run here"
-        ratio = f"{lat['ratio_to_tflite']:.2f}x" if lat and "ratio_to_tflite" in lat else ""
         acc = a["accuracy"]
         lines.append(f"| `{a['file']}` | {a['backend']} | {_fmt_int(a['size_bytes'])} | {acc['int8']:.2f} | {acc['samples']} | "
-                     f"{acc['top1_agreement_with_tflite']:.1f} | {ms} | {ratio} | {acc['basis']} |")
+                     f"{acc['top1_agreement_with_tflite']:.1f} | {'yes' if a['runs_on_host'] else 'no'} | {acc['basis']} |")
     lines.append("")
     for a in arts:
         d = a.get("delegation")

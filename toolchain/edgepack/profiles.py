@@ -23,8 +23,6 @@ from typing import Any, Literal
 
 from .errors import ProfileError
 
-#: Where the shipped profiles live (the repository's ``targets/`` folder).
-BUILTIN_TARGETS_DIR = Path(__file__).resolve().parents[2] / "targets"
 #: Extra folders of profiles, separated by ``os.pathsep``; searched before the built-in ones.
 TARGET_PATH_ENV = "EDGEPACK_TARGET_PATH"
 #: How many ``extends`` links a profile may follow.
@@ -70,9 +68,10 @@ class ExecuTorch:
         doc="ethos-u backend: Vela system configuration (clocks, memory bandwidths); default: ExecuTorch's for the NPU"))
     vela_memory_mode: str | None = field(default=None, metadata=_spec(
         doc="ethos-u backend: Vela memory mode (where weights and activations live); default: ExecuTorch's for the NPU"))
-    reference_samples: int = field(default=120, metadata=_spec(
-        lo=1, doc="cortex-m backend: held-out samples run through the lowered program with ExecuTorch's Python "
-                  "reference operators (slow: about 0.2 s each for the demo)"))
+    reference_samples: int = field(default=400, metadata=_spec(
+        lo=1, doc="cortex-m backend: held-out samples (at most) run through the lowered program with ExecuTorch's "
+                  "Python reference operators (slow: about 0.2 s each for the demo); the default covers the "
+                  "demo's 360, so one image is never the verdict"))
 
 
 @dataclass(frozen=True)
@@ -180,6 +179,20 @@ class Power:
 
 
 @dataclass(frozen=True)
+class CI:
+    """Thresholds of the regression gate (`edgepack check NEW --baseline OLD`)."""
+
+    max_accuracy_drop: float = field(default=0.5, metadata=_spec(
+        lo=0.0, doc="points of int8 accuracy the new bundle may lose against the baseline"))
+    max_size_increase_pct: float = field(default=5.0, metadata=_spec(
+        lo=0.0, doc="percent an artifact may grow against the baseline's"))
+    max_latency_increase_pct: float = field(default=10.0, metadata=_spec(
+        lo=0.0, doc="percent the median latency may rise, measured side by side in the same run"))
+    bench_repeats: int = field(default=5, metadata=_spec(
+        lo=1, hi=100, doc="benches of each artifact, alternating new and baseline; the median of their medians is compared"))
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = field(metadata=_spec(doc="target name"))
     description: str = field(metadata=_spec(doc="one line about the device"))
@@ -192,6 +205,7 @@ class Profile:
     connection: Connection
     power: Power
     executorch: ExecuTorch = field(default_factory=ExecuTorch)
+    ci: CI = field(default_factory=CI)
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})
@@ -216,7 +230,9 @@ class Profile:
 def search_dirs() -> list[Path]:
     """Folders searched for ``NAME.toml``, first match wins."""
     extra = [Path(p) for p in os.environ.get(TARGET_PATH_ENV, "").split(os.pathsep) if p]
-    return [*extra, BUILTIN_TARGETS_DIR]
+    from .resources import shipped_dir
+
+    return [*extra, shipped_dir("targets")]
 
 
 def known_targets() -> list[str]:

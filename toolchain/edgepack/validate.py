@@ -67,9 +67,11 @@ class PteCheck:
     mean_abs_diff_tflite: float  # mean |logit difference| vs the TFLite artifact
     tflite_accuracy: float  # the TFLite artifact's accuracy on the same samples
     float_accuracy: float  # the original float model's accuracy on the same samples
+    drop_ci95: tuple[float, float] = (0.0, 0.0)  # 95% interval of the drop vs float, paired on the same samples
 
     def to_dict(self) -> dict:
         return {"int8": round(self.accuracy, 4), "samples": self.samples, "basis": self.basis,
+                "drop_vs_float_ci95": list(self.drop_ci95),
                 "tflite_int8_same_samples": round(self.tflite_accuracy, 4),
                 "float_original_same_samples": round(self.float_accuracy, 4),
                 "top1_agreement_with_tflite": round(self.top1_agreement_tflite, 4),
@@ -113,4 +115,18 @@ def check_pte(prog, x_nchw: np.ndarray, y: np.ndarray, tflite_out: np.ndarray, f
                               f"{tflite_out.shape[1:]}; report the model")
     agree = float((got.argmax(1) == tflite_out.argmax(1)).mean() * 100)
     return PteCheck(accuracy(got, y), len(y), basis, agree, float(np.abs(got - tflite_out).mean()),
-                    accuracy(tflite_out, y), accuracy(float_out, y))
+                    accuracy(tflite_out, y), accuracy(float_out, y), paired_drop_ci95(float_out, got, y))
+
+
+def paired_drop_ci95(ref_out: np.ndarray, got_out: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """95% interval (points) of the accuracy drop from ``ref_out`` to ``got_out`` on the same samples.
+
+    Paired: only samples the two disagree on move the drop, so the interval is narrow when the
+    quantized model keeps the float model's answers and wide when it changes many of them (normal
+    approximation of the difference of paired proportions)."""
+    ref_ok, got_ok = ref_out.argmax(1) == y, got_out.argmax(1) == y
+    n = len(y)
+    d = (ref_ok & ~got_ok).astype(float) - (~ref_ok & got_ok).astype(float)
+    mean = float(d.mean())
+    half = 1.96 * float(np.sqrt(max((d ** 2).mean() - mean ** 2, 0.0) / n))
+    return round(100 * (mean - half), 4), round(100 * (mean + half), 4)

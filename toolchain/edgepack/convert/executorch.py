@@ -223,8 +223,30 @@ def _backend_imports(backend: str, load):
                               "(it installs tosa-tools with --no-deps for the Arm backends)") from e
 
 
-def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bool = True) -> PteProgram:
-    """XNNPACK .pte for Arm Cortex-A CPUs. ``calib`` is NCHW float32. Raises ConversionError."""
+def _keep_float(quantizer, float_layers: tuple[str, ...]):
+    """Leave the named modules unannotated: they stay float (the accuracy guard's last remedy)."""
+    if not float_layers:
+        return quantizer
+    if hasattr(quantizer, "set_filter_function"):  # XNNPACK's quantizer refuses set_module_name(name, None)
+        return quantizer.set_filter_function(lambda node: not _from_modules(node, float_layers))
+    for name in float_layers:
+        quantizer.set_module_name(name, None)
+    return quantizer
+
+
+def _from_modules(node, names: tuple[str, ...]) -> bool:
+    """Whether an exported graph node comes from one of the named modules (or their children)."""
+    for path, _ in (node.meta.get("nn_module_stack") or {}).values():
+        path = path.removeprefix("L['self'].")
+        if any(path == n or path.startswith(n + ".") for n in names):
+            return True
+    return False
+
+
+def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bool = True,
+                   float_layers: tuple[str, ...] = ()) -> PteProgram:
+    """XNNPACK .pte for Arm Cortex-A CPUs. ``calib`` is NCHW float32; ``float_layers`` (module names)
+    are left float. Raises ConversionError."""
 
     def load():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -233,14 +255,16 @@ def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bo
         return XnnpackPartitioner, XNNPACKQuantizer, get_symmetric_quantization_config
 
     partitioner, quantizer, config = _backend_imports("XNNPACK", load)
-    q, report, program = _delegate(model, quantizer().set_global(config(is_per_channel=per_channel)), partitioner(),
-                                   calib, "xnnpack")
+    q, report, program = _delegate(model, _keep_float(quantizer().set_global(config(is_per_channel=per_channel)),
+                                                      float_layers), partitioner(), calib, "xnnpack")
     return PteProgram("xnnpack", program, q, False, report, host_runnable=True)
 
 
-def export_cortex_m(model: torch.nn.Module, calib: np.ndarray, *, cpu: str = "M55") -> PteProgram:
+def export_cortex_m(model: torch.nn.Module, calib: np.ndarray, *, cpu: str = "M55", observer: str = "histogram") -> PteProgram:
     """CMSIS-NN .pte (ExecuTorch's Cortex-M backend) for ``cpu`` ("M4", "M7", "M55", ...).
-    Convolutions are always per-channel here (the backend's own choice). Raises ConversionError."""
+    Convolutions are always per-channel here (the backend's own choice). Activation ranges come
+    from a histogram of the calibration data (the backend's default) or, with ``observer =
+    "minmax"``, from their extremes. Raises ConversionError."""
     def load():
         from executorch.backends.cortex_m.edge_compile_config import cortex_m_edge_compile_config
         from executorch.backends.cortex_m.passes.cortex_m_pass_manager import CortexMPassManager
@@ -255,7 +279,8 @@ def export_cortex_m(model: torch.nn.Module, calib: np.ndarray, *, cpu: str = "M5
     # the backend's kernels take channels-last activations: the model and samples say so in their strides
     samples = _samples(calib, channels_last=True)
     try:
-        q = _quantize(model.eval().to(memory_format=torch.channels_last), CortexMQuantizer(), samples[0], samples)
+        q = _quantize(model.eval().to(memory_format=torch.channels_last), _cortex_m_quantizer(CortexMQuantizer, observer),
+                      samples[0], samples)
         with _quiet():
             edge = to_edge_transform_and_lower(torch.export.export(q, (samples[0],)), compile_config=cortex_m_edge_compile_config())
             passes = CortexMPassManager(edge.exported_program(), target_config=CortexMTargetConfig(cpu=CortexM[cpu]))
@@ -275,15 +300,36 @@ def export_cortex_m(model: torch.nn.Module, calib: np.ndarray, *, cpu: str = "M5
                              "ExecuTorch's Python reference implementations of the cortex_m operators"])
 
 
+def _cortex_m_quantizer(make, observer: str):
+    """The Cortex-M quantizer, its activation observers swapped when ``observer`` is "minmax"."""
+    quantizer = make()
+    if observer == "histogram":
+        return quantizer
+    from executorch.backends.cortex_m.quantizer.quantization_configs import CortexMQuantizationConfig
+    from torchao.quantization.pt2e import MinMaxObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    act = QuantizationSpec(dtype=torch.int8, observer_or_fake_quant_ctr=MinMaxObserver, qscheme=torch.per_tensor_affine)
+    for sub in quantizer.quantizers:
+        c = getattr(sub, "quantization_config", None)
+        if c is not None:
+            sub.quantization_config = CortexMQuantizationConfig(act, act, c.weight, c.bias, f"{c.label} (min-max activations)")
+    return quantizer
+
+
 def export_ethos_u(model: torch.nn.Module, calib: np.ndarray, workdir: Path, *, accelerator: str = "ethos-u55-128",
                    system_config: str | None = None, memory_mode: str | None = None,
-                   per_channel: bool = True) -> PteProgram:
+                   per_channel: bool = True, activations: str = "int8", float_layers: tuple[str, ...] = ()) -> PteProgram:
     """Ethos-U .pte: the NPU-supported subgraph compiled by Vela, the rest on the Cortex-M CPU.
-    Vela's estimates for every NPU subgraph are in ``.vela``. Raises ConversionError."""
+    ``activations`` "int16" quantizes activations to 16 bits (weights stay int8; the NPU runs
+    both); ``float_layers`` stay float on the CPU. Vela's estimates for every NPU subgraph are in
+    ``.vela``. Raises ConversionError."""
     def load():
         from executorch.backends.arm.ethosu import EthosUCompileSpec, EthosUPartitioner
-        from executorch.backends.arm.quantizer import EthosUQuantizer, get_symmetric_quantization_config
-        return EthosUCompileSpec, EthosUPartitioner, EthosUQuantizer, get_symmetric_quantization_config
+        from executorch.backends.arm.quantizer import (EthosUQuantizer, get_symmetric_a16w8_quantization_config,
+                                                       get_symmetric_quantization_config)
+        return (EthosUCompileSpec, EthosUPartitioner, EthosUQuantizer,
+                get_symmetric_a16w8_quantization_config if activations == "int16" else get_symmetric_quantization_config)
 
     compile_spec, partitioner, quantizer, config = _backend_imports("Arm (Ethos-U)", load)
     dump = workdir / "ethos-u"
@@ -293,8 +339,8 @@ def export_ethos_u(model: torch.nn.Module, calib: np.ndarray, workdir: Path, *, 
     except Exception as e:  # an accelerator, system config or memory mode Vela does not know
         raise ConversionError(f"ExecuTorch ethos-u export failed: {type(e).__name__}: {_first_line(e)}") from e
     spec.dump_intermediate_artifacts_to(str(dump))
-    q, report, program = _delegate(model, quantizer(spec).set_global(config(is_per_channel=per_channel)),
-                                   partitioner(spec), calib, "ethos-u")
+    q, report, program = _delegate(model, _keep_float(quantizer(spec).set_global(config(is_per_channel=per_channel)),
+                                                      float_layers), partitioner(spec), calib, "ethos-u")
     flags = [f for f in spec.compiler_flags if not f.startswith("--output-format")]
     vela = vela_estimates(sorted(dump.glob("output_tag*.tosa")), flags, dump / "vela")
     return PteProgram("ethos-u", program, q, False, report, host_runnable=False, vela=vela,

@@ -19,12 +19,15 @@ from .base import LatencyStats, Runner, time_runs
 
 
 def _method(program: bytes, threads: int):
+    from .._stdio import native_stderr
+
     try:
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-        from executorch.runtime import Runtime
+        # importing it loads torchao, whose optional GPU extensions complain on stderr about a CPU machine
+        with native_stderr(), contextlib.redirect_stderr(io.StringIO()):
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            from executorch.runtime import Runtime
     except ImportError as e:
         raise DependencyError(f"ExecuTorch's runtime is not installed ({e}); run 'make setup'") from e
-    from .._stdio import native_stderr
 
     native, error = None, ""
     py_log = io.StringIO()  # the bindings may log through Python's sys.stdout/sys.stderr instead of fd 1/2

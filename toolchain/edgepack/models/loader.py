@@ -50,12 +50,14 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
 
     Raises ModelLoadError when the spec, the factory or the checkpoint is unusable.
     """
+    from ..attest import portable_name
+
     if spec == "demo" or spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
         if weights:
             module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
             _load_state_dict(module, weights)
-            origin = f"zoo:{name} + {weights}"
+            origin = f"zoo:{name} + {portable_name(weights)}"
         else:
             module, origin = _trained_zoo_model(name, data, reporter)
             after = getattr(module, "after_training", None)
@@ -66,7 +68,8 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
         if not weights:
             raise ModelLoadError(f"model '{spec}' needs its weights: pass --weights path/to/state_dict.pt")
         _load_state_dict(module, weights)
-        origin = f"{spec} + {weights}"
+        file, factory = spec.rsplit(":", 1)
+        origin = f"{portable_name(file)}:{factory} + {portable_name(weights)}"
         name = Path(spec.rsplit(":", 1)[0]).stem
     module.eval()
     _check_runs(module, data)
@@ -153,7 +156,7 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             if reporter:
                 reporter.info(f"reused trained weights from {path}")
-            return module, f"zoo:{name} (cached weights {path.name})"
+            return module, _zoo_origin(name, data, key)
         except Exception:  # a corrupt cache entry is retrained, not fatal
             if reporter:
                 reporter.warn(f"cached weights {path} unreadable; retraining")
@@ -168,4 +171,10 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
     os.replace(tmp, path)
     if reporter:
         reporter.info(f"trained in this run; weights cached at {path}")
-    return module, f"zoo:{name} (trained here, cached as {path.name})"
+    return module, _zoo_origin(name, data, key)
+
+
+def _zoo_origin(name: str, data: Splits, key: str) -> str:
+    # the same words whether the weights were trained in this run or read from the cache, so a
+    # bundle does not depend on the cache's state
+    return f"zoo:{name} (trained deterministically on {data.name}, training key {key})"

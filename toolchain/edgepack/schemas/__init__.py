@@ -1,0 +1,1 @@
+"""JSON Schemas of the files edgepack writes (bundle manifests), versioned."""
