@@ -16,7 +16,14 @@ ARM64  := $(HOME)/.cache/edgepack/arm64-sysroot/.complete
 APT_REQUIRED := openssh-server openssh-client adb
 APT_OPTIONAL := qemu-user-static
 
-.PHONY: setup demo test bench clean constraints system arm64-sysroot
+.PHONY: setup demo test bench clean constraints system arm64-sysroot artifacts
+
+# `make artifacts`: what CI's build job runs (and what you can run here): build the demo bundle for
+# each target into $(DIST)/<target>/ and verify it. The build time is pinned to the last commit's
+# (SOURCE_DATE_EPOCH), so the same commit gives byte-identical bundles (docs/ci.md).
+ARTIFACT_TARGETS ?= android-arm64 cortex-m4 cortex-m55-u55 cortex-m7 rpi4 rpi5
+DIST ?= dist
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 setup: $(STAMP) $(SYSTEM) arm64-sysroot
 
@@ -54,6 +61,13 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q
 
+artifacts: setup
+	@set -e; for t in $(ARTIFACT_TARGETS); do \
+	  echo "== $$t"; \
+	  SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(VENV)/bin/edgepack build --target $$t --out $(DIST) --quiet; \
+	  $(VENV)/bin/edgepack verify $(DIST)/$$t; \
+	done
+
 bench: setup
 	$(PY) benchmarks/build_demo.py
 
@@ -65,4 +79,4 @@ constraints: setup
 	  | sed -E 's/^([A-Za-z0-9_.-]+) @ file:.*\/[A-Za-z0-9_.]+-([^-]+)-.*\.whl.*/\1==\2/'; } > constraints.txt
 
 clean:
-	rm -rf dist build *.egg-info toolchain/*.egg-info
+	rm -rf $(DIST) build *.egg-info toolchain/*.egg-info

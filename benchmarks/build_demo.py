@@ -75,9 +75,10 @@ def main() -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     print()
     print("build wall time per stage (s):")
-    for stage, sec in m["stage_seconds"].items():
+    seconds = result.measurements["stage_seconds"]
+    for stage, sec in seconds.items():
         print(f"  {sec:8.2f}  {stage}")
-    print(f"  {sum(m['stage_seconds'].values()):8.2f}  total")
+    print(f"  {sum(seconds.values()):8.2f}  total")
     return 0
 
 

@@ -23,8 +23,9 @@ def main(argv: list[str]) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in targets:
-            m = api.build(t, out=tmp).manifest
-            lat, est, acc = m["latency"], m["estimates"], m["accuracy"]
+            r = api.build(t, out=tmp)
+            m = r.manifest
+            lat, est, acc = r.measurements["latency"], m["estimates"], m["accuracy"]
             flash = m["micro"]["flash"]["total_bytes"] if m["micro"] else None
             rows.append((
                 t, f"{m['pruning']['ratio']:.1f}", f"{m['artifact']['size_bytes']:,}",

@@ -14,18 +14,20 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MLPERF = ROOT.parent / "shared" / "models" / "mlperf-tiny"
+#: the shipped target profiles, and the build time the tests pin (SOURCE_DATE_EPOCH: 2026-01-01)
+SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55"]
+EPOCH = "1767225600"
 os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Benches recorded by the tests go to a history of their own, never the user's.
 os.environ.setdefault("EDGEPACK_HOME", tempfile.mkdtemp(prefix="edgepack-test-home-"))
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 2400) -> subprocess.CompletedProcess:
     """Run the real console entry point in a subprocess; returns the completed process."""
     return subprocess.run(
         [sys.executable, "-m", "edgepack.cli", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=900,
+        env={**os.environ, **(env or {})}, timeout=timeout,
     )
 
 

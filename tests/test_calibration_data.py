@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from pathlib import Path
 import pytest
 
 from helpers import ROOT, run_cli
@@ -120,7 +121,9 @@ def test_build_with_an_image_folder_records_the_set_and_warns_about_range(tmp_pa
     m = json.loads((tmp_path / "out/rpi4/manifest.json").read_text())
     cal = m["calibration"]
     assert cal["kind"] == "images" and cal["samples"] == 160 and cal["available"] == 180 and cal["seed"] == 0
-    assert len(cal["sha256"]) == 64 and cal["manifest"] == manifest
+    # named without the building machine's folders: outside the working directory, by file name
+    assert len(cal["sha256"]) == 64 and cal["manifest"] == Path(manifest).name
+    assert cal["source"] == "edgepack:calibration/digits-png"  # the manifest gave the shipped folder's absolute path
     assert m["preprocessing"]["scale"] == pytest.approx(1 / 255) and m["preprocessing"]["mean"] == [0.5]
     assert m["accuracy"]["int8"] >= m["accuracy"]["float_original"] - 1.0
     assert "outside the declared range" in cal["warnings"][0]

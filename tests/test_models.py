@@ -28,8 +28,12 @@ def test_demo_is_mobilenetv2_style():
 
 def test_demo_trains_well_and_is_cached(demo, digits):
     assert demo.float_accuracy >= 97.0
+    from edgepack.models.loader import cache_dir
+
+    key = demo.origin.split("training key ")[1].rstrip(")")
+    assert (cache_dir() / f"zoo-demo-{key}.pt").is_file()
     again = load_model("demo", digits)
-    assert "cached weights" in again.origin
+    assert again.origin == demo.origin  # the same words from the cache as from training: bundles stay identical
     assert again.float_accuracy == demo.float_accuracy
     for a, b in zip(demo.module.state_dict().values(), again.module.state_dict().values()):
         assert torch.equal(a, b)
@@ -74,7 +78,9 @@ def user_model(tmp_path):
 def test_user_factory_with_state_dict(user_model, digits):
     path, ckpt = user_model
     loaded = load_model(f"{path}:make", digits, weights=str(ckpt))
-    assert loaded.name == "net" and loaded.origin == f"{path}:make + {ckpt}"
+    # named by file name: the temporary folder is not under the working directory, and a manifest
+    # never records the building machine's folders
+    assert loaded.name == "net" and loaded.origin == "net.py:make + net.pt"
     expected = torch.load(ckpt, weights_only=True)
     for k, v in loaded.module.state_dict().items():
         assert torch.equal(v, expected[k])

@@ -27,7 +27,8 @@ def _child(tmp_path, name, text):
 
 
 def test_tiny_budgets_fail_with_numbers_and_write_nothing(tmp_path, demo):
-    target = _child(tmp_path, "tight", 'extends = "rpi4"\nname = "tight"\n[budgets]\nmax_model_kb = 10\n'
+    target = _child(tmp_path, "tight", 'extends = "rpi4"\nname = "tight"\n[runtime]\nformats = ["tflite"]\n'
+                    '[budgets]\nmax_model_kb = 10\n'
                     "max_peak_memory_kb = 8\nmax_latency_ms = 0.001\nmax_energy_mj = 0.0001\n")
     with pytest.raises(BudgetError) as e:
         api.build(target, out=tmp_path / "out")
@@ -130,7 +131,7 @@ def test_estimates_follow_the_power_model(tmp_path):
 
 
 def test_pruning_fields_drive_the_build(tmp_path, demo):
-    target = _child(tmp_path, "p", 'extends = "rpi4"\nname = "p"\n[pruning]\nratio = 0.4\nimportance = "taylor"\nsteps = 2\n'
+    target = _child(tmp_path, "p", 'extends = "rpi4"\nname = "p"\n[runtime]\nformats = ["tflite"]\n[pruning]\nratio = 0.4\nimportance = "taylor"\nsteps = 2\n'
                     'recovery = "distill-unlabelled"\nrecovery_epochs = 2\n[pruning.layer_ratios]\n"head.0" = 0.5\n')
     r = api.build(target, out=tmp_path / "out")
     pr = r.manifest["pruning"]

@@ -10,6 +10,7 @@ from shutil import which as shutil_which
 import pytest
 
 from edgepack import api
+from edgepack.attest import file_sha256
 from edgepack.convert.executorch import FILES
 from edgepack.convert.tflite import weight_scales
 from edgepack.devices.executorch import ExecuTorchRunner
@@ -17,14 +18,13 @@ from edgepack.devices.host import HostRunner
 from edgepack.errors import ValidationError
 from edgepack.profiles import load_profile
 
-SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55"]
+from helpers import SHIPPED
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory, demo):
-    """Build every shipped target once (the demo is trained once, by the `demo` fixture)."""
-    out = tmp_path_factory.mktemp("targets")
-    return {t: api.build(t, out=out) for t in SHIPPED}
+def bundles(artifacts):
+    """Every shipped target built once by `make artifacts` (conftest.py), as CI builds them."""
+    return artifacts
 
 
 @pytest.mark.parametrize("target", SHIPPED)
@@ -33,7 +33,7 @@ def test_build_meets_profile(bundles, target):
     result = bundles[target]
     m = result.manifest
     files = sorted(f.name for f in result.out_dir.iterdir())
-    expected = ["manifest.json", "model.tflite", "report.md"] + (["model_data.cc", "model_data.h"] if "c-source" in p.runtime.formats else [])
+    expected = ["manifest.json", "measurements.json", "model.tflite", "report.md"] + (["model_data.cc", "model_data.h"] if "c-source" in p.runtime.formats else [])
     if "pte" in p.runtime.formats:
         expected += [FILES[b] for b in p.executorch.backends]
     assert files == sorted(expected)
@@ -55,13 +55,14 @@ def test_build_meets_profile(bundles, target):
     assert pr["macs_after"] < pr["macs_before"]
 
     # measurement as the profile says, labelled where it was taken
-    assert m["latency"]["runs"] >= p.measure.runs and m["latency"]["warmup"] == p.measure.warmup
-    assert m["latency"]["measured_on"].startswith("host")
+    lat = result.measurements["latency"]
+    assert lat["runs"] >= p.measure.runs and lat["warmup"] == p.measure.warmup
+    assert lat["measured_on"].startswith("host")
     assert m["estimates"]["latency"]["basis"] == "estimated" and m["estimates"]["energy"]["basis"] == "estimated"
     expected_ms = pr["macs_after"] / (p.hardware.int8_macs_per_cycle * p.hardware.clock_mhz * 1e6 * p.runtime.threads) * 1e3
     assert m["estimates"]["latency"]["value"] == pytest.approx(expected_ms, rel=1e-4)
     assert m["estimates"]["energy"]["value"] == pytest.approx(p.power.active_mw * expected_ms / 1e3, rel=1e-3)
-    assert p.connection.kind in ("ssh", "adb", "serial") and "this build measured on this machine (host figures)" in m["device"]
+    assert p.connection.kind in ("ssh", "adb", "serial") and "this build measured on this machine (host figures)" in result.measurements["device"]
 
     # every budget of the profile was checked and met
     assert m["budgets_met"]
@@ -113,9 +114,11 @@ def test_pte_programs_sit_beside_the_tflite_one(bundles, target):
         if b == "xnnpack":
             assert e["runs_on_host"] and a["samples"] == 360 and "ExecuTorch's runtime" in a["basis"]
             assert d["delegated_subgraphs"] >= 1 and d["cpu_ops"] == 0  # the whole demo runs in XNNPACK
-            assert e["latency"]["measured_on"] == "host" and e["latency"]["ratio_to_tflite"] > 0
+            lat = result.measurements["artifacts"][e["file"]]
+            assert lat["measured_on"] == "host" and lat["ratio_to_tflite"] > 0
         elif b == "cortex-m":
-            assert not e["runs_on_host"] and a["samples"] == p.executorch.reference_samples
+            # every held-out sample (360), so one image is never the verdict
+            assert not e["runs_on_host"] and a["samples"] == min(p.executorch.reference_samples, 360) == 360
             ops = {r["op"] for r in d["ops"]}
             assert {"cortex_m.quantized_conv2d.default", "cortex_m.quantized_depthwise_conv2d.default"} <= ops
             assert "aten.convolution.default" not in ops
@@ -179,8 +182,28 @@ def test_linux_targets_differ_where_profiles_differ(bundles):
 
 
 def test_builds_are_reproducible(bundles, built):
-    """The rpi4 bundle built in this process after other targets equals the one the CLI built alone."""
+    """Two clean processes, same inputs, SOURCE_DATE_EPOCH pinned: byte-identical bundles, except
+    measurements.json (this run's timings)."""
     cli_bundle, _ = built
-    cli = json.loads((cli_bundle / "manifest.json").read_text())
-    assert bundles["rpi4"].manifest["artifact"]["sha256"] == cli["artifact"]["sha256"]
-    assert (bundles["rpi4"].out_dir / "model.tflite").read_bytes() == (cli_bundle / "model.tflite").read_bytes()
+    names = sorted(p.name for p in cli_bundle.iterdir())
+    assert names == sorted(p.name for p in bundles["rpi4"].out_dir.iterdir())
+    differ = [n for n in names if file_sha256(cli_bundle / n) != file_sha256(bundles["rpi4"].out_dir / n)]
+    assert differ == ["measurements.json"]
+    m = bundles["rpi4"].manifest
+    assert m["built_at"] == "2026-01-01T00:00:00+00:00"
+    assert set(m["cache_keys"]) == {"load", "prune", "convert", "quantize", "executorch", "bundle"}
+    assert m["tool_versions"]["edgepack"] and m["tool_versions"]["onnx2tf"] != "missing"
+
+
+def test_pte_guard_records_its_attempts_and_the_interval(bundles):
+    """Every .pte went through the accuracy guard; its drop carries a paired 95% interval."""
+    for t in PTE_TARGETS:
+        p = load_profile(t)
+        for e in bundles[t].manifest["artifacts"]:
+            g, a = e["guard"], e["accuracy"]
+            assert g["attempts"] and (e["format"] == "tflite" or g["attempts"][0]["what"] == "backend default")
+            kept = [x for x in g["attempts"] if x["what"] == g["chosen"]]
+            assert kept and kept[0]["within_budget"] == g["met_budget"] is True
+            lo, hi = a["drop_vs_float_ci95"]
+            drop = a["float_original_same_samples"] - a["int8"]
+            assert lo <= drop + 1e-6 and drop - 1e-6 <= hi and drop <= p.budgets.max_accuracy_drop

@@ -1,0 +1,95 @@
+"""`edgepack check NEW --baseline OLD`: the regression gate, on real bundles benched side by side."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from helpers import EPOCH, run_cli
+
+
+@pytest.fixture(scope="module")
+def unpruned(tmp_path_factory, demo):
+    """The rpi4 demo built without pruning (TFLite only): larger and slower than the default build."""
+    d = tmp_path_factory.mktemp("unpruned")
+    prof = d / "rpi4-unpruned.toml"
+    prof.write_text('extends = "rpi4"\nname = "rpi4"\n[runtime]\nformats = ["tflite"]\n'
+                    "[pruning]\nratio = 0.0\nrecovery_epochs = 0\n")
+    proc = run_cli("build", "--target", str(prof), "--out", str(d / "dist"), "--quiet", env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return d / "dist" / "rpi4"
+
+
+def _copy(built, tmp_path, name="copy"):
+    src, _ = built
+    dst = tmp_path / name / "rpi4"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_the_same_bundle_passes_with_a_table(built, tmp_path):
+    base = _copy(built, tmp_path)
+    summary = tmp_path / "summary.md"
+    proc = run_cli("check", str(built[0]), "--baseline", str(base), "--repeats", "3", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "### edgepack check: rpi4 passed" in out
+    for row in ("| accuracy | `model.tflite` |", "| size | `model.pte` |", "| latency (median) | `model.tflite` |"):
+        assert row in out
+    assert "3 alternating benches of each" in out
+    assert summary.read_text().strip() == out.strip()  # the same table went to the job summary
+
+
+def test_worse_accuracy_is_a_regression(built, tmp_path):
+    new = _copy(built, tmp_path, "worse")
+    path = new / "manifest.json"
+    m = json.loads(path.read_text())
+    m["artifacts"][0]["accuracy"]["int8"] -= 2.0  # deliberately worse
+    path.write_text(json.dumps(m, indent=2) + "\n")
+    (new / "measurements.json").unlink()  # it names the original manifest's sha256
+    proc = run_cli("check", str(new), "--baseline", str(built[0]), "--no-latency", "--json")
+    assert proc.returncode == 6, proc.stderr
+    r = json.loads(proc.stdout)
+    bad = [(c["check"], c["artifact"]) for c in r["checks"] if not c["ok"]]
+    assert bad == [("accuracy", "model.tflite")] and r["passed"] is False
+    assert "accuracy of model.tflite -2.00 points (limit -0.5)" in proc.stderr
+
+
+def test_a_larger_slower_model_is_a_regression(built, unpruned):
+    proc = run_cli("check", str(unpruned), "--baseline", str(built[0]), "--repeats", "3", "--json", "-q")
+    assert proc.returncode == 6, proc.stderr
+    r = json.loads(proc.stdout)
+    rows = {c["check"]: c for c in r["checks"]}
+    assert set(rows) == {"accuracy", "size", "latency (median)"}  # only model.tflite is in both
+    assert not rows["size"]["ok"] and rows["size"]["change"] > 5
+    lat = r["latency"]
+    assert not rows["latency (median)"]["ok"] and lat["new_ms"] > 1.1 * lat["baseline_ms"]
+    assert len(lat["new_medians_ms"]) == len(lat["baseline_medians_ms"]) == 3
+    assert set(r["thresholds"]) == {"max_accuracy_drop", "max_size_increase_pct", "max_latency_increase_pct", "bench_repeats"}
+
+
+def test_thresholds_come_from_the_profile_ci_section(built, unpruned, tmp_path):
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('extends = "rpi4"\n[ci]\nmax_size_increase_pct = 1000\nmax_latency_increase_pct = 1000\n'
+                       "max_accuracy_drop = 100\nbench_repeats = 1\n")
+    proc = run_cli("check", str(unpruned), "--baseline", str(built[0]), "--target", str(lenient), "--json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["passed"] and r["thresholds"]["bench_repeats"] == 1 and len(r["latency"]["new_medians_ms"]) == 1
+    # an option beats the profile
+    proc = run_cli("check", str(unpruned), "--baseline", str(built[0]), "--target", str(lenient), "--no-latency",
+                   "--max-size-increase", "5", "-q")
+    assert proc.returncode == 6 and "size of model.tflite" in proc.stderr
+
+
+def test_bad_input_is_exit_2_and_damage_exit_7(built, artifacts, tmp_path):
+    proc = run_cli("check", str(artifacts["cortex-m4"].out_dir), "--baseline", str(built[0]), "--no-latency")
+    assert proc.returncode == 2 and "different targets (cortex-m4 vs rpi4)" in proc.stderr
+    proc = run_cli("check", str(built[0]), "--baseline", str(built[0]), "--max-size-increase", "-1", "--no-latency")
+    assert proc.returncode == 2 and "--max-size-increase-pct -1.0: must be non-negative" in proc.stderr
+    damaged = _copy(built, tmp_path, "damaged")
+    (damaged / "model.tflite").write_bytes(b"TFL3")
+    proc = run_cli("check", str(damaged), "--baseline", str(built[0]), "--no-latency")
+    assert proc.returncode == 7 and "model.tflite: 4 bytes but the manifest says" in proc.stderr
