@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .attest import SCHEMA_VERSION, file_sha256
+from .attest import file_sha256
 from .errors import BundleError, UsageError
 
 #: files a bundle holds besides those its manifest lists
@@ -188,8 +188,3 @@ def _check_c_source(bundle: Path, manifest: dict) -> None:
     values = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-fA-F]{2})", body))
     if values != (bundle / manifest["artifact"]["file"]).read_bytes():
         raise BundleError(f"{path}: its model array is not model.tflite's bytes")
-
-
-def schema_version() -> int:
-    """The manifest schema version this edgepack writes."""
-    return SCHEMA_VERSION
