@@ -138,27 +138,24 @@ def verify(bundle: str | Path) -> Verified:
 
 
 def _check_tflite(bundle: Path, manifest: dict) -> None:
-    from .devices.host import interpreter
+    """The model's tensors, read back the way the build described them (convert.tflite.describe_io)."""
+    from .convert.tflite import describe_io
     from .errors import ValidationError
 
     path = bundle / manifest["artifact"]["file"]
     try:
-        interp = interpreter(path.read_bytes())
+        got = describe_io(path.read_bytes())
     except (ValidationError, ValueError, RuntimeError) as e:
         raise BundleError(f"{path}: LiteRT cannot read it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-    got = {"inputs": interp.get_input_details(), "outputs": interp.get_output_details()}
     for side in ("inputs", "outputs"):
         want = manifest["tensors"][side]
         if len(want) != len(got[side]):
             raise BundleError(f"{path}: {len(got[side])} {side} but the manifest lists {len(want)}")
         for w, g in zip(want, got[side]):
-            scale, zero = g["quantization"]
-            have = {"shape": [int(v) for v in g["shape"]], "dtype": g["dtype"].__name__, "scale": float(scale),
-                    "zero_point": int(zero)}
-            for k, v in have.items():
-                ok = abs(v - w[k]) <= 1e-6 * max(1.0, abs(v)) if k == "scale" else v == w[k]
+            for k in ("shape", "dtype", "scale", "zero_point"):
+                ok = abs(g[k] - w[k]) <= 1e-6 * max(1.0, abs(g[k])) if k == "scale" else g[k] == w[k]
                 if not ok:
-                    raise BundleError(f"{path}: {side[:-1]} '{w['name']}' has {k} {v} but the manifest says {w[k]}")
+                    raise BundleError(f"{path}: {side[:-1]} '{w['name']}' has {k} {g[k]} but the manifest says {w[k]}")
 
 
 def _check_pte(path: Path, art: dict) -> str:
