@@ -128,17 +128,37 @@ def build(
 
         p = profile.pruning
         prune_spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
-                         importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps)
+                               importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
+                               max_ratio=p.max_ratio, fragile_points=p.fragile_drop)
+        validation = _validation_split(splits)
+        recovery_log: dict = {}
 
         def recover_now(model, step=None):
             seed_everything(0)
             recover(model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate, mode=p.recovery,
-                    temperature=p.distill_temperature, alpha=p.distill_alpha, reporter=rep)
+                    temperature=p.distill_temperature, alpha=p.distill_alpha, max_seconds=p.recovery_seconds,
+                    validation=validation, patience=p.early_stop_patience, log=recovery_log, reporter=rep)
 
         # Taylor scores need labelled data: a fixed slice of the training split
         pr = prune_channels(loaded.module, example, prune_spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
-                            between_steps=recover_now)
-        recover_now(pr.model)
+                            validation=validation, between_steps=recover_now, say=rep.warn)
+        if pr.plan:
+            pl = pr.plan
+            fragile = [g["root"] for g in pl["groups"] if g["note"].startswith("fragile")]
+            cut = sum(1 for g in pl["groups"] if g["chosen_ratio"] > 0)
+            rep.info(f"sensitivity of {len(pl['groups'])} channel groups measured on {pl['samples']} samples: {cut} pruned, "
+                     f"{len(fragile)} fragile left whole{(' (' + ', '.join(fragile[:4]) + (' ...' if len(fragile) > 4 else '') + ')') if fragile else ''}")
+            if pl["planned_macs_saved"] < 0.9 * pl["target_macs_saved"]:
+                rep.warn(f"pruning removes about {pl['planned_macs_saved']:,} MACs, not the {pl['target_macs_saved']:,} a uniform "
+                         f"ratio of {p.ratio:g} would: the rest would cut fragile groups (pruning.fragile_drop = {p.fragile_drop:g})")
+        if pr.macs_after < pr.macs_before:
+            recover_now(pr.model)
+            r = recovery_log
+            if r.get("epochs_run"):
+                rep.info(f"recovery ({r['mode']}): {r['epochs_run']} of {r['epochs_requested']} epochs in {r['seconds']:.0f} s"
+                         f"{'; ' + r['stopped'] if r['stopped'] != 'done' else ''}")
+        else:
+            rep.info("nothing was pruned: recovery skipped")
         pruned_acc = torch_accuracy(pr.model, splits.x_eval, splits.y_eval)
         rep.info(f"MACs {pr.macs_before:,} -> {pr.macs_after:,}, parameters {pr.params_before:,} -> {pr.params_after:,}; "
                  f"recovered float accuracy {pruned_acc:.2f}%")
@@ -228,7 +248,11 @@ def build(
         arena = micro["arena_bytes"] if micro else _arena_or_none(artifact)
         b = profile.budgets
         budgets = [
-            _budget("max_accuracy_drop", loaded.float_accuracy - q_acc, b.max_accuracy_drop, "points", "measured on the host"),
+            _budget("max_accuracy_drop", loaded.float_accuracy - q_acc, b.max_accuracy_drop, "points",
+                    "measured on the host" + (f"; PRUNING lost {pruning_loss:.2f} of these points (pruned float model "
+                                              f"{pruned_acc:.2f}%), quantization {pruned_acc - q_acc:.2f}: lower pruning.ratio "
+                                              "or pruning.fragile_drop, or recover longer"
+                                              if pruning_loss > b.max_accuracy_drop else "")),
             _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
             _budget("max_latency_ms", lat["median_ms"], b.max_latency_ms, "ms", f"measured: {lat_label}")
             if on_target else _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
@@ -310,6 +334,7 @@ def build(
             "validation": {"samples": fcheck.samples, "max_abs_diff": fcheck.max_abs_diff,
                            "max_rel_diff": fcheck.max_rel_diff, "top1_agreement": fcheck.top1_agreement},
             "pruning": pr.summary(),
+            "recovery": {k: v for k, v in recovery_log.items() if k != "seconds"} or None,
             "estimates": {"latency": est_lat.to_dict(), "energy": est_energy.to_dict()},
             "memory": {"tensor_arena_bytes": arena, "basis": "measured: TFLM tensor arena on a 64-bit host"},
             "micro": micro,
@@ -334,7 +359,7 @@ def build(
             "artifacts": {"model.tflite": {**lat, "label": lat_label},
                           **{p["entry"]["file"]: p["latency"] for p in ptes if p.get("latency")}},
             "budgets": [x for x in budgets if x["budget"] in timed],
-            "stage_seconds": dict(rep.stage_seconds),
+            "stage_seconds": dict(rep.stage_seconds), "recovery_seconds": recovery_log.get("seconds"),
         }
         files["measurements.json"] = manifest_bytes(measurements)
         out_dir = write_bundle(Path(out) / profile.name, files)
@@ -420,6 +445,14 @@ def _export_pte(profile, model, calib: np.ndarray, splits, tflite_out: np.ndarra
         }
         out.append({"bytes": prog.program, "program": prog, "entry": entry})
     return out
+
+
+def _validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled samples outside training and evaluation for pruning sensitivity and early stopping:
+    the calibration split when its labels are known, else the last 256 training samples."""
+    if splits.y_calib is not None:
+        return splits.x_calib, splits.y_calib
+    return splits.x_train[-256:], splits.y_train[-256:]
 
 
 def _default_input_shape(model: str) -> tuple[int, ...]:

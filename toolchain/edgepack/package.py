@@ -189,6 +189,7 @@ def render_report(m: dict) -> str:
           f"{_fmt_int(l['macs_after'])} | {_fmt_int(l['params_before'])} | {_fmt_int(l['params_after'])} | {l['note']} |"
           for l in prune["layers"]],
         "",
+        *_sensitivity_lines(prune, m.get("recovery")),
         "## Latency and energy",
         "",
         "What this build measured (latency of every artifact, where it was measured, each stage's time) is in "
@@ -256,3 +257,40 @@ def _artifacts_section(m: dict) -> list[str]:
             ]
         lines.append("")
     return lines
+
+
+def _sensitivity_lines(prune: dict, recovery: dict | None) -> list[str]:
+    """The report's account of why pruning went where it did, and of recovery."""
+    lines = []
+    if prune.get("skipped"):
+        lines += [f"**The model was not pruned**: {prune['skipped']}.", ""]
+    for root, why in (prune.get("left_whole") or {}).items():
+        lines.append(f"- channel group at `{root}`: {why}")
+    if prune.get("left_whole"):
+        lines.append("")
+    plan = prune.get("sensitivity")
+    if plan:
+        lines += [
+            "### Sensitivity of each channel group",
+            "",
+            f"Each group's least important channels were silenced alone and the accuracy measured on {plan['samples']} "
+            f"labelled samples outside training and evaluation (baseline {plan['baseline_accuracy']:.2f}%), before any "
+            f"recovery. The ratio went where it cost least per MAC: about {_fmt_int(plan['planned_macs_saved'])} MACs "
+            f"removed of the {_fmt_int(plan['target_macs_saved'])} a uniform ratio would remove (estimates).",
+            "",
+            "| group (root layer) | channels | drop at each ratio tried (points) | chosen ratio | note |",
+            "|---|---:|---|---:|---|",
+            *[f"| {g['root']} | {g['channels']} | {_trials(g['trials'])} | {g['chosen_ratio']:g} | {g['note']} |"
+              for g in plan["groups"]],
+            "",
+        ]
+    if recovery and recovery.get("epochs_run"):
+        val = recovery.get("validation") or []
+        lines += [f"Recovery ({recovery['mode']}): {recovery['epochs_run']} of {recovery['epochs_requested']} epochs"
+                  f"{' (' + recovery['stopped'] + ')' if recovery.get('stopped') not in (None, 'done') else ''}"
+                  f"{'; validation accuracy per epoch ' + ', '.join(f'{v:.2f}' for v in val) if val else ''}.", ""]
+    return lines
+
+
+def _trials(trials: list[dict]) -> str:
+    return ", ".join(f"{t['ratio']:g}: {t['drop']:.2f}" for t in trials) or "-"

@@ -107,8 +107,17 @@ class Pruning:
     keep_layers: tuple[str, ...] = field(default=(), metadata=_spec(doc="module names whose channels are never pruned"))
     importance: Literal["l1", "l2", "bn-scale", "taylor"] = field(default="l2", metadata=_spec(
         doc="which channels go: weight magnitude (l1, l2), BatchNorm scale, or first-order Taylor on calibration data"))
-    scope: Literal["uniform", "global"] = field(default="uniform", metadata=_spec(
-        doc="the same ratio in every layer, or one ranking across layers"))
+    scope: Literal["sensitivity", "uniform", "global"] = field(default="sensitivity", metadata=_spec(
+        doc="spend the ratio where each channel group's measured accuracy sensitivity is lowest (fragile groups stay "
+            "whole), the same ratio in every layer, or one ranking across layers"))
+    fragile_drop: float = field(default=5.0, metadata=_spec(lo=0.0, lo_open=True, doc=(
+        "scope sensitivity: no channel group is cut so far that, alone and before recovery, it costs more than this "
+        "many points of accuracy")))
+    recovery_seconds: float | None = field(default=None, metadata=_spec(lo=0.0, lo_open=True, doc=(
+        "time budget for recovery: fewer epochs are run when the requested ones would not fit (measured on the "
+        "first batches)")))
+    early_stop_patience: int = field(default=2, metadata=_spec(lo=0, doc=(
+        "stop recovery after this many epochs without a better validation accuracy (0: never stop early)")))
     layer_ratios: tuple[tuple[str, float], ...] = field(default=(), metadata=_spec(
         lo=0.0, hi=1.0, hi_open=True, doc="a table of layer name = ratio, overriding ratio for those layers"))
     steps: int = field(default=1, metadata=_spec(lo=1, hi=20, doc="prune in this many steps, recovering after each"))

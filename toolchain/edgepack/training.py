@@ -10,7 +10,7 @@ from torch import nn
 
 from .progress import Reporter
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def seed_everything(seed: int) -> None:
@@ -38,36 +38,95 @@ def train(
     batch_size: int = 64,
     seed: int = 0,
     augment_px: int = 2,
+    extra: np.ndarray | None = None,
+    max_seconds: float | None = None,
+    validate: Callable[[nn.Module], float] | None = None,
+    patience: int = 0,
+    log: dict | None = None,
     reporter: Reporter | None = None,
     label: str = "training",
 ) -> nn.Module:
     """Train ``model`` in place with AdamW and a cosine schedule; returns the model in eval mode.
 
-    ``loss_fn(logits, labels, inputs)`` defaults to cross-entropy; distillation passes its own.
+    ``loss_fn(logits, labels, inputs, extra)`` defaults to cross-entropy; ``extra`` (one row per
+    sample, e.g. a teacher's logits) is batched alongside. ``max_seconds`` caps the time: the cost
+    of an epoch is measured on one batch first and fewer epochs are planned when the requested ones
+    would not fit. ``validate(model)`` (an accuracy) runs after each epoch: the best epoch's weights
+    are kept, and with ``patience`` > 0 training stops after that many epochs without improvement.
+    ``log``, when given, is filled with what happened (epochs requested / planned / run, why it
+    stopped, seconds, validation accuracies).
     """
+    import copy
+    import time
+
+    t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    loss_fn = loss_fn or (lambda logits, labels, _inputs: nn.functional.cross_entropy(logits, labels))
+    et = torch.from_numpy(extra) if extra is not None else None
+    loss_fn = loss_fn or (lambda logits, labels, _inputs, _extra: nn.functional.cross_entropy(logits, labels))
+    batches = (len(xt) + batch_size - 1) // batch_size
+    planned = epochs
+    if max_seconds is not None and epochs > 0:
+        planned = min(epochs, max(1, int(max_seconds // _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches,
+                                                                         validate))))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(xt) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    task = reporter.task(label, total=epochs) if reporter else None
-    for _ in range(epochs):
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(planned * batches, 1), pct_start=0.15)
+    info = {"epochs_requested": epochs, "epochs_planned": planned, "epochs_run": 0, "stopped": "done",
+            "validation": []}
+    if planned < epochs:
+        info["stopped"] = f"time budget: {planned} of {epochs} epochs fit {max_seconds:g} s"
+    best, best_state, stale = None, None, 0
+    task = reporter.task(label, total=planned) if reporter else None
+    for _ in range(planned):
         model.train()
         order = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt), batch_size):
             idx = order[i : i + batch_size]
             xb = _shift(xt[idx], gen, augment_px)
-            loss = loss_fn(model(xb), yt[idx], xb)
+            loss = loss_fn(model(xb), yt[idx], xb, et[idx] if et is not None else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+        info["epochs_run"] += 1
         if task:
             task.advance()
+        if validate is not None:
+            acc = validate(model.eval())
+            info["validation"].append(round(acc, 4))
+            if best is None or acc > best:
+                best, best_state, stale = acc, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if patience and stale >= patience and info["epochs_run"] < planned:
+                    info["stopped"] = f"early stop: no better validation accuracy for {patience} epoch(s)"
+                    break
     if task:
         task.close()
+    if best_state is not None and info["validation"] and info["validation"][-1] < best:
+        model.load_state_dict(best_state)  # the best epoch, not the last
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    if log is not None:
+        log.update(info)
     return model.eval()
+
+
+def _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches, validate) -> float:
+    """Seconds one epoch will take, from one timed forward and backward pass on a full batch
+    (no optimizer step: the weights do not change), plus one validation."""
+    import time
+
+    model.train()
+    t = time.perf_counter()
+    xb = xt[:batch_size]
+    loss = loss_fn(model(xb), yt[:batch_size], xb, et[:batch_size] if et is not None else None)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    per_batch = time.perf_counter() - t
+    t = time.perf_counter()
+    if validate is not None:
+        validate(model.eval())
+    return max(per_batch * batches * 1.1 + (time.perf_counter() - t), 1e-3)
 
 
 @torch.no_grad()

@@ -69,16 +69,27 @@ def recover(
     alpha: float,
     mode: str = "distill",
     seed: int = 0,
+    max_seconds: float | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int = 0,
+    log: dict | None = None,
     reporter: Reporter | None = None,
 ) -> nn.Module:
     """Recover ``student`` in place after pruning; returns it in eval mode.
 
     ``mode``: "distill" (``alpha`` x KD + (1 - alpha) x cross-entropy), "distill-unlabelled" (KD
     only: labels are never read), "finetune" (cross-entropy only), "bn-reestimate" (BatchNorm
-    statistics only, no training), "none".
+    statistics only, no training), "none". The teacher's logits are computed once for the
+    training split (no shift augmentation, so they stay exact), not at every step.
+    ``max_seconds``, ``validation`` (inputs, labels: the best epoch is kept) and ``patience``
+    (early stopping) make recovery cost-aware; ``log`` receives what happened (see ``train``).
     """
+    from ..training import accuracy, predict
+
     if mode not in RECOVERY:
         raise ValueError(f"unknown recovery mode {mode!r}; known: {', '.join(RECOVERY)}")
+    if log is not None:
+        log.update({"mode": mode, "epochs_requested": epochs, "epochs_run": 0})
     if mode == "none":
         return student.eval()
     if mode == "bn-reestimate":
@@ -90,16 +101,19 @@ def recover(
         alpha = 0.0
     elif mode == "distill-unlabelled":
         alpha = 1.0
+    soft = predict(teacher, data.x_train) if alpha > 0 else None
 
-    def loss_fn(logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            soft = teacher(inputs)
-        return distillation_loss(logits, soft, labels, temperature=temperature, alpha=alpha)
-
-    if alpha == 0.0:
-        def loss_fn(logits, labels, inputs):  # noqa: F811 - plain fine-tuning needs no teacher pass
+    def loss_fn(logits, labels, _inputs, teacher_logits):
+        if teacher_logits is None:
             return F.cross_entropy(logits, labels)
+        return distillation_loss(logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
+
+    validate = None
+    if validation is not None:
+        vx, vy = validation
+        validate = lambda m: accuracy(predict(m, vx), vy)  # noqa: E731
     # label-free distillation must not read labels: hand the loop placeholders it cannot use
     labels = np.full(len(data.x_train), -1, np.int64) if mode == "distill-unlabelled" else data.y_train
-    return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed,
-                 reporter=reporter, label=f"recovery ({mode})")
+    return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed, extra=soft,
+                 augment_px=0 if soft is not None else 2, max_seconds=max_seconds, validate=validate,
+                 patience=patience, log=log, reporter=reporter, label=f"recovery ({mode})")

@@ -31,6 +31,7 @@ class Candidate:
     float_model: bytes | None = None  # the float model the int8 ranges were measured on
     equalized_pairs: int = 0
     bias_corrected: int = 0
+    refused: str | None = None  # why the runtime could not run this candidate (accuracy is then -inf)
 
 
 @dataclass
@@ -55,13 +56,25 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
     calibrated = calibrated_float(saved_model_dir, calib)
     attempts: list[dict] = []
 
+    refusals: dict[int, str] = {}
+
     def measure(model: bytes) -> float:
-        return accuracy(runner.run(model, x_eval), y_eval)
+        try:
+            return accuracy(runner.run(model, x_eval), y_eval)
+        except RuntimeError as e:  # the delegate could not prepare the model: a failed attempt, not a crash
+            refusals[id(model)] = delegate_refusal(e)
+            return float("-inf")
 
     def ok(c: Candidate) -> bool:
-        return float_accuracy - c.accuracy <= max_drop
+        return c.refused is None and float_accuracy - c.accuracy <= max_drop
 
     def record(c: Candidate, why: str) -> Candidate:
+        c.refused = refusals.get(id(c.model))
+        if c.refused:
+            attempts.append({"what": c.what, "why": why, "accuracy": None, "drop": None, "within_budget": False,
+                             "size_bytes": len(c.model), "refused": c.refused})
+            say(f"int8 ({c.what}): the runtime refused it ({c.refused}); trying the next remedy")
+            return c
         drop = float_accuracy - c.accuracy
         attempts.append({"what": c.what, "why": why, "accuracy": round(c.accuracy, 4), "drop": round(drop, 4),
                          "within_budget": drop <= max_drop, "size_bytes": len(c.model)})
@@ -97,16 +110,33 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
         remedies.append(partial(try_float, "keep the worst layers in float (max_float_layers)"))
 
     best = best_int8 = try_calib(first, "the profile's settings")
-    for remedy in remedies if remedies_allowed else []:
-        if ok(best):
+    for remedy in remedies if remedies_allowed or best.refused else []:
+        if ok(best) or (not remedies_allowed and best.refused is None):
             break
         cand = remedy()
         if cand.calib is not None and cand.accuracy > best_int8.accuracy:
             best_int8 = cand  # the float fallback starts from the best int8 setting
         best = cand if cand.accuracy > best.accuracy else best
+    if best.refused:
+        from ..errors import ConversionError
+
+        raise ConversionError(f"the runtime refused every int8 model tried ({len(attempts)}: {best.refused}); "
+                              "allow int16x8 or float layers in the profile's [quantization], or report the model")
     # the int16x8 model was calibrated by TF on the unmodified float graph: diagnose it against that
     layers = layer_errors(best.float_model or calibrated, best.model, calib, layer_names)
     return GuardResult(best, attempts, layers, ok(best))
+
+
+def delegate_refusal(e: Exception) -> str:
+    """One line for a runtime's refusal to prepare a model ("XNNPACK could not prepare node 29 ...")."""
+    import re
+
+    text = " ".join(str(e).split())
+    node = re.search(r"Node number (\d+) \((\w+)\) failed to prepare", text)
+    if node:
+        who = "the XNNPACK delegate" if "XNNPack" in node.group(2) else node.group(2)
+        return f"{who} could not prepare node {node.group(1)} (int8 scales outside what its kernels can requantize)"
+    return text[:200]
 
 
 _PASS_THROUGH = ("PAD", "RESHAPE", "MAX_POOL_2D", "SQUEEZE", "TRANSPOSE", "CONCATENATION")

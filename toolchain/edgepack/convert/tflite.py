@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,10 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
     workdir.mkdir(parents=True, exist_ok=True)
     onnx_path = workdir / "model.onnx"
     export_onnx(model, example, onnx_path)
+    fold_constants(onnx_path)
+    drop_noop_slices(onnx_path)
+    rewrite_channel_shuffles(onnx_path)
+    sanitize_names(onnx_path)
     saved = workdir / "saved_model"
     log = io.StringIO()
     try:
@@ -82,14 +87,154 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
     except BaseException as e:  # onnx2tf calls sys.exit() on some failures
         if isinstance(e, KeyboardInterrupt):
             raise
-        tail = " | ".join(log.getvalue().strip().splitlines()[-3:]) or native.tail()
-        raise ConversionError(f"onnx2tf could not convert the model: {type(e).__name__}: {e} {tail}".strip()) from e
+        from .diagnose import explain_onnx2tf
+
+        raise ConversionError(explain_onnx2tf(e, log.getvalue() or native.tail())) from e
     floats = sorted(saved.glob("*_float32.tflite"))
     if not floats:
         raise ConversionError(f"onnx2tf wrote no float32 .tflite into {saved}")
     tflite = floats[0].read_bytes()
     layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
     return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+
+
+#: what TensorFlow accepts as an op name (onnx2tf derives variable names from ONNX node names)
+_TF_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_./>-]*$")
+
+
+def sanitize_names(onnx_path: Path) -> int:
+    """Rename ONNX nodes whose names TensorFlow would refuse (torch.onnx starts them with "/"; a
+    grouped convolution's weights become TF variables named after the node). Graph inputs and
+    outputs keep their names. Returns how many nodes were renamed."""
+    import onnx
+
+    m = onnx.load(str(onnx_path))
+    taken = {n.name for n in m.graph.node}
+    renamed = 0
+    for i, node in enumerate(m.graph.node):
+        if _TF_NAME.match(node.name or ""):
+            continue
+        base = re.sub(r"[^A-Za-z0-9_./>-]", "_", node.name or "").lstrip("/_.>-") or f"node_{i}"
+        new, k = base, 1
+        while new in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new)
+        node.name = new
+        renamed += 1
+    if renamed:
+        onnx.save(m, str(onnx_path))
+    return renamed
+
+
+def fold_constants(onnx_path: Path) -> bool:
+    """Fold shape arithmetic into constants with onnxsim (``x.chunk(2, dim=1)`` exports as slices
+    whose bounds are computed from the input's shape; onnx2tf places such slices on the wrong axis
+    when it moves channels last). Leaves the file alone when onnxsim is missing or fails (its
+    result is checked by onnxsim itself). Returns whether the file changed."""
+    try:
+        import onnx
+        import onnxsim
+    except ImportError:
+        return False
+    try:
+        with native_stderr(), contextlib.redirect_stdout(io.StringIO()):
+            simplified, ok = onnxsim.simplify(onnx.load(str(onnx_path)))
+    except Exception:  # an optional clean-up: conversion goes on with the unsimplified graph
+        return False
+    if ok:
+        onnx.save(simplified, str(onnx_path))
+    return bool(ok)
+
+
+def drop_noop_slices(onnx_path: Path) -> int:
+    """Remove Slice nodes that keep their whole input (a GhostNet-style ``x[:, :c]`` after a
+    concatenation that already has ``c`` channels): onnx2tf loses the channel axis on them when it
+    moves channels last. Returns how many were removed."""
+    import onnx
+
+    m = onnx.load(str(onnx_path))
+    shapes = {}
+    for vi in [*onnx.shape_inference.infer_shapes(m).graph.value_info, *m.graph.input]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = [d.dim_value for d in dims]
+    outputs = {o.name for o in m.graph.output}
+    drop = {}
+    for node in m.graph.node:
+        if node.op_type == "Slice" and node.output[0] not in outputs:
+            a, b = shapes.get(node.input[0]), shapes.get(node.output[0])
+            if a is not None and a == b:
+                drop[node.output[0]] = node.input[0]
+    if not drop:
+        return 0
+    kept = [n for n in m.graph.node if not (n.op_type == "Slice" and n.output[0] in drop)]
+    for n in kept:
+        for i, name in enumerate(n.input):
+            while name in drop:
+                name = drop[name]
+            n.input[i] = name
+    del m.graph.node[:]
+    m.graph.node.extend(kept)
+    onnx.save(m, str(onnx_path))
+    return len(drop)
+
+
+def rewrite_channel_shuffles(onnx_path: Path) -> int:
+    """Replace each channel shuffle (Reshape [N,C,H,W] -> [N,g,C/g,H,W], Transpose 0,2,1,3,4,
+    Reshape back) with one Gather of the channels in shuffled order: the same permutation, in a
+    form onnx2tf keeps on the channel axis when it moves channels last. Returns how many."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(onnx_path))
+    inferred = onnx.shape_inference.infer_shapes(m)
+    shapes = {}
+    for vi in [*inferred.graph.value_info, *m.graph.input, *m.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = [d.dim_value for d in dims]
+    consumers: dict[str, list] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    remove, add, count = set(), [], 0
+    for r1 in m.graph.node:
+        if r1.op_type != "Reshape" or len(shapes.get(r1.output[0], [])) != 5:
+            continue
+        split = shapes[r1.output[0]]
+        nxt = consumers.get(r1.output[0], [])
+        if len(nxt) != 1 or nxt[0].op_type != "Transpose":
+            continue
+        tr = nxt[0]
+        perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
+        after = consumers.get(tr.output[0], [])
+        if perm != [0, 2, 1, 3, 4] or len(after) != 1 or after[0].op_type != "Reshape":
+            continue
+        r2 = after[0]
+        nc = shapes.get(r2.output[0], [])
+        if len(nc) != 4 or split[0] != nc[0] or split[1] * split[2] != nc[1] or split[3:] != nc[2:]:
+            continue
+        g, per = split[1], split[2]
+        order = np.array([(j % g) * per + j // g for j in range(nc[1])], dtype=np.int64)
+        idx_name = f"{r2.output[0]}_shuffle_order"
+        m.graph.initializer.append(numpy_helper.from_array(order, idx_name))
+        add.append((r1, helper.make_node("Gather", [r1.input[0], idx_name], [r2.output[0]], axis=1,
+                                         name=f"{r1.name}_channel_shuffle")))
+        remove.update({id(r1), id(tr), id(r2)})
+        count += 1
+    if not count:
+        return 0
+    replacement = {id(r1): g for r1, g in add}
+    nodes = []
+    for n in m.graph.node:
+        if id(n) in replacement:
+            nodes.append(replacement[id(n)])
+        elif id(n) not in remove:
+            nodes.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    onnx.save(m, str(onnx_path))
+    return count
 
 
 @contextlib.contextmanager

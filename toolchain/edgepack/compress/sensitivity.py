@@ -1,0 +1,217 @@
+"""Sensitivity-aware allocation of a pruning ratio across the model's channel groups.
+
+A uniform ratio cuts every layer group alike, and some groups (a narrow stem, a squeeze-and-
+excitation gate, the last features before the classifier) carry far more of the accuracy than
+their share of the multiply-accumulates. Here each group (the channels torch-pruning's dependency
+graph couples together) is measured: its least important channels are silenced at a few ratios
+(weights, biases and BatchNorm affine set to zero, which removes the channel's contribution
+exactly as pruning does for ReLU-family activations, without rebuilding the graph), the accuracy
+drop on held-out-from-training samples is recorded, and the ratio is then spent greedily where
+it costs the least accuracy per MAC saved. No group is cut to a ratio that alone costs more than
+``fragile_points`` (a group for which even the profile's ratio does is left whole), and the plan
+never removes more MACs than the uniform ratio would: when the cheap groups cannot reach that,
+the model is pruned less, and the plan says by how much.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class GroupSensitivity:
+    """One channel group: its root layer, size, and what silencing part of it costs."""
+
+    root: str
+    layers: list[str]
+    channels: int
+    macs: int  # MACs of the layers whose channels the group holds (upper bound of the savings)
+    trials: list[dict] = field(default_factory=list)  # [{"ratio", "drop", "macs_saved"}]
+    chosen_ratio: float = 0.0
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "layers": self.layers, "channels": self.channels, "macs": self.macs,
+                "trials": self.trials, "chosen_ratio": self.chosen_ratio, "note": self.note}
+
+
+@dataclass
+class Plan:
+    """Per-group ratios (root layer name -> ratio) and the measurements behind them."""
+
+    ratios: dict[str, float]
+    groups: list[GroupSensitivity]
+    target_macs_saved: int
+    planned_macs_saved: int
+    baseline_accuracy: float
+    samples: int
+
+    def to_dict(self) -> dict:
+        return {"target_macs_saved": self.target_macs_saved, "planned_macs_saved": self.planned_macs_saved,
+                "baseline_accuracy": round(self.baseline_accuracy, 4), "samples": self.samples,
+                "groups": [g.to_dict() for g in self.groups]}
+
+
+def _keep(n: int, ratio: float, multiple: int) -> int:
+    """Channels kept of ``n`` at ``ratio``, rounded up to ``multiple`` (torch-pruning's round_to rule)."""
+    keep = int(n * (1 - ratio))
+    if multiple > 1:
+        keep = max(multiple, int(math.ceil(keep / multiple) * multiple))
+    return min(n, max(1, keep))
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean() * 100)
+
+
+class _Silencer:
+    """Zero a channel group's output channels in place and put them back afterwards."""
+
+    def __init__(self, group):
+        import torch_pruning as tp
+
+        self.saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        outs = (tp.prune_conv_out_channels, tp.prune_linear_out_channels, tp.prune_batchnorm_out_channels,
+                tp.prune_depthwise_conv_out_channels, tp.prune_groupnorm_out_channels, tp.prune_layernorm_out_channels)
+        self.targets = []
+        for dep, idxs in group:
+            m = dep.target.module
+            if dep.handler not in outs or not idxs:
+                continue
+            idx = torch.as_tensor(sorted(set(int(i) for i in idxs)), dtype=torch.long)
+            for p in (getattr(m, "weight", None), getattr(m, "bias", None)):
+                if isinstance(p, torch.Tensor) and p.dim() >= 1 and int(idx.max()) < p.shape[0]:
+                    self.targets.append((p, idx))
+
+    def __enter__(self):
+        with torch.no_grad():
+            for p, idx in self.targets:
+                self.saved.append((p, idx, p.data[idx].clone()))
+                p.data[idx] = 0
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for p, idx, old in self.saved:
+                p.data[idx] = old
+        self.saved.clear()
+
+
+def _group_macs(group, layer_macs: dict, names: dict, frac: float) -> int:
+    """MACs a group saves when ``frac`` of its channels go: each layer loses that fraction of its
+    output or input channels (depthwise layers lose both, which is the same fraction)."""
+    import torch_pruning as tp
+
+    touched: dict[nn.Module, list[str]] = {}
+    for dep, _ in group:
+        m = dep.target.module
+        if m in layer_macs:
+            side = "out" if dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels,
+                                            tp.prune_depthwise_conv_out_channels) else "in"
+            touched.setdefault(m, []).append(side)
+    saved = 0.0
+    for m, sides in touched.items():
+        depthwise = isinstance(m, nn.Conv2d) and m.groups == m.in_channels and m.groups > 1
+        f = frac if depthwise or len(set(sides)) == 1 else 1 - (1 - frac) ** 2
+        saved += layer_macs[m] * f
+    return int(saved)
+
+
+def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ratio: float, channel_multiple: int,
+                importance, ignored: list[nn.Module], validation: tuple[np.ndarray, np.ndarray],
+                fragile_points: float, unprunable: dict[str, str] | None = None, max_samples: int = 128,
+                min_share: float = 0.005) -> Plan:
+    """Measure every prunable group of ``model`` (left unchanged) and choose a ratio per group.
+
+    Probes each group at ``ratio`` and at min(2 x ratio, ``max_ratio``); the greedy allocation then
+    removes at most the MACs uniform pruning at ``ratio`` would, cheapest accuracy per MAC first.
+    ``unprunable`` maps root names to a reason they must stay whole. Groups holding less than
+    ``min_share`` of the model's MACs are not worth measuring and stay whole; a group's second
+    level is probed only when its first is affordable; at most ``max_samples`` validation samples.
+    Returns the plan (per-group ratios by root layer name)."""
+    import torch_pruning as tp
+
+    model.eval()
+    names = {m: n for n, m in model.named_modules()}
+    _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example, layer_wise=True)
+    layer_macs = {m: int(v) for m, v in per_layer.items() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    x = torch.from_numpy(validation[0][:max_samples])
+    y = torch.from_numpy(validation[1][:max_samples])
+    total_macs = max(sum(layer_macs.values()), 1)
+    base = _accuracy(model, x, y)
+    levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
+    unprunable = unprunable or {}
+    groups: list[GroupSensitivity] = []
+    options: dict[str, list[tuple[float, float, int]]] = {}  # root -> [(ratio, drop, macs_saved)]
+    for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
+        root_mod = group[0].dep.target.module
+        root = names.get(root_mod, "?")
+        layers = sorted({names[d.target.module] for d, _ in group if d.target.module in layer_macs})
+        n = len(group[0].idxs)
+        g = GroupSensitivity(root, layers, n, _group_macs(group, layer_macs, names, 1.0))
+        groups.append(g)
+        if root in unprunable:
+            g.note = unprunable[root]
+            continue
+        if g.macs < min_share * total_macs:
+            g.note = f"left whole: its layers hold {100 * g.macs / total_macs:.2f}% of the MACs, too little to be worth a cut"
+            continue
+        scores = importance(group)
+        if scores is None:
+            g.note = "the importance criterion cannot score this group; left whole"
+            continue
+        order = torch.argsort(scores.detach().flatten()[:n]).tolist()
+        opts = []
+        for lvl in levels:
+            k = _keep(n, lvl, channel_multiple)
+            if k >= n:
+                continue
+            trial = dg.get_pruning_group(root_mod, group[0].dep.handler, order[: n - k])
+            with _Silencer(trial):
+                drop = base - _accuracy(model, x, y)
+            saved = _group_macs(trial, layer_macs, names, (n - k) / n)
+            g.trials.append({"ratio": lvl, "channels_removed": n - k, "drop": round(drop, 3), "macs_saved": saved})
+            opts.append((lvl, drop, saved))
+            if drop > fragile_points:
+                break
+        affordable = [o for o in opts if o[1] <= fragile_points]
+        if not opts:
+            g.note = f"too few channels to remove any at a multiple of {channel_multiple}"
+        elif not affordable:
+            g.note = f"fragile: removing {g.trials[0]['channels_removed']} channels costs {opts[0][1]:.1f} points before recovery"
+        else:
+            options[root] = affordable
+    # the MACs uniform pruning at `ratio` would save (fragile groups included), in the same estimate
+    target = sum(t["macs_saved"] for g in groups for t in g.trials if t["ratio"] == round(ratio, 4))
+    chosen = {root: (0.0, 0.0, 0) for root in options}
+    planned = 0
+    while planned < target:
+        best = None
+        for root, opts in options.items():
+            cur = chosen[root]
+            for lvl, drop, saved in opts:
+                if lvl <= cur[0] or saved <= cur[2]:
+                    continue
+                cost = max(drop - cur[1], 0.0) + 1e-3  # points per MAC: cheapest first, ties by size
+                eff = cost / (saved - cur[2])
+                if best is None or eff < best[0]:
+                    best = (eff, root, (lvl, drop, saved))
+                break  # only the next level of each group
+        if best is None:
+            break
+        _, root, pick = best
+        planned += pick[2] - chosen[root][2]
+        chosen[root] = pick
+    ratios = {root: c[0] for root, c in chosen.items() if c[0] > 0}
+    for g in groups:
+        g.chosen_ratio = ratios.get(g.root, 0.0)
+        if not g.note:
+            g.note = "pruned" if g.chosen_ratio else "left whole: pruning elsewhere costs less accuracy per MAC"
+    return Plan(ratios, groups, int(target), int(planned), base, len(x))
