@@ -6,8 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.edgepack-installed
 # onnx2tf, tf-keras and tosa-tools (needed by ExecuTorch's Arm backends) pin old exact versions of
 # numpy, protobuf, tensorflow and flatbuffers; they work with the newer ones we use, so they are
-# installed without their declared dependencies (README: "pip check").
-NODEPS := onnx2tf==1.29.24 tf-keras==2.21.0 tosa-tools==2026.8.0
+# installed without their declared dependencies (README: "pip check"). onnx2torch (ONNX models in)
+# declares torchvision, which has no build for this torch: it is used without (models/onnx_in.py).
+NODEPS := onnx2tf==1.29.24 tf-keras==2.21.0 tosa-tools==2026.8.0 onnx2torch==1.5.15
 
 SYSTEM := $(VENV)/.system-packages
 ARM64  := $(HOME)/.cache/edgepack/arm64-sysroot/.complete

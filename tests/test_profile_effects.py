@@ -131,7 +131,7 @@ def test_estimates_follow_the_power_model(tmp_path):
 
 
 def test_pruning_fields_drive_the_build(tmp_path, demo):
-    target = _child(tmp_path, "p", 'extends = "rpi4"\nname = "p"\n[runtime]\nformats = ["tflite"]\n[pruning]\nratio = 0.4\nimportance = "taylor"\nsteps = 2\n'
+    target = _child(tmp_path, "p", 'extends = "rpi4"\nname = "p"\n[runtime]\nformats = ["tflite"]\n[pruning]\nratio = 0.4\nscope = "uniform"\nimportance = "taylor"\nsteps = 2\n'
                     'recovery = "distill-unlabelled"\nrecovery_epochs = 2\n[pruning.layer_ratios]\n"head.0" = 0.5\n')
     r = api.build(target, out=tmp_path / "out")
     pr = r.manifest["pruning"]
@@ -142,7 +142,7 @@ def test_pruning_fields_drive_the_build(tmp_path, demo):
     assert r.manifest["accuracy"]["int8"] >= r.manifest["accuracy"]["float_original"] - 1.5
     report = (r.out_dir / "report.md").read_text()
     assert "importance taylor, 2 step(s)" in report and "recovery: distill-unlabelled" in report
-    assert "| classifier | linear | 10 | 10 |" in report and "its outputs are the classes |" in report
+    assert "| classifier | linear | 10 | 10 |" in report and "it produces the model's output |" in report
 
 
 def test_float_fallback_keeps_the_costliest_layer_float_when_the_profile_allows_it(tmp_path, outlier):

@@ -124,7 +124,7 @@ def test_iterative_steps_recover_in_between(net):
 def test_layer_report_says_why_a_layer_kept_its_channels(net):
     r = prune_channels(net, torch.zeros(1, 1, 32, 32), PruneSpec(ratio=0.5, channel_multiple=4, keep_layers=("features.6.block.2.0",)))
     notes = {l.name: l.note for l in r.layers}
-    assert notes["classifier"] == "its outputs are the classes"
+    assert notes["classifier"] == "it produces the model's output"
     assert notes["features.6.block.2.0"] == "protected by keep_layers"
     # features.5's projection feeds the residual add of features.6: tied to the protected layer
     assert notes["features.5.block.2.0"].startswith("coupled to features.6.block.2.0")

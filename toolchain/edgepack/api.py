@@ -140,8 +140,14 @@ def build(
                     validation=validation, patience=p.early_stop_patience, log=recovery_log, reporter=rep)
 
         # Taylor scores need labelled data: a fixed slice of the training split
-        pr = prune_channels(loaded.module, example, prune_spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
-                            validation=validation, between_steps=recover_now, say=rep.warn)
+        if getattr(loaded.module, "onnx_path", None) is not None:
+            from .compress.prune import unpruned
+
+            pr = unpruned(loaded.module, example, prune_spec, f"the ONNX model has no PyTorch graph ({loaded.origin})")
+            rep.warn(f"not pruned: {pr.skipped}")
+        else:
+            pr = prune_channels(loaded.module, example, prune_spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
+                                validation=validation, between_steps=recover_now, say=rep.warn)
         if pr.plan:
             pl = pr.plan
             fragile = [g["root"] for g in pl["groups"] if g["note"].startswith("fragile")]
@@ -295,7 +301,8 @@ def build(
         data_sha, float_state = splits.fingerprint(), attest.state_sha256(loaded.module)
         inputs = {"profile": attest.describe_file(profile.source), "data": data_sha,
                   "calibration": calib_set["describe"]["sha256"],
-                  "model": attest.describe_file(weights) if weights else {"name": model, "sha256": None}}
+                  "model": attest.describe_file(weights) if weights else attest.describe_file(model)
+                  if model.endswith(".onnx") else {"name": model, "sha256": None}}
         # a measured latency or energy budget holds this run's timing: it goes with the measurements
         timed = {"max_latency_ms", "max_energy_mj"} if on_target else set()
         files = {"model.tflite": artifact, **{p["entry"]["file"]: p["bytes"] for p in ptes}}
@@ -394,6 +401,9 @@ def _export_pte(profile, model, calib: np.ndarray, splits, tflite_out: np.ndarra
     if "pte" not in profile.runtime.formats:
         rep.info("pte is not among the profile's formats; nothing to do")
         return []
+    if getattr(model, "onnx_path", None) is not None:
+        rep.warn("no ExecuTorch program: the ONNX model could not be turned into PyTorch, which ExecuTorch exports from")
+        return []
     from functools import partial
 
     from .compress.pte_guard import guarded_export
@@ -461,6 +471,10 @@ def _default_input_shape(model: str) -> tuple[int, ...]:
         from .models import zoo
 
         return zoo.input_shape(model.removeprefix("zoo:"))
+    if model.endswith(".onnx"):
+        from .models.onnx_in import input_shape
+
+        return input_shape(model)
     return (1, 1, 32, 32)
 
 

@@ -177,7 +177,9 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...]) -> Calib
     path = resolve_manifest(path)
     m = load_manifest(path)
     where = str(path)
-    known = {"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples", "preprocess"}
+    # "splits" belongs to data manifests (--data, see data.py): the same file can serve both
+    known = {"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples", "preprocess",
+             "splits"}
     extra = sorted(set(m) - known)
     if extra:
         raise _fail(where, f"unknown key(s): {', '.join(extra)}; known: {', '.join(sorted(known))}")

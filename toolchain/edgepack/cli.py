@@ -79,14 +79,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="a profile name from targets/ (e.g. rpi4) or a path to a .toml profile")
     b.add_argument("--model", default="demo", metavar="SPEC",
                    help="'demo' (default: the built-in MobileNetV2-style CNN, trained on digits and cached), "
-                        "'zoo:NAME', or 'path/to/file.py:factory' for your own nn.Module")
+                        "'zoo:NAME', 'path/to/file.py:factory' for your own nn.Module, or 'path/to/model.onnx' "
+                        "(converted to PyTorch with onnx2torch for pruning; built unpruned where that fails)")
     b.add_argument("--weights", metavar="CKPT",
                    help="state_dict checkpoint for --model (loaded with weights_only=True); required for file.py:factory")
     b.add_argument("--input-shape", metavar="1,C,H,W",
                    help="the model's input shape, NCHW with batch 1 (default 1,1,32,32, or the shape of --data)")
-    b.add_argument("--data", default="digits", metavar="digits|FILE.npz",
+    b.add_argument("--data", default="digits", metavar="digits|FILE.npz|MANIFEST.toml",
                    help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
-                        "to the input shape) or an .npz with x_train, y_train, x_calib, x_eval, y_eval")
+                        "to the input shape), an .npz with x_train, y_train, x_calib, x_eval, y_eval, or a data "
+                        "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
+                        "[splits] table; see calibration/README.md)")
     b.add_argument("--calibration", metavar="MANIFEST.toml",
                    help="calibration data set manifest (see calibration/README.md), or the name of a shipped one "
                         "(digits-png, digits-callable); default: the data set's calibration split")

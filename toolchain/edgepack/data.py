@@ -1,7 +1,10 @@
 """Data sets for training, recovery, calibration and held-out evaluation.
 
-Two sources for now: the built-in ``digits`` set (scikit-learn's 8x8 handwritten digits, real data
-shipped inside scikit-learn, upscaled to 32x32) and a user's ``.npz`` file with the same splits.
+Three sources: the built-in ``digits`` set (scikit-learn's 8x8 handwritten digits, real data
+shipped inside scikit-learn, upscaled to 32x32), a user's ``.npz`` file with the splits, and a data
+manifest (the calibration manifests' format, ``calibration/README.md``: a folder of images in class
+sub-folders or a labelled array file, with its preprocessing) split into training, calibration
+and evaluation by its ``[splits]`` table.
 Arrays are NCHW float32 in the model's own preprocessing; the conversion stage transposes them
 to the converted model's layout.
 """
@@ -126,8 +129,48 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
     )
 
 
+#: [splits] of a data manifest: fractions held out for calibration and evaluation, and the seed
+SPLIT_DEFAULTS = {"calibration": 0.1, "evaluation": 0.2, "seed": 0}
+
+
+def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+    """A labelled data set described by a manifest, split (stratified, seeded) into training,
+    calibration and evaluation as its ``[splits]`` table says. Raises DataError."""
+    from .calibration import load_calibration, load_manifest, resolve_manifest
+
+    path = resolve_manifest(spec)
+    where = str(path)
+    table = load_manifest(path).get("splits", {})
+    unknown = sorted(set(table) - set(SPLIT_DEFAULTS))
+    if not isinstance(table, dict) or unknown:
+        raise DataError(f"{where}: unknown key(s) in [splits]: {', '.join(unknown)}; known: {', '.join(SPLIT_DEFAULTS)}")
+    cfg = {**SPLIT_DEFAULTS, **table}
+    cal, ev = cfg["calibration"], cfg["evaluation"]
+    if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in (cal, ev)) or cal + ev >= 0.9:
+        raise DataError(f"{where}: [splits] calibration and evaluation must be fractions between 0 and 1 that leave at "
+                        f"least 10% for training, not {cal!r} and {ev!r}")
+    cs = load_calibration(path, input_shape=input_shape)
+    if cs.y is None:
+        raise DataError(f"{where}: --data needs labels: put images in one sub-folder per class, or set labels_key for an "
+                        "array file")
+    counts = np.bincount(cs.y)
+    if len(cs.y) < 20 or counts[counts > 0].min() < 3:
+        raise DataError(f"{where}: {len(cs.y)} labelled samples, the smallest class has {int(counts[counts > 0].min())}; "
+                        "give at least 3 per class (more for a trustworthy evaluation)")
+    from sklearn.model_selection import train_test_split
+
+    seed = int(cfg["seed"])
+    x_rest, x_eval, y_rest, y_eval = train_test_split(cs.x, cs.y, test_size=ev, stratify=cs.y, random_state=seed)
+    x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=cal / (1 - ev), stratify=y_rest,
+                                                          random_state=seed)
+    return Splits(name=cs.name, x_train=x_train, y_train=y_train, x_calib=x_calib, x_eval=x_eval, y_eval=y_eval,
+                  num_classes=int(cs.y.max()) + 1, y_calib=y_calib,
+                  preprocessing=f"{cs.kind} from {cs.source}, preprocessed as its manifest says: {cs.preprocess.to_dict()}")
+
+
 def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
-    """``"digits"`` (resized to the model's input) or a path to an ``.npz``. Raises DataError."""
+    """``"digits"`` (resized to the model's input), a path to an ``.npz``, or a data manifest
+    (``.toml``). Raises DataError."""
     if len(input_shape) != 4 or input_shape[0] != 1:
         raise DataError(f"input shape {input_shape} is not a batch-1 image shape 1,C,H,W")
     if spec == "digits":
@@ -135,7 +178,10 @@ def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
         return digits(height=h, width=w, channels=c)
     if spec.endswith(".npz"):
         return load_npz(spec, input_shape=input_shape)
-    raise DataError(f"data '{spec}' is neither 'digits' nor a .npz file holding {', '.join(NPZ_KEYS)}")
+    if spec.endswith(".toml"):
+        return load_manifest_data(spec, input_shape=input_shape)
+    raise DataError(f"data '{spec}' is not 'digits', a .npz file holding {', '.join(NPZ_KEYS)}, or a data manifest "
+                    "(.toml: an image folder or labelled arrays, see calibration/README.md)")
 
 
 def npz_input_shape(path: str | Path) -> tuple[int, ...]:

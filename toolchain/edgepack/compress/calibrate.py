@@ -158,6 +158,11 @@ class TensorStats:
         model = self.graph.to_bytes()
 
         def first(t, v):
+            if v.size and (v.min() <= -PAD_SENTINEL or v.max() >= PAD_SENTINEL):
+                # max-pooling with padding pads with -FLT_MAX: a sentinel, not a value the range must hold
+                v = np.clip(v, -PAD_SENTINEL, PAD_SENTINEL)
+                real = v[np.abs(v) < PAD_SENTINEL]
+                v = np.where(np.abs(v) < PAD_SENTINEL, v, real.min() if real.size else 0.0) if real.size else np.zeros_like(v)
             flat = v.reshape(-1, v.shape[-1]) if v.ndim > 1 else v.reshape(1, -1)
             self.lo[t] = min(self.lo.get(t, 0.0), float(v.min()))  # ranges always hold 0
             self.hi[t] = max(self.hi.get(t, 0.0), float(v.max()))
@@ -391,6 +396,11 @@ def quantize_calibrated(calibrated: bytes, samples: np.ndarray, spec: CalibSpec,
     model = mlir_quantize(float_model, spec.float_tensors, per_channel=per_channel, io_dtype=io_dtype)
     return CalibrationResult(model, float_model, len(equalized), fixed)
 
+
+#: Activations at or beyond this magnitude are padding sentinels (onnx2tf pads max-pooling inputs
+#: with -FLT_MAX), never calibration values: a stem's max-pool padding made one ResNet-18's ranges
+#: span 1e38 and XNNPACK refused the model.
+PAD_SENTINEL = 1e30
 
 #: XNNPACK refuses an int8 convolution whose requantization scale (input scale x weight scale /
 #: output scale) is 256 or more; keep a margin below it.

@@ -241,6 +241,19 @@ def prune_channels(
                        plan=plan.to_dict() if plan else None, left_whole=left_whole)
 
 
+def unpruned(model: nn.Module, example: torch.Tensor, spec: PruneSpec, reason: str) -> PruneResult:
+    """The model as it is, for one that cannot be pruned at all, with the reason in ``skipped``."""
+    if getattr(model, "onnx_path", None) is not None:
+        from ..models.onnx_in import count_macs
+
+        macs, params = count_macs(model.onnx_path)
+    else:
+        macs, params = count_macs_params(model, example)
+    layers = [LayerChange(n, k, c, c, m, m, p, p, "model left unpruned (see skipped)")
+              for n, (k, c, m, p) in _layer_stats(model, example).items()]
+    return PruneResult(model, spec, macs, macs, params, params, layers, skipped=reason)
+
+
 def _run_pruner(model, example, spec: PruneSpec, importance, *, ratio: float, ratios: dict[str, float], ignored,
                 calibration, between_steps) -> None:
     """torch-pruning's MetaPruner over ``model`` in place: ``ratio`` everywhere, ``ratios`` per layer name."""

@@ -73,7 +73,12 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
     tf.keras.backend.clear_session()
     workdir.mkdir(parents=True, exist_ok=True)
     onnx_path = workdir / "model.onnx"
-    export_onnx(model, example, onnx_path)
+    if getattr(model, "onnx_path", None) is not None:  # an ONNX model edgepack could not turn into PyTorch
+        import shutil
+
+        shutil.copyfile(model.onnx_path, onnx_path)
+    else:
+        export_onnx(model, example, onnx_path)
     fold_constants(onnx_path)
     drop_noop_slices(onnx_path)
     rewrite_channel_shuffles(onnx_path)

@@ -46,7 +46,7 @@ def cache_dir() -> Path:
 
 
 def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter: Reporter | None = None) -> LoadedModel:
-    """Resolve ``spec`` ("zoo:NAME", "demo", or "file.py:factory") to a float model in eval mode.
+    """Resolve ``spec`` ("zoo:NAME", "demo", "file.py:factory" or "model.onnx") to a float model in eval mode.
 
     Raises ModelLoadError when the spec, the factory or the checkpoint is unusable.
     """
@@ -63,6 +63,14 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
             after = getattr(module, "after_training", None)
             if after is not None:  # stress models reshape their trained weights
                 after()
+    elif spec.endswith(".onnx"):
+        from .onnx_in import load_onnx
+
+        if weights:
+            raise ModelLoadError(f"'{spec}' is an ONNX model and carries its own weights; drop --weights")
+        module, how = load_onnx(spec, data.x_eval[:8])
+        origin = f"{portable_name(spec)}: {how}"
+        name = Path(spec).stem
     else:
         module = _from_factory(spec)
         if not weights:
@@ -79,7 +87,7 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
 
 def _from_factory(spec: str) -> nn.Module:
     if ":" not in spec:
-        raise ModelLoadError(f"model '{spec}' is not 'zoo:NAME' or 'path/to/file.py:factory'")
+        raise ModelLoadError(f"model '{spec}' is not 'zoo:NAME', 'path/to/file.py:factory' or 'path/to/model.onnx'")
     file, func = spec.rsplit(":", 1)
     path = Path(file)
     if path.suffix != ".py" or not path.is_file():

@@ -1,0 +1,142 @@
+"""Benchmark: how edgepack copes with the architectures users bring, in one run.
+
+Each architecture of tests/architectures.py (the tests' own definitions, one per family) is
+trained briefly on digits at 3x32x32 (cached), then built with the real CLI, as a user would:
+
+    edgepack build --target T --model tests/architectures.py:NAME --weights W --input-shape 1,3,32,32
+
+for each target, with the target's profile except 2 recovery epochs (the setting the issue's
+survey used) and no .pte (tests/test_pte_guard.py covers the ExecuTorch path). Every build is
+classified by its exit status: built (0), a clear error (a one-line message and status 2-5), or a
+traceback (status 1). For the built ones it reports float / pruned / int8 accuracy from the
+bundle's manifest, float-TFLite agreement with PyTorch, and the seconds of each stage.
+
+    .venv/bin/python benchmarks/coverage.py [--targets rpi4,android-arm64,cortex-m7] [--archs all]
+        [--epochs 2] [--json results.json]
+    .venv/bin/python benchmarks/coverage.py --build-time    # the 3x64x64 mobile model, profile defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import architectures  # noqa: E402  (the tests' own model definitions)
+
+STAGE_SHORT = {"prune": "prune+recover", "convert": "convert", "quantize": "quantize", "validate": "validate",
+               "measure": "measure"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEPACK_CACHE_DIR") or Path.home() / ".cache" / "edgepack")
+
+
+def build(target: str, name: str, weights: Path, *, size: int, epochs: int | None, work: Path, formats: str) -> dict:
+    """One CLI build; returns its classification and figures."""
+    profile = work / f"{target}-{name}.toml"
+    lines = [f'extends = "{target}"', f'name = "{target}"', "[runtime]", f"formats = {formats}"]
+    if epochs is not None:
+        lines += ["[pruning]", f"recovery_epochs = {epochs}"]
+    profile.write_text("\n".join(lines) + "\n")
+    out = work / f"out-{target}-{name}"
+    fn = name.replace("-", "_")
+    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
+           f"{ROOT / 'tests' / 'architectures.py'}:{fn}", "--weights", str(weights), "--input-shape", f"1,3,{size},{size}",
+           "--out", str(out)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    seconds = time.perf_counter() - t
+    row = {"target": target, "arch": name, "family": architectures.ARCHITECTURES.get(name, ("mobile 64x64",))[0],
+           "status": proc.returncode, "seconds": round(seconds, 1)}
+    if proc.returncode == 0:
+        m = json.loads((out / target / "manifest.json").read_text())
+        meas = json.loads((out / target / "measurements.json").read_text())
+        a, v, p = m["accuracy"], m["validation"], m["pruning"]
+        row.update(outcome="built", float=a["float_original"], pruned=a["float_pruned"], int8=a["int8"],
+                   tflite_top1_agreement=v["top1_agreement"], tflite_max_abs_diff=v["max_abs_diff"],
+                   macs_before=p["macs_before"], macs_after=p["macs_after"], pruning_skipped=p.get("skipped"),
+                   quantization=m["quantization"]["chosen"], stage_seconds=meas["stage_seconds"],
+                   recovery=m.get("recovery"))
+    else:
+        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+        traceback = proc.returncode == 1 or any(l.startswith("Traceback") for l in lines)
+        row.update(outcome="traceback" if traceback else "clear error", error=(lines[-1] if lines else "")[:300])
+    return row
+
+
+def _stage(row: dict, key: str) -> str:
+    for name, s in (row.get("stage_seconds") or {}).items():
+        if name.startswith(key):
+            return f"{s:.0f}"
+    return "-"
+
+
+def report(rows: list[dict]) -> str:
+    out = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        rs = [r for r in rows if r["target"] == target]
+        n = len(rs)
+        built = sum(r["outcome"] == "built" for r in rs)
+        clear = sum(r["outcome"] == "clear error" for r in rs)
+        tb = sum(r["outcome"] == "traceback" for r in rs)
+        out += [f"### {target}: {built}/{n} built ({100 * built / n:.0f}%), {clear} clear errors, {tb} tracebacks", "",
+                "| architecture | outcome | float % | pruned % | int8 % | MACs kept | TFLite top-1 agreement | "
+                "prune+recover s | convert s | quantize s | total s |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rs:
+            if r["outcome"] == "built":
+                kept = r["macs_after"] / r["macs_before"] if r["macs_before"] else 1.0
+                out.append(f"| {r['arch']} | built | {r['float']:.2f} | {r['pruned']:.2f} | {r['int8']:.2f} | {kept:.2f}"
+                           f"{' (not pruned)' if r.get('pruning_skipped') else ''} | {r['tflite_top1_agreement']:.1f}% | "
+                           f"{_stage(r, 'prune')} | {_stage(r, 'convert')} | {_stage(r, 'quantize')} | {r['seconds']:.0f} |")
+            else:
+                out.append(f"| {r['arch']} | {r['outcome']} (exit {r['status']}): {r['error']} | | | | | | | | | "
+                           f"{r['seconds']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default="rpi4,android-arm64,cortex-m7")
+    ap.add_argument("--archs", default="all")
+    ap.add_argument("--epochs", type=int, default=2, help="recovery epochs (default 2)")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--build-time", action="store_true",
+                    help="time the 3x64x64 mobile model (about 50 MMACs) for rpi4 with the profile's own settings")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgepack-coverage-") as d:
+        work = Path(d)
+        if args.build_time:
+            weights = architectures.trained_weights("mobilenet64", cache_dir(), size=64)
+            row = build("rpi4", "mobilenet64", weights, size=64, epochs=None, work=work, formats='["tflite", "pte"]')
+            rows.append(row)
+            print(json.dumps(row, indent=1), flush=True)
+        else:
+            names = list(architectures.ARCHITECTURES) if args.archs == "all" else args.archs.split(",")
+            weights = {n: architectures.trained_weights(n, cache_dir()) for n in names}
+            for target in args.targets.split(","):
+                for n in names:
+                    row = build(target, n, weights[n], size=32, epochs=args.epochs, work=work, formats='["tflite"]')
+                    rows.append(row)
+                    print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
+                          f"{row.get('int8', row.get('error', ''))}", flush=True)
+            print()
+            print(report(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Models users bring: pruning never changes what a model returns, leaves what it cannot prune
+whole with the reason, spends the ratio by measured sensitivity; conversion copes with the
+architecture families (or says in edgepack's terms what failed); ONNX models and image-folder
+data sets come in through the CLI."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import architectures as A
+from helpers import ROOT, run_cli
+
+
+@pytest.fixture(scope="module")
+def digits3():
+    from edgepack.data import digits
+
+    return digits(channels=3)
+
+
+def _trained(name):
+    import os
+
+    return A.trained_weights(name, os.environ["EDGEPACK_CACHE_DIR"])
+
+
+def test_every_architecture_runs_and_prunes_without_breaking(digits3):
+    """All families: pruning returns a model with the same output shape, or the unpruned model
+    with its reason; never an exception."""
+    from edgepack.compress.prune import PruneSpec, prune_channels
+
+    x = torch.from_numpy(digits3.x_eval[:1])
+    skipped = {}
+    for name in A.ARCHITECTURES:
+        model = A.make_model(name).eval()
+        r = prune_channels(model, x, PruneSpec(ratio=0.3, channel_multiple=4))
+        with torch.no_grad():
+            assert r.model(x).shape == (1, 10), name
+        if r.skipped:
+            skipped[name] = r.skipped
+        else:
+            assert r.macs_after < r.macs_before, name
+    assert set(skipped) == {"shufflenetv2"}, skipped  # torch-pruning cannot trace its channel shuffle
+    assert "cannot trace" in skipped["shufflenetv2"] and "built unpruned" in skipped["shufflenetv2"]
+
+
+def test_output_layer_is_never_pruned_whatever_its_type(digits3):
+    """SqueezeNet's classifier is a 1x1 convolution before global pooling, not a linear layer."""
+    from edgepack.compress.prune import PruneSpec, output_layers, prune_channels
+
+    model = A.make_model("squeezenet").eval()
+    x = torch.from_numpy(digits3.x_eval[:1])
+    assert output_layers(model, x) == ["classifier.1"]
+    for scope in ("uniform", "global"):
+        r = prune_channels(model, x, PruneSpec(ratio=0.5, scope=scope))
+        layer = next(l for l in r.layers if l.name == "classifier.1")
+        assert (layer.channels_before, layer.channels_after) == (10, 10)
+        assert layer.note == "it produces the model's output"
+        assert r.model(x).shape == (1, 10)
+
+
+class FixedScale(nn.Module):
+    """A block whose forward multiplies by a buffer of fixed channel count: pruning the channels
+    it scales breaks the model (torch-pruning prunes parameters, not buffers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
+        self.register_buffer("scale", torch.linspace(0.5, 1.5, 32).reshape(1, 32, 1, 1))
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        y = self.body(self.stem(x)) * self.scale
+        return self.head(y.mean((2, 3)))
+
+
+def test_a_group_that_breaks_the_model_is_left_whole_with_its_reason():
+    from edgepack.compress.prune import PruneSpec, prune_channels
+
+    torch.manual_seed(0)
+    model = FixedScale().eval()
+    x = torch.randn(1, 3, 16, 16)
+    r = prune_channels(model, x, PruneSpec(ratio=0.5))
+    assert r.skipped is None
+    assert list(r.left_whole) == ["body.0"]
+    assert "breaks the model" in r.left_whole["body.0"] and "size of tensor" in r.left_whole["body.0"]
+    by_name = {l.name: l for l in r.layers}
+    assert (by_name["body.0"].channels_after, by_name["stem.0"].channels_after) == (32, 8)  # the rest is pruned
+    assert torch.allclose(model(x), model(x)) and r.model(x).shape == (1, 10)
+
+
+def test_sensitivity_protects_fragile_groups_and_loses_less_than_uniform(digits3):
+    """Trained MobileNetV2: per-group sensitivity is measured and reported, fragile groups stay
+    whole, and before any recovery the sensitivity-pruned model keeps more accuracy than the
+    uniformly pruned one."""
+    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.training import accuracy, predict
+
+    model = A.make_model("mobilenetv2")
+    model.load_state_dict(torch.load(_trained("mobilenetv2"), weights_only=True))
+    model.eval()
+    x = torch.from_numpy(digits3.x_eval[:1])
+    val = (digits3.x_calib, digits3.y_calib)
+    uni = prune_channels(model, x, PruneSpec(ratio=0.3, channel_multiple=4, scope="uniform"))
+    sen = prune_channels(model, x, PruneSpec(ratio=0.3, channel_multiple=4, scope="sensitivity"), validation=val)
+    plan = sen.plan
+    assert plan and len(plan["groups"]) >= 8
+    fragile = [g for g in plan["groups"] if g["note"].startswith("fragile")]
+    assert fragile and all(g["chosen_ratio"] == 0 for g in fragile)
+    assert all(t["drop"] > 5.0 for g in fragile for t in g["trials"][:1])
+    assert {g["chosen_ratio"] for g in plan["groups"]} >= {0.0, 0.3}
+    assert 0 < plan["planned_macs_saved"] <= plan["target_macs_saved"]
+    assert sen.macs_after < sen.macs_before
+    acc = lambda m: accuracy(predict(m, digits3.x_eval), digits3.y_eval)  # noqa: E731
+    assert acc(sen.model) > acc(uni.model) + 10, (acc(sen.model), acc(uni.model))
+
+
+@pytest.mark.parametrize("name", ["regnetx", "shufflenetv2", "ghostnet"])
+def test_conversion_of_architectures_onnx2tf_used_to_refuse(name, digits3):
+    """RegNetX (node names TF refuses), ShuffleNetV2 (chunk + channel shuffle) and GhostNet (a
+    no-op slice after concatenation) convert, and the float TFLite agrees with PyTorch."""
+    from edgepack.convert.tflite import convert_float
+    from edgepack.devices.host import HostRunner
+    from edgepack.validate import check_float
+
+    model = A.make_model(name).eval()
+    with tempfile.TemporaryDirectory() as d:
+        conv = convert_float(model, torch.from_numpy(digits3.x_eval[:1]), Path(d), samples=digits3.x_calib)
+        check = check_float(model, conv.tflite, digits3.x_eval[:64], conv.layout, HostRunner())
+    assert check.max_abs_diff < 1e-3 and check.top1_agreement == 100.0
+
+
+def test_converter_errors_are_translated_into_edgepacks_terms():
+    from edgepack.convert.diagnose import explain_onnx2tf, layer_of
+
+    log = ("\x1b[31mERROR:\x1b[0m The trace log is below.\n"
+           "Dimensions must be equal, but are 16 and 32 for '{{node tf.math.add_12/Add}} = AddV2' with input shapes: "
+           "[1,16,32,16], [1,32,32,16].\n  \u2022 name='/blocks/blocks.0/Add'\n"
+           "\x1b[31mERROR:\x1b[0m If the input OP of ONNX before conversion is NHWC, use the -kt or -kat option.\n"
+           "\x1b[31mERROR:\x1b[0m Also, for models that include NonMaxSuppression, try the -onwdt option.")
+    msg = explain_onnx2tf(ValueError("conversion"), log)
+    assert "\x1b" not in msg and "-kt" not in msg and "-onwdt" not in msg and "\n" not in msg
+    assert "the Add of layer blocks.0" in msg and "[1,16,32,16]" in msg
+    assert layer_of("/trunk/trunk.2/trunk.2.2/conv2/conv2.0/Conv") == "trunk.2.2.conv2.0"
+
+
+def test_a_real_conversion_failure_names_the_layer():
+    """A slice that really drops channels after a concatenation: onnx2tf cannot follow it."""
+    from edgepack.convert.tflite import convert_float
+    from edgepack.errors import ConversionError
+
+    class Sliced(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 9, 1), nn.Conv2d(9, 9, 3, padding=1, groups=9)
+            self.skip = nn.Conv2d(3, 16, 1)
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x):
+            a = self.a(x)
+            y = torch.cat((a, self.b(a)), 1)[:, :16] + self.skip(x)
+            return self.head(y.mean((2, 3)))
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            conv = convert_float(Sliced().eval(), torch.randn(1, 3, 16, 16), Path(d))
+        except ConversionError as e:
+            msg = str(e)
+            assert "\x1b" not in msg and " option" not in msg and "\n" not in msg
+            assert msg.startswith("conversion to TFLite") and "layer" in msg
+        else:  # a later onnx2tf may follow it; then it must be right
+            assert conv.tflite
+
+
+def test_onnx_names_are_made_valid_for_tensorflow(tmp_path):
+    import onnx
+
+    from edgepack.convert.tflite import _TF_NAME, export_onnx, sanitize_names
+
+    model = A.make_model("resnext").eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, torch.randn(1, 3, 32, 32), path)
+    assert sanitize_names(path) > 0
+    names = [n.name for n in onnx.load(str(path)).graph.node]
+    assert all(_TF_NAME.match(n) for n in names) and len(set(names)) == len(names)
+
+
+class PaddedPoolStem(nn.Module):
+    """A ResNet-style stem: conv, BatchNorm, ReLU, then 3x3 max-pooling with padding, which onnx2tf
+    pads with -FLT_MAX."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.body = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16))
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.stem(x)
+        return self.head(torch.relu(self.body(y) + y).mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def padded_pool(tmp_path_factory, digits3):
+    from edgepack.convert.tflite import convert_float, to_model_layout
+
+    torch.manual_seed(0)
+    model = PaddedPoolStem().eval()
+    conv = convert_float(model, torch.from_numpy(digits3.x_eval[:1]), tmp_path_factory.mktemp("pool"),
+                         samples=digits3.x_calib)
+    return model, conv, to_model_layout(digits3.x_calib, conv.layout), to_model_layout(digits3.x_eval[:64], conv.layout)
+
+
+def test_max_pool_padding_does_not_blow_up_the_ranges(padded_pool):
+    """The -FLT_MAX padding is a sentinel, not a calibration value: XNNPACK runs the int8 model."""
+    from edgepack.compress.calibrate import CalibSpec, calibrated_float, quantize_calibrated
+    from edgepack.devices.host import HostRunner, interpreter
+
+    _, conv, calib, x = padded_pool
+    r = quantize_calibrated(calibrated_float(conv.saved_model_dir, calib), calib, CalibSpec(method="minmax"))
+    HostRunner().run(r.model, x)  # XNNPACK prepares it
+    scales = [t["quantization_parameters"]["scales"] for t in interpreter(r.model, allocate=False).get_tensor_details()]
+    assert max(float(s.max()) for s in scales if len(s)) < 1.0
+
+
+def test_the_guard_turns_a_delegate_refusal_into_a_failed_attempt(padded_pool, monkeypatch):
+    """Without the sentinel rule (as before), XNNPACK refuses every calibrated candidate: the guard
+    records each refusal with the node and goes on to its remedies; int16x8 (TF's own calibration)
+    is what XNNPACK then runs, and nothing raised a traceback."""
+    from types import SimpleNamespace
+
+    from edgepack.compress import calibrate
+    from edgepack.compress.guard import delegate_refusal, guarded_quantize
+    from edgepack.devices.host import HostRunner
+    from edgepack.training import accuracy
+
+    model, conv, calib, x = padded_pool
+    monkeypatch.setattr(calibrate, "PAD_SENTINEL", float("inf"))
+    runner = HostRunner()
+    labels = runner.run(conv.tflite, x).argmax(1)  # the float TFLite's own answers as the labels
+    q = SimpleNamespace(weights="per-channel", io_dtype="int8", calibration="minmax", percentile=99.99, equalize=False,
+                        bias_correction=False, allow_int16x8=True, max_float_layers=0)
+    g = guarded_quantize(conv.saved_model_dir, calib, x, labels, q=q, float_accuracy=100.0, max_drop=100.0,
+                         runner=runner)
+    refused = [a for a in g.attempts if a.get("refused")]
+    assert refused and refused[0]["what"] == "minmax" and "XNNPACK delegate could not prepare node" in refused[0]["refused"]
+    assert g.chosen.refused is None and g.chosen.what.startswith("int16x8") and g.met
+    assert accuracy(runner.run(g.chosen.model, x), labels) > 50
+    e = RuntimeError("Failed to apply XNNPACK delegate: Node number 29 (TfLiteXNNPackDelegate) failed to prepare.")
+    assert delegate_refusal(e) == ("the XNNPACK delegate could not prepare node 29 (int8 scales outside what its "
+                                   "kernels can requantize)")
+
+
+# ---- the CLI with an ONNX model and a folder data set --------------------------------------------
+def _profile(tmp: Path, epochs: int = 1) -> Path:
+    p = tmp / "rpi4-quick.toml"
+    p.write_text('extends = "rpi4"\nname = "rpi4"\n[runtime]\nformats = ["tflite"]\n'
+                 f'[pruning]\nrecovery_epochs = {epochs}\n[measure]\nwarmup = 2\nruns = 20\nrepeats = 1\n')
+    return p
+
+
+def _image_folder(tmp: Path, digits3, per_class: int = 40) -> Path:
+    """Digits as RGB PNG files in one folder per class, and a data manifest for them."""
+    from PIL import Image
+
+    from edgepack.data import digits
+
+    d = digits(channels=3)
+    x = np.concatenate([d.x_train, d.x_calib, d.x_eval])
+    y = np.concatenate([d.y_train, d.y_calib if d.y_calib is not None else [], d.y_eval]).astype(int)
+    root = tmp / "images"
+    for c in range(10):
+        (root / f"class{c}").mkdir(parents=True)
+        for i, k in enumerate(np.flatnonzero(y == c)[:per_class]):
+            hwc = np.clip((x[k].transpose(1, 2, 0) * 0.5 + 0.5) * 255 + 0.5, 0, 255).astype(np.uint8)
+            Image.fromarray(hwc, "RGB").save(root / f"class{c}" / f"{i:03d}.png")
+    manifest = tmp / "mydata.toml"
+    manifest.write_text('name = "my-digits"\nkind = "images"\npath = "images"\n[preprocess]\nresize = [32, 32]\n'
+                        'color = "rgb"\nscale = 0.00392156862745098\nmean = [0.5]\nstd = [0.5]\nrange = [-1.0, 1.0]\n'
+                        '[splits]\ncalibration = 0.2\nevaluation = 0.25\nseed = 0\n')
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def onnx_build(tmp_path_factory, digits3):
+    """`edgepack build --model mobilenetv1.onnx --data my-images.toml`: both new inputs at once."""
+    from edgepack.convert.tflite import export_onnx
+
+    tmp = tmp_path_factory.mktemp("onnx-in")
+    model = A.make_model("mobilenetv1")
+    model.load_state_dict(torch.load(_trained("mobilenetv1"), weights_only=True))
+    export_onnx(model.eval(), torch.from_numpy(digits3.x_eval[:1]), tmp / "mobilenetv1.onnx")
+    manifest = _image_folder(tmp, digits3)
+    proc = run_cli("build", "--target", str(_profile(tmp)), "--model", str(tmp / "mobilenetv1.onnx"),
+                   "--data", str(manifest), "--input-shape", "1,3,32,32", "--out", str(tmp / "out"))
+    return tmp, proc
+
+
+def test_onnx_model_with_a_folder_data_set_is_pruned_and_built(onnx_build):
+    tmp, proc = onnx_build
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp / "out" / "rpi4" / "manifest.json").read_text())
+    assert "onnx2torch" in m["model"]["origin"]
+    assert m["inputs"]["model"]["name"] == "mobilenetv1.onnx" and len(m["inputs"]["model"]["sha256"]) == 64
+    assert m["pruning"]["macs_after"] < m["pruning"]["macs_before"] and m["pruning"]["skipped"] is None
+    # the folder's own held-out split: 25% of 400 images, evaluated as the manifest preprocesses them
+    assert m["accuracy"]["eval_samples"] == 100
+    assert m["accuracy"]["float_original"] > 90 and m["accuracy"]["int8"] > 85
+    assert "my-digits" in m["preprocessing"] or "images" in m["preprocessing"]
+
+
+def test_onnx_model_onnx2torch_cannot_convert_builds_unpruned_and_says_so(tmp_path, digits3):
+    from edgepack.convert.tflite import export_onnx
+
+    class Shrunk(nn.Module):  # Hardshrink exports as ONNX Shrink, which onnx2torch does not convert
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.Hardshrink(0.05))
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    export_onnx(Shrunk().eval(), torch.from_numpy(digits3.x_eval[:1]), tmp_path / "shrunk.onnx")
+    proc = run_cli("build", "--target", str(_profile(tmp_path)), "--model", str(tmp_path / "shrunk.onnx"),
+                   "--out", str(tmp_path / "out"), "--allow-budget-violation")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not pruned" in proc.stderr and "onnx2torch cannot convert it" in proc.stderr
+    m = json.loads((tmp_path / "out" / "rpi4" / "manifest.json").read_text())
+    assert m["pruning"]["skipped"] and m["pruning"]["macs_after"] == m["pruning"]["macs_before"] > 0
+    assert m["validation"]["top1_agreement"] == 100.0
+
+
+def test_bad_data_manifests_are_refused_in_one_line(tmp_path, digits3):
+    manifest = _image_folder(tmp_path, digits3, per_class=4)
+    text = manifest.read_text()
+    cases = {
+        "fractions": text.replace("evaluation = 0.25", "evaluation = 0.8"),
+        "unknown": text + "validation = 0.1\n",
+    }
+    for what, body in cases.items():
+        manifest.write_text(body)
+        proc = run_cli("build", "--target", str(_profile(tmp_path)), "--model", "tests/architectures.py:mobilenetv1",
+                       "--weights", str(_trained("mobilenetv1")), "--data", str(manifest), "--input-shape", "1,3,32,32",
+                       "--out", str(tmp_path / "out"))
+        assert proc.returncode == 2, (what, proc.stderr[-2000:])
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("edgepack: error:") and "[splits]" in last, (what, proc.stderr)
+    assert not (tmp_path / "out").exists()
