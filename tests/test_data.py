@@ -75,7 +75,7 @@ def test_npz_errors(tmp_path, overrides, message):
 
 
 def test_data_spec_errors(tmp_path):
-    with pytest.raises(DataError, match="data 'mnist' is neither 'digits' nor a .npz file"):
+    with pytest.raises(DataError, match="data 'mnist' is not 'digits', a .npz file holding .* or a data manifest"):
         load_data("mnist", input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
         load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))

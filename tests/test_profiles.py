@@ -89,8 +89,8 @@ MALFORMED = {
     "name-empty": ('extends = "rpi4"\nname = ""\n', ":2: name: must not be empty"),
     "unknown-key": (CHILD + "[pruning]\nrecovery_epoch = 8\n",
                     ":3: pruning.recovery_epoch: unknown key; valid keys here: channel_multiple, distill_alpha, "
-                    "distill_temperature, importance, keep_layers, layer_ratios, learning_rate, max_ratio, ratio, recovery, "
-                    "recovery_epochs, scope, steps"),
+                    "distill_temperature, early_stop_patience, fragile_drop, importance, keep_layers, layer_ratios, "
+                    "learning_rate, max_ratio, ratio, recovery, recovery_epochs, recovery_seconds, scope, steps"),
     "unknown-section": (CHILD + "[budget]\nmax_model_kb = 1\n",
                         ":2: budget: unknown key; valid keys here: budgets, ci, connection, description, executorch, extends, hardware, "
                         "measure, name, power, pruning, quantization, runtime"),

@@ -131,6 +131,18 @@ def sanitize_names(onnx_path: Path) -> int:
     return renamed
 
 
+def _static_shapes(m) -> dict[str, list[int]]:
+    """Value name -> shape, for the values of an ONNX model whose shape inference gives every dimension."""
+    import onnx
+
+    shapes = {}
+    for vi in [*onnx.shape_inference.infer_shapes(m).graph.value_info, *m.graph.input, *m.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = [d.dim_value for d in dims]
+    return shapes
+
+
 def fold_constants(onnx_path: Path) -> bool:
     """Fold shape arithmetic into constants with onnxsim (``x.chunk(2, dim=1)`` exports as slices
     whose bounds are computed from the input's shape; onnx2tf places such slices on the wrong axis
@@ -158,11 +170,7 @@ def drop_noop_slices(onnx_path: Path) -> int:
     import onnx
 
     m = onnx.load(str(onnx_path))
-    shapes = {}
-    for vi in [*onnx.shape_inference.infer_shapes(m).graph.value_info, *m.graph.input]:
-        dims = vi.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[vi.name] = [d.dim_value for d in dims]
+    shapes = _static_shapes(m)
     outputs = {o.name for o in m.graph.output}
     drop = {}
     for node in m.graph.node:
@@ -192,12 +200,7 @@ def rewrite_channel_shuffles(onnx_path: Path) -> int:
     from onnx import helper, numpy_helper
 
     m = onnx.load(str(onnx_path))
-    inferred = onnx.shape_inference.infer_shapes(m)
-    shapes = {}
-    for vi in [*inferred.graph.value_info, *m.graph.input, *m.graph.output]:
-        dims = vi.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[vi.name] = [d.dim_value for d in dims]
+    shapes = _static_shapes(m)
     consumers: dict[str, list] = {}
     for n in m.graph.node:
         for i in n.input:
