@@ -232,16 +232,17 @@ def test_max_pool_padding_does_not_blow_up_the_ranges(padded_pool):
     assert max(float(s.max()) for s in scales if len(s)) < 1.0
 
 
-def test_the_guard_turns_a_delegate_refusal_into_a_failed_attempt(padded_pool, monkeypatch):
-    """Without the sentinel rule (as before), XNNPACK refuses every calibrated candidate: the guard
-    records each refusal with the node and goes on to its remedies; int16x8 (TF's own calibration)
-    is what XNNPACK then runs, and nothing raised a traceback."""
+def test_the_guard_turns_a_delegate_refusal_into_failed_attempts_and_one_line(padded_pool, monkeypatch):
+    """Without the sentinel rule (as before), XNNPACK refuses every candidate of this model: the
+    guard records each refusal with the node and tries every remedy the profile allows (no
+    traceback), then stops with one line saying what was tried and what to do."""
     from types import SimpleNamespace
 
     from edgepack.compress import calibrate
     from edgepack.compress.guard import delegate_refusal, guarded_quantize
     from edgepack.devices.host import HostRunner
-    from edgepack.training import accuracy
+    from edgepack.errors import ConversionError
+    from edgepack.progress import Reporter
 
     model, conv, calib, x = padded_pool
     monkeypatch.setattr(calibrate, "PAD_SENTINEL", float("inf"))
@@ -249,22 +250,28 @@ def test_the_guard_turns_a_delegate_refusal_into_a_failed_attempt(padded_pool, m
     labels = runner.run(conv.tflite, x).argmax(1)  # the float TFLite's own answers as the labels
     q = SimpleNamespace(weights="per-channel", io_dtype="int8", calibration="minmax", percentile=99.99, equalize=False,
                         bias_correction=False, allow_int16x8=True, max_float_layers=0)
-    g = guarded_quantize(conv.saved_model_dir, calib, x, labels, q=q, float_accuracy=100.0, max_drop=100.0,
-                         runner=runner)
-    refused = [a for a in g.attempts if a.get("refused")]
-    assert refused and refused[0]["what"] == "minmax" and "XNNPACK delegate could not prepare node" in refused[0]["refused"]
-    assert g.chosen.refused is None and g.chosen.what.startswith("int16x8") and g.met
-    assert accuracy(runner.run(g.chosen.model, x), labels) > 50
-    e = RuntimeError("Failed to apply XNNPACK delegate: Node number 29 (TfLiteXNNPackDelegate) failed to prepare.")
-    assert delegate_refusal(e) == ("the XNNPACK delegate could not prepare node 29 (int8 scales outside what its "
-                                   "kernels can requantize)")
+    lines = []
+    rep = Reporter(total=1, quiet=True)
+    rep.info = lines.append
+    with pytest.raises(ConversionError) as e:
+        guarded_quantize(conv.saved_model_dir, calib, x, labels, q=q, float_accuracy=100.0, max_drop=1.0, runner=runner,
+                         reporter=rep)
+    msg = str(e.value)
+    assert "\n" not in msg and "refused every int8 model tried (7:" in msg and "XNNPACK delegate could not prepare node" in msg
+    assert "allow int16x8 or float layers" in msg
+    refusals = [l for l in lines if "the runtime refused it" in l]
+    assert len(refusals) == 7 and any("int16x8" in l for l in refusals) and any("entropy" in l for l in refusals)
+    e2 = RuntimeError("Failed to apply XNNPACK delegate: Node number 29 (TfLiteXNNPackDelegate) failed to prepare.")
+    assert delegate_refusal(e2) == ("the XNNPACK delegate could not prepare node 29 (int8 scales outside what its "
+                                    "kernels can requantize)")
 
 
 # ---- the CLI with an ONNX model and a folder data set --------------------------------------------
 def _profile(tmp: Path, epochs: int = 1) -> Path:
     p = tmp / "rpi4-quick.toml"
     p.write_text('extends = "rpi4"\nname = "rpi4"\n[runtime]\nformats = ["tflite"]\n'
-                 f'[pruning]\nrecovery_epochs = {epochs}\n[measure]\nwarmup = 2\nruns = 20\nrepeats = 1\n')
+                 f'[pruning]\nrecovery_epochs = {epochs}\n[measure]\nwarmup = 2\nruns = 20\nrepeats = 1\n'
+                 "[budgets]\nmax_accuracy_drop = 5.0\n")  # 80 validation images: one is 1.25 points
     return p
 
 
@@ -319,23 +326,35 @@ def test_onnx_model_with_a_folder_data_set_is_pruned_and_built(onnx_build):
 
 
 def test_onnx_model_onnx2torch_cannot_convert_builds_unpruned_and_says_so(tmp_path, digits3):
+    """A model written in ONNX with ThresholdedRelu, which onnx2tf and onnxruntime run and onnx2torch
+    does not convert: built through onnxruntime and onnx2tf, unpruned, and the build says why."""
+    import onnx
+    from onnx import helper
+
     from edgepack.convert.tflite import export_onnx
 
-    class Shrunk(nn.Module):  # Hardshrink exports as ONNX Shrink, which onnx2torch does not convert
+    class Small(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.Hardshrink(0.05))
+            self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
             self.head = nn.Linear(16, 10)
 
         def forward(self, x):
             return self.head(self.conv(x).mean((2, 3)))
 
     torch.manual_seed(0)
-    export_onnx(Shrunk().eval(), torch.from_numpy(digits3.x_eval[:1]), tmp_path / "shrunk.onnx")
-    proc = run_cli("build", "--target", str(_profile(tmp_path)), "--model", str(tmp_path / "shrunk.onnx"),
-                   "--out", str(tmp_path / "out"), "--allow-budget-violation")
+    path = tmp_path / "thresholded.onnx"
+    export_onnx(Small().eval(), torch.from_numpy(digits3.x_eval[:1]), path)
+    m = onnx.load(str(path))
+    for i, node in enumerate(m.graph.node):
+        if node.op_type == "Relu":  # y = x where x > 0.05, else 0
+            m.graph.node[i].CopyFrom(helper.make_node("ThresholdedRelu", list(node.input), list(node.output),
+                                                      name=node.name, alpha=0.05))
+    onnx.save(m, str(path))
+    proc = run_cli("build", "--target", str(_profile(tmp_path)), "--model", str(path), "--out", str(tmp_path / "out"),
+                   "--allow-budget-violation")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "not pruned" in proc.stderr and "onnx2torch cannot convert it" in proc.stderr
+    assert "not pruned" in proc.stderr and "onnx2torch cannot convert it" in proc.stderr, proc.stderr[-3000:]
     m = json.loads((tmp_path / "out" / "rpi4" / "manifest.json").read_text())
     assert m["pruning"]["skipped"] and m["pruning"]["macs_after"] == m["pruning"]["macs_before"] > 0
     assert m["validation"]["top1_agreement"] == 100.0
@@ -357,3 +376,27 @@ def test_bad_data_manifests_are_refused_in_one_line(tmp_path, digits3):
         last = proc.stderr.strip().splitlines()[-1]
         assert last.startswith("edgepack: error:") and "[splits]" in last, (what, proc.stderr)
     assert not (tmp_path / "out").exists()
+
+
+def test_pruning_that_costs_too_much_is_backed_off(tmp_path, demo, digits):
+    """Pruning may use only its share of the accuracy budget (validation split, after recovery):
+    beyond it the stage prunes at half the ratio, then not at all; the attempts are recorded."""
+    from edgepack.compress.budgeted import prune_within_budget, validation_split
+    from edgepack.profiles import load_profile
+    from edgepack.progress import Reporter
+    from edgepack.training import accuracy, predict
+
+    p = tmp_path / "harsh.toml"
+    p.write_text('extends = "rpi4"\nname = "harsh"\n[pruning]\nratio = 0.6\nscope = "uniform"\nrecovery = "bn-reestimate"\n'
+                 "accuracy_share = 0.5\n[budgets]\nmax_accuracy_drop = 1.0\n")
+    profile = load_profile(str(p))
+    stage = prune_within_budget(demo, digits, torch.from_numpy(digits.x_eval[:1]), profile, Reporter(total=1, quiet=True))
+    a = stage.attempts
+    assert a[0]["ratio"] == 0.6 and not a[0]["kept"] and a[0]["validation_loss"] > 0.5
+    assert a[-1]["kept"] and [x["kept"] for x in a].count(True) == 1
+    assert [x["ratio"] for x in a] in ([0.6, 0.3], [0.6, 0.3, 0.0])
+    vx, vy = validation_split(digits)
+    loss = accuracy(predict(demo.module, vx), vy) - accuracy(predict(stage.result.model, vx), vy)
+    assert loss <= 0.5 + 1e-9
+    if a[-1]["ratio"] == 0.0:
+        assert stage.result.macs_after == stage.result.macs_before and "lost more than" in stage.result.skipped

@@ -88,7 +88,7 @@ MALFORMED = {
                     ":3: pruning.distill_alpha: 1.2 is out of range; expected >= 0.0 and <= 1.0"),
     "name-empty": ('extends = "rpi4"\nname = ""\n', ":2: name: must not be empty"),
     "unknown-key": (CHILD + "[pruning]\nrecovery_epoch = 8\n",
-                    ":3: pruning.recovery_epoch: unknown key; valid keys here: channel_multiple, distill_alpha, "
+                    ":3: pruning.recovery_epoch: unknown key; valid keys here: accuracy_share, channel_multiple, distill_alpha, "
                     "distill_temperature, early_stop_patience, fragile_drop, importance, keep_layers, layer_ratios, "
                     "learning_rate, max_ratio, ratio, recovery, recovery_epochs, recovery_seconds, scope, steps"),
     "unknown-section": (CHILD + "[budget]\nmax_model_kb = 1\n",

@@ -121,50 +121,11 @@ def build(
 
     example = torch.from_numpy(splits.x_eval[:1])
     with rep.stage(STAGES[2]):
-        from .compress.distill import recover
-        from .compress.prune import PruneSpec, prune_channels
-        from .training import seed_everything
+        from .compress.budgeted import prune_within_budget
         from .validate import torch_accuracy
 
-        p = profile.pruning
-        prune_spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
-                               importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
-                               max_ratio=p.max_ratio, fragile_points=p.fragile_drop)
-        validation = _validation_split(splits)
-        recovery_log: dict = {}
-
-        def recover_now(model, step=None):
-            seed_everything(0)
-            recover(model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate, mode=p.recovery,
-                    temperature=p.distill_temperature, alpha=p.distill_alpha, max_seconds=p.recovery_seconds,
-                    validation=validation, patience=p.early_stop_patience, log=recovery_log, reporter=rep)
-
-        # Taylor scores need labelled data: a fixed slice of the training split
-        if getattr(loaded.module, "onnx_path", None) is not None:
-            from .compress.prune import unpruned
-
-            pr = unpruned(loaded.module, example, prune_spec, f"the ONNX model has no PyTorch graph ({loaded.origin})")
-            rep.warn(f"not pruned: {pr.skipped}")
-        else:
-            pr = prune_channels(loaded.module, example, prune_spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
-                                validation=validation, between_steps=recover_now, say=rep.warn)
-        if pr.plan:
-            pl = pr.plan
-            fragile = [g["root"] for g in pl["groups"] if g["note"].startswith("fragile")]
-            cut = sum(1 for g in pl["groups"] if g["chosen_ratio"] > 0)
-            rep.info(f"sensitivity of {len(pl['groups'])} channel groups measured on {pl['samples']} samples: {cut} pruned, "
-                     f"{len(fragile)} fragile left whole{(' (' + ', '.join(fragile[:4]) + (' ...' if len(fragile) > 4 else '') + ')') if fragile else ''}")
-            if pl["planned_macs_saved"] < 0.9 * pl["target_macs_saved"]:
-                rep.warn(f"pruning removes about {pl['planned_macs_saved']:,} MACs, not the {pl['target_macs_saved']:,} a uniform "
-                         f"ratio of {p.ratio:g} would: the rest would cut fragile groups (pruning.fragile_drop = {p.fragile_drop:g})")
-        if pr.macs_after < pr.macs_before:
-            recover_now(pr.model)
-            r = recovery_log
-            if r.get("epochs_run"):
-                rep.info(f"recovery ({r['mode']}): {r['epochs_run']} of {r['epochs_requested']} epochs in {r['seconds']:.0f} s"
-                         f"{'; ' + r['stopped'] if r['stopped'] != 'done' else ''}")
-        else:
-            rep.info("nothing was pruned: recovery skipped")
+        stage = prune_within_budget(loaded, splits, example, profile, rep)
+        pr, recovery_log = stage.result, stage.recovery
         pruned_acc = torch_accuracy(pr.model, splits.x_eval, splits.y_eval)
         rep.info(f"MACs {pr.macs_before:,} -> {pr.macs_after:,}, parameters {pr.params_before:,} -> {pr.params_after:,}; "
                  f"recovered float accuracy {pruned_acc:.2f}%")
@@ -342,6 +303,7 @@ def build(
                            "max_rel_diff": fcheck.max_rel_diff, "top1_agreement": fcheck.top1_agreement},
             "pruning": pr.summary(),
             "recovery": {k: v for k, v in recovery_log.items() if k != "seconds"} or None,
+            "pruning_attempts": stage.attempts,
             "estimates": {"latency": est_lat.to_dict(), "energy": est_energy.to_dict()},
             "memory": {"tensor_arena_bytes": arena, "basis": "measured: TFLM tensor arena on a 64-bit host"},
             "micro": micro,
@@ -455,14 +417,6 @@ def _export_pte(profile, model, calib: np.ndarray, splits, tflite_out: np.ndarra
         }
         out.append({"bytes": prog.program, "program": prog, "entry": entry})
     return out
-
-
-def _validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled samples outside training and evaluation for pruning sensitivity and early stopping:
-    the calibration split when its labels are known, else the last 256 training samples."""
-    if splits.y_calib is not None:
-        return splits.x_calib, splits.y_calib
-    return splits.x_train[-256:], splits.y_train[-256:]
 
 
 def _default_input_shape(model: str) -> tuple[int, ...]:

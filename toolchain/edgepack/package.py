@@ -189,7 +189,7 @@ def render_report(m: dict) -> str:
           f"{_fmt_int(l['macs_after'])} | {_fmt_int(l['params_before'])} | {_fmt_int(l['params_after'])} | {l['note']} |"
           for l in prune["layers"]],
         "",
-        *_sensitivity_lines(prune, m.get("recovery")),
+        *_sensitivity_lines(prune, m.get("recovery"), m.get("pruning_attempts") or []),
         "## Latency and energy",
         "",
         "What this build measured (latency of every artifact, where it was measured, each stage's time) is in "
@@ -259,9 +259,14 @@ def _artifacts_section(m: dict) -> list[str]:
     return lines
 
 
-def _sensitivity_lines(prune: dict, recovery: dict | None) -> list[str]:
+def _sensitivity_lines(prune: dict, recovery: dict | None, attempts: list[dict]) -> list[str]:
     """The report's account of why pruning went where it did, and of recovery."""
     lines = []
+    if len(attempts) > 1:
+        lines += ["Pruning was backed off because it cost more than its share of the accuracy budget (validation "
+                  "split, after recovery): " + "; ".join(
+                      f"ratio {a['ratio']:g}: {a['validation_loss']:.2f} points{' (kept)' if a['kept'] else ''}"
+                      for a in attempts) + ".", ""]
     if prune.get("skipped"):
         lines += [f"**The model was not pruned**: {prune['skipped']}.", ""]
     for root, why in (prune.get("left_whole") or {}).items():

@@ -116,6 +116,9 @@ class Pruning:
     recovery_seconds: float | None = field(default=None, metadata=_spec(lo=0.0, lo_open=True, doc=(
         "time budget for recovery: fewer epochs are run when the requested ones would not fit (measured on the "
         "first batches)")))
+    accuracy_share: float = field(default=0.6, metadata=_spec(lo=0.0, lo_open=True, hi=1.0, doc=(
+        "share of budgets.max_accuracy_drop pruning may use (on the validation split, after recovery); beyond it "
+        "pruning is redone at half the ratio, then skipped")))
     early_stop_patience: int = field(default=2, metadata=_spec(lo=0, doc=(
         "stop recovery after this many epochs without a better validation accuracy (0: never stop early)")))
     layer_ratios: tuple[tuple[str, float], ...] = field(default=(), metadata=_spec(

@@ -37,10 +37,14 @@ class OnnxRuntimeModel(nn.Module):
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
+        inp = self._session.get_inputs()[0]
+        self._input = inp.name
+        self._batch_one = inp.shape[0] == 1  # exported with a fixed batch of 1: run sample by sample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._session.run(None, {self._input: x.detach().cpu().numpy().astype(np.float32)})[0]
+        a = x.detach().cpu().numpy().astype(np.float32)
+        chunks = [a[i : i + 1] for i in range(len(a))] if self._batch_one else [a]
+        out = np.concatenate([self._session.run(None, {self._input: c})[0] for c in chunks])
         return torch.from_numpy(np.ascontiguousarray(out))
 
     def __deepcopy__(self, memo):

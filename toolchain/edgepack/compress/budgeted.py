@@ -1,0 +1,108 @@
+"""The prune-and-recover stage under the accuracy budget: pruning never wrecks a model.
+
+Pruning at the profile's ratio, then recovery; if the recovered model has lost more than its share
+of the accuracy budget on the validation split (``pruning.accuracy_share`` x
+``budgets.max_accuracy_drop``, the rest is left for quantization), pruning is redone from the
+original model at half the ratio, and as a last resort the model is built unpruned. Every attempt
+is recorded; the held-out evaluation split is never used to choose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ..progress import Reporter
+from .prune import PruneResult, PruneSpec, prune_channels, unpruned
+
+
+@dataclass
+class PruneStage:
+    """What the stage hands on: the kept result, its recovery record and every attempt."""
+
+    result: PruneResult
+    recovery: dict
+    attempts: list[dict] = field(default_factory=list)
+
+
+def validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled samples outside training and evaluation for pruning sensitivity, early stopping and
+    the pruning budget: the calibration split when its labels are known, else the last 256 training
+    samples."""
+    if splits.y_calib is not None:
+        return splits.x_calib, splits.y_calib
+    return splits.x_train[-256:], splits.y_train[-256:]
+
+
+def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Reporter) -> PruneStage:
+    """Prune ``loaded.module`` as ``profile.pruning`` says, recover, and back off while pruning alone
+    costs more than its share of the budget. Returns the kept attempt."""
+    from ..training import accuracy, predict, seed_everything
+    from .distill import recover
+
+    p = profile.pruning
+    spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
+                     importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
+                     max_ratio=p.max_ratio, fragile_points=p.fragile_drop)
+    if getattr(loaded.module, "onnx_path", None) is not None:
+        pr = unpruned(loaded.module, example, spec, f"the ONNX model has no PyTorch graph ({loaded.origin})")
+        rep.warn(f"not pruned: {pr.skipped}")
+        return PruneStage(pr, {})
+    val = validation_split(splits)
+    teacher_val = accuracy(predict(loaded.module, val[0]), val[1])
+    allowed = p.accuracy_share * profile.budgets.max_accuracy_drop
+    attempts: list[dict] = []
+    ratios = [p.ratio, round(p.ratio / 2, 4)] if p.ratio > 0 else [0.0]
+    for i, ratio in enumerate([*ratios, 0.0] if ratios[-1] > 0 else ratios):
+        log: dict = {}
+
+        def recover_now(model, step=None, log=log):
+            seed_everything(0)
+            recover(model, loaded.module, splits, epochs=p.recovery_epochs, lr=p.learning_rate, mode=p.recovery,
+                    temperature=p.distill_temperature, alpha=p.distill_alpha, max_seconds=p.recovery_seconds,
+                    validation=val, patience=p.early_stop_patience, log=log, reporter=rep)
+
+        if ratio == 0 and i > 0:
+            pr = unpruned(loaded.module, example, spec, f"pruning at ratio {p.ratio:g} and {ratios[-1]:g} lost more than "
+                                                        f"{allowed:.2g} points even after recovery (attempts in the manifest)")
+            rep.warn(f"built unpruned: {pr.skipped}")
+            attempts.append({"ratio": 0.0, "validation_loss": 0.0, "kept": True})
+            return PruneStage(pr, {}, attempts)
+        # Taylor scores need labelled data: a fixed slice of the training split
+        pr = prune_channels(loaded.module, example, replace(spec, ratio=ratio, layer_ratios=spec.layer_ratios if i == 0 else ()),
+                            calibration=(splits.x_train[:256], splits.y_train[:256]), validation=val,
+                            between_steps=recover_now, say=rep.warn)
+        _describe_plan(pr, ratio, p.fragile_drop, rep)
+        if pr.macs_after < pr.macs_before:
+            recover_now(pr.model)
+            if log.get("epochs_run"):
+                rep.info(f"recovery ({log['mode']}): {log['epochs_run']} of {log['epochs_requested']} epochs in "
+                         f"{log['seconds']:.0f} s{'; ' + log['stopped'] if log['stopped'] != 'done' else ''}")
+        else:
+            rep.info("nothing was pruned: recovery skipped")
+            return PruneStage(pr, log, attempts)
+        loss = teacher_val - accuracy(predict(pr.model, val[0]), val[1])
+        ok = loss <= allowed
+        attempts.append({"ratio": ratio, "validation_loss": round(loss, 4), "kept": ok})
+        if ok:
+            return PruneStage(pr, log, attempts)
+        rep.warn(f"pruning at ratio {ratio:g} loses {loss:.2f} points on the validation split after recovery, more than "
+                 f"its share of the budget ({p.accuracy_share:g} x {profile.budgets.max_accuracy_drop:g} = {allowed:.2g}); "
+                 "pruning less")
+    raise AssertionError("unreachable: the last attempt is the unpruned model")
+
+
+def _describe_plan(pr: PruneResult, ratio: float, fragile_drop: float, rep: Reporter) -> None:
+    if not pr.plan:
+        return
+    pl = pr.plan
+    fragile = [g["root"] for g in pl["groups"] if g["note"].startswith("fragile")]
+    cut = sum(1 for g in pl["groups"] if g["chosen_ratio"] > 0)
+    named = f" ({', '.join(fragile[:4])}{' ...' if len(fragile) > 4 else ''})" if fragile else ""
+    rep.info(f"sensitivity of {len(pl['groups'])} channel groups measured on {pl['samples']} samples: {cut} pruned, "
+             f"{len(fragile)} fragile left whole{named}")
+    if pl["planned_macs_saved"] < 0.9 * pl["target_macs_saved"]:
+        rep.warn(f"pruning removes about {pl['planned_macs_saved']:,} MACs, not the {pl['target_macs_saved']:,} a uniform "
+                 f"ratio of {ratio:g} would: the rest would cut fragile groups (pruning.fragile_drop = {fragile_drop:g})")
