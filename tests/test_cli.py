@@ -98,16 +98,30 @@ def test_build_rpi4_end_to_end(built):
 
 
 def test_budget_violation_writes_nothing(tmp_path):
-    # No recovery after removing 70% of the channels: the model collapses, and the build must say so.
-    profile = write_profile(tmp_path / "harsh.toml", **{"name": '"harsh"', "pruning.ratio": "0.7", "pruning.recovery_epochs": "0",
-                                                        "runtime.formats": '["tflite"]'})  # no .pte: faster
+    profile = write_profile(tmp_path / "slow.toml", **{"name": '"slow"', "budgets.max_latency_ms": "0.0001",
+                                                       "pruning.recovery_epochs": "1", "runtime.formats": '["tflite"]'})
     out = tmp_path / "out"
     proc = run_cli("build", "--target", str(profile), "--out", str(out), "--quiet")
     assert proc.returncode == 4, proc.stderr[-2000:]
     line = proc.stderr.strip()
-    assert line.startswith("edgepack: error: max_accuracy_drop needs ") and "points but harsh allows 1.5 (measured on the host)" in line
+    assert line.startswith("edgepack: error: max_latency_ms needs ") and "ms but slow allows 0.0001 (estimated)" in line
     assert "\n" not in line
     assert not out.exists()
+
+
+def test_pruning_that_collapses_the_model_is_backed_off(tmp_path):
+    # No recovery after removing 70% of the channels: the model collapses; the build must not ship that
+    profile = write_profile(tmp_path / "harsh.toml", **{"name": '"harsh"', "pruning.ratio": "0.7", "pruning.recovery_epochs": "0",
+                                                        "runtime.formats": '["tflite"]'})  # no .pte: faster
+    out = tmp_path / "out"
+    proc = run_cli("build", "--target", str(profile), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pruning at ratio 0.7 loses" in proc.stderr and "pruning less" in proc.stderr
+    m = json.loads((out / "harsh" / "manifest.json").read_text())
+    attempts = m["pruning_attempts"]
+    assert attempts[0]["ratio"] == 0.7 and not attempts[0]["kept"] and attempts[-1]["kept"]
+    assert m["accuracy"]["float_original"] - m["accuracy"]["int8"] <= 1.5
+    assert "Pruning was backed off" in (out / "harsh" / "report.md").read_text()
 
 
 def test_user_model_with_own_data(tmp_path):
