@@ -331,6 +331,9 @@ def build(
             "stage_seconds": dict(rep.stage_seconds), "recovery_seconds": recovery_log.get("seconds"),
         }
         files["measurements.json"] = manifest_bytes(measurements)
+        from .verify import check_documents
+
+        check_documents(manifest, measurements)
         out_dir = write_bundle(Path(out) / profile.name, files)
     # The packaging stage's own time cannot be inside the files it writes; it is in the result.
     measurements["stage_seconds"] = dict(rep.stage_seconds)

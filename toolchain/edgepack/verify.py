@@ -62,6 +62,14 @@ def _validate(doc: dict, kind: str, where: str) -> None:
                           + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
 
 
+def check_documents(manifest: dict, measurements: dict) -> None:
+    """A build's own manifest and measurements against their schemas, before anything is written, so a
+    bundle edgepack writes is always one `edgepack verify` accepts. Raises BundleError (a bug)."""
+    _validate(json.loads(json.dumps(manifest)), "manifest", "the manifest this build made (an edgepack bug: report it)")
+    _validate(json.loads(json.dumps(measurements)), "measurements",
+              "the measurements this build made (an edgepack bug: report it)")
+
+
 def read_manifest(bundle: str | Path) -> tuple[Path, dict]:
     """The bundle folder and its parsed manifest. Raises UsageError / BundleError."""
     bundle = Path(bundle)
