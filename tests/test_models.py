@@ -95,7 +95,7 @@ def test_user_model_errors(user_model, digits, tmp_path):
         f"{path}:broken": (ckpt, f"'{path}:broken' raised RuntimeError: no GPU here; the factory must take no arguments"),
         f"{path}:not_a_module": (ckpt, f"'{path}:not_a_module' returned int, not a torch.nn.Module"),
         f"{tmp_path}/nope.py:make": (ckpt, f"model file '{tmp_path}/nope.py' does not exist or is not a .py file"),
-        "mymodel": (ckpt, "model 'mymodel' is not 'zoo:NAME' or 'path/to/file.py:factory'"),
+        "mymodel": (ckpt, "model 'mymodel' is not 'zoo:NAME', 'path/to/file.py:factory' or 'path/to/model.onnx'"),
     }
     for spec, (weights, message) in cases.items():
         with pytest.raises(ModelLoadError) as e:
