@@ -214,6 +214,12 @@ def prune_channels(
             for root, why in culprits.items():
                 left_whole[root] = f"left whole: pruning it breaks the model ({why})"
                 say(f"channel group at {root} left whole: pruning it breaks the model ({why})")
+        else:  # every attempt broke the model again: nothing is pruned
+            reason = f"structured pruning kept breaking the model ({broken}); it is built unpruned"
+            say(reason)
+            layers = [LayerChange(n, k, c, c, m, m, p, p, "model left unpruned (see skipped)") for n, (k, c, m, p) in before.items()]
+            return PruneResult(copy.deepcopy(model).eval(), spec, macs0, macs0, params0, params0, layers,
+                               skipped=reason, left_whole=left_whole)
     after = _layer_stats(pruned, example)
     macs1, params1 = count_macs_params(pruned, example)
     coupled = _coupled_to_protected(model, example, list(protected))

@@ -103,7 +103,7 @@ class _Silencer:
         self.saved.clear()
 
 
-def _group_macs(group, layer_macs: dict, names: dict, frac: float) -> int:
+def _group_macs(group, layer_macs: dict, frac: float) -> int:
     """MACs a group saves when ``frac`` of its channels go: each layer loses that fraction of its
     output or input channels (depthwise layers lose both, which is the same fraction)."""
     import torch_pruning as tp
@@ -167,7 +167,7 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
         root = names.get(root_mod, "?")
         layers = sorted({names[d.target.module] for d, _ in group if d.target.module in layer_macs})
         n = len(group[0].idxs)
-        g = GroupSensitivity(root, layers, n, _group_macs(group, layer_macs, names, 1.0))
+        g = GroupSensitivity(root, layers, n, _group_macs(group, layer_macs, 1.0))
         groups.append(g)
         if root in unprunable:
             g.note = unprunable[root]
@@ -188,7 +188,7 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
             trial = dg.get_pruning_group(root_mod, group[0].dep.handler, order[: n - k])
             with _Silencer(trial):
                 drop = base - _accuracy(model, x, y)
-            saved = _group_macs(trial, layer_macs, names, (n - k) / n)
+            saved = _group_macs(trial, layer_macs, (n - k) / n)
             g.trials.append({"ratio": lvl, "channels_removed": n - k, "drop": round(drop, 3), "macs_saved": saved})
             opts.append((lvl, drop, saved))
             if drop > fragile_points:
