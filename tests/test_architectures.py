@@ -381,10 +381,10 @@ def test_bad_data_manifests_are_refused_in_one_line(tmp_path, digits3):
 def test_pruning_that_costs_too_much_is_backed_off(tmp_path, demo, digits):
     """Pruning may use only its share of the accuracy budget (validation split, after recovery):
     beyond it the stage prunes at half the ratio, then not at all; the attempts are recorded."""
-    from edgepack.compress.budgeted import prune_within_budget, validation_split
+    from edgepack.compress.budgeted import paired_loss, prune_within_budget, validation_split
     from edgepack.profiles import load_profile
     from edgepack.progress import Reporter
-    from edgepack.training import accuracy, predict
+    from edgepack.training import predict
 
     p = tmp_path / "harsh.toml"
     p.write_text('extends = "rpi4"\nname = "harsh"\n[pruning]\nratio = 0.6\nscope = "uniform"\nrecovery = "bn-reestimate"\n'
@@ -392,11 +392,33 @@ def test_pruning_that_costs_too_much_is_backed_off(tmp_path, demo, digits):
     profile = load_profile(str(p))
     stage = prune_within_budget(demo, digits, torch.from_numpy(digits.x_eval[:1]), profile, Reporter(total=1, quiet=True))
     a = stage.attempts
-    assert a[0]["ratio"] == 0.6 and not a[0]["kept"] and a[0]["validation_loss"] > 0.5
+    assert a[0]["ratio"] == 0.6 and not a[0]["kept"] and a[0]["validation_loss"] - a[0]["standard_error"] > 0.5
     assert a[-1]["kept"] and [x["kept"] for x in a].count(True) == 1
     assert [x["ratio"] for x in a] in ([0.6, 0.3], [0.6, 0.3, 0.0])
     vx, vy = validation_split(digits)
-    loss = accuracy(predict(demo.module, vx), vy) - accuracy(predict(stage.result.model, vx), vy)
-    assert loss <= 0.5 + 1e-9
+    loss, se = paired_loss(predict(demo.module, vx).argmax(1) == vy, predict(stage.result.model, vx).argmax(1) == vy)
+    assert (loss, se) == pytest.approx((a[-1]["validation_loss"], a[-1]["standard_error"]), abs=1e-3)
+    assert loss - se <= 0.5 + 1e-9
     if a[-1]["ratio"] == 0.0:
         assert stage.result.macs_after == stage.result.macs_before and "lost more than" in stage.result.skipped
+
+
+def test_pruning_loss_is_judged_with_its_paired_standard_error():
+    """Two of 180 validation samples lost is within noise; fifty lost is a collapse."""
+    from edgepack.compress.budgeted import paired_loss
+
+    before = np.ones(180, bool)
+    after = before.copy()
+    after[:2] = False
+    loss, se = paired_loss(before, after)
+    assert loss == pytest.approx(200 / 180) and se == pytest.approx(100 * np.sqrt(2 - 4 / 180) / 180)
+    assert loss - se < 0.9  # inside the default share (0.6 x 1.5): kept
+    after[:50] = False
+    loss, se = paired_loss(before, after)
+    assert loss - se > 20
+    # changes both ways cancel in the loss but not in its uncertainty
+    b, a = np.ones(180, bool), np.ones(180, bool)
+    b[:5], a[5:10] = False, False
+    loss, se = paired_loss(b, a)
+    assert loss == 0.0 and se == pytest.approx(100 * np.sqrt(10) / 180)
+    assert paired_loss(before, before) == (0.0, 0.0)

@@ -49,10 +49,10 @@ def test_build_meets_profile(bundles, target):
     # pruning as the profile says: ratio, channel multiple, protected classifier
     pr = m["pruning"]
     assert pr["ratio"] == p.pruning.ratio and pr["channel_multiple"] == p.pruning.channel_multiple
-    for layer in pr["layers"]:
-        if layer["name"] != "classifier":
-            assert layer["channels_after"] % p.pruning.channel_multiple == 0, layer
-    assert pr["macs_after"] < pr["macs_before"]
+    cut = [layer for layer in pr["layers"] if layer["channels_after"] < layer["channels_before"]]
+    for layer in cut:  # a layer the sensitivity pass left whole keeps its own width
+        assert layer["name"] != "classifier" and layer["channels_after"] % p.pruning.channel_multiple == 0, layer
+    assert cut and pr["macs_after"] < pr["macs_before"]
 
     # measurement as the profile says, labelled where it was taken
     lat = result.measurements["latency"]

@@ -265,7 +265,8 @@ def _sensitivity_lines(prune: dict, recovery: dict | None, attempts: list[dict])
     if len(attempts) > 1:
         lines += ["Pruning was backed off because it cost more than its share of the accuracy budget (validation "
                   "split, after recovery): " + "; ".join(
-                      f"ratio {a['ratio']:g}: {a['validation_loss']:.2f} points{' (kept)' if a['kept'] else ''}"
+                      f"ratio {a['ratio']:g}: {a['validation_loss']:.2f} ± {a.get('standard_error', 0):.2f} points"
+                      f"{' (kept)' if a['kept'] else ''}"
                       for a in attempts) + ".", ""]
     if prune.get("skipped"):
         lines += [f"**The model was not pruned**: {prune['skipped']}.", ""]

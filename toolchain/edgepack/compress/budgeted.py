@@ -3,8 +3,11 @@
 Pruning at the profile's ratio, then recovery; if the recovered model has lost more than its share
 of the accuracy budget on the validation split (``pruning.accuracy_share`` x
 ``budgets.max_accuracy_drop``, the rest is left for quantization), pruning is redone from the
-original model at half the ratio, and as a last resort the model is built unpruned. Every attempt
-is recorded; the held-out evaluation split is never used to choose.
+original model at half the ratio, and as a last resort the model is built unpruned. The validation
+split is small (a few hundred samples, one sample is a fraction of a point), so the loss is judged
+with its paired standard error: an attempt is rejected when its loss exceeds the share by more than
+one standard error, which a collapse always does and sampling noise rarely does. Every attempt is
+recorded; the held-out evaluation split is never used to choose.
 """
 
 from __future__ import annotations
@@ -36,10 +39,20 @@ def validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
     return splits.x_train[-256:], splits.y_train[-256:]
 
 
+def paired_loss(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """Accuracy lost from ``before`` to ``after`` (per-sample correctness on the same samples) in
+    points, and its standard error: only the samples whose outcome changed carry information."""
+    n = len(before)
+    lost = int(np.sum(before & ~after))
+    gained = int(np.sum(~before & after))
+    var = max(lost + gained - (lost - gained) ** 2 / n, 0.0)
+    return 100.0 * (lost - gained) / n, 100.0 * float(np.sqrt(var)) / n
+
+
 def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Reporter) -> PruneStage:
     """Prune ``loaded.module`` as ``profile.pruning`` says, recover, and back off while pruning alone
     costs more than its share of the budget. Returns the kept attempt."""
-    from ..training import accuracy, predict, seed_everything
+    from ..training import predict, seed_everything
     from .distill import recover
 
     p = profile.pruning
@@ -51,7 +64,7 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
         rep.warn(f"not pruned: {pr.skipped}")
         return PruneStage(pr, {})
     val = validation_split(splits)
-    teacher_val = accuracy(predict(loaded.module, val[0]), val[1])
+    teacher_right = predict(loaded.module, val[0]).argmax(1) == val[1]
     allowed = p.accuracy_share * profile.budgets.max_accuracy_drop
     attempts: list[dict] = []
     ratios = [p.ratio, round(p.ratio / 2, 4)] if p.ratio > 0 else [0.0]
@@ -68,7 +81,7 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
             pr = unpruned(loaded.module, example, spec, f"pruning at ratio {p.ratio:g} and {ratios[-1]:g} lost more than "
                                                         f"{allowed:.2g} points even after recovery (attempts in the manifest)")
             rep.warn(f"built unpruned: {pr.skipped}")
-            attempts.append({"ratio": 0.0, "validation_loss": 0.0, "kept": True})
+            attempts.append({"ratio": 0.0, "validation_loss": 0.0, "standard_error": 0.0, "kept": True})
             return PruneStage(pr, {}, attempts)
         # Taylor scores need labelled data: a fixed slice of the training split
         pr = prune_channels(loaded.module, example, replace(spec, ratio=ratio, layer_ratios=spec.layer_ratios if i == 0 else ()),
@@ -83,14 +96,14 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
         else:
             rep.info("nothing was pruned: recovery skipped")
             return PruneStage(pr, log, attempts)
-        loss = teacher_val - accuracy(predict(pr.model, val[0]), val[1])
-        ok = loss <= allowed
-        attempts.append({"ratio": ratio, "validation_loss": round(loss, 4), "kept": ok})
+        loss, se = paired_loss(teacher_right, predict(pr.model, val[0]).argmax(1) == val[1])
+        ok = loss - se <= allowed
+        attempts.append({"ratio": ratio, "validation_loss": round(loss, 4), "standard_error": round(se, 4), "kept": ok})
         if ok:
             return PruneStage(pr, log, attempts)
-        rep.warn(f"pruning at ratio {ratio:g} loses {loss:.2f} points on the validation split after recovery, more than "
-                 f"its share of the budget ({p.accuracy_share:g} x {profile.budgets.max_accuracy_drop:g} = {allowed:.2g}); "
-                 "pruning less")
+        rep.warn(f"pruning at ratio {ratio:g} loses {loss:.2f} ± {se:.2f} points on the validation split after recovery, "
+                 f"more than its share of the budget ({p.accuracy_share:g} x {profile.budgets.max_accuracy_drop:g} = "
+                 f"{allowed:.2g}); pruning less")
     raise AssertionError("unreachable: the last attempt is the unpruned model")
 
 
