@@ -169,8 +169,7 @@ def prune_channels(
         reason = (f"torch-pruning cannot trace this model's channel dependencies ({type(e).__name__}: {e}); "
                   "it is built unpruned")
         say(reason)
-        layers = [LayerChange(n, k, c, c, m, m, p, p, "model left unpruned (see skipped)") for n, (k, c, m, p) in before.items()]
-        return PruneResult(pruned, spec, macs0, macs0, params0, params0, layers, skipped=reason)
+        return unpruned(pruned, example, spec, reason)
     protected = {n: "it produces the model's output" for n in outputs}
     protected.update({n: "protected by keep_layers" for n in spec.keep_layers})
     left_whole: dict[str, str] = {}
@@ -208,18 +207,14 @@ def prune_channels(
             if not culprits:
                 reason = f"structured pruning broke the model ({broken}) and no single group could be blamed; it is built unpruned"
                 say(reason)
-                layers = [LayerChange(n, k, c, c, m, m, p, p, "model left unpruned (see skipped)") for n, (k, c, m, p) in before.items()]
-                return PruneResult(copy.deepcopy(model).eval(), spec, macs0, macs0, params0, params0, layers,
-                                   skipped=reason, left_whole=left_whole)
+                return unpruned(copy.deepcopy(model).eval(), example, spec, reason, left_whole=left_whole)
             for root, why in culprits.items():
                 left_whole[root] = f"left whole: pruning it breaks the model ({why})"
                 say(f"channel group at {root} left whole: pruning it breaks the model ({why})")
         else:  # every attempt broke the model again: nothing is pruned
             reason = f"structured pruning kept breaking the model ({broken}); it is built unpruned"
             say(reason)
-            layers = [LayerChange(n, k, c, c, m, m, p, p, "model left unpruned (see skipped)") for n, (k, c, m, p) in before.items()]
-            return PruneResult(copy.deepcopy(model).eval(), spec, macs0, macs0, params0, params0, layers,
-                               skipped=reason, left_whole=left_whole)
+            return unpruned(copy.deepcopy(model).eval(), example, spec, reason, left_whole=left_whole)
     after = _layer_stats(pruned, example)
     macs1, params1 = count_macs_params(pruned, example)
     coupled = _coupled_to_protected(model, example, list(protected))
@@ -247,7 +242,8 @@ def prune_channels(
                        plan=plan.to_dict() if plan else None, left_whole=left_whole)
 
 
-def unpruned(model: nn.Module, example: torch.Tensor, spec: PruneSpec, reason: str) -> PruneResult:
+def unpruned(model: nn.Module, example: torch.Tensor, spec: PruneSpec, reason: str,
+             left_whole: dict[str, str] | None = None) -> PruneResult:
     """The model as it is, for one that cannot be pruned at all, with the reason in ``skipped``."""
     if getattr(model, "onnx_path", None) is not None:
         from ..models.onnx_in import count_macs
@@ -257,7 +253,7 @@ def unpruned(model: nn.Module, example: torch.Tensor, spec: PruneSpec, reason: s
         macs, params = count_macs_params(model, example)
     layers = [LayerChange(n, k, c, c, m, m, p, p, "model left unpruned (see skipped)")
               for n, (k, c, m, p) in _layer_stats(model, example).items()]
-    return PruneResult(model, spec, macs, macs, params, params, layers, skipped=reason)
+    return PruneResult(model, spec, macs, macs, params, params, layers, skipped=reason, left_whole=left_whole or {})
 
 
 def _run_pruner(model, example, spec: PruneSpec, importance, *, ratio: float, ratios: dict[str, float], ignored,
