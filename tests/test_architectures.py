@@ -123,6 +123,48 @@ def test_sensitivity_protects_fragile_groups_and_loses_less_than_uniform(digits3
     assert acc(sen.model) > acc(uni.model), (acc(sen.model), acc(uni.model))
 
 
+def test_the_budgets_can_make_fragile_groups_go_cheapest_first(digits3):
+    """When the profile's latency / energy budgets need more MACs removed than the affordable groups
+    give, fragile groups are cut too, cheapest first, and the plan says why."""
+    from edgepack.compress.prune import PruneSpec, prune_channels
+
+    model = A.make_model("mobilenetv2")
+    model.load_state_dict(torch.load(_trained("mobilenetv2"), weights_only=True))
+    model.eval()
+    x = torch.from_numpy(digits3.x_eval[:1])
+    val = (digits3.x_calib, digits3.y_calib)
+    free = prune_channels(model, x, PruneSpec(ratio=0.3, channel_multiple=4, scope="sensitivity"), validation=val)
+    need = free.plan["target_macs_saved"] + (free.plan["target_macs_saved"] - free.plan["planned_macs_saved"]) // 2
+    forced = prune_channels(model, x, PruneSpec(ratio=0.3, channel_multiple=4, scope="sensitivity", required_saving=need),
+                            validation=val)
+    plan = forced.plan
+    assert plan["required_macs_saved"] == need and plan["planned_macs_saved"] >= min(need, plan["target_macs_saved"])
+    cut = [g for g in plan["groups"] if g["note"].startswith("cut although fragile")]
+    assert cut and all(g["chosen_ratio"] > 0 for g in cut) and f"need {need:,} MACs removed" in cut[0]["note"]
+    assert forced.macs_after < free.macs_after
+
+
+def test_budget_macs_is_the_estimates_inverse(tmp_path):
+    """The MAC ceiling the budgets imply is what the build's own estimates would put at the budget."""
+    from edgepack.compress.budgeted import budget_macs
+    from edgepack.energy import estimate_energy, estimate_latency
+    from edgepack.profiles import load_profile
+
+    for name in ("cortex-m4", "rpi4"):
+        p = load_profile(name)
+        cap = budget_macs(p)
+        lat = estimate_latency(cap, p.hardware, threads=p.runtime.threads)
+        e = estimate_energy(cap, lat, p.power)
+        assert lat.value <= p.budgets.max_latency_ms + 1e-6 and e.value <= p.budgets.max_energy_mj + 1e-6
+        assert lat.value == pytest.approx(p.budgets.max_latency_ms, rel=1e-3) or e.value == pytest.approx(p.budgets.max_energy_mj, rel=1e-3)
+    per_mac = tmp_path / "pm.toml"
+    per_mac.write_text('extends = "cortex-m4"\nname = "pm"\n[power]\nenergy_per_mac_pj = 1000\n[budgets]\nmax_energy_mj = 2\n')
+    assert budget_macs(load_profile(str(per_mac))) == pytest.approx(2_000_000, abs=1)  # floored: never over
+    from dataclasses import replace
+    p = load_profile("rpi4")
+    assert budget_macs(replace(p, budgets=replace(p.budgets, max_latency_ms=None, max_energy_mj=None))) is None
+
+
 @pytest.mark.parametrize("name", ["regnetx", "shufflenetv2", "ghostnet"])
 def test_conversion_of_architectures_onnx2tf_used_to_refuse(name, digits3):
     """RegNetX (node names TF refuses), ShuffleNetV2 (chunk + channel shuffle) and GhostNet (a

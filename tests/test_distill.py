@@ -60,3 +60,41 @@ def test_recovery_modes(demo, digits):
     assert acc["finetune"] >= 90.0 and acc["distill-unlabelled"] >= 90.0
     with pytest.raises(ValueError, match="unknown recovery mode 'magic'"):
         recover(base.model, demo.module, digits, epochs=1, lr=0.002, temperature=4.0, alpha=0.7, mode="magic")
+
+
+def test_recovery_keeps_the_epoch_with_the_lowest_validation_loss_and_stops_early():
+    """Early stopping follows the validation loss (accuracy on a few hundred samples ties); the
+    kept weights are the best epoch's, not the last one's."""
+    import numpy as np
+
+    from edgepack.training import train
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+    x = np.random.default_rng(0).normal(size=(128, 1, 4, 4)).astype(np.float32)
+    y = (x.reshape(128, -1)[:, :4].argmax(1)).astype(np.int64)
+    losses = iter([1.0, 0.5, 0.7, 0.6, 0.4])  # epoch 2 is best until epoch 5, which is never reached
+    seen = []
+
+    def validate(m):
+        seen.append({k: v.clone() for k, v in m.state_dict().items()})
+        return 90.0, next(losses)
+
+    log = {}
+    train(model, x, y, epochs=5, lr=0.01, validate=validate, patience=2, log=log, augment_px=0)
+    assert log["epochs_run"] == 4 and log["stopped"] == "early stop: no lower validation loss for 2 epoch(s)"
+    assert log["validation_loss"] == [1.0, 0.5, 0.7, 0.6] and log["kept_epoch"] == 2
+    assert all(torch.equal(v, seen[1][k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, seen[3][k]) for k, v in model.state_dict().items())
+
+
+def test_recovery_plans_fewer_epochs_when_the_time_budget_is_short(demo, digits):
+    x1 = torch.from_numpy(digits.x_eval[:1])
+    r = prune_channels(demo.module, x1, PruneSpec(ratio=0.3, channel_multiple=4))
+    log = {}
+    recover(r.model, demo.module, digits, epochs=6, lr=0.002, temperature=4.0, alpha=0.7, max_seconds=1e-3, log=log)
+    assert (log["epochs_planned"], log["epochs_run"]) == (1, 1)
+    assert log["stopped"] == "time budget: 1 of 6 epochs fit 0.001 s"
+    log = {}
+    recover(r.model, demo.module, digits, epochs=2, lr=0.002, temperature=4.0, alpha=0.7, max_seconds=3600, log=log)
+    assert (log["epochs_planned"], log["epochs_run"], log["stopped"]) == (2, 2, "done")

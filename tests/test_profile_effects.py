@@ -132,14 +132,16 @@ def test_estimates_follow_the_power_model(tmp_path):
 
 def test_pruning_fields_drive_the_build(tmp_path, demo):
     target = _child(tmp_path, "p", 'extends = "rpi4"\nname = "p"\n[runtime]\nformats = ["tflite"]\n[pruning]\nratio = 0.4\nscope = "uniform"\nimportance = "taylor"\nsteps = 2\n'
-                    'recovery = "distill-unlabelled"\nrecovery_epochs = 2\n[pruning.layer_ratios]\n"head.0" = 0.5\n')
+                    'recovery = "distill-unlabelled"\nrecovery_epochs = 2\n[pruning.layer_ratios]\n"head.0" = 0.5\n'
+                    '[budgets]\nmax_accuracy_drop = 4.0\n')  # room for this harsh recipe: the back-off is tested elsewhere
     r = api.build(target, out=tmp_path / "out")
     pr = r.manifest["pruning"]
     assert (pr["importance"], pr["steps"], pr["scope"], pr["layer_ratios"]) == ("taylor", 2, "uniform", {"head.0": 0.5})
     widths = {l["name"]: l["channels_after"] for l in pr["layers"]}
     assert widths["head.0"] == 96 and widths["stem.0"] < 16
     assert r.manifest["target"]["pruning"]["recovery"] == "distill-unlabelled"
-    assert r.manifest["accuracy"]["int8"] >= r.manifest["accuracy"]["float_original"] - 1.5
+    assert [a["kept"] for a in r.manifest["pruning_attempts"]] == [True]  # the fields above, not a back-off, were built
+    assert r.manifest["accuracy"]["int8"] >= r.manifest["accuracy"]["float_original"] - 4.0
     report = (r.out_dir / "report.md").read_text()
     assert "importance taylor, 2 step(s)" in report and "recovery: distill-unlabelled" in report
     assert "| classifier | linear | 10 | 10 |" in report and "it produces the model's output |" in report

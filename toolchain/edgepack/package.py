@@ -294,7 +294,9 @@ def _sensitivity_lines(prune: dict, recovery: dict | None, attempts: list[dict])
         val = recovery.get("validation") or []
         lines += [f"Recovery ({recovery['mode']}): {recovery['epochs_run']} of {recovery['epochs_requested']} epochs"
                   f"{' (' + recovery['stopped'] + ')' if recovery.get('stopped') not in (None, 'done') else ''}"
-                  f"{'; validation accuracy per epoch ' + ', '.join(f'{v:.2f}' for v in val) if val else ''}.", ""]
+                  f"{'; validation accuracy per epoch ' + ', '.join(f'{v:.2f}' for v in val) if val else ''}"
+                  f"{'; kept epoch ' + str(recovery['kept_epoch']) + ' (lowest validation loss)' if recovery.get('kept_epoch') else ''}"
+                  ".", ""]
     return lines
 
 

@@ -40,7 +40,7 @@ def train(
     augment_px: int = 2,
     extra: np.ndarray | None = None,
     max_seconds: float | None = None,
-    validate: Callable[[nn.Module], float] | None = None,
+    validate: Callable[[nn.Module], tuple[float, float]] | None = None,
     patience: int = 0,
     log: dict | None = None,
     reporter: Reporter | None = None,
@@ -51,10 +51,12 @@ def train(
     ``loss_fn(logits, labels, inputs, extra)`` defaults to cross-entropy; ``extra`` (one row per
     sample, e.g. a teacher's logits) is batched alongside. ``max_seconds`` caps the time: the cost
     of an epoch is measured on one batch first and fewer epochs are planned when the requested ones
-    would not fit. ``validate(model)`` (an accuracy) runs after each epoch: the best epoch's weights
-    are kept, and with ``patience`` > 0 training stops after that many epochs without improvement.
+    would not fit. ``validate(model)`` returns (accuracy %, mean cross-entropy) on held-out samples
+    and runs after each epoch: the epoch with the lowest validation loss is kept, and with
+    ``patience`` > 0 training stops after that many epochs without a lower one. The loss, not the
+    accuracy, decides: on a few hundred samples accuracy saturates and ties, the loss keeps moving.
     ``log``, when given, is filled with what happened (epochs requested / planned / run, why it
-    stopped, seconds, validation accuracies).
+    stopped, seconds, validation accuracies and losses).
     """
     import copy
     import time
@@ -77,7 +79,7 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(planned * batches, 1), pct_start=0.15)
     info = {"epochs_requested": epochs, "epochs_planned": planned, "epochs_run": 0, "stopped": "done",
-            "validation": []}
+            "validation": [], "validation_loss": []}
     if planned < epochs:
         info["stopped"] = f"time budget: {planned} of {epochs} epochs fit {max_seconds:g} s"
     best, best_state, stale = None, None, 0
@@ -99,19 +101,21 @@ def train(
         if task:
             task.advance()
         if validate is not None:
-            acc = validate(model.eval())
+            acc, vloss = validate(model.eval())
             info["validation"].append(round(acc, 4))
-            if best is None or acc > best:
-                best, best_state, stale = acc, copy.deepcopy(model.state_dict()), 0
+            info["validation_loss"].append(round(vloss, 5))
+            if best is None or vloss < best:
+                best, best_state, stale = vloss, copy.deepcopy(model.state_dict()), 0
             else:
                 stale += 1
                 if patience and stale >= patience and info["epochs_run"] < planned:
-                    info["stopped"] = f"early stop: no better validation accuracy for {patience} epoch(s)"
+                    info["stopped"] = f"early stop: no lower validation loss for {patience} epoch(s)"
                     break
     if task:
         task.close()
-    if best_state is not None and info["validation"] and info["validation"][-1] < best:
+    if best_state is not None and info["validation_loss"] and info["validation_loss"][-1] > best:
         model.load_state_dict(best_state)  # the best epoch, not the last
+        info["kept_epoch"] = info["validation_loss"].index(min(info["validation_loss"])) + 1
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
     info["seconds"] = round(time.perf_counter() - t0, 2)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..progress import Reporter
-from .prune import PruneResult, PruneSpec, prune_channels, unpruned
+from .prune import PruneResult, PruneSpec, count_macs_params, prune_channels, unpruned
 
 
 @dataclass
@@ -37,6 +37,23 @@ def validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
     if splits.y_calib is not None:
         return splits.x_calib, splits.y_calib
     return splits.x_train[-256:], splits.y_train[-256:]
+
+
+def budget_macs(profile) -> int | None:
+    """The most MACs the profile's latency and energy budgets allow under its own estimates
+    (MACs / (MACs per cycle x clock x threads); energy per MAC or active power x time), or None
+    when it sets neither."""
+    hw, b, power = profile.hardware, profile.budgets, profile.power
+    rate = hw.int8_macs_per_cycle * hw.clock_mhz * 1e6 * profile.runtime.threads  # MACs per second
+    caps = []
+    if b.max_latency_ms is not None:
+        caps.append(b.max_latency_ms / 1e3 * rate)
+    if b.max_energy_mj is not None:
+        if power.energy_per_mac_pj is not None:
+            caps.append(b.max_energy_mj / (power.energy_per_mac_pj * 1e-9))
+        else:
+            caps.append(b.max_energy_mj / power.active_mw * rate)  # mJ / mW = seconds
+    return int(min(caps)) if caps else None
 
 
 def paired_loss(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
@@ -58,11 +75,16 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
     p = profile.pruning
     spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
                      importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
-                     max_ratio=p.max_ratio, fragile_points=p.fragile_drop)
+                     max_ratio=p.max_ratio, fragile_drop=p.fragile_drop)
     if getattr(loaded.module, "onnx_path", None) is not None:
         pr = unpruned(loaded.module, example, spec, f"the ONNX model has no PyTorch graph ({loaded.origin})")
         rep.warn(f"not pruned: {pr.skipped}")
         return PruneStage(pr, {})
+    cap = budget_macs(profile)
+    if cap is not None and p.ratio > 0:
+        macs = count_macs_params(loaded.module, example)[0]
+        # 2% under the ceiling: channel rounding and the estimate's own MAC count differ slightly
+        spec = replace(spec, required_saving=max(0, int(macs - 0.98 * cap)))
     val = validation_split(splits)
     teacher_right = predict(loaded.module, val[0]).argmax(1) == val[1]
     allowed = p.accuracy_share * profile.budgets.max_accuracy_drop
@@ -116,6 +138,10 @@ def _describe_plan(pr: PruneResult, ratio: float, fragile_drop: float, rep: Repo
     named = f" ({', '.join(fragile[:4])}{' ...' if len(fragile) > 4 else ''})" if fragile else ""
     rep.info(f"sensitivity of {len(pl['groups'])} channel groups measured on {pl['samples']} samples: {cut} pruned, "
              f"{len(fragile)} fragile left whole{named}")
-    if pl["planned_macs_saved"] < 0.9 * pl["target_macs_saved"]:
+    forced = [g["root"] for g in pl["groups"] if g["note"].startswith("cut although fragile")]
+    if forced:
+        rep.warn(f"{len(forced)} fragile group(s) cut ({', '.join(forced[:4])}{' ...' if len(forced) > 4 else ''}): the "
+                 f"profile's latency and energy budgets need {pl['required_macs_saved']:,} MACs removed")
+    if pl["planned_macs_saved"] < 0.9 * max(pl["target_macs_saved"], pl.get("required_macs_saved", 0)):
         rep.warn(f"pruning removes about {pl['planned_macs_saved']:,} MACs, not the {pl['target_macs_saved']:,} a uniform "
                  f"ratio of {ratio:g} would: the rest would cut fragile groups (pruning.fragile_drop = {fragile_drop:g})")

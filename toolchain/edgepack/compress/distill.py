@@ -111,7 +111,10 @@ def recover(
     validate = None
     if validation is not None:
         vx, vy = validation
-        validate = lambda m: accuracy(predict(m, vx), vy)  # noqa: E731
+
+        def validate(m):
+            logits = predict(m, vx)
+            return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
     # label-free distillation must not read labels: hand the loop placeholders it cannot use
     labels = np.full(len(data.x_train), -1, np.int64) if mode == "distill-unlabelled" else data.y_train
     return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed, extra=soft,

@@ -36,7 +36,8 @@ class PruneSpec:
     layer_ratios: tuple[tuple[str, float], ...] = ()
     steps: int = 1
     max_ratio: float = 0.9  # the most any group may lose under scope "sensitivity"
-    fragile_points: float = 5.0  # scope "sensitivity": a group losing more than this at `ratio` stays whole
+    fragile_drop: float = 5.0  # scope "sensitivity": a group losing more than this at `ratio` stays whole
+    required_saving: int = 0  # scope "sensitivity": MACs the budgets need removed, fragile groups or not
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,8 @@ def prune_channels(
                         _taylor_gradients(candidate, calibration)
                     plan = plan_ratios(candidate, example, ratio=spec.ratio, max_ratio=spec.max_ratio,
                                        channel_multiple=spec.channel_multiple, importance=importance, ignored=ignored,
-                                       validation=validation, fragile_points=spec.fragile_points,
-                                       unprunable=left_whole)
+                                       validation=validation, fragile_drop=spec.fragile_drop,
+                                       unprunable=left_whole, required_saving=spec.required_saving)
                     candidate.zero_grad(set_to_none=True)
                     ratios = {**plan.ratios, **dict(spec.layer_ratios)}
                     _run_pruner(candidate, example, spec, importance, ratio=0.0, ratios=ratios, ignored=ignored,

@@ -8,7 +8,7 @@ graph couples together) is measured: its least important channels are silenced a
 exactly as pruning does for ReLU-family activations, without rebuilding the graph), the accuracy
 drop on held-out-from-training samples is recorded, and the ratio is then spent greedily where
 it costs the least accuracy per MAC saved. No group is cut to a ratio that alone costs more than
-``fragile_points`` (a group for which even the profile's ratio does is left whole), and the plan
+``fragile_drop`` (a group for which even the profile's ratio does is left whole), and the plan
 never removes more MACs than the uniform ratio would: when the cheap groups cannot reach that,
 the model is pruned less, and the plan says by how much.
 """
@@ -50,9 +50,11 @@ class Plan:
     planned_macs_saved: int
     baseline_accuracy: float
     samples: int
+    required_macs_saved: int = 0  # what the profile's latency and energy budgets need removed
 
     def to_dict(self) -> dict:
         return {"target_macs_saved": self.target_macs_saved, "planned_macs_saved": self.planned_macs_saved,
+                "required_macs_saved": self.required_macs_saved,
                 "baseline_accuracy": round(self.baseline_accuracy, 4), "samples": self.samples,
                 "groups": [g.to_dict() for g in self.groups]}
 
@@ -125,12 +127,14 @@ def _group_macs(group, layer_macs: dict, frac: float) -> int:
 
 def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ratio: float, channel_multiple: int,
                 importance, ignored: list[nn.Module], validation: tuple[np.ndarray, np.ndarray],
-                fragile_points: float, unprunable: dict[str, str] | None = None, max_samples: int = 128,
-                min_share: float = 0.005) -> Plan:
+                fragile_drop: float, unprunable: dict[str, str] | None = None, max_samples: int = 128,
+                min_share: float = 0.005, required_saving: int = 0) -> Plan:
     """Measure every prunable group of ``model`` (left unchanged) and choose a ratio per group.
 
     Probes each group at ``ratio`` and at min(2 x ratio, ``max_ratio``); the greedy allocation then
     removes at most the MACs uniform pruning at ``ratio`` would, cheapest accuracy per MAC first.
+    ``required_saving`` (MACs the profile's latency and energy budgets need removed) is reached
+    even when that takes fragile groups, cheapest first, after every affordable option.
     ``unprunable`` maps root names to a reason they must stay whole. Groups holding less than
     ``min_share`` of the model's MACs are not worth measuring and stay whole; a group's second
     level is probed only when its first is affordable; at most ``max_samples`` validation samples.
@@ -150,18 +154,20 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
     try:
         return _plan(model, dg, names, layer_macs, x, y, ratio=ratio, max_ratio=max_ratio,
                      channel_multiple=channel_multiple, importance=importance, ignored=ignored,
-                     fragile_points=fragile_points, unprunable=unprunable or {}, min_share=min_share)
+                     fragile_drop=fragile_drop, unprunable=unprunable or {}, min_share=min_share,
+                     required_saving=required_saving)
     finally:
         model.to(memory_format=torch.contiguous_format)
 
 
 def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multiple, importance, ignored,
-          fragile_points, unprunable, min_share) -> Plan:
+          fragile_drop, unprunable, min_share, required_saving) -> Plan:
     total_macs = max(sum(layer_macs.values()), 1)
     base = _accuracy(model, x, y)
     levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
     groups: list[GroupSensitivity] = []
     options: dict[str, list[tuple[float, float, int]]] = {}  # root -> [(ratio, drop, macs_saved)]
+    fragile: dict[str, list[tuple[float, float, int]]] = {}  # the same for groups beyond fragile_drop
     for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
         root_mod = group[0].dep.target.module
         root = names.get(root_mod, "?")
@@ -191,20 +197,43 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
             saved = _group_macs(trial, layer_macs, (n - k) / n)
             g.trials.append({"ratio": lvl, "channels_removed": n - k, "drop": round(drop, 3), "macs_saved": saved})
             opts.append((lvl, drop, saved))
-            if drop > fragile_points:
+            if drop > fragile_drop:
                 break
-        affordable = [o for o in opts if o[1] <= fragile_points]
+        affordable = [o for o in opts if o[1] <= fragile_drop]
         if not opts:
             g.note = f"too few channels to remove any at a multiple of {channel_multiple}"
         elif not affordable:
             g.note = f"fragile: removing {g.trials[0]['channels_removed']} channels costs {opts[0][1]:.1f} points before recovery"
+            fragile[root] = opts
         else:
             options[root] = affordable
+            if len(affordable) < len(opts):
+                fragile[root] = opts
     # the MACs uniform pruning at `ratio` would save (fragile groups included), in the same estimate
     target = sum(t["macs_saved"] for g in groups for t in g.trials if t["ratio"] == round(ratio, 4))
-    chosen = {root: (0.0, 0.0, 0) for root in options}
-    planned = 0
-    while planned < target:
+    chosen = {root: (0.0, 0.0, 0) for root in [*options, *fragile]}
+    planned = _allocate(options, chosen, 0, target)
+    forced = set()
+    if planned < required_saving:  # the budgets need more: fragile levels too, cheapest first
+        before = dict(chosen)
+        planned = _allocate({**options, **fragile}, chosen, planned, required_saving)
+        forced = {root for root in fragile if chosen[root] != before[root]}
+    ratios = {root: c[0] for root, c in chosen.items() if c[0] > 0}
+    for g in groups:
+        g.chosen_ratio = ratios.get(g.root, 0.0)
+        if g.root in forced:
+            g.note = f"cut although fragile: the profile's latency / energy budgets need {required_saving:,} MACs removed"
+        if not g.note:
+            g.note = "pruned" if g.chosen_ratio else "left whole: pruning elsewhere costs less accuracy per MAC"
+    return Plan(ratios, groups, int(target), int(planned), base, len(x), int(required_saving))
+
+
+def _allocate(options: dict[str, list[tuple[float, float, int]]], chosen: dict[str, tuple[float, float, int]],
+              planned: int, goal: int) -> int:
+    """Raise groups to their next level, cheapest accuracy per MAC first, until ``goal`` MACs are
+    saved or no level is left; ``chosen`` (root -> (ratio, drop, saved)) is updated in place.
+    Returns the MACs then saved."""
+    while planned < goal:
         best = None
         for root, opts in options.items():
             cur = chosen[root]
@@ -221,9 +250,4 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
         _, root, pick = best
         planned += pick[2] - chosen[root][2]
         chosen[root] = pick
-    ratios = {root: c[0] for root, c in chosen.items() if c[0] > 0}
-    for g in groups:
-        g.chosen_ratio = ratios.get(g.root, 0.0)
-        if not g.note:
-            g.note = "pruned" if g.chosen_ratio else "left whole: pruning elsewhere costs less accuracy per MAC"
-    return Plan(ratios, groups, int(target), int(planned), base, len(x))
+    return planned
