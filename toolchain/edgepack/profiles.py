@@ -120,7 +120,7 @@ class Pruning:
         "share of budgets.max_accuracy_drop pruning may use (on the validation split, after recovery); beyond it "
         "pruning is redone at half the ratio, then skipped")))
     early_stop_patience: int = field(default=2, metadata=_spec(lo=0, doc=(
-        "stop recovery after this many epochs without a better validation accuracy (0: never stop early)")))
+        "stop recovery after this many epochs without a lower validation loss; the best epoch is kept (0: never stop early)")))
     layer_ratios: tuple[tuple[str, float], ...] = field(default=(), metadata=_spec(
         lo=0.0, hi=1.0, hi_open=True, doc="a table of layer name = ratio, overriding ratio for those layers"))
     steps: int = field(default=1, metadata=_spec(lo=1, hi=20, doc="prune in this many steps, recovering after each"))
