@@ -165,10 +165,13 @@ def test_budget_macs_is_the_estimates_inverse(tmp_path):
     assert budget_macs(replace(p, budgets=replace(p.budgets, max_latency_ms=None, max_energy_mj=None))) is None
 
 
-@pytest.mark.parametrize("name", ["regnetx", "shufflenetv2", "ghostnet"])
+@pytest.mark.parametrize("name", ["regnetx", "shufflenetv2", "ghostnet", "mobilenetv3"])
 def test_conversion_of_architectures_onnx2tf_used_to_refuse(name, digits3):
-    """RegNetX (node names TF refuses), ShuffleNetV2 (chunk + channel shuffle) and GhostNet (a
-    no-op slice after concatenation) convert, and the float TFLite agrees with PyTorch."""
+    """RegNetX (node names TF refuses), ShuffleNetV2 (chunk + channel shuffle), GhostNet (a no-op
+    slice after concatenation) and MobileNetV3 (hard-sigmoid gates) convert, the float TFLite
+    agrees with PyTorch, and TFLM loads it: no RELU_0_TO_1 (hard-sigmoid) and no int64 GATHER
+    positions (the channel shuffle), which TFLM lacks."""
+    from edgepack.convert.micro import ops_used, tflm_interpreter
     from edgepack.convert.tflite import convert_float
     from edgepack.devices.host import HostRunner
     from edgepack.validate import check_float
@@ -178,6 +181,8 @@ def test_conversion_of_architectures_onnx2tf_used_to_refuse(name, digits3):
         conv = convert_float(model, torch.from_numpy(digits3.x_eval[:1]), Path(d), samples=digits3.x_calib)
         check = check_float(model, conv.tflite, digits3.x_eval[:64], conv.layout, HostRunner())
     assert check.max_abs_diff < 1e-3 and check.top1_agreement == 100.0
+    assert "RELU_0_TO_1" not in ops_used(conv.tflite)
+    tflm_interpreter(conv.tflite)  # raises ConversionError naming what TFLM cannot run
 
 
 def test_converter_errors_are_translated_into_edgepacks_terms():

@@ -82,6 +82,7 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
     fold_constants(onnx_path)
     drop_noop_slices(onnx_path)
     rewrite_channel_shuffles(onnx_path)
+    rewrite_hard_sigmoids(onnx_path)
     sanitize_names(onnx_path)
     saved = workdir / "saved_model"
     log = io.StringIO()
@@ -223,7 +224,8 @@ def rewrite_channel_shuffles(onnx_path: Path) -> int:
         if len(nc) != 4 or split[0] != nc[0] or split[1] * split[2] != nc[1] or split[3:] != nc[2:]:
             continue
         g, per = split[1], split[2]
-        order = np.array([(j % g) * per + j // g for j in range(nc[1])], dtype=np.int64)
+        # int32 positions: TFLM's GATHER refuses int64 ones
+        order = np.array([(j % g) * per + j // g for j in range(nc[1])], dtype=np.int32)
         idx_name = f"{r2.output[0]}_shuffle_order"
         m.graph.initializer.append(numpy_helper.from_array(order, idx_name))
         add.append((r1, helper.make_node("Gather", [r1.input[0], idx_name], [r2.output[0]], axis=1,
@@ -242,6 +244,39 @@ def rewrite_channel_shuffles(onnx_path: Path) -> int:
     del m.graph.node[:]
     m.graph.node.extend(nodes)
     onnx.save(m, str(onnx_path))
+    return count
+
+
+def rewrite_hard_sigmoids(onnx_path: Path) -> int:
+    """Write each HardSigmoid max(0, min(1, a*x + b)) as Clip(x*(6a) + 6b, 0, 6) * (1/6): the same
+    function, but the converter then emits RELU6 and MUL, which every runtime has, instead of
+    RELU_0_TO_1, which TFLM lacks (MobileNetV3, LCNet and GhostNet squeeze-excitation gates).
+    Returns how many."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(onnx_path))
+    count, nodes = 0, []
+    for n in m.graph.node:
+        if n.op_type != "HardSigmoid":
+            nodes.append(n)
+            continue
+        attrs = {a.name: a.f for a in n.attribute}
+        a, b = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+        base = f"{n.output[0]}_hsig"
+        consts = {"scale": 6 * a, "shift": 6 * b, "lo": 0.0, "hi": 6.0, "sixth": 1 / 6}
+        for k, v in consts.items():
+            m.graph.initializer.append(numpy_helper.from_array(np.array(v, dtype=np.float32), f"{base}_{k}"))
+        nodes += [helper.make_node("Mul", [n.input[0], f"{base}_scale"], [f"{base}_scaled"], name=f"{base}_mul"),
+                  helper.make_node("Add", [f"{base}_scaled", f"{base}_shift"], [f"{base}_shifted"], name=f"{base}_add"),
+                  helper.make_node("Clip", [f"{base}_shifted", f"{base}_lo", f"{base}_hi"], [f"{base}_clipped"],
+                                   name=f"{base}_relu6"),
+                  helper.make_node("Mul", [f"{base}_clipped", f"{base}_sixth"], [n.output[0]], name=f"{base}_out")]
+        count += 1
+    if count:
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
+        onnx.save(m, str(onnx_path))
     return count
 
 
