@@ -146,8 +146,7 @@ def test_the_budgets_can_make_fragile_groups_go_cheapest_first(digits3):
 
 def test_budget_macs_is_the_estimates_inverse(tmp_path):
     """The MAC ceiling the budgets imply is what the build's own estimates would put at the budget."""
-    from edgepack.compress.budgeted import budget_macs
-    from edgepack.energy import estimate_energy, estimate_latency
+    from edgepack.energy import budget_macs, estimate_energy, estimate_latency
     from edgepack.profiles import load_profile
 
     for name in ("cortex-m4", "rpi4"):

@@ -27,10 +27,14 @@ class Figure:
         return f"{self.value:.4g} {self.unit} ({self.basis}: {self.how})"
 
 
+def mac_rate(hw: Hardware, *, threads: int) -> float:
+    """int8 MACs per second the estimates assume: MACs per cycle x clock x threads."""
+    return hw.int8_macs_per_cycle * hw.clock_mhz * 1e6 * threads
+
+
 def estimate_latency(macs: int, hw: Hardware, *, threads: int) -> Figure:
     """Compute-bound latency: MACs / (int8 MACs per cycle x clock x threads). Ignores memory stalls."""
-    rate = hw.int8_macs_per_cycle * hw.clock_mhz * 1e6 * threads
-    ms = macs / rate * 1e3
+    ms = macs / mac_rate(hw, threads=threads) * 1e3
     return Figure(ms, "ms", "estimated",
                   f"{macs:,} MACs / ({hw.int8_macs_per_cycle:g} MACs/cycle x {hw.clock_mhz} MHz x {threads} thread(s)) "
                   f"from the profile's [hardware]")
@@ -44,6 +48,22 @@ def estimate_energy(macs: int, latency: Figure, power: Power) -> Figure:
     mj = power.active_mw * latency.value / 1e3
     return Figure(mj, "mJ", "estimated",
                   f"{power.active_mw:g} mW active power x {latency.value:.4g} ms {latency.basis} latency, from the profile's [power]")
+
+
+def budget_macs(profile) -> int | None:
+    """The most MACs the profile's latency and energy budgets allow under the estimates above (the
+    inverse of estimate_latency and estimate_energy), or None when it sets neither."""
+    b, power = profile.budgets, profile.power
+    rate = mac_rate(profile.hardware, threads=profile.runtime.threads)
+    caps = []
+    if b.max_latency_ms is not None:
+        caps.append(b.max_latency_ms / 1e3 * rate)
+    if b.max_energy_mj is not None:
+        if power.energy_per_mac_pj is not None:
+            caps.append(b.max_energy_mj / (power.energy_per_mac_pj * 1e-9))
+        else:
+            caps.append(b.max_energy_mj / power.active_mw * rate)  # mJ / mW = seconds
+    return int(min(caps)) if caps else None
 
 
 # --- measured energy: power meters ----------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ..energy import budget_macs
 from ..progress import Reporter
 from .prune import PruneResult, PruneSpec, count_macs_params, prune_channels, unpruned
 
@@ -37,23 +38,6 @@ def validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
     if splits.y_calib is not None:
         return splits.x_calib, splits.y_calib
     return splits.x_train[-256:], splits.y_train[-256:]
-
-
-def budget_macs(profile) -> int | None:
-    """The most MACs the profile's latency and energy budgets allow under its own estimates
-    (MACs / (MACs per cycle x clock x threads); energy per MAC or active power x time), or None
-    when it sets neither."""
-    hw, b, power = profile.hardware, profile.budgets, profile.power
-    rate = hw.int8_macs_per_cycle * hw.clock_mhz * 1e6 * profile.runtime.threads  # MACs per second
-    caps = []
-    if b.max_latency_ms is not None:
-        caps.append(b.max_latency_ms / 1e3 * rate)
-    if b.max_energy_mj is not None:
-        if power.energy_per_mac_pj is not None:
-            caps.append(b.max_energy_mj / (power.energy_per_mac_pj * 1e-9))
-        else:
-            caps.append(b.max_energy_mj / power.active_mw * rate)  # mJ / mW = seconds
-    return int(min(caps)) if caps else None
 
 
 def paired_loss(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
