@@ -37,23 +37,75 @@ def test_every_architecture_runs_and_prunes_without_breaking(digits3):
     from edgepack.compress.prune import PruneSpec, prune_channels
 
     x = torch.from_numpy(digits3.x_eval[:1])
-    skipped = {}
     for name in A.ARCHITECTURES:
         model = A.make_model(name).eval()
         r = prune_channels(model, x, PruneSpec(ratio=0.3, channel_multiple=4))
         with torch.no_grad():
             assert r.model(x).shape == (1, 10), name
-        if r.skipped:
-            skipped[name] = r.skipped
-        else:
-            assert r.macs_after < r.macs_before, name
-    assert set(skipped) == {"shufflenetv2"}, skipped  # torch-pruning cannot trace its channel shuffle
-    assert "cannot trace" in skipped["shufflenetv2"] and "built unpruned" in skipped["shufflenetv2"]
+        assert r.skipped is None and r.macs_after < r.macs_before, (name, r.skipped)
+
+
+def test_channel_shuffle_groups_stay_whole_and_the_rest_prunes_exactly():
+    """ShuffleNetV2: torch-pruning maps channels through a reshape as if it flattened, which is
+    wrong for the channel shuffle (and divides by zero after its chunk). The groups whose channels
+    cross a shuffle stay whole with that reason; the branch-internal groups prune, and pruning
+    channels that were dead changes the outputs by nothing, so no channel was mis-mapped."""
+    from edgepack.compress.prune import PruneSpec, prune_channels
+
+    torch.manual_seed(0)
+    model = A.make_model("shufflenetv2").eval()
+    with torch.no_grad():  # give the BatchNorms real statistics, then kill 4 channels inside each branch
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        units = [m for m in model.modules() if type(m).__name__ == "ShuffleUnit"]
+        for u in units:
+            first, dw, last = u.branch2
+            first[0].weight[:4] = 0
+            for bn in (first[1], dw[1]):
+                bn.weight[:4] = 0
+                bn.bias[:4] = 0
+            dw[0].weight[:4] = 0
+            last[0].weight[:, :4] = 0
+    x = torch.randn(2, 3, 32, 32)
+    names = {m: n for n, m in model.named_modules()}
+    firsts = tuple((names[u.branch2[0][0]], 4 / u.branch2[0][0].out_channels - 1e-3) for u in units)
+    r = prune_channels(model, x[:1], PruneSpec(ratio=0.0, layer_ratios=firsts))
+    assert r.skipped is None
+    crossing = {n: why for n, why in r.left_whole.items() if "channel shuffle" in why}
+    assert len(crossing) >= 6 and all("torch-pruning cannot follow" in w for w in crossing.values()), r.left_whole
+    by_name = {l.name: l for l in r.layers}
+    assert all(by_name[n].channels_after == by_name[n].channels_before - 4 for n, _ in firsts)
+    with torch.no_grad():
+        assert torch.allclose(r.model(x), model(x), atol=1e-5)
+    whole = prune_channels(A.make_model("shufflenetv2").eval(), x[:1], PruneSpec(ratio=0.3, channel_multiple=4))
+    assert whole.macs_after < 0.9 * whole.macs_before  # the branch-internal groups hold most of the MACs
+
+
+def test_the_plan_counts_the_macs_pruning_really_removes():
+    """The sensitivity plan counts overlapping cuts together (a residual group and a block-internal
+    group both shrink the same convolution) and hands torch-pruning ratios that keep exactly the
+    channel counts it measured: what the budgets require is what pruning removes."""
+    from edgepack.compress.prune import PruneSpec, prune_channels
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    val = (torch.randn(64, 3, 32, 32).numpy(), torch.randint(0, 10, (64,)).numpy())
+    for name in ("resnet18", "densenet", "unet-classifier"):
+        model = A.make_model(name).eval()
+        need = int(0.7 * prune_channels(model, x, PruneSpec(ratio=0.0)).macs_before)
+        r = prune_channels(model, x, PruneSpec(ratio=0.4, channel_multiple=4, scope="sensitivity", fragile_drop=100,
+                                               required_saving=need), validation=val)
+        removed = r.macs_before - r.macs_after
+        assert removed >= need, (name, removed, need)
+        assert abs(removed - r.plan["planned_macs_saved"]) <= 0.02 * removed, (name, removed, r.plan["planned_macs_saved"])
 
 
 def test_output_layer_is_never_pruned_whatever_its_type(digits3):
     """SqueezeNet's classifier is a 1x1 convolution before global pooling, not a linear layer."""
-    from edgepack.compress.prune import PruneSpec, output_layers, prune_channels
+    from edgepack.compress.graph import output_layers
+    from edgepack.compress.prune import PruneSpec, prune_channels
 
     model = A.make_model("squeezenet").eval()
     x = torch.from_numpy(digits3.x_eval[:1])

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from .graph import (coupled_to_protected, dependency_graph, groups_through_unmapped, output_layers,
+                    traced_shapes)
 from .sensitivity import plan_ratios
 
 IMPORTANCE = ("l1", "l2", "bn-scale", "taylor")
@@ -173,7 +175,10 @@ def prune_channels(
         return unpruned(pruned, example, spec, reason)
     protected = {n: "it produces the model's output" for n in outputs}
     protected.update({n: "protected by keep_layers" for n in spec.keep_layers})
-    left_whole: dict[str, str] = {}
+    left_whole: dict[str, str] = {n: why for n, why in groups_through_unmapped(pruned, example).items()
+                                  if n not in protected}
+    for n, why in left_whole.items():
+        say(f"{n} {why}")
     plan = None
     if spec.ratio > 0 or spec.layer_ratios:
         for _attempt in range(8):  # each failed group is left whole and the pruning redone
@@ -218,7 +223,7 @@ def prune_channels(
             return unpruned(copy.deepcopy(model).eval(), example, spec, reason, left_whole=left_whole)
     after = _layer_stats(pruned, example)
     macs1, params1 = count_macs_params(pruned, example)
-    coupled = _coupled_to_protected(model, example, list(protected))
+    coupled = coupled_to_protected(model, example, list(protected))
     groups_of = {l: g["root"] for g in (plan.to_dict()["groups"] if plan else []) for l in g["layers"]}
     notes_of = {g.root: g.note for g in (plan.groups if plan else [])}
     layers = []
@@ -263,12 +268,13 @@ def _run_pruner(model, example, spec: PruneSpec, importance, *, ratio: float, ra
     import torch_pruning as tp
 
     modules = dict(model.named_modules())
-    pruner = tp.pruner.MetaPruner(
-        model, example, importance=importance, pruning_ratio=ratio,
-        pruning_ratio_dict={modules[n]: r for n, r in ratios.items() if n in modules} or None,
-        global_pruning=spec.scope == "global", iterative_steps=spec.steps, ignored_layers=list(ignored),
-        round_to=spec.channel_multiple if spec.channel_multiple > 1 else None,
-    )
+    with traced_shapes():  # the pruner builds its own graph
+        pruner = tp.pruner.MetaPruner(
+            model, example, importance=importance, pruning_ratio=ratio,
+            pruning_ratio_dict={modules[n]: r for n, r in ratios.items() if n in modules} or None,
+            global_pruning=spec.scope == "global", iterative_steps=spec.steps, ignored_layers=list(ignored),
+            round_to=spec.channel_multiple if spec.channel_multiple > 1 else None,
+        )
     for step in range(spec.steps):
         if spec.importance == "taylor":
             _taylor_gradients(model, calibration)
@@ -294,13 +300,11 @@ def _breaks(model: nn.Module, example: torch.Tensor, out_shape: tuple) -> str | 
 def _failing_groups(model, example, spec: PruneSpec, importance, out_shape, *, ignored_names) -> dict[str, str]:
     """Prune each channel group alone (on a copy, at the spec's ratio) and return those that break
     the model: {root layer name: what went wrong}."""
-    import torch_pruning as tp
-
     probe = copy.deepcopy(model).eval()
     names = {m: n for n, m in probe.named_modules()}
     pmods = dict(probe.named_modules())
     ignored = [pmods[n] for n in ignored_names if n in pmods]
-    dg = tp.DependencyGraph().build_dependency(probe, example_inputs=example)
+    dg = dependency_graph(probe, example)
     roots = [names[g[0].dep.target.module] for g in dg.get_all_groups(ignored_layers=ignored,
                                                                       root_module_types=[nn.Conv2d, nn.Linear])]
     out = {}
@@ -318,30 +322,6 @@ def _failing_groups(model, example, spec: PruneSpec, importance, out_shape, *, i
     return out
 
 
-def output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """The conv and linear layers whose output channels reach the model's outputs without passing
-    another conv or linear layer (through activations, pooling, flattening, concatenation): pruning
-    any of them would change what the model returns. Raises whatever torch-pruning raises on a
-    graph it cannot trace."""
-    import torch_pruning as tp
-
-    model = copy.deepcopy(model).eval()
-    names = {m: n for n, m in model.named_modules()}
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    todo = [node for node in dg.module2node.values() if not node.outputs]
-    seen, found = set(), []
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node.module, (nn.Conv2d, nn.Linear)) and node.module in names:
-            found.append(names[node.module])
-            continue
-        todo.extend(node.inputs)
-    return sorted(found)
-
-
 def _taylor_gradients(model: nn.Module, calibration: tuple[np.ndarray, np.ndarray]) -> None:
     """Accumulate gradients of the cross-entropy on the calibration data (for TaylorImportance)."""
     x, y = calibration
@@ -350,24 +330,3 @@ def _taylor_gradients(model: nn.Module, calibration: tuple[np.ndarray, np.ndarra
     for i in range(0, len(x), 64):
         xb, yb = torch.from_numpy(x[i : i + 64]), torch.from_numpy(y[i : i + 64])
         nn.functional.cross_entropy(model(xb), yb, reduction="sum").backward()
-
-
-def _coupled_to_protected(model: nn.Module, example: torch.Tensor, protected: list[str]) -> dict[str, str]:
-    """Layers whose output channels are tied (by the dependency graph) to a protected layer's."""
-    import torch_pruning as tp
-
-    model = copy.deepcopy(model).eval()
-    modules = dict(model.named_modules())
-    names = {m: n for n, m in modules.items()}
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    out = {}
-    for p in protected:
-        m = modules[p]
-        fn = tp.prune_linear_out_channels if isinstance(m, nn.Linear) else tp.prune_conv_out_channels
-        group = dg.get_pruning_group(m, fn, idxs=[0])
-        for dep, _ in group:
-            target = dep.target.module
-            if target is not m and isinstance(target, (nn.Conv2d, nn.Linear)) and dep.handler in (
-                    tp.prune_conv_out_channels, tp.prune_linear_out_channels):
-                out.setdefault(names[target], p)
-    return out

@@ -9,8 +9,12 @@ exactly as pruning does for ReLU-family activations, without rebuilding the grap
 drop on held-out-from-training samples is recorded, and the ratio is then spent greedily where
 it costs the least accuracy per MAC saved. No group is cut to a ratio that alone costs more than
 ``fragile_drop`` (a group for which even the profile's ratio does is left whole), and the plan
-never removes more MACs than the uniform ratio would: when the cheap groups cannot reach that,
-the model is pruned less, and the plan says by how much.
+removes no more MACs than the uniform ratio would: when the cheap groups cannot reach that, the
+model is pruned less, and the plan says by how much. The one exception is the profile's latency
+and energy budgets: when they need more MACs removed (``required_saving``), fragile groups are
+cut too, cheapest first, and the plan says so. MACs are counted for the cuts together (two
+groups that shrink one convolution's input and output save less than the sum of their savings
+alone), and the ratios handed to torch-pruning keep exactly the channel counts measured.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+
+from .graph import dependency_graph
 
 
 @dataclass
@@ -42,7 +48,9 @@ class GroupSensitivity:
 
 @dataclass
 class Plan:
-    """Per-group ratios (root layer name -> ratio) and the measurements behind them."""
+    """Per-group ratios (root layer name -> the ratio to hand torch-pruning, which keeps exactly the
+    channel count planned; each group's ``chosen_ratio`` is the level it was measured at) and the
+    measurements behind them."""
 
     ratios: dict[str, float]
     groups: list[GroupSensitivity]
@@ -105,23 +113,44 @@ class _Silencer:
         self.saved.clear()
 
 
-def _group_macs(group, layer_macs: dict, frac: float) -> int:
-    """MACs a group saves when ``frac`` of its channels go: each layer loses that fraction of its
-    output or input channels (depthwise layers lose both, which is the same fraction)."""
+def _group_cut(group, layer_macs: dict) -> dict[tuple[nn.Module, str], float]:
+    """What removing ``group``'s channels takes from each layer: (layer, "out" | "in") -> the
+    fraction of that side's channels that goes (exact: the dependency's indices over the layer's
+    width, so a consumer of a concatenation loses only the group's share of its input)."""
     import torch_pruning as tp
 
-    touched: dict[nn.Module, list[str]] = {}
-    for dep, _ in group:
+    cut: dict[tuple[nn.Module, str], float] = {}
+    for dep, idxs in group:
         m = dep.target.module
-        if m in layer_macs:
-            side = "out" if dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels,
-                                            tp.prune_depthwise_conv_out_channels) else "in"
-            touched.setdefault(m, []).append(side)
+        if m not in layer_macs or not idxs:
+            continue
+        out = dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels,
+                              tp.prune_depthwise_conv_out_channels)
+        if isinstance(m, nn.BatchNorm2d):
+            width = m.num_features
+        elif isinstance(m, nn.Conv2d):
+            width = m.out_channels if out else m.in_channels
+        else:
+            width = m.out_features if out else m.in_features
+        key = (m, "out" if out else "in")
+        cut[key] = max(cut.get(key, 0.0), min(1.0, len(set(int(i) for i in idxs)) / max(width, 1)))
+    return cut
+
+
+def _macs_saved(cuts, layer_macs: dict) -> int:
+    """MACs saved when all ``cuts`` (each from _group_cut, of different groups) are made together:
+    a layer keeps (1 - in share) x (1 - out share) of its MACs; a depthwise layer's input and
+    output are the same channels, so it loses the larger share once."""
+    share: dict[tuple[nn.Module, str], float] = {}
+    for cut in cuts:
+        for key, f in cut.items():
+            share[key] = min(1.0, share.get(key, 0.0) + f)
     saved = 0.0
-    for m, sides in touched.items():
+    for m in {m for m, _ in share}:
+        fin, fout = share.get((m, "in"), 0.0), share.get((m, "out"), 0.0)
         depthwise = isinstance(m, nn.Conv2d) and m.groups == m.in_channels and m.groups > 1
-        f = frac if depthwise or len(set(sides)) == 1 else 1 - (1 - frac) ** 2
-        saved += layer_macs[m] * f
+        kept = 1 - max(fin, fout) if depthwise else (1 - fin) * (1 - fout)
+        saved += layer_macs[m] * (1 - kept)
     return int(saved)
 
 
@@ -144,8 +173,8 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
     model.eval()
     names = {m: n for n, m in model.named_modules()}
     _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example, layer_wise=True)
-    layer_macs = {m: int(v) for m, v in per_layer.items() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    layer_macs = {m: int(v) for m, v in per_layer.items() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
+    dg = dependency_graph(model, example)
     x = torch.from_numpy(validation[0][:max_samples])
     y = torch.from_numpy(validation[1][:max_samples])
     if x.ndim == 4:  # channels-last runs the many evaluations below about 1.7x faster on CPU
@@ -166,14 +195,16 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
     base = _accuracy(model, x, y)
     levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
     groups: list[GroupSensitivity] = []
-    options: dict[str, list[tuple[float, float, int]]] = {}  # root -> [(ratio, drop, macs_saved)]
-    fragile: dict[str, list[tuple[float, float, int]]] = {}  # the same for groups beyond fragile_drop
+    exact: dict[tuple[str, float], float] = {}  # (root, level) -> the ratio torch-pruning turns into that channel count
+    options: dict[str, list[tuple[float, float, dict]]] = {}  # root -> [(ratio, drop, cut)]
+    fragile: dict[str, list[tuple[float, float, dict]]] = {}  # the same for groups beyond fragile_drop
     for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
         root_mod = group[0].dep.target.module
         root = names.get(root_mod, "?")
-        layers = sorted({names[d.target.module] for d, _ in group if d.target.module in layer_macs})
+        layers = sorted({names[d.target.module] for d, _ in group
+                         if d.target.module in layer_macs and not isinstance(d.target.module, nn.BatchNorm2d)})
         n = len(group[0].idxs)
-        g = GroupSensitivity(root, layers, n, _group_macs(group, layer_macs, 1.0))
+        g = GroupSensitivity(root, layers, n, sum(layer_macs[m] for m, _ in _group_cut(group, layer_macs)))
         groups.append(g)
         if root in unprunable:
             g.note = unprunable[root]
@@ -194,9 +225,11 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
             trial = dg.get_pruning_group(root_mod, group[0].dep.handler, order[: n - k])
             with _Silencer(trial):
                 drop = base - _accuracy(model, x, y)
-            saved = _group_macs(trial, layer_macs, (n - k) / n)
+            exact[(root, lvl)] = 1 - (k + 0.5) / n  # it keeps int(n * (1 - r)) rounded down to the multiple
+            cut = _group_cut(trial, layer_macs)
+            saved = _macs_saved([cut], layer_macs)
             g.trials.append({"ratio": lvl, "channels_removed": n - k, "drop": round(drop, 3), "macs_saved": saved})
-            opts.append((lvl, drop, saved))
+            opts.append((lvl, drop, cut))
             if drop > fragile_drop:
                 break
         affordable = [o for o in opts if o[1] <= fragile_drop]
@@ -210,17 +243,20 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
             if len(affordable) < len(opts):
                 fragile[root] = opts
     # the MACs uniform pruning at `ratio` would save (fragile groups included), in the same estimate
-    target = sum(t["macs_saved"] for g in groups for t in g.trials if t["ratio"] == round(ratio, 4))
-    chosen = {root: (0.0, 0.0, 0) for root in [*options, *fragile]}
-    planned = _allocate(options, chosen, 0, target)
+    probed = {**options, **fragile}  # a group's fragile entry holds every level probed
+    target = _macs_saved([o[2] for opts in probed.values() for o in opts if o[0] == round(ratio, 4)], layer_macs)
+    chosen: dict[str, tuple[float, float, dict]] = {root: (0.0, 0.0, {}) for root in [*options, *fragile]}
+    planned = _allocate(options, chosen, target, layer_macs)
     forced = set()
     if planned < required_saving:  # the budgets need more: fragile levels too, cheapest first
         before = dict(chosen)
-        planned = _allocate({**options, **fragile}, chosen, planned, required_saving)
-        forced = {root for root in fragile if chosen[root] != before[root]}
+        planned = _allocate({**options, **fragile}, chosen, required_saving, layer_macs)
+        forced = {root for root in fragile if chosen[root][0] != before[root][0]}
     ratios = {root: c[0] for root, c in chosen.items() if c[0] > 0}
     for g in groups:
         g.chosen_ratio = ratios.get(g.root, 0.0)
+    ratios = {root: exact[(root, r)] for root, r in ratios.items()}
+    for g in groups:
         if g.root in forced:
             g.note = f"cut although fragile: the profile's latency / energy budgets need {required_saving:,} MACs removed"
         if not g.note:
@@ -228,26 +264,31 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
     return Plan(ratios, groups, int(target), int(planned), base, len(x), int(required_saving))
 
 
-def _allocate(options: dict[str, list[tuple[float, float, int]]], chosen: dict[str, tuple[float, float, int]],
-              planned: int, goal: int) -> int:
+def _allocate(options: dict[str, list[tuple[float, float, dict]]], chosen: dict[str, tuple[float, float, dict]],
+              goal: int, layer_macs: dict) -> int:
     """Raise groups to their next level, cheapest accuracy per MAC first, until ``goal`` MACs are
-    saved or no level is left; ``chosen`` (root -> (ratio, drop, saved)) is updated in place.
-    Returns the MACs then saved."""
+    saved or no level is left; ``chosen`` (root -> (ratio, drop, cut)) is updated in place. The
+    MACs are counted for the cuts together (two groups cutting the same layer's input and output
+    save less than the sum of their savings alone). Returns the MACs then saved."""
+    planned = _macs_saved([c[2] for c in chosen.values()], layer_macs)
     while planned < goal:
         best = None
         for root, opts in options.items():
             cur = chosen[root]
-            for lvl, drop, saved in opts:
-                if lvl <= cur[0] or saved <= cur[2]:
+            for lvl, drop, cut in opts:
+                if lvl <= cur[0]:
+                    continue
+                gain = _macs_saved([cut if r == root else c[2] for r, c in chosen.items()], layer_macs) - planned
+                if gain <= 0:
                     continue
                 cost = max(drop - cur[1], 0.0) + 1e-3  # points per MAC: cheapest first, ties by size
-                eff = cost / (saved - cur[2])
+                eff = cost / gain
                 if best is None or eff < best[0]:
-                    best = (eff, root, (lvl, drop, saved))
+                    best = (eff, root, (lvl, drop, cut), gain)
                 break  # only the next level of each group
         if best is None:
             break
-        _, root, pick = best
-        planned += pick[2] - chosen[root][2]
+        _, root, pick, gain = best
+        planned += gain
         chosen[root] = pick
     return planned
