@@ -144,7 +144,7 @@ def build(
                      f"{fcheck.max_abs_diff:.2e}")
 
         with rep.stage(STAGES[4]):
-            from .compress.calibrate import match_layer_names
+            from .compress.layer_errors import match_layer_names
 
             calib = to_model_layout(calib_set["x"], conv.layout)
             pruning_loss = loaded.float_accuracy - pruned_acc
