@@ -25,11 +25,16 @@ DEFAULT_CAP_BYTES = 5 * 1024**3
 _META = "entry.json"
 
 
+STAGE_CACHE_ENV = "EDGEPACK_STAGE_CACHE_DIR"
+
+
 def default_root() -> Path:
-    """``$EDGEPACK_CACHE_DIR`` or ``~/.cache/edgepack`` (shared with the trained zoo weights)."""
+    """``$EDGEPACK_STAGE_CACHE_DIR`` when set, else the cache folder the trained zoo weights use
+    (``$EDGEPACK_CACHE_DIR`` or ``~/.cache/edgepack``)."""
     from .models.loader import cache_dir
 
-    return cache_dir()
+    own = os.environ.get(STAGE_CACHE_ENV)
+    return Path(own) if own else cache_dir()
 
 
 def _sha256(data: bytes) -> str:
