@@ -68,7 +68,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
         rep.info(f"{profile.name}: {profile.description} ({profile.source})"
                  + (f"; overrides: {', '.join(f'{k}={v}' for k, v in profile.overrides)}" if profile.overrides else ""))
     cache = cache or StageCache(warn=rep.warn)
-    with build_lock(Path(out) / profile.name, rep):
+    with build_lock(Path(out) / profile.name, cache.root / "locks", rep):
         with rep.stage(STAGES[1]):
             inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
                                      calibration=calibration, rep=rep)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -48,12 +49,12 @@ class Stages:
 
 
 @contextlib.contextmanager
-def build_lock(folder: Path, rep: Reporter) -> Iterator[None]:
-    """Hold ``folder``'s build lock (``<folder>.lock`` beside it) for the build; a second build of
-    the same target into the same folder waits for the first, saying so, then finds its stages in
-    the cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    path = folder.parent / f".{folder.name}.lock"
+def build_lock(folder: Path, lock_dir: Path, rep: Reporter) -> Iterator[None]:
+    """Hold ``folder``'s build lock for the build (a file in ``lock_dir`` named by the folder's
+    absolute path, so nothing is created beside the output before the bundle is written); a second
+    build into the same folder waits for the first, saying so, then finds its stages in the cache."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / (hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24] + ".lock")
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
