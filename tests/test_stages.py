@@ -184,3 +184,12 @@ def test_json_summary_and_cache_commands(tmp_path, warm):
     assert bad.returncode == 2 and "--older-than" in bad.stderr
     kept = run_cli("cache", "clear", "--older-than", "30", env=env)
     assert kept.returncode == 0 and kept.stdout.startswith("removed 0 entries")
+
+
+def test_targets_show_resolves_overrides():
+    proc = run_cli("targets", "show", "rpi4", "--set", "pruning.ratio=0.4", "--set", "quantization.calibration=mse")
+    assert proc.returncode == 0, proc.stderr
+    assert "ratio = 0.4  # from --set" in proc.stdout and 'calibration = "mse"  # from --set' in proc.stdout
+    bad = run_cli("targets", "show", "rpi4", "--set", "pruning.ratio=2")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "edgepack: error: --set: pruning.ratio: 2 is out of range; expected >= 0.0 and < 1.0")

@@ -195,6 +195,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Show every value of a profile after `extends` is applied, and the file each "
                                      "value came from (the profile itself, a parent, or 'default').")
     ts.add_argument("target", metavar="NAME|PATH", help="a target name or a path to a .toml profile")
+    ts.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                    help="show the profile as `edgepack build --set` would resolve it (repeatable)")
     ts.set_defaults(func=_cmd_targets_show)
 
     ca = sub.add_parser("cache", help="show or clear the stage cache",
@@ -358,7 +360,7 @@ def _cmd_targets_show(args: argparse.Namespace) -> int:
 
     from .profiles import load_profile
 
-    p = load_profile(args.target)
+    p = load_profile(args.target, args.overrides)
     print(f"# {p.name}: {p.description}")
     print(f"# file: {p.source}{'  (extends ' + p.extends + ')' if p.extends else ''}")
     for top in dataclasses.fields(p):
