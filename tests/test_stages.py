@@ -192,4 +192,4 @@ def test_targets_show_resolves_overrides():
     assert "ratio = 0.4  # from --set" in proc.stdout and 'calibration = "mse"  # from --set' in proc.stdout
     bad = run_cli("targets", "show", "rpi4", "--set", "pruning.ratio=2")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "edgepack: error: --set: pruning.ratio: 2 is out of range; expected >= 0.0 and < 1.0")
+        "edgepack: error: --set: pruning.ratio: 2.0 is out of range; expected >= 0.0 and < 1.0")
