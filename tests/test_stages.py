@@ -122,7 +122,7 @@ def test_a_corrupted_entry_is_reported_and_rebuilt(tmp_path, warm):
 
     mine = tmp_path / "cache"
     shutil.copytree(cache, mine)
-    entry = next((mine / "stages" / "quantize").iterdir()) / "output.pickle"
+    entry = mine / "stages" / "quantize" / _stages(first)["quantize"]["key"] / "output.pickle"
     data = entry.read_bytes()
     entry.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
     proc = _build(tmp_path / "out", cache=mine)
