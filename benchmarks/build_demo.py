@@ -36,7 +36,7 @@ def main() -> int:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = api.build(args.target, out=tmp, reporter=Reporter(total=len(api.STAGES)))
+        result = api.build(args.target, out=tmp, use_cache=False, reporter=Reporter(total=len(api.STAGES)))
         m = result.manifest
         int8 = (result.out_dir / "model.tflite").read_bytes()
         data = digits()

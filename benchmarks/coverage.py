@@ -51,7 +51,7 @@ def build(target: str, name: str, weights: Path, *, size: int, epochs: int | Non
     fn = name.replace("-", "_")
     cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
            f"{ROOT / 'tests' / 'architectures.py'}:{fn}", "--weights", str(weights), "--input-shape", f"1,3,{size},{size}",
-           "--out", str(out)]
+           "--out", str(out), "--no-cache"]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - t

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in targets:
-            r = api.build(t, out=tmp)
+            r = api.build(t, out=tmp, use_cache=False)
             m = r.manifest
             lat, est, acc = r.measurements["latency"], m["estimates"], m["accuracy"]
             flash = m["micro"]["flash"]["total_bytes"] if m["micro"] else None

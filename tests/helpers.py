@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55"]
 EPOCH = "1767225600"
 os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "tests"))
+# Build stages are shared by the tests of one session (a fresh store each session, so a local run
+# behaves as CI's fresh clone does); trained weights persist in EDGEPACK_CACHE_DIR.
+os.environ.setdefault("EDGEPACK_STAGE_CACHE_DIR", tempfile.mkdtemp(prefix="edgepack-test-stages-"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Benches recorded by the tests go to a history of their own, never the user's.
 os.environ.setdefault("EDGEPACK_HOME", tempfile.mkdtemp(prefix="edgepack-test-home-"))

@@ -336,14 +336,14 @@ def test_the_guard_turns_a_delegate_refusal_into_failed_attempts_and_one_line(pa
     traceback), then stops with one line saying what was tried and what to do."""
     from types import SimpleNamespace
 
-    from edgepack.compress import calibrate
+    from edgepack.compress import tflite_graph
     from edgepack.compress.guard import delegate_refusal, guarded_quantize
     from edgepack.devices.host import HostRunner
     from edgepack.errors import ConversionError
     from edgepack.progress import Reporter
 
     model, conv, calib, x = padded_pool
-    monkeypatch.setattr(calibrate, "PAD_SENTINEL", float("inf"))
+    monkeypatch.setattr(tflite_graph, "PAD_SENTINEL", float("inf"))
     runner = HostRunner()
     labels = runner.run(conv.tflite, x).argmax(1)  # the float TFLite's own answers as the labels
     q = SimpleNamespace(weights="per-channel", io_dtype="int8", calibration="minmax", percentile=99.99, equalize=False,

@@ -6,20 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgepack.compress.calibrate import (
-    CalibSpec,
-    FloatGraph,
-    TensorStats,
-    _quantized_weights,
-    calibrated_float,
-    choose_range,
-    correct_bias,
-    equalize,
-    layer_errors,
-    match_layer_names,
-    quantize_calibrated,
-    run_all_tensors,
-)
+from edgepack.compress.bias_correction import _quantized_weights, correct_bias
+from edgepack.compress.calibrate import CalibSpec, calibrated_float, quantize_calibrated
+from edgepack.compress.equalize import equalize
+from edgepack.compress.layer_errors import layer_errors, match_layer_names
+from edgepack.compress.ranges import choose_range
+from edgepack.compress.tflite_graph import FloatGraph, TensorStats, run_all_tensors
 from edgepack.convert.tflite import convert_float, to_model_layout
 from edgepack.data import digits
 from edgepack.devices.host import HostRunner

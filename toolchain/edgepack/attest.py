@@ -81,21 +81,3 @@ def state_sha256(module) -> str:
 def key(*parts) -> str:
     """A stage key: sha256 of its inputs rendered as canonical JSON."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def stage_keys(*, profile: dict, inputs: dict, versions: dict, float_model: str, pruned_model: str) -> dict:
-    """The key of each stage's output: everything that can change it, chained from the stages before.
-
-    ``profile`` is the resolved profile as plain data, ``inputs`` the input hashes (data,
-    calibration, weights), ``versions`` the tool versions, ``float_model``/``pruned_model`` the
-    state hashes of the loaded and the pruned model."""
-    v = versions
-    load = key("load", inputs.get("model"), inputs.get("data"), float_model, v.get("edgepack"), v.get("torch"))
-    prune = key("prune", load, profile["pruning"], pruned_model, v.get("torch-pruning"))
-    convert = key("convert", prune, v.get("onnx"), v.get("onnx2tf"), v.get("tensorflow-cpu"))
-    quantize = key("quantize", convert, profile["quantization"], profile["budgets"]["max_accuracy_drop"],
-                   inputs.get("calibration"), v.get("ai-edge-litert"))
-    pte = key("executorch", prune, profile["executorch"], profile["quantization"], inputs.get("calibration"),
-              v.get("executorch"), v.get("ethos-u-vela"))
-    bundle = key("bundle", quantize, pte, profile)
-    return {"load": load, "prune": prune, "convert": convert, "quantize": quantize, "executorch": pte, "bundle": bundle}

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from . import __version__
-from .errors import EdgepackError, ExitStatus
+from .errors import EdgepackError, ExitStatus, UsageError
 
 DESCRIPTION = """\
 Compress a PyTorch model, convert it to full-integer TFLite (and ExecuTorch .pte) and measure it, driven by a
@@ -29,6 +29,15 @@ examples:
   edgepack build --target ./my-board.toml --out artifacts/
   edgepack build --target rpi4 --model net.py:make_model --weights net.pt --input-shape 1,3,32,32
   edgepack build --target cortex-m4 --calibration calibration/digits-png.toml
+  edgepack build --target rpi4 --set pruning.ratio=0.45 --set quantization.calibration=percentile
+  edgepack build --target rpi4 --json > build.json
+
+stage cache: each stage's output is kept under a key over everything that can change it
+($EDGEPACK_STAGE_CACHE_DIR or $EDGEPACK_CACHE_DIR, default ~/.cache/edgepack; see `edgepack cache
+info`). A rebuild reruns only the stages whose inputs changed (a quantization setting reruns
+quantization and what follows, not pruning or conversion), and a build that was killed resumes
+from its last finished stage. --no-cache neither reads nor writes it. Two builds into the same
+folder: the second waits for the first.
 
 SOURCE_DATE_EPOCH pins the manifest's build time: the same inputs then give byte-identical bundles
 (every file but measurements.json, which holds this run's timings).
@@ -100,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="host", metavar="DEVICE",
                    help="where the measurement stage benchmarks: host (default; host figures, device estimated), "
                         "profile (the profile's [connection]), ssh://user@host[:port], adb[:SERIAL], qemu-arm64")
+    b.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override one profile value for this build (repeatable), validated like the profile file and "
+                        "recorded in the manifest and report; VALUE is TOML (0.45, true, [\"tflite\"]) or a bare word")
+    b.add_argument("--no-cache", action="store_true", help="neither read nor write the stage cache")
+    b.add_argument("--json", action="store_true",
+                   help="print a JSON summary on stdout (paths, sizes, sha256, accuracies, latency, budgets, "
+                        "per-stage seconds and cache hits); progress stays on stderr")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output; print only the result")
     b.set_defaults(func=_cmd_build)
 
@@ -179,7 +195,23 @@ def _parser() -> argparse.ArgumentParser:
                          description="Show every value of a profile after `extends` is applied, and the file each "
                                      "value came from (the profile itself, a parent, or 'default').")
     ts.add_argument("target", metavar="NAME|PATH", help="a target name or a path to a .toml profile")
+    ts.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                    help="show the profile as `edgepack build --set` would resolve it (repeatable)")
     ts.set_defaults(func=_cmd_targets_show)
+
+    ca = sub.add_parser("cache", help="show or clear the stage cache",
+                        description="The stage cache keeps each build stage's output under a key over everything that "
+                                    "can change it ($EDGEPACK_STAGE_CACHE_DIR or $EDGEPACK_CACHE_DIR, default ~/.cache/edgepack), capped at 5 GB "
+                                    "(least recently used entries go first).")
+    csub = ca.add_subparsers(dest="cache_command", metavar="SUBCOMMAND")
+    csub.required = True
+    ci = csub.add_parser("info", help="entries and size, per stage", description="Entries and size of the stage cache, per stage.")
+    ci.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ci.set_defaults(func=_cmd_cache_info)
+    cc = csub.add_parser("clear", help="remove entries", description="Remove every stage cache entry, or those not used "
+                                                                     "for DAYS days.")
+    cc.add_argument("--older-than", type=float, metavar="DAYS", help="only entries last used more than DAYS days ago")
+    cc.set_defaults(func=_cmd_cache_clear)
     return p
 
 
@@ -195,7 +227,12 @@ def _cmd_build(args: argparse.Namespace) -> int:
     reporter = Reporter(total=len(api.STAGES), quiet=args.quiet)
     result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data, calibration=args.calibration,
                        out=args.out, allow_budget_violation=args.allow_budget_violation, device=args.device,
-                       reporter=reporter)
+                       overrides=args.overrides, use_cache=not args.no_cache, reporter=reporter)
+    if args.json:
+        import json
+
+        print(json.dumps(api.summary(result), indent=2))
+        return ExitStatus.OK
     m = result.manifest
     acc, lat = m["accuracy"], result.measurements["latency"]
     print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 accuracy {acc['int8']:.2f}% "
@@ -323,7 +360,7 @@ def _cmd_targets_show(args: argparse.Namespace) -> int:
 
     from .profiles import load_profile
 
-    p = load_profile(args.target)
+    p = load_profile(args.target, args.overrides)
     print(f"# {p.name}: {p.description}")
     print(f"# file: {p.source}{'  (extends ' + p.extends + ')' if p.extends else ''}")
     for top in dataclasses.fields(p):
@@ -338,6 +375,32 @@ def _cmd_targets_show(args: argparse.Namespace) -> int:
             shown = "[" + ", ".join(f'"{v}"' for v in value) + "]" if isinstance(value, tuple) else (
                 f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else value)
             print(f"{f.name} = {shown}  # from {p.origin_of(top.name + '.' + f.name)}")
+    return ExitStatus.OK
+
+
+def _cmd_cache_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .cache import StageCache
+
+    info = StageCache().info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return ExitStatus.OK
+    print(f"{info['root']}: {info['entries']} entries, {info['size_bytes'] / 1e6:,.1f} MB "
+          f"(cap {info['cap_bytes'] / 1e9:g} GB)")
+    for stage, s in info["stages"].items():
+        print(f"  {stage:<12} {s['entries']:>5} entries  {s['size_bytes'] / 1e6:>10,.1f} MB")
+    return ExitStatus.OK
+
+
+def _cmd_cache_clear(args: argparse.Namespace) -> int:
+    from .cache import StageCache
+
+    if args.older_than is not None and args.older_than < 0:
+        raise UsageError(f"--older-than {args.older_than:g}: expected a number of days >= 0")
+    n, size = StageCache().clear(args.older_than)
+    print(f"removed {n} entries ({size / 1e6:,.1f} MB)")
     return ExitStatus.OK
 
 

@@ -112,6 +112,10 @@ def _quantization_section(m: dict) -> list[str]:
     return lines
 
 
+def _overrides(items: list[dict]) -> str:
+    return ", ".join(f"`{o['key']}={o['value']}`" for o in items)
+
+
 def render_report(m: dict) -> str:
     """A readable Markdown summary of a manifest."""
     acc, prune, io = m["accuracy"], m["pruning"], m["tensors"]
@@ -124,6 +128,7 @@ def render_report(m: dict) -> str:
         "",
         f"- edgepack {m['edgepack_version']}, built {m['built_at']}, profile `{m['target']['profile_file']}` "
         f"(sha256 `{m['target']['profile_sha256'][:16]}`)",
+        *([f"- overrides (--set): {_overrides(m['overrides'])}"] if m.get("overrides") else []),
         f"- model: {m['model']['origin']}",
         f"- artifact: `model.tflite`, {_fmt_int(art['size_bytes'])} bytes, sha256 `{art['sha256'][:16]}...`; "
         f"{art['quantization']['weights']} int8 weights, {art['quantization']['activations']} activations",

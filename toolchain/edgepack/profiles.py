@@ -221,6 +221,7 @@ class Profile:
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), metadata={"internal": True})  # from --set
 
     @property
     def is_mcu(self) -> bool:
@@ -232,6 +233,7 @@ class Profile:
         d = dataclasses.asdict(self)
         d.pop("source")
         d.pop("origins")
+        d.pop("overrides")
         return d
 
     def origin_of(self, dotted: str) -> str:
@@ -270,16 +272,54 @@ def resolve_target(target: str, *, relative_to: Path | None = None) -> Path:
     raise ProfileError(f"unknown target '{target}'; known: {known} (or give a path to a .toml profile)")
 
 
-def load_profile(target: str) -> Profile:
-    """Load and validate a profile by name or path, following ``extends``.
+def load_profile(target: str, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """Load and validate a profile by name or path, following ``extends``, then apply
+    ``overrides`` (``"pruning.ratio=0.45"``, as ``--set`` gives them; the value is TOML, or a bare
+    word taken as a string), validated as if the file had said them.
 
-    Raises ProfileError naming the file, line and key of the first problem.
+    Raises ProfileError naming the file, line and key (or ``--set``) of the first problem.
     """
     path = resolve_target(target)
     merged, where = _load_chain(path, seen=[])
-    profile = _build(Profile, merged, where, extra={"source": str(path), "origins": tuple(sorted(where.origins.items()))})
+    applied = _apply_overrides(merged, where, overrides)
+    profile = _build(Profile, merged, where, extra={"source": str(path), "origins": tuple(sorted(where.origins.items())),
+                                                    "overrides": applied})
     _check_consistency(profile, where)
     return profile
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """``"quantization.calibration=percentile"`` -> (("quantization", "calibration"), "percentile").
+    The value is read as a TOML value (numbers, true/false, quoted strings, [lists]); a bare word
+    that is not one is a string. Raises ProfileError for text without ``key=value``."""
+    key, sep, raw = text.partition("=")
+    dotted = tuple(k.strip() for k in key.strip().split("."))
+    if not sep or not all(dotted) or not raw.strip():
+        raise ProfileError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. --set pruning.ratio=0.45")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return dotted, value
+
+
+def _apply_overrides(merged: dict, where: "_Where", overrides) -> tuple[tuple[str, Any], ...]:
+    applied = []
+    for text in overrides:
+        dotted, value = parse_override(text)
+        node = merged
+        for i, k in enumerate(dotted[:-1]):
+            nxt = node.get(k)
+            if nxt is None:  # a section no file has: errors about it point at --set
+                nxt = node[k] = {}
+                where.origins[".".join(dotted[: i + 1])] = "--set"
+            elif not isinstance(nxt, dict):
+                raise ProfileError(f"--set: {'.'.join(dotted)}: {'.'.join(dotted[: i + 1])} is a value, not a section")
+            node = nxt
+        node[dotted[-1]] = value
+        where.origins[".".join(dotted)] = "--set"
+        applied.append((".".join(dotted), value))
+    return tuple(applied)
 
 
 # --- reading files and following `extends` -------------------------------------------------

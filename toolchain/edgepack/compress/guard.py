@@ -16,8 +16,10 @@ from functools import partial
 
 import numpy as np
 
-from .calibrate import (METHODS, CalibSpec, FloatGraph, LayerError, calibrated_float, layer_errors, mlir_quantize,
-                        output_agreement, quantize_calibrated)
+from .calibrate import CalibSpec, calibrated_float, mlir_quantize, quantize_calibrated
+from .layer_errors import LayerError, layer_errors, output_agreement
+from .ranges import METHODS
+from .tflite_graph import FloatGraph
 from .quantize import QuantSpec, quantize_int8
 
 

@@ -1,0 +1,72 @@
+"""The stage cache: checked reads, atomic writes, corruption detected, LRU cap, info and clear."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from edgepack.cache import StageCache
+
+
+def _cache(tmp_path, **kw):
+    warnings = []
+    return StageCache(tmp_path / "c", warn=warnings.append, **kw), warnings
+
+
+def test_round_trip_and_disabled(tmp_path):
+    c, _ = _cache(tmp_path)
+    assert c.get("quantize", "ab12") is None
+    c.put("quantize", "ab12", {"model.tflite": b"\x00\x01" * 100, "result.json": b"{}"})
+    assert c.get("quantize", "ab12") == {"model.tflite": b"\x00\x01" * 100, "result.json": b"{}"}
+    off = StageCache(tmp_path / "c", enabled=False)
+    assert off.get("quantize", "ab12") is None
+    off.put("quantize", "cd34", {"x": b"1"})
+    assert c.get("quantize", "cd34") is None
+    assert not list((tmp_path / "c").glob("tmp/*"))  # nothing left behind
+
+
+def test_truncated_or_flipped_entries_are_reported_removed_and_missed(tmp_path):
+    c, warnings = _cache(tmp_path)
+    for key, damage in (("aa01", "truncate"), ("aa02", "flip"), ("aa03", "delete")):
+        c.put("convert", key, {"model.tflite": bytes(range(256)) * 4})
+        f = c.root / "stages" / "convert" / key / "model.tflite"
+        data = f.read_bytes()
+        if damage == "truncate":
+            f.write_bytes(data[:100])
+        elif damage == "flip":
+            f.write_bytes(data[:10] + bytes([data[10] ^ 0x40]) + data[11:])
+        else:
+            f.unlink()
+        assert c.get("convert", key) is None, damage
+        assert not (c.root / "stages" / "convert" / key).exists()
+    assert len(warnings) == 3 and all("corrupted" in w and "runs again" in w for w in warnings)
+    assert all("\n" not in w for w in warnings)
+    c.put("convert", "aa01", {"model.tflite": b"rebuilt"})
+    assert c.get("convert", "aa01") == {"model.tflite": b"rebuilt"}
+
+
+def test_least_recently_used_entries_go_first_under_the_cap(tmp_path):
+    c, _ = _cache(tmp_path, cap_bytes=10_000)
+    for i in range(3):
+        c.put("prune", f"k{i}", {"m": bytes(3000)})
+        os.utime(c.root / "stages" / "prune" / f"k{i}" / "entry.json", (time.time() - 100 + i, time.time() - 100 + i))
+    c.get("prune", "k0")  # k0 is now the most recently used
+    c.put("prune", "k3", {"m": bytes(3000)})  # over the cap: k1 (least recently used) goes
+    keys = {e.key for e in c.entries()}
+    assert keys == {"k0", "k2", "k3"}, keys
+    assert c.info()["size_bytes"] <= 10_000
+
+
+def test_info_and_clear(tmp_path):
+    c, _ = _cache(tmp_path)
+    c.put("prune", "p1", {"m": bytes(1000)})
+    c.put("quantize", "q1", {"m": bytes(500)})
+    c.put("quantize", "q2", {"m": bytes(500)})
+    info = c.info()
+    assert info["entries"] == 3 and info["stages"]["quantize"]["entries"] == 2
+    assert info["stages"]["prune"]["size_bytes"] > 1000  # the file and its entry record
+    old = c.root / "stages" / "quantize" / "q1" / "entry.json"
+    os.utime(old, (time.time() - 10 * 86400, time.time() - 10 * 86400))
+    assert c.clear(older_than_days=5)[0] == 1
+    assert {e.key for e in c.entries()} == {"p1", "q2"}
+    assert c.clear()[0] == 2 and c.info()["entries"] == 0

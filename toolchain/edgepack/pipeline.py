@@ -1,0 +1,105 @@
+"""``edgepack build`` as a composition of its stages (see ``stages/``): each cached stage runs once
+per key, a killed build resumes from the last finished stage, and nothing is written to the
+output folder until every stage has succeeded."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .cache import StageCache
+from .progress import Reporter
+
+STAGES = (
+    "load target profile",
+    "load model and data",
+    "prune channels and recover with distillation",
+    "convert to float TFLite (PyTorch -> ONNX -> onnx2tf)",
+    "quantize to full integer (calibrated)",
+    "validate (float agreement, int8 accuracy)",
+    "export and check ExecuTorch programs (.pte)",
+    "measure and check budgets",
+    "write the bundle",
+)
+
+_TOOLS = ("torch", "torch-pruning", "onnx", "onnx2tf", "tensorflow-cpu", "ai-edge-litert", "tflite-micro",
+          "executorch", "ethos-u-vela", "numpy", "scikit-learn")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The bundle's folder, its manifest (deterministic) and this run's measurements."""
+
+    out_dir: Path
+    manifest: dict
+    measurements: dict
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools a build uses (``"missing"`` for one not installed)."""
+    out = {"python": platform.python_version()}
+    for name in _TOOLS:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def build(target: str, *, model: str = "demo", weights: str | None = None, input_shape: tuple[int, ...] | None = None,
+          data: str = "digits", calibration: str | None = None, out: str | Path = "dist",
+          allow_budget_violation: bool = False, device: str = "host", overrides: tuple[str, ...] = (),
+          cache: StageCache | None = None, reporter: Reporter | None = None) -> BuildResult:
+    """See ``api.build``."""
+    from .convert.tflite import scratch_dir, to_model_layout
+    from .devices.host import HostRunner
+    from .profiles import load_profile
+    from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
+    from .stages.keys import stage_keys
+    from .stages.runner import Stages, build_lock
+    from .training import predict
+
+    rep = reporter or Reporter(total=len(STAGES), quiet=True)
+    with rep.stage(STAGES[0]):
+        profile = load_profile(target, overrides)
+        rep.info(f"{profile.name}: {profile.description} ({profile.source})"
+                 + (f"; overrides: {', '.join(f'{k}={v}' for k, v in profile.overrides)}" if profile.overrides else ""))
+    cache = cache or StageCache(warn=rep.warn)
+    with build_lock(Path(out) / profile.name, cache.root / "locks", rep):
+        with rep.stage(STAGES[1]):
+            inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
+                                     calibration=calibration, rep=rep)
+            versions = {"edgepack": __version__, **tool_versions()}
+            keys = stage_keys(profile=profile.to_dict(), model=inp.model_identity(), data=inp.splits.fingerprint(),
+                              calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
+                              device=device, versions=versions)
+        st = Stages(cache, rep)
+        runner = HostRunner()
+        with scratch_dir() as work:
+            with rep.stage(STAGES[2]):
+                pruned = st.run("prune", keys["prune"], lambda: prune.run(inp, rep))
+            with rep.stage(STAGES[3]):
+                conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
+            with rep.stage(STAGES[4]):
+                quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep))
+            with rep.stage(STAGES[5]):
+                validate.accuracy_verdict(inp, pruned, quant, rep, allow_budget_violation=allow_budget_violation)
+                micro = st.run("validate", keys["validate"], lambda: validate.run(inp, conv, quant, runner, rep))
+            tflite_out = runner.run(quant.artifact, to_model_layout(inp.splits.x_eval, conv.layout))
+            float_out = predict(inp.loaded.module, inp.splits.x_eval)
+            with rep.stage(STAGES[6]):
+                ptes = st.run("executorch", keys["executorch"],
+                              lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep))
+        with rep.stage(STAGES[7]):
+            meas = st.run("measure", keys["measure"], lambda: measure.run(inp, quant, ptes, device, rep))
+            judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation)
+        with rep.stage(STAGES[8]):
+            folder, manifest, measurements = bundle.run(
+                inp, pruned, conv, quant, micro, ptes, meas, judged, tflite_out=tflite_out, float_out=float_out,
+                keys=keys, versions=versions, stages=st.record, stage_seconds=rep.stage_seconds, device=device, out=out)
+    # The packaging stage's own time cannot be inside the files it writes; it is in the result.
+    measurements["stage_seconds"] = dict(rep.stage_seconds)
+    return BuildResult(out_dir=folder, manifest=manifest, measurements=measurements)

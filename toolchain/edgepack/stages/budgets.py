@@ -1,0 +1,82 @@
+"""Judging the build against every budget of its profile (measured where measured, else estimated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import BudgetError
+from ..progress import Reporter
+
+
+@dataclass
+class BudgetsOut:
+    budgets: list[dict]
+    estimates: dict  # {"latency", "energy"}: the profile's estimates, labelled
+    arena: int | None  # the TFLM tensor arena, bytes
+
+
+def _budget(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict:
+    return {"budget": name, "value": round(value, 4), "limit": limit, "unit": unit, "basis": basis,
+            "met": limit is None or value <= limit}
+
+
+def _arena_or_none(artifact: bytes) -> int | None:
+    """TFLM's arena for a LiteRT target's model, when TFLM can load it (a proxy for tensor memory)."""
+    from ..convert.micro import measure_arena
+    from ..errors import ConversionError
+
+    try:
+        return measure_arena(artifact)
+    except ConversionError:
+        return None
+
+
+def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Reporter, *,
+        allow_budget_violation: bool) -> BudgetsOut:
+    from ..energy import estimate_energy, estimate_latency
+
+    profile, b = inp.profile, inp.profile.budgets
+    pr, artifact = pruned.result, quant.artifact
+    float_acc, q_acc = inp.loaded.float_accuracy, quant.accuracy
+    loss = float_acc - pruned.accuracy
+    est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
+    est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
+    rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both ESTIMATED "
+             "from the profile)")
+    arena = micro["arena_bytes"] if micro else _arena_or_none(artifact)
+    budgets = [
+        _budget("max_accuracy_drop", float_acc - q_acc, b.max_accuracy_drop, "points",
+                "measured on the host" + (f"; PRUNING lost {loss:.2f} of these points (pruned float model "
+                                          f"{pruned.accuracy:.2f}%), quantization {pruned.accuracy - q_acc:.2f}: lower "
+                                          "pruning.ratio or pruning.fragile_drop, or recover longer"
+                                          if loss > b.max_accuracy_drop else "")),
+        _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
+        _budget("max_latency_ms", meas.latency["median_ms"], b.max_latency_ms, "ms", f"measured: {meas.label}")
+        if meas.on_target else _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
+        _budget("max_energy_mj", meas.energy["value"], b.max_energy_mj, "mJ", f"{meas.energy['basis']}: {meas.energy['how']}")
+        if meas.energy is not None else _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
+    ]
+    for pte in ptes:
+        e = pte["entry"]
+        a = e["accuracy"]
+        budgets.append(_budget(f"max_accuracy_drop ({e['file']})", a["float_original_same_samples"] - a["int8"],
+                               b.max_accuracy_drop, "points", f"measured on the host on {a['samples']} held-out samples "
+                               f"(95% CI of the drop {a['drop_vs_float_ci95'][0]:+.2f}..{a['drop_vs_float_ci95'][1]:+.2f}): "
+                               f"{a['basis']}"))
+        budgets.append(_budget(f"max_model_kb ({e['file']})", e["size_bytes"] / 1024, b.max_model_kb, "KB", "measured"))
+    if arena is not None:
+        budgets.append(_budget("max_peak_memory_kb", arena / 1024, b.max_peak_memory_kb, "KB",
+                               "measured: TFLM tensor arena on the host"))
+    if micro:
+        budgets.append(_budget("hardware.ram_kb (arena fits SRAM)", arena / 1024, profile.hardware.ram_kb, "KB",
+                               "measured: TFLM tensor arena on the host"))
+        budgets.append(_budget("hardware.flash_kb (model + runtime fit flash)", micro["flash"]["total_bytes"] / 1024,
+                               profile.hardware.flash_kb, "KB", "model measured + runtime code estimated"))
+    broken = [x for x in budgets if not x["met"]]
+    for x in broken:
+        rep.warn(f"{x['budget']}: needs {x['value']:.4g} {x['unit']}, the {profile.name} allows {x['limit']:g} ({x['basis']})")
+    if broken and not allow_budget_violation:
+        what = "; ".join(f"{x['budget']} needs {x['value']:.4g} {x['unit']} but {profile.name} allows {x['limit']:g} ({x['basis']})"
+                         for x in broken)
+        raise BudgetError(f"{what}; change the model or the profile, or pass --allow-budget-violation")
+    return BudgetsOut(budgets, {"latency": est_lat.to_dict(), "energy": est_energy.to_dict()}, arena)

@@ -1,0 +1,77 @@
+"""Stage: one ExecuTorch program per backend the profile lists, each checked and guarded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..progress import Reporter
+
+
+def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work: Path, rep: Reporter) -> list[dict]:
+    """One program per backend (when the profile's formats include pte), each checked on the host
+    as far as the host can run it and guarded like the TFLite artifact (compress/pte_guard.py).
+    Returns [{"bytes", "entry", "host_runnable"}]."""
+    from .quantize import pruning_loss
+
+    profile, model, splits = inp.profile, pruned.result.model, inp.splits
+    if "pte" not in profile.runtime.formats:
+        rep.info("pte is not among the profile's formats; nothing to do")
+        return []
+    if getattr(model, "onnx_path", None) is not None:
+        rep.warn("no ExecuTorch program: the ONNX model could not be turned into PyTorch, which ExecuTorch exports from")
+        return []
+    from functools import partial
+
+    from ..compress.pte_guard import guarded_export
+    from ..convert import executorch as et
+    from ..package import sha256
+    from ..validate import check_pte
+
+    x = profile.executorch
+    calib = inp.calibration["x"]
+    per_channel = profile.quantization.weights == "per-channel"
+    modules = dict(model.named_modules())
+    costly_layers = [e.layer for e in quant.guard.layers if e.layer in modules]  # PyTorch names the quantizers know
+    remedies_allowed = pruning_loss(inp, pruned) <= profile.budgets.max_accuracy_drop
+    out = []
+    for backend in x.backends:
+        if backend == "xnnpack":
+            export = partial(et.export_xnnpack, model, calib, per_channel=per_channel)
+        elif backend == "cortex-m":
+            export = partial(et.export_cortex_m, model, calib, cpu=x.cortex_m_cpu)
+        else:
+            export = partial(et.export_ethos_u, model, calib, work, accelerator=x.ethos_u_accelerator,
+                             system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
+        guard = guarded_export(
+            backend, export, lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
+                                                    reference_samples=x.reference_samples),
+            max_drop=profile.budgets.max_accuracy_drop, costly_layers=costly_layers, remedies_allowed=remedies_allowed,
+            on_attempt=lambda line, f=et.FILES[backend]: rep.info(f"{f} accuracy guard: {line}"))
+        prog, check = guard.program, guard.check
+        d = prog.delegation
+        rep.info(f"{et.FILES[backend]}: {len(prog.program):,} bytes; {d['delegated_ops']} ops delegated to {backend} in "
+                 f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 accuracy {check.accuracy:.2f}% on "
+                 f"{check.samples} samples (TFLite {check.tflite_accuracy:.2f}% on the same), top-1 agreement with TFLite "
+                 f"{check.top1_agreement_tflite:.1f}%; kept: {guard.chosen.what}")
+        if prog.vela:
+            v = prog.vela
+            rep.info(f"Vela ESTIMATES ({v['accelerator']}, {v['system_config']}): SRAM {v['sram_kb']:.1f} KB, flash "
+                     f"{v['flash_kb']:.1f} KB, {v['total_cycles']:,} cycles = {v['inference_ms']:.3f} ms at {v['npu_clock_mhz']:g} MHz")
+        for note in prog.notes:
+            rep.info(f"{et.FILES[backend]}: {note}")
+        sample = prog.prepare(splits.x_eval[:1])
+        entry = {
+            "file": et.FILES[backend], "format": "pte", "backend": backend, "size_bytes": len(prog.program),
+            "sha256": sha256(prog.program), "input_layout": "NCHW (channels-last memory)" if prog.channels_last else "NCHW",
+            "quantization": {"weights": "per-channel" if per_channel or backend == "cortex-m" else "per-tensor",
+                             "activations": "int8", "io_dtype": "float32 (quantized inside the program)",
+                             "scheme": f"PT2E with ExecuTorch's {backend} quantizer, calibrated on the same samples"},
+            "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
+                        "outputs": [{"name": "logits", "shape": [1, int(tflite_out.shape[1])], "dtype": "float32"}]},
+            "accuracy": check.to_dict(), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
+            "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes,
+        }
+        out.append({"bytes": prog.program, "entry": entry, "host_runnable": prog.host_runnable})
+    return out

@@ -1,0 +1,103 @@
+"""The build's inputs: profile (with overrides), data splits, calibration set and float model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import torch
+
+from ..progress import Reporter
+
+
+@dataclass
+class Inputs:
+    profile: object  # profiles.Profile
+    splits: object  # data.Splits
+    calibration: dict  # {"x": NCHW samples, "describe": manifest entry}
+    loaded: object  # models.loader.LoadedModel
+    example: torch.Tensor  # one input, batch 1
+    model_spec: str
+    weights: str | None
+
+    def model_identity(self) -> dict:
+        """What identifies the float model for the stage keys: the source (a file's hash, a zoo
+        name), the weights' hash and the loaded state's hash."""
+        from ..attest import file_sha256, state_sha256
+
+        spec = self.model_spec
+        source = spec
+        if spec.endswith(".onnx"):
+            source = file_sha256(spec)
+        elif ":" in spec and not spec.startswith("zoo:"):
+            source = file_sha256(spec.rsplit(":", 1)[0]) + ":" + spec.rsplit(":", 1)[1]
+        return {"source": source, "weights": file_sha256(self.weights) if self.weights else None,
+                "state": state_sha256(self.loaded.module)}
+
+
+def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: str, calibration: str | None,
+                rep: Reporter) -> Inputs:
+    from ..data import load_data
+    from ..models.loader import load_model
+
+    splits = load_data(data, input_shape=input_shape or default_input_shape(model))
+    calib_set = calibration_set(calibration, splits, profile, rep)
+    loaded = load_model(model, splits, weights=weights, reporter=rep)
+    rep.info(f"{loaded.origin}; float accuracy {loaded.float_accuracy:.2f}% on {len(splits.y_eval)} held-out samples")
+    return Inputs(profile, splits, calib_set, loaded, torch.from_numpy(splits.x_eval[:1]), model, weights)
+
+
+def default_input_shape(model: str) -> tuple[int, ...]:
+    """A zoo model's own input shape; 1x1x32x32 (the digits demo's) for anything else."""
+    if model == "demo" or model.startswith("zoo:"):
+        from ..models import zoo
+
+        return zoo.input_shape(model.removeprefix("zoo:"))
+    if model.endswith(".onnx"):
+        from ..models.onnx_in import input_shape
+
+        return input_shape(model)
+    return (1, 1, 32, 32)
+
+
+def calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dict:
+    """The calibration samples (NCHW, preprocessed) and their description for the bundle manifest."""
+    from ..calibration import check_like_eval, load_calibration, samples_sha256
+    from ..errors import DataError
+
+    minimum = profile.quantization.min_calibration_samples
+    if manifest is None:
+        x = splits.x_calib
+        if len(x) < minimum:
+            raise DataError(f"the calibration split of {splits.name} has {len(x)} samples, fewer than the "
+                            f"{profile.name} profile's min_calibration_samples = {minimum}; add samples")
+        return {"x": x, "describe": {"name": f"{splits.name} (calibration split)", "kind": "split", "samples": len(x),
+                                     "seed": 0, "sha256": samples_sha256(x)}}
+    cs = load_calibration(manifest, input_shape=splits.input_shape)
+    if len(cs.x) < minimum:
+        raise DataError(f"{manifest}: {len(cs.x)} calibration samples, fewer than the {profile.name} profile's "
+                        f"min_calibration_samples = {minimum}; add samples")
+    check_like_eval(manifest, cs.x, splits.x_eval)
+    for w in cs.warnings:
+        rep.warn(f"{manifest}: {w}")
+    rep.info(f"calibration set {cs.name}: {len(cs.x)} of {cs.available} samples (seed {cs.seed}), sha256 {cs.sha256()[:12]}")
+    from ..attest import portable_name
+    from ..calibration import resolve_manifest
+
+    return {"x": cs.x, "describe": {**cs.describe(), "manifest": portable_name(resolve_manifest(manifest))}}
+
+
+def weighted_layers(model, example) -> list[tuple[str, int]]:
+    """The model's conv and linear layers in execution order with their output channels."""
+    order: list[tuple[str, int]] = []
+    handles = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            ch = mod.out_channels if isinstance(mod, torch.nn.Conv2d) else mod.out_features
+            handles.append(mod.register_forward_hook(lambda *_, n=name, c=ch: order.append((n, c))))
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+

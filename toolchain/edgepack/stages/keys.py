@@ -1,0 +1,34 @@
+"""Stage keys: a hash of everything that can change a stage's output.
+
+Each key chains the key of the stage it reads from, the profile sections the stage reads, the
+data it reads (by hash) and the versions of the tools it calls. A profile field no stage reads
+(a description) changes no key; a field one stage reads changes that stage's key and every key
+downstream of it, and no other.
+"""
+
+from __future__ import annotations
+
+from ..attest import key
+
+
+def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input_shape: tuple, device: str,
+               versions: dict) -> dict[str, str]:
+    """{stage: key} for the cached stages. ``profile`` is the resolved profile as plain data,
+    ``model`` what identifies the float model (its source and weights' hashes and its state's),
+    ``data`` and ``calibration`` the hashes of the data splits and the calibration samples."""
+    p, v = profile, versions
+    ours = v.get("edgepack")
+    load = key("load", model, data, list(input_shape), ours, v.get("torch"))
+    # the budgets' MAC ceiling reads the latency / energy budgets, the hardware, power and threads
+    prune = key("prune", load, p["pruning"], p["budgets"], p["hardware"], p["power"], p["runtime"]["threads"],
+                v.get("torch-pruning"))
+    convert = key("convert", prune, calibration, v.get("onnx"), v.get("onnx2tf"), v.get("tensorflow-cpu"))
+    quantize = key("quantize", convert, p["quantization"], p["budgets"]["max_accuracy_drop"], calibration,
+                   v.get("ai-edge-litert"))
+    validate = key("validate", quantize, p["runtime"]["name"], v.get("tflite-micro"))
+    executorch = key("executorch", prune, quantize, p["runtime"]["formats"], p["executorch"], p["quantization"],
+                     p["budgets"]["max_accuracy_drop"], calibration, v.get("executorch"), v.get("ethos-u-vela"))
+    measure = key("measure", quantize, executorch, device, p["runtime"], p["measure"], p["connection"], p["power"],
+                  p["hardware"])
+    return {"load": load, "prune": prune, "convert": convert, "quantize": quantize, "validate": validate,
+            "executorch": executorch, "measure": measure}

@@ -1,0 +1,74 @@
+"""Stage: latency (and energy where the device reports it) of each artifact, where the build was told."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..progress import Reporter
+
+
+@dataclass
+class MeasureOut:
+    latency: dict  # model.tflite's latency figures
+    label: str  # where and how it was measured
+    on_target: bool  # measured on the target itself (its figures judge the budgets)
+    energy: dict | None = None  # {"value", "basis", "how"} from the device's meter, when on the target
+    ptes: dict[str, dict] = field(default_factory=dict)  # .pte file -> latency figures with label and ratio
+
+
+def run(inp, quant, ptes: list[dict], device: str, rep: Reporter) -> MeasureOut:
+    profile, artifact = inp.profile, quant.artifact
+    m = profile.measure
+    if profile.is_mcu:
+        from ..devices.tflm import TFLMRunner
+
+        lat = TFLMRunner().benchmark(artifact, warmup=m.warmup, runs=m.runs).to_dict()
+        out = MeasureOut(lat, "TFLM reference kernels on the host (not the microcontroller)", False)
+    else:
+        measured = _measure_on_device(profile, device, artifact, ptes, rep)
+        got = measured["model.tflite"]
+        lat = got.latency.to_dict()
+        lat["warnings"] = got.warnings
+        energy = ({"value": got.energy.value, "basis": got.energy.basis, "how": got.energy.how}
+                  if measured["on_target"] and got.energy is not None else None)
+        out = MeasureOut(lat, measured["labels"]["model.tflite"], measured["on_target"], energy)
+        for p in ptes:
+            g = measured.get(p["entry"]["file"])
+            if g is None:
+                continue
+            pl = g.latency.to_dict()
+            out.ptes[p["entry"]["file"]] = {**pl, "label": measured["labels"][p["entry"]["file"]],
+                                            "ratio_to_tflite": round(pl["median_ms"] / lat["median_ms"], 4)}
+            rep.info(f"{p['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
+                     f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's")
+    rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: "
+             f"{out.label}")
+    return out
+
+
+def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter) -> dict:
+    """Bench the TFLite artifact and each host-runnable .pte through ``device``'s runner; record each bench.
+
+    Returns {"on_target", "labels": {file: label}, file: Measurement} for model.tflite and each .pte benched."""
+    from ..devices import connect
+    from ..measure import history_row, measure, meter_for, on_target, threads_for
+    from ..store import BenchStore
+
+    m = profile.measure
+    runner = connect(profile, device)
+    target, threads = on_target(profile, runner), threads_for(profile, runner)
+    out: dict = {"on_target": target, "labels": {}}
+    items = [("model.tflite", artifact, "tflite", "LiteRT"),
+             *[(p["entry"]["file"], p["bytes"], "pte", "ExecuTorch runtime") for p in ptes if p["host_runnable"]]]
+    with runner, BenchStore() as store:
+        meter = meter_for(profile, runner)
+        for name, data, fmt, runtime in items:
+            got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
+                          repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if fmt == "tflite" else None)
+            for w in got.warnings:
+                rep.warn(f"{name}: {w}")
+            store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
+            out[name] = got
+            out["labels"][name] = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if target else
+                                   f"{runtime} + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
+    return out

@@ -1,0 +1,54 @@
+"""Stage: calibrated full-integer quantization under the accuracy guard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..progress import Reporter
+
+
+@dataclass
+class QuantizeOut:
+    guard: object  # compress.guard.GuardResult: the chosen candidate, the attempts, the per-layer errors
+
+    @property
+    def artifact(self) -> bytes:
+        return self.guard.chosen.model
+
+    @property
+    def accuracy(self) -> float:
+        return self.guard.chosen.accuracy
+
+    def worst_layers(self, n: int = 3) -> str:
+        return ", ".join(f"{e.layer} (adds {e.added_db:.1f} dB of error)" for e in self.guard.layers[:n])
+
+
+def pruning_loss(inp, pruned) -> float:
+    return inp.loaded.float_accuracy - pruned.accuracy
+
+
+def run(inp, pruned, conv, work: Path, runner, rep: Reporter) -> QuantizeOut:
+    from ..compress.guard import guarded_quantize
+    from ..compress.layer_errors import match_layer_names
+    from ..convert.tflite import to_model_layout
+    from .inputs import weighted_layers
+
+    profile = inp.profile
+    calib = to_model_layout(inp.calibration["x"], conv.layout)
+    loss = pruning_loss(inp, pruned)
+    budget = profile.budgets.max_accuracy_drop
+    if loss > budget:
+        rep.warn(f"the pruned float model already loses {loss:.2f} points (budget {budget:g}): quantization remedies "
+                 "cannot help and are skipped; lower pruning.ratio or recover longer")
+    guard = guarded_quantize(
+        conv.saved_model_dir(work), calib, to_model_layout(inp.splits.x_eval, conv.layout), inp.splits.y_eval,
+        q=profile.quantization, float_accuracy=inp.loaded.float_accuracy, max_drop=budget, runner=runner, reporter=rep,
+        layer_names=match_layer_names(conv.tflite, weighted_layers(pruned.result.model, inp.example)),
+        remedies_allowed=loss <= budget)
+    out = QuantizeOut(guard)
+    q = guard.chosen.qspec
+    rep.info(f"full-integer TFLite {len(out.artifact):,} bytes ({q.weights} weights, {q.effective_io_dtype} I/O, "
+             f"{guard.chosen.what}), calibrated on {len(calib)} samples of {inp.calibration['describe']['name']}")
+    rep.info(f"costliest layers (int8 vs float on calibration data): {out.worst_layers()}")
+    return out
