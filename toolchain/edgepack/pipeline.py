@@ -92,9 +92,11 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             float_out = predict(inp.loaded.module, inp.splits.x_eval)
             with rep.stage(STAGES[6]):
                 ptes = st.run("executorch", keys["executorch"],
-                              lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep))
+                              lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep,
+                                                     cache=cache, export_key=keys["pte_export"]))
         with rep.stage(STAGES[7]):
-            meas = st.run("measure", keys["measure"], lambda: measure.run(inp, quant, ptes, device, rep))
+            meas = st.run("measure", keys["measure"],
+                          lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
             judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation)
         with rep.stage(STAGES[8]):
             folder, manifest, measurements = bundle.run(

@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..progress import Reporter
 
 
-def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work: Path, rep: Reporter) -> list[dict]:
+def _kept(export: Callable, cache, base_key: str | None, backend: str) -> Callable:
+    """``export`` through the stage cache: the lowered program of one recipe depends on the pruned
+    model and the export settings, not on the TFLite artifact, so a quantization-only change finds
+    it stored. Only host-runnable programs are kept (their check needs the bytes alone); the
+    others carry graphs their check runs in PyTorch."""
+    from ..attest import key
+
+    def run(**options):
+        if cache is None or base_key is None or not cache.enabled:
+            return export(**options)
+        k = key("pte-export", base_key, backend, sorted(options.items()))
+        hit = cache.get("pte-export", k)
+        if hit is not None:
+            try:
+                return pickle.loads(hit["program.pickle"])
+            except Exception:  # noqa: BLE001  an entry another version wrote: export again
+                pass
+        prog = export(**options)
+        if prog.host_runnable:
+            cache.put("pte-export", k, {"program.pickle": pickle.dumps(
+                dataclasses.replace(prog, quantized=None, reference=None), protocol=pickle.HIGHEST_PROTOCOL)})
+        return prog
+
+    return run
+
+
+def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work: Path, rep: Reporter, *,
+        cache=None, export_key: str | None = None) -> list[dict]:
     """One program per backend (when the profile's formats include pte), each checked on the host
     as far as the host can run it and guarded like the TFLite artifact (compress/pte_guard.py).
+    ``cache`` and ``export_key`` keep each recipe's lowered program (see ``_kept``).
     Returns [{"bytes", "entry", "host_runnable"}]."""
     from .quantize import pruning_loss
 
@@ -45,7 +76,7 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
             export = partial(et.export_ethos_u, model, calib, work, accelerator=x.ethos_u_accelerator,
                              system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
         guard = guarded_export(
-            backend, export, lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
+            backend, _kept(export, cache, export_key, backend), lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
                                                     reference_samples=x.reference_samples),
             max_drop=profile.budgets.max_accuracy_drop, costly_layers=costly_layers, remedies_allowed=remedies_allowed,
             on_attempt=lambda line, f=et.FILES[backend]: rep.info(f"{f} accuracy guard: {line}"))

@@ -26,9 +26,13 @@ def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input
     quantize = key("quantize", convert, p["quantization"], p["budgets"]["max_accuracy_drop"], calibration,
                    v.get("ai-edge-litert"))
     validate = key("validate", quantize, p["runtime"]["name"], v.get("tflite-micro"))
-    executorch = key("executorch", prune, quantize, p["runtime"]["formats"], p["executorch"], p["quantization"],
-                     p["budgets"]["max_accuracy_drop"], calibration, v.get("executorch"), v.get("ethos-u-vela"))
-    measure = key("measure", quantize, executorch, device, p["runtime"], p["measure"], p["connection"], p["power"],
-                  p["hardware"])
+    # a lowered program depends on the pruned model and the export settings only (the check and
+    # the guard's float-layer remedy read the TFLite artifact: the stage's own key covers that)
+    pte_export = key("pte-export", prune, p["executorch"], p["quantization"]["weights"], calibration,
+                     v.get("executorch"), v.get("ethos-u-vela"))
+    executorch = key("executorch", pte_export, quantize, p["runtime"]["formats"], p["quantization"],
+                     p["budgets"]["max_accuracy_drop"])
+    bench = key("bench", device, p["name"], p["runtime"], p["measure"], p["connection"], p["power"], p["hardware"])
+    measure = key("measure", quantize, executorch, bench)
     return {"load": load, "prune": prune, "convert": convert, "quantize": quantize, "validate": validate,
-            "executorch": executorch, "measure": measure}
+            "pte_export": pte_export, "executorch": executorch, "bench": bench, "measure": measure}

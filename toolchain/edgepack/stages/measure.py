@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from dataclasses import dataclass, field
 
+from ..attest import key
 from ..progress import Reporter
+
+
+def _stored(cache, k: str | None):
+    if cache is None or k is None:
+        return None
+    hit = cache.get("bench", k)
+    if hit is None:
+        return None
+    try:
+        return pickle.loads(hit["measurement.pickle"])
+    except Exception:  # noqa: BLE001  written by another version: measure again
+        return None
 
 
 @dataclass
@@ -16,7 +31,11 @@ class MeasureOut:
     ptes: dict[str, dict] = field(default_factory=dict)  # .pte file -> latency figures with label and ratio
 
 
-def run(inp, quant, ptes: list[dict], device: str, rep: Reporter) -> MeasureOut:
+def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None, bench_key: str | None = None) -> MeasureOut:
+    """Latency (and energy) of the TFLite artifact and each host-runnable .pte. With ``cache`` and
+    ``bench_key`` (the device and the profile's measurement settings), an artifact whose bytes were
+    measured the same way before is not measured again (a quantization-only change re-measures
+    model.tflite, not an unchanged .pte)."""
     profile, artifact = inp.profile, quant.artifact
     m = profile.measure
     if profile.is_mcu:
@@ -25,7 +44,7 @@ def run(inp, quant, ptes: list[dict], device: str, rep: Reporter) -> MeasureOut:
         lat = TFLMRunner().benchmark(artifact, warmup=m.warmup, runs=m.runs).to_dict()
         out = MeasureOut(lat, "TFLM reference kernels on the host (not the microcontroller)", False)
     else:
-        measured = _measure_on_device(profile, device, artifact, ptes, rep)
+        measured = _measure_on_device(profile, device, artifact, ptes, rep, cache=cache, bench_key=bench_key)
         got = measured["model.tflite"]
         lat = got.latency.to_dict()
         lat["warnings"] = got.warnings
@@ -46,7 +65,8 @@ def run(inp, quant, ptes: list[dict], device: str, rep: Reporter) -> MeasureOut:
     return out
 
 
-def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter) -> dict:
+def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter, *, cache=None,
+                       bench_key: str | None = None) -> dict:
     """Bench the TFLite artifact and each host-runnable .pte through ``device``'s runner; record each bench.
 
     Returns {"on_target", "labels": {file: label}, file: Measurement} for model.tflite and each .pte benched."""
@@ -63,11 +83,21 @@ def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], 
     with runner, BenchStore() as store:
         meter = meter_for(profile, runner)
         for name, data, fmt, runtime in items:
-            got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
-                          repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if fmt == "tflite" else None)
+            k = key("bench", bench_key, name, hashlib.sha256(data).hexdigest()) if bench_key else None
+            got = _stored(cache, k)
+            if got is None:
+                got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
+                              repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if fmt == "tflite" else None)
+                store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
+                if cache is not None and k is not None:
+                    try:
+                        cache.put("bench", k, {"measurement.pickle": pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL)})
+                    except (pickle.PicklingError, TypeError, AttributeError):
+                        pass  # measured, just not kept
+            else:
+                rep.info(f"{name}: these bytes were measured the same way before (stage cache)")
             for w in got.warnings:
                 rep.warn(f"{name}: {w}")
-            store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
             out[name] = got
             out["labels"][name] = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if target else
                                    f"{runtime} + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
