@@ -63,9 +63,10 @@ def test_build_rpi4_end_to_end(built):
     # within the rpi4 profile's accuracy budget (the demo's trained weights, hence the exact loss, vary
     # slightly between machines: 0.28 points where it was developed, 1.11 on another)
     assert acc["int8"] >= acc["float_original"] - 1.5
-    # pruning really shrank the model, at the profile's ratio
+    # pruning really shrank the model, at the profile's ratio (0.3 of the channels; the sensitivity
+    # plan leaves fragile groups whole, so about a third of the MACs go, counted exactly)
     p = m["pruning"]
-    assert p["ratio"] == 0.3 and p["macs_after"] < 0.65 * p["macs_before"] and p["params_after"] < 0.65 * p["params_before"]
+    assert p["ratio"] == 0.3 and p["macs_after"] < 0.7 * p["macs_before"] and p["params_after"] < 0.7 * p["params_before"]
     assert all(l["channels_after"] % 4 == 0 for l in p["layers"] if l["name"] != "classifier")
     # the artifact is int8 and pruned: much smaller than the float TFLite of the pruned model
     assert m["artifact"]["size_bytes"] < 0.6 * m["artifact"]["float_tflite_size_bytes"]
