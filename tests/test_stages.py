@@ -160,8 +160,7 @@ def test_two_builds_into_one_folder_wait_for_each_other(tmp_path, warm):
     assert sum("waiting for it to finish" in err for _, err in outs) == 1
     verify = run_cli("verify", str(tmp_path / "rpi4"))
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    second = [_stages(tmp_path / "rpi4")]
-    assert all(s["cached"] for s in second[0].values())  # the one that waited found every stage stored
+    assert all(s["cached"] for s in _stages(tmp_path / "rpi4").values())  # the one that waited found every stage stored
 
 
 def test_json_summary_and_cache_commands(tmp_path, warm):
