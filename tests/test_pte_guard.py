@@ -99,3 +99,25 @@ def test_cortex_m_min_max_remedy_really_changes_the_ranges(outlier_model):
     assert check.samples == 24 and "reference implementations" in check.basis
     assert "cortex_m.quantized_conv2d.default" in {r["op"] for r in minmax.delegation["ops"]}
     assert torch.is_tensor(minmax.prepare(x[:1]))
+
+
+def test_the_reference_graph_runs_in_batches_with_the_same_bits(outlier_model):
+    """The Cortex-M check runs its lowered graph batched (reshapes freed of the exported batch of
+    one) only because that gives exactly the per-sample outputs; a graph that cannot is run one
+    sample at a time."""
+    from edgepack.convert.executorch import export_cortex_m
+    from edgepack.validate import _batch_free, run_graph
+
+    model, d = outlier_model
+    x = d.x_eval[:40]
+    prog = export_cortex_m(model, d.x_calib[:32], cpu="M4")
+    with torch.no_grad():
+        one_by_one = np.stack([prog.reference(prog.prepare(x[i : i + 1])).numpy()[0] for i in range(len(x))])
+        assert _batch_free(prog.reference)(prog.prepare(x[:7])).shape[0] == 7  # reshapes take any batch
+    assert np.array_equal(run_graph(prog.reference, prog.prepare, x, chunk=16), one_by_one)
+
+    def fixed(t):  # a graph that only takes one sample: the fallback runs it sample by sample
+        assert t.shape[0] == 1, "batch of one only"
+        return prog.reference(t)
+
+    assert np.array_equal(run_graph(fixed, prog.prepare, x[:5]), one_by_one[:5])

@@ -70,7 +70,7 @@ class ExecuTorch:
         doc="ethos-u backend: Vela memory mode (where weights and activations live); default: ExecuTorch's for the NPU"))
     reference_samples: int = field(default=400, metadata=_spec(
         lo=1, doc="cortex-m backend: held-out samples (at most) run through the lowered program with ExecuTorch's "
-                  "Python reference operators (slow: about 0.2 s each for the demo); the default covers the "
+                  "Python reference operators (about 0.03 s each for the demo, in batches); the default covers the "
                   "demo's 360, so one image is never the verdict"))
 
 
