@@ -70,3 +70,41 @@ def test_info_and_clear(tmp_path):
     assert c.clear(older_than_days=5)[0] == 1
     assert {e.key for e in c.entries()} == {"p1", "q2"}
     assert c.clear()[0] == 2 and c.info()["entries"] == 0
+
+
+def _keys(profile):
+    from edgepack.energy import budget_macs
+    from edgepack.stages.keys import stage_keys
+
+    return stage_keys(profile=profile.to_dict(), model={"zoo": "demo"}, data="d", calibration="c", input_shape=(1, 1, 8, 8),
+                      device="host", versions={"edgepack": "0+abc"}, mac_cap=budget_macs(profile))
+
+
+def test_a_key_changes_with_what_its_stage_reads_and_nothing_else():
+    from edgepack.profiles import load_profile
+
+    base = _keys(load_profile("cortex-m4"))
+    # memory limits: read by the budget check and the bench, never by pruning or conversion
+    roomy = _keys(load_profile("cortex-m4", ("hardware.ram_kb=64", "budgets.max_peak_memory_kb=50")))
+    assert roomy["prune"] == base["prune"] and roomy["quantize"] == base["quantize"] and roomy["bench"] != base["bench"]
+    # a slower clock lowers the MAC ceiling the latency budget allows: pruning and all after it change
+    slow = _keys(load_profile("cortex-m4", ("hardware.clock_mhz=40",)))
+    assert slow["load"] == base["load"] and slow["prune"] != base["prune"] and slow["measure"] != base["measure"]
+    # calibration changes conversion onwards, not pruning
+    q = _keys(load_profile("cortex-m4", ("quantization.calibration=percentile",)))
+    assert (q["prune"], q["convert"]) == (base["prune"], base["convert"]) and q["quantize"] != base["quantize"]
+
+
+def test_the_code_fingerprint_changes_with_any_source_file(tmp_path):
+    from edgepack.pipeline import code_fingerprint
+
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "stages" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = code_fingerprint(tmp_path)
+    (tmp_path / "notes.txt").write_text("changed, still not code")
+    assert code_fingerprint(tmp_path) == first
+    (tmp_path / "stages" / "b.py").write_text("y = 3\n")
+    assert code_fingerprint(tmp_path) != first
+    assert len(code_fingerprint()) == 16

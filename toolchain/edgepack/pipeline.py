@@ -4,6 +4,7 @@ output folder until every stage has succeeded."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 from dataclasses import dataclass
@@ -49,6 +50,15 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
+def code_fingerprint(root: Path = Path(__file__).parent) -> str:
+    """sha256 (first 16 hex digits) of the ``.py`` files under ``root`` (edgepack's own sources):
+    an edited checkout never reads stage outputs older code wrote, though its version is the same."""
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def build(target: str, *, model: str = "demo", weights: str | None = None, input_shape: tuple[int, ...] | None = None,
           data: str = "digits", calibration: str | None = None, out: str | Path = "dist",
           allow_budget_violation: bool = False, device: str = "host", overrides: tuple[str, ...] = (),
@@ -56,6 +66,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
     """See ``api.build``."""
     from .convert.tflite import scratch_dir, to_model_layout
     from .devices.host import HostRunner
+    from .energy import budget_macs
     from .profiles import load_profile
     from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
     from .stages.keys import stage_keys
@@ -75,7 +86,8 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             versions = {"edgepack": __version__, **tool_versions()}
             keys = stage_keys(profile=profile.to_dict(), model=inp.model_identity(), data=inp.splits.fingerprint(),
                               calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
-                              device=device, versions=versions)
+                              device=device, versions={**versions, "edgepack": f"{__version__}+{code_fingerprint()}"},
+                              mac_cap=budget_macs(profile))
         st = Stages(cache, rep)
         runner = HostRunner()
         with scratch_dir() as work:
