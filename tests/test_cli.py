@@ -101,13 +101,16 @@ def test_build_rpi4_end_to_end(built):
 def test_budget_violation_writes_nothing(tmp_path):
     profile = write_profile(tmp_path / "slow.toml", **{"name": '"slow"', "budgets.max_latency_ms": "0.0001",
                                                        "pruning.recovery_epochs": "1", "runtime.formats": '["tflite"]'})
-    out = tmp_path / "out"
-    proc = run_cli("build", "--target", str(profile), "--out", str(out), "--quiet")
+    out, store = tmp_path / "out", tmp_path / "stage-cache"
+    # --no-cache: nothing read from or written to the stage cache (test_cache.py: a disabled cache misses)
+    proc = run_cli("build", "--target", str(profile), "--out", str(out), "--quiet", "--no-cache",
+                   env={"EDGEPACK_STAGE_CACHE_DIR": str(store)})
     assert proc.returncode == 4, proc.stderr[-2000:]
     line = proc.stderr.strip()
     assert line.startswith("edgepack: error: max_latency_ms needs ") and "ms but slow allows 0.0001 (estimated)" in line
     assert "\n" not in line
     assert not out.exists()
+    assert not [p for p in (store / "stages").rglob("*") if p.is_file()]
 
 
 def test_pruning_that_collapses_the_model_is_backed_off(tmp_path):
