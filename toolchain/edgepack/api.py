@@ -1,4 +1,5 @@
-"""The Python API the CLI wraps: ``build()`` runs the pipeline for one target.
+"""The Python API the CLI wraps: ``build()`` runs the pipeline for one target, ``bench()``
+measures an artifact on a device, ``tune()`` searches compression settings on measured figures.
 
 Stages, in the order data flows (each shown with progress and timed; ``pipeline.py`` composes
 them, ``stages/`` holds each): profile -> model and data -> prune + recover -> convert (float
@@ -17,7 +18,7 @@ from .progress import Reporter
 from .stages.validate import TFLM_MAX_STEPS
 
 __all__ = ["STAGES", "BuildResult", "TFLM_MAX_STEPS", "bench", "build", "history", "parse_input_shape", "summary",
-           "tool_versions"]
+           "tool_versions", "tune"]
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -166,3 +167,41 @@ def history(*, store: str | Path | None = None, **filters) -> list[dict]:
 
     with BenchStore(store) as db:
         return db.query(**filters)
+
+
+def tune(
+    target: str | None,
+    *,
+    model: str = "demo",
+    weights: str | None = None,
+    data: str = "digits",
+    calibration: str | None = None,
+    device: str = "host",
+    trials: int | None = None,
+    time_budget_min: float | None = None,
+    study: str = "default",
+    storage: str | None = None,
+    out: str | Path = "tune",
+    worker: bool = False,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Search the compression settings of ``target``'s ``[tune]`` space on measured figures (see
+    ``tune/search.py``) and report the Pareto front and the chosen point under ``out/<study>/``.
+
+    ``trials`` (default the profile's ``tune.trials``) counts complete trials of the whole study,
+    so a rerun continues a stopped study; ``time_budget_min`` stops after that many minutes.
+    ``storage`` is an SQLAlchemy URL (default ``sqlite:///out/<study>/study.sqlite3``);
+    ``worker=True`` joins an existing study on it (its target, model and data come from the study).
+    Returns {"study", "trials", "failed", "chosen", "front", "files"}. Raises StudyError and
+    ProfileError for bad input, StorageError when the database cannot be used, DeviceError when the
+    device cannot be reached, BudgetError when no trial meets every budget."""
+    from .tune.run import run
+
+    if not worker and target is None:
+        raise UsageError("--target is needed to start or continue a study (a --worker takes it from the study)")
+    for name, value in (("trials", trials), ("time-budget", time_budget_min)):
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} {value:g}: must be positive")
+    return run(target, model=model, weights=weights, data=data, calibration=calibration, device=device, trials=trials,
+               time_budget_min=time_budget_min, study=study, storage=storage, out=Path(out), worker=worker,
+               rep=reporter or Reporter(total=1, quiet=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
+from . import __version__, cli_tune
 from .errors import EdgepackError, ExitStatus, UsageError
 
 DESCRIPTION = """\
@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                         "per-stage seconds and cache hits); progress stays on stderr")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress output; print only the result")
     b.set_defaults(func=_cmd_build)
+
+    cli_tune.add(sub)
 
     bn = sub.add_parser("bench", help="benchmark a .tflite or .pte on a device and record the result",
                         description="Push an artifact to a device, run it, and report latency (median, p90, p95, stdev, "

@@ -18,6 +18,7 @@ class ExitStatus(enum.IntEnum):
     DEVICE = 5  # the device could not be reached, refused us, or failed mid-run
     REGRESSION = 6  # `edgepack check`: the new bundle is worse than the baseline beyond a threshold
     INVALID_BUNDLE = 7  # a bundle is damaged, incomplete or altered (`edgepack verify`, `edgepack check`)
+    STORAGE = 8  # `edgepack tune`: the study database could not be reached or used
     INTERRUPTED = 130
 
 
@@ -116,3 +117,13 @@ class DeviceDisconnected(DeviceError):
 
 class RuntimeMissing(DeviceError):
     """The device lacks the runtime (Python, numpy, LiteRT, ExecuTorch or benchmark_model) the run needs."""
+
+
+class StudyError(UsageError):
+    """`edgepack tune`: an unknown study, or one started with other settings."""
+
+
+class StorageError(EdgepackError):
+    """`edgepack tune`: the study database cannot be reached or used."""
+
+    exit_status = ExitStatus.STORAGE

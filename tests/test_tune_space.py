@@ -1,0 +1,97 @@
+"""The [tune] section and what the search makes of it: strict validation, the default space,
+trial settings as --set overrides, the chosen profile, the Pareto front and the verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgepack.errors import BudgetError, ProfileError
+from edgepack.profiles import load_profile
+from edgepack.tune import report, space
+
+
+def _profile(tmp_path, body: str, base: str = "rpi4"):
+    path = tmp_path / "p.toml"
+    path.write_text(f'extends = "{base}"\nname = "p"\n{body}')
+    return load_profile(str(path))
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[tune.space]\n"budgets.max_latency_ms" = [1.0, 2.0]\n', "the budgets are the search's constraints"),
+    ('[tune.space]\n"pruning.ratoi" = [0.1]\n', "not a tunable profile field"),
+    ('[tune.space]\n"hardware.cores" = [1, 2]\n', "not a tunable profile field"),
+    ('[tune.space]\n"quantization.calibration" = ["minmax", "kl"]\n', "'kl' is not allowed; choose one of"),
+    ('[tune.space]\n"pruning.ratio" = {low = 0.1, high = 0.95}\n', "high 0.95 is above this target's pruning.max_ratio 0.7"),
+    ('[tune.space]\n"pruning.ratio" = {low = 0.5, high = 0.2}\n', "low 0.5 is not below high 0.2"),
+    ('[tune.space]\n"pruning.importance" = {low = 1, high = 2}\n', "needs a numeric field"),
+    ('[tune.space]\n"runtime.threads" = [1, 8]\n', "8 threads on a 4-core device"),
+    ('[tune.space]\n"runtime.formats" = [["tflite"]]\n', "use [tune] deploy"),
+    ('[tune.space]\n', "is empty"),
+    ('[tune]\nstages = 3\n[tune.space]\n"pruning.ratio" = {low = 0.1, high = 0.5}\n', "contradicts [tune] stages"),
+    ('[tune]\nobjectives = []\n', "at least one objective"),
+    ('[tune]\nobjectives = ["accuracy", "speed"]\n', "'speed' is not allowed"),
+])
+def test_a_bad_tune_section_is_one_line_naming_the_key(tmp_path, body, message):
+    with pytest.raises(ProfileError) as e:
+        _profile(tmp_path, body)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert str(e.value).startswith(str(tmp_path / "p.toml"))
+
+
+def test_pte_deploy_needs_an_executorch_target(tmp_path):
+    with pytest.raises(ProfileError, match="'pte' needs an application-processor target"):
+        _profile(tmp_path, '[tune]\ndeploy = ["tflite", "pte"]\n', base="cortex-m4")
+
+
+def test_default_space_fits_the_target():
+    rpi4 = {d.key: d for d in space.dimensions(load_profile("rpi4"))}
+    assert rpi4["pruning.ratio"].high == load_profile("rpi4").pruning.max_ratio
+    assert rpi4["runtime.threads"].choices == (1, 2, 4)  # the Pi has 4 cores
+    assert set(rpi4["quantization.calibration"].choices) == {"minmax", "percentile", "mse"}
+    m4 = {d.key for d in space.dimensions(load_profile("cortex-m4"))}
+    assert "runtime.threads" not in m4 and "pruning.ratio" in m4
+
+
+def test_trial_settings_are_overrides_the_loader_accepts_and_the_chosen_profile_reproduces(tmp_path):
+    target = _profile(tmp_path, '[tune]\nstages = 2\ndeploy = ["tflite", "pte"]\n'
+                                '[tune.space]\n"quantization.calibration" = ["minmax", "mse"]\n'
+                                '"pruning.recovery_epochs" = {low = 2, high = 8}\n')
+    stages = [["stem.0", "features.0.block.0.0"], ["features.3.block.2.0"]]
+    dims = space.dimensions(target, stages)
+    assert [d.key for d in dims] == ["pruning.recovery_epochs", "quantization.calibration", "stage.0", "stage.1", "deploy"]
+    assert next(d for d in dims if d.key == "pruning.recovery_epochs").integer
+    fields = space.settings({"pruning.recovery_epochs": 3, "quantization.calibration": "mse", "stage.0": 0.35,
+                             "stage.1": 0.0, "deploy": "pte"}, stages)
+    assert fields["pruning.layer_ratios"] == {"features.0.block.0.0": 0.35, "stem.0": 0.35}
+    assert fields["pruning.scope"] == "uniform" and fields["pruning.ratio"] == 0.0
+    assert fields["runtime.formats"] == ["tflite", "pte"]
+    via_set = load_profile(target.source, space.overrides(fields))
+    assert via_set.pruning.layer_ratios == (("features.0.block.0.0", 0.35), ("stem.0", 0.35))
+    assert via_set.quantization.calibration == "mse" and via_set.pruning.recovery_epochs == 3
+    chosen = tmp_path / "chosen.toml"
+    chosen.write_text(space.profile_text(target.source, target.name, fields, "trial 7\nof a study"))
+    from_file = load_profile(str(chosen))
+    assert from_file.to_dict() == {**via_set.to_dict(), "extends": target.source}
+
+
+def _row(n, acc, lat, *, met=True, energy=1.0, size=50.0):
+    budgets = [{"budget": "max_accuracy_drop", "value": 0.2, "limit": 1.5, "unit": "points", "basis": "v", "met": True},
+               {"budget": "max_latency_ms", "value": lat, "limit": 1.0, "unit": "ms", "basis": "m", "met": met}]
+    return {"number": n, "accuracy": acc, "latency_ms": lat, "energy_mj": energy, "size_kb": size, "fields": {},
+            "budgets": budgets, "feasible": met, "latency_label": "host", "energy_basis": "estimated: x"}
+
+
+def test_the_front_holds_the_undominated_feasible_points_and_the_best_accuracy_is_chosen():
+    rows = [_row(0, 99.0, 0.5), _row(1, 98.0, 0.3), _row(2, 97.0, 0.4), _row(3, 99.5, 2.0, met=False),
+            _row(4, 99.0, 0.6), _row(5, 98.5, 0.3)]
+    front = report.pareto(rows, ["accuracy", "latency"])
+    assert [r["number"] for r in front] == [5, 0]  # 1 is dominated by 5, 2 by 5, 4 by 0, 3 misses a budget
+    assert report.choose(rows, load_profile("rpi4"))["number"] == 0
+
+
+def test_no_feasible_point_names_the_budget_and_the_closest_trial():
+    rows = [_row(0, 99.0, 3.0, met=False), _row(1, 98.0, 1.2, met=False)]
+    with pytest.raises(BudgetError) as e:
+        report.choose(rows, load_profile("rpi4"))
+    msg = str(e.value)
+    assert "max_latency_ms was met by no trial" in msg and "closest: trial 1 (max_latency_ms 1.2 ms > 1)" in msg

@@ -1,0 +1,184 @@
+"""``edgepack tune``: the loop. Each trial draws settings from the profile's ``[tune]`` space,
+builds the target with them as ``--set`` overrides (stages shared through the stage cache),
+benches the artifact on the study's device (one worker at a time per device), and records its
+validation accuracy, measured latency, energy and size with the budgets as constraints. Optuna
+(multi-objective, constraint-aware) picks the next settings; the study lives in a database, so
+it resumes after Ctrl-C or kill -9 and several workers can share it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import StageError, UsageError
+from ..progress import Reporter
+from . import space as sp
+from .study import default_storage, fail_own_orphans, leased, open_study, storage, worker_id
+from .trial import OBJECTIVES, judge, validation_accuracy
+
+#: the budgets a trial is judged on, in the order of its constraint vector (absent: met)
+CONSTRAINTS = ("max_accuracy_drop", "max_model_kb", "max_latency_ms", "max_energy_mj", "max_peak_memory_kb",
+               "hardware.ram_kb (arena fits SRAM)", "hardware.flash_kb (model + runtime fit flash)")
+
+
+@dataclass
+class Session:
+    """What every trial of one process shares: the study, its profile and data, where it benches."""
+
+    study: object
+    store: object
+    profile: object
+    identity: dict
+    dims: list
+    stages: list
+    inputs: object  # stages.inputs.Inputs: the data splits and the float model
+    float_accuracy: float  # the original float model on the validation split, %
+    device: str
+    out: Path
+    rep: Reporter
+
+
+def constraint_vector(budgets: list[dict]) -> list[float]:
+    """Optuna's constraints (<= 0 met) in CONSTRAINTS order: a budget's relative excess."""
+    got = {b["budget"]: (b["value"] - b["limit"]) / b["limit"] if b["limit"] else b["value"] - b["limit"]
+           for b in budgets}
+    return [float(got.get(name, -1.0)) for name in CONSTRAINTS]
+
+
+def _constraints(frozen) -> list[float]:
+    return frozen.user_attrs.get("constraints") or [1.0] * len(CONSTRAINTS)
+
+
+def sampler_for(tune):
+    """The configured Optuna sampler, seeded and constraint-aware."""
+    import optuna
+
+    if tune.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=tune.seed)
+    if tune.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=tune.seed, constraints_func=_constraints)
+    return optuna.samplers.TPESampler(seed=tune.seed, multivariate=True, n_startup_trials=8,
+                                      constraints_func=_constraints)
+
+
+def device_key(device: str) -> str:
+    """The lease name of a device: the host is this machine (by name), others their address."""
+    import socket
+
+    return f"host:{socket.gethostname()}" if device == "host" else device
+
+
+def run_trial(s: Session, trial) -> tuple[float, ...]:
+    """One trial: settings -> build -> figures. Returns the objectives' values."""
+    from ..cache import StageCache
+    from ..compress.budgeted import validation_split
+    from ..pipeline import build
+
+    trial.set_user_attr("worker", worker_id())
+    values = sp.suggest(trial, s.dims)
+    fields = sp.settings(values, s.stages)
+    overrides = sp.overrides(fields)
+    trial.set_user_attr("fields", fields)
+    trial.set_user_attr("overrides", overrides)
+    folder = s.out / "trials" / f"{trial.number:04d}"
+    ident = s.identity
+    quiet = Reporter(total=9, quiet=True)
+    started = time.perf_counter()
+    result = build(ident["target"], model=ident["model"], weights=ident["weights"], data=ident["data"],
+                   calibration=ident["calibration"], out=folder, allow_budget_violation=True, device=s.device,
+                   overrides=tuple(overrides), cache=StageCache(warn=s.rep.warn), reporter=quiet,
+                   measure_lock=lambda: leased(s.store, device_key(s.device), holder=worker_id(), say=s.rep.info))
+    deployed = "model.pte" if values.get("deploy") == "pte" else "model.tflite"
+    bundle = result.out_dir
+    artifact = (bundle / deployed).read_bytes()
+    entry = next(a for a in result.manifest["artifacts"] if a["file"] == deployed)
+    x, y = validation_split(s.inputs.splits)
+    layout = "NHWC" if entry.get("input_layout") == "NHWC" else "NCHW"
+    acc = validation_accuracy(artifact, "pte" if deployed.endswith(".pte") else "tflite", layout, x, y)
+    outcome = judge(result.manifest, result.measurements, deployed=deployed, accuracy=acc, float_accuracy=s.float_accuracy,
+                    profile=s.profile, bundle=bundle, artifact=artifact)
+    trial.set_user_attr("outcome", outcome.to_attrs())
+    trial.set_user_attr("constraints", constraint_vector(outcome.budgets))
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+    trial.set_user_attr("stages_cached", {k: v.get("cached") for k, v in result.measurements.get("stages", {}).items()})
+    return tuple(outcome.value(o) for o in ident["objectives"])
+
+
+def start(target: str | None, *, model: str, weights: str | None, data: str, calibration: str | None, device: str,
+          study_name: str, storage_url: str | None, out: Path, worker: bool, rep: Reporter) -> Session:
+    """Open (or create) the study and load what its trials share. A worker (``worker=True``)
+    takes the target, model, data and space from the study. Raises StudyError, StorageError,
+    ProfileError."""
+    from ..profiles import load_profile
+    from ..stages.inputs import load_inputs
+    from .stages import stage_layers
+
+    out = Path(out) / study_name
+    url = storage_url or default_storage(Path(out).parent, study_name)
+    store = storage(url)
+    if worker:
+        _, identity = open_study(store, study_name, None, directions=[], sampler=None)
+        target, model, weights = identity["target"], identity["model"], identity["weights"]
+        data, calibration = identity["data"], identity["calibration"]
+    profile = load_profile(target)
+    inputs = load_inputs(profile, model=model, weights=weights, input_shape=None, data=data, calibration=calibration,
+                         rep=rep)
+    stages = (stage_layers(inputs.loaded.module, inputs.example, stages=profile.tune.stages,
+                           keep=profile.pruning.keep_layers) if profile.tune.stages else [])
+    dims = sp.dimensions(profile, stages)
+    identity = {"target": target, "model": model, "weights": weights, "data": data, "calibration": calibration,
+                "objectives": list(profile.tune.objectives), "space": [d.describe() for d in dims]}
+    directions = [OBJECTIVES[o][0] for o in profile.tune.objectives]
+    study, identity = open_study(store, study_name, None if worker else identity, directions=directions,
+                                 sampler=sampler_for(profile.tune))
+    if worker and identity["space"] != [d.describe() for d in dims]:
+        raise UsageError(f"study '{study_name}': this worker's profile gives another search space than the study's; "
+                         "update edgepack or the profile on this machine")
+    for n in fail_own_orphans(study):
+        rep.warn(f"trial {n} was left running by a process that died; failed and queued again")
+    out.mkdir(parents=True, exist_ok=True)
+    from ..compress.budgeted import validation_split
+    from ..training import accuracy, predict
+
+    x, y = validation_split(inputs.splits)
+    float_acc = float(accuracy(predict(inputs.loaded.module, x), y))
+    return Session(study, store, profile, identity, dims, stages, inputs, float_acc, device, out, rep)
+
+
+def optimize(s: Session, *, trials: int | None, time_budget_min: float | None, on_trial) -> None:
+    """Run trials until the study has ``trials`` complete ones (all workers together) or the time
+    budget is spent. A failed build is a failed trial (recorded with its reason) and the search goes
+    on; an unreachable device stops it (DeviceError)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    goal = trials or s.profile.tune.trials
+    done = len(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if done >= goal and time_budget_min is None:
+        return
+
+    def objective(trial):
+        try:
+            return run_trial(s, trial)
+        except (StageError, UsageError) as e:  # this setting cannot be built: recorded, the search goes on
+            trial.set_user_attr("failed", str(e).splitlines()[0])
+            raise
+
+    callbacks = [optuna.study.MaxTrialsCallback(goal, states=(TrialState.COMPLETE,)), lambda st, ft: on_trial(ft)]
+    s.study.optimize(objective, timeout=None if time_budget_min is None else time_budget_min * 60, callbacks=callbacks,
+                     catch=(StageError, UsageError), gc_after_trial=True)
+
+
+def trial_rows(study) -> list[dict]:
+    """Every complete trial as a plain row (no held-out figures)."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        o = t.user_attrs.get("outcome")
+        if o:
+            rows.append({"number": t.number, "fields": t.user_attrs.get("fields", {}), **o,
+                         "feasible": all(b["met"] for b in o["budgets"]), "seconds": t.user_attrs.get("seconds")})
+    return rows
+

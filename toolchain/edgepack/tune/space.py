@@ -1,0 +1,233 @@
+"""The search space of ``edgepack tune``: the profile's ``[tune]`` section as dimensions, a
+trial's choices as ``--set`` overrides, and the checks that keep the space meaningful.
+
+A dimension is a profile field (``"quantization.calibration"``) with choices or a numeric range,
+a stage ratio (NetAdapt-style: the prunable layers of one stage of the model thinned by a ratio
+of their own, ``stage.0`` ...), or the artifact a trial deploys (``deploy``). A trial's values
+become ``--set`` overrides, so a trial is an ordinary build of the target plus overrides, and the
+chosen point is a profile file that extends the target with exactly those fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ProfileError
+
+#: sections whose fields may be searched; the rest describe the device, its budgets (the
+#: constraints) or how it is reached, which a search must not change
+TUNABLE_SECTIONS = ("pruning", "quantization", "runtime", "executorch")
+#: fields of those sections that are not settings of the compression
+FIXED = {"runtime.name": "the device's runtime", "runtime.formats": "use [tune] deploy",
+         "pruning.max_ratio": "the target's limit", "quantization.min_calibration_samples": "an input check",
+         "executorch.reference_samples": "a check's sample count", "pruning.layer_ratios": "use [tune] stages"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched value: ``choices``, or ``low``..``high`` (int or float, optional ``step``, ``log``)."""
+
+    key: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"{self.key} in {list(self.choices)}"
+        return f"{self.key} in [{self.low:g}, {self.high:g}]" + (" (log)" if self.log else "")
+
+
+def _field(dotted: str):
+    """(type hint, dataclasses.Field) of a profile field ``"section.key"``, or None."""
+    from ..profiles import Profile
+
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        return None
+    section = {f.name: f for f in dataclasses.fields(Profile)}.get(parts[0])
+    if section is None or not dataclasses.is_dataclass(section.type if not isinstance(section.type, str) else
+                                                       typing.get_type_hints(Profile)[parts[0]]):
+        return None
+    cls = typing.get_type_hints(Profile)[parts[0]]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if parts[1] not in fields:
+        return None
+    return typing.get_type_hints(cls)[parts[1]], fields[parts[1]]
+
+
+def _scalar(tp) -> type | None:
+    """int or float for a numeric field (``X | None`` unwrapped), else None."""
+    if typing.get_origin(tp) in (typing.Union, __import__("types").UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else None
+    return tp if tp in (int, float) else None
+
+
+def check_tune(profile, where) -> None:
+    """The loader's check of ``[tune]``: every space key a tunable field, every value of its type
+    and range, nothing that contradicts the rest of the profile. Raises ProfileError (via
+    ``where.error``) naming the key."""
+    from ..profiles import _convert
+
+    t = profile.tune
+    if not t.objectives:
+        raise where.error(("tune", "objectives"), "expected at least one objective, e.g. [\"accuracy\", \"latency\"]")
+    if "pte" in t.deploy and not (profile.executorch.backends and not profile.is_mcu):
+        raise where.error(("tune", "deploy"), "'pte' needs an application-processor target with [executorch] backends; "
+                                              "use [\"tflite\"]")
+    if t.space is None:
+        return
+    if not t.space:
+        raise where.error(("tune", "space"), "is empty; list fields to search, or remove the table for the default space")
+    for key, value in t.space.items():
+        at = ("tune", "space", key)
+        found = _field(key)
+        if key.startswith("budgets."):
+            raise where.error(at, "the budgets are the search's constraints, not one of its settings; set it in [budgets]")
+        if found is None or key.split(".")[0] not in TUNABLE_SECTIONS:
+            raise where.error(at, f"not a tunable profile field; search fields of [{'], ['.join(TUNABLE_SECTIONS)}], "
+                                  "e.g. \"pruning.ratio\"")
+        if key in FIXED:
+            raise where.error(at, f"cannot be searched ({FIXED[key]})")
+        if t.stages and key == "pruning.ratio":
+            raise where.error(at, "contradicts [tune] stages (each stage gets its own ratio); set stages = 0 or drop this key")
+        tp, f = found
+        if isinstance(value, list):
+            if not value:
+                raise where.error(at, "expected at least one choice")
+            seen = [_convert(tp, v, f, where, at) for v in value]
+            if len({repr(v) for v in seen}) != len(seen):
+                raise where.error(at, f"repeated choices: {value!r}")
+        elif isinstance(value, dict):
+            num = _scalar(tp)
+            if num is None:
+                raise where.error(at, "a range {low, high} needs a numeric field; give a list of choices")
+            unknown = sorted(set(value) - {"low", "high", "step", "log"})
+            if unknown or "low" not in value or "high" not in value:
+                raise where.error(at, f"expected {{low = ..., high = ...[, step = ...][, log = true]}}, got {value!r}")
+            lo, hi = (_convert(num, value[k], f, where, (*at, k)) for k in ("low", "high"))
+            if not lo < hi:
+                raise where.error(at, f"low {lo!r} is not below high {hi!r}")
+            if value.get("log") and lo <= 0:
+                raise where.error(at, "a log range needs low > 0")
+        else:
+            raise where.error(at, f"expected [choices] or {{low, high}}, got {type(value).__name__} {value!r}")
+    ratio = t.space.get("pruning.ratio")
+    if isinstance(ratio, dict) and ratio["high"] > profile.pruning.max_ratio:
+        raise where.error(("tune", "space", "pruning.ratio"),
+                          f"high {ratio['high']} is above this target's pruning.max_ratio {profile.pruning.max_ratio}")
+    threads = t.space.get("runtime.threads")
+    if isinstance(threads, list) and max(threads) > profile.hardware.cores:
+        raise where.error(("tune", "space", "runtime.threads"),
+                          f"{max(threads)} threads on a {profile.hardware.cores}-core device; use at most {profile.hardware.cores}")
+
+
+def default_space(profile) -> dict[str, Any]:
+    """The space searched when the profile has no ``[tune.space]``: the compression settings an
+    engineer would try on this target, within its limits."""
+    p = profile.pruning
+    space: dict[str, Any] = {
+        "pruning.importance": ["l2", "taylor"],
+        "pruning.recovery_epochs": {"low": min(2, p.recovery_epochs), "high": max(2, p.recovery_epochs)},
+        "pruning.recovery": ["distill", "finetune"],
+        "quantization.calibration": ["minmax", "percentile", "mse"],
+        "quantization.equalize": [False, True],
+        "quantization.bias_correction": [False, True],
+    }
+    if not profile.tune.stages:
+        space["pruning.ratio"] = {"low": 0.0, "high": p.max_ratio}
+    if space["pruning.recovery_epochs"]["low"] == space["pruning.recovery_epochs"]["high"]:
+        space["pruning.recovery_epochs"] = [p.recovery_epochs]
+    if not profile.is_mcu and profile.hardware.cores > 1:
+        space["runtime.threads"] = sorted({1, *[n for n in (2, 4, 8) if n <= profile.hardware.cores]})
+    return space
+
+
+def dimensions(profile, stages: list[list[str]] | None = None) -> list[Dimension]:
+    """The dimensions of the profile's space; ``stages`` (prunable layer names per stage, from
+    ``stage_layers``) adds one ratio per stage when ``[tune] stages`` asks for it."""
+    space = profile.tune.space if profile.tune.space is not None else default_space(profile)
+    dims = []
+    for key, value in sorted(space.items()):
+        if isinstance(value, list):
+            dims.append(Dimension(key, choices=tuple(value)))
+        else:
+            integer = _scalar(_field(key)[0]) is int
+            dims.append(Dimension(key, low=value["low"], high=value["high"], step=value.get("step"),
+                                  log=bool(value.get("log")), integer=integer))
+    for i, _layers in enumerate(stages or []):
+        dims.append(Dimension(f"stage.{i}", low=0.0, high=profile.pruning.max_ratio, step=0.05))
+    if len(profile.tune.deploy) > 1:
+        dims.append(Dimension("deploy", choices=tuple(profile.tune.deploy)))
+    if not dims:
+        raise ProfileError(f"{profile.name}: [tune] leaves nothing to search; add [tune.space] fields or stages")
+    return dims
+
+
+def suggest(trial, dims: list[Dimension]) -> dict[str, Any]:
+    """Draw a value for every dimension from an Optuna trial: {key: value}."""
+    out = {}
+    for d in dims:
+        if d.choices is not None:
+            out[d.key] = trial.suggest_categorical(d.key, list(d.choices))
+        elif d.integer:
+            out[d.key] = trial.suggest_int(d.key, int(d.low), int(d.high), step=int(d.step or 1), log=d.log)
+        else:
+            out[d.key] = trial.suggest_float(d.key, d.low, d.high, step=d.step, log=d.log)
+    return out
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def settings(values: dict[str, Any], stages: list[list[str]] | None = None) -> dict[str, Any]:
+    """A trial's values as profile fields {"section.key": value}: stage ratios become
+    ``pruning.layer_ratios`` (with ``scope = "uniform"`` and ``ratio = 0``: only the stages' own
+    ratios apply), ``deploy`` the formats built."""
+    out = {k: v for k, v in values.items() if not k.startswith("stage.") and k != "deploy"}
+    if any(k.startswith("stage.") for k in values):
+        ratios = {}
+        for i, layers in enumerate(stages or []):
+            r = round(float(values.get(f"stage.{i}", 0.0)), 4)
+            if r > 0:
+                ratios.update({name: r for name in layers})
+        out.update({"pruning.scope": "uniform", "pruning.ratio": 0.0, "pruning.layer_ratios": dict(sorted(ratios.items()))})
+    if "deploy" in values:
+        out["runtime.formats"] = ["tflite", "pte"] if values["deploy"] == "pte" else ["tflite"]
+    return out
+
+
+def overrides(fields: dict[str, Any]) -> list[str]:
+    """Profile fields as ``--set`` strings (TOML values), in a stable order."""
+    return [f"{k}={_toml(v)}" for k, v in sorted(fields.items())]
+
+
+def profile_text(target_source: str, name: str, fields: dict[str, Any], note: str) -> str:
+    """A profile file that extends ``target_source`` with ``fields`` (only those), named ``name``."""
+    lines = [f"# {line}" for line in note.splitlines()]
+    lines += [f"extends = {_toml(target_source)}", f"name = {_toml(name)}", ""]
+    by_section: dict[str, list[str]] = {}
+    for k, v in sorted(fields.items()):
+        section, key = k.split(".", 1)
+        by_section.setdefault(section, []).append(f"{key} = {_toml(v)}")
+    for section, body in by_section.items():
+        lines += [f"[{section}]", *body, ""]
+    return "\n".join(lines)
