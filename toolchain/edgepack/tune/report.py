@@ -62,6 +62,13 @@ def held_out(row: dict) -> float | None:
     return None if entry is None else float(entry["accuracy"]["int8"])
 
 
+def prediction_error(rows: list[dict]) -> tuple[float | None, int]:
+    """Median |predicted - measured| / measured latency over the rows that had a prediction."""
+    errs = [abs(r["predicted_latency_ms"] - r["latency_ms"]) / r["latency_ms"] for r in rows
+            if r.get("predicted_latency_ms") is not None and r["latency_ms"] > 0]
+    return (float(sorted(errs)[len(errs) // 2]) if errs else None), len(errs)
+
+
 def table(front: list[dict], chosen: dict, objectives: list[str]) -> list[str]:
     """The front as text lines (stdout)."""
     lines = [f"{'trial':>5}  {'val acc %':>9}  {'held-out %':>10}  {'latency ms':>10}  {'energy mJ':>9}  {'KB':>7}  settings"]
@@ -159,8 +166,9 @@ def _html(path: Path, rows, failed, front, chosen, profile, study: str, png: Pat
     def tr(cells):
         return "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>"
 
-    head = ["trial", "val acc %", "latency ms", "energy mJ", "KB", "feasible", "settings"]
-    body = [tr([r["number"], f"{r['accuracy']:.2f}", f"{r['latency_ms']:.4f}", f"{r['energy_mj']:.4g}",
+    head = ["trial", "val acc %", "latency ms", "predicted ms", "energy mJ", "KB", "feasible", "settings"]
+    body = [tr([r["number"], f"{r['accuracy']:.2f}", f"{r['latency_ms']:.4f}",
+                "-" if r.get("predicted_latency_ms") is None else f"{r['predicted_latency_ms']:.4f}", f"{r['energy_mj']:.4g}",
                 f"{r['size_kb']:.1f}", "yes" if r["feasible"] else "no: " + ", ".join(
                     b["budget"] for b in r["budgets"] if not b["met"]), _settings(r["fields"])]) for r in rows]
     front_rows = [tr([r["number"], f"{r['accuracy']:.2f}", r.get("held_out"), f"{r['latency_ms']:.4f}",
@@ -168,7 +176,10 @@ def _html(path: Path, rows, failed, front, chosen, profile, study: str, png: Pat
     fails = [tr([f["number"], f["reason"]]) for f in failed]
     label = rows[0]["latency_label"] if rows else ""
     energy = _energy_basis(rows) if rows else ""
-    chosen_line = (f"<p>Chosen: trial {chosen['number']} ({esc(_settings(chosen['fields']))}); <code>chosen.toml</code> "
+    err, n_err = prediction_error(rows)
+    pred_line = (f"<p>Latency predicted before training (per-layer table measured on the device, scaled by the "
+                 f"finished trials): median error {err:.1%} over {n_err} trials.</p>" if err is not None else "")
+    chosen_line = pred_line + (f"<p>Chosen: trial {chosen['number']} ({esc(_settings(chosen['fields']))}); <code>chosen.toml</code> "
                    "rebuilds it.</p>" if chosen else "<p><b>No trial met every budget.</b></p>")
     text = f"""<!doctype html><html><head><meta charset="utf-8"><title>edgepack tune: {esc(study)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}

@@ -38,24 +38,36 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
         front = report.pareto(rows, s.identity["objectives"])
         best = max((r for r in rows if r["feasible"]), key=lambda r: r["accuracy"], default=None)
         o = frozen.user_attrs.get("outcome")
+        if frozen.state.name == "PRUNED":
+            return  # said when it was dropped
         if o is None:
             rep.warn(f"trial {frozen.number} failed: {frozen.user_attrs.get('failed', frozen.state.name.lower())}")
             return
+        err = frozen.user_attrs.get("prediction_error")
         ok = "within budgets" if all(b["met"] for b in o["budgets"]) else "misses " + ", ".join(
             b["budget"] for b in o["budgets"] if not b["met"])
         rep.info(f"trial {frozen.number} ({len(rows)}/{goal if goal < 10**6 else '-'} done, "
                  f"{frozen.user_attrs.get('seconds', 0):.0f} s): val {o['accuracy']:.2f}%, {o['latency_ms']:.4g} ms, "
-                 f"{o['energy_mj']:.3g} mJ, {o['size_kb']:.0f} KB, {ok} | best feasible "
+                 f"{o['energy_mj']:.3g} mJ, {o['size_kb']:.0f} KB, {ok}"
+                 + (f" (predicted {o['predicted_latency_ms']:.4g} ms, {err:+.0%})" if err is not None else "")
+                 + " | best feasible "
                  + (f"{best['accuracy']:.2f}% @ {best['latency_ms']:.4g} ms" if best else "none yet")
                  + f" | Pareto {len(front)} | device {device}")
 
     with rep.stage(f"search ({goal if goal < 10**6 else 'until'} trials{f', {time_budget_min:g} min' if time_budget_min else ''})"):
-        search.optimize(s, trials=goal, time_budget_min=time_budget_min, on_trial=on_trial)
+        try:
+            search.optimize(s, trials=goal, time_budget_min=time_budget_min, on_trial=on_trial)
+        except KeyboardInterrupt:
+            rep.warn(f"interrupted: study '{study}' keeps its {len(search.trial_rows(s.study))} complete trial(s); "
+                     "run the same command to continue it")
+            raise
     with rep.stage("report"):
         rows, failed = search.trial_rows(s.study), failed_rows(s.study)
         done = report.write(s.out, rows=rows, failed=failed, profile=s.profile,
                             target_ref=_target_ref(s.identity["target"]), objectives=s.identity["objectives"],
                             float_accuracy=s.float_accuracy, study=study)
+    err, n_err = report.prediction_error(rows)
     return {"study": study, "trials": len(rows), "failed": len(failed), "chosen": done["chosen"],
+            "prediction_median_abs_error": err, "predicted_trials": n_err,
             "front": done["front"], "files": done["files"], "folder": str(s.out),
             "table": report.table(done["front"], done["chosen"], s.identity["objectives"])}

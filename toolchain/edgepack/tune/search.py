@@ -37,6 +37,7 @@ class Session:
     device: str
     out: Path
     rep: Reporter
+    predictor: object = None  # predict.Predictor (None for microcontrollers: their latency is issue 18's)
 
 
 def constraint_vector(budgets: list[dict]) -> list[float]:
@@ -62,11 +63,17 @@ def sampler_for(tune):
                                       constraints_func=_constraints)
 
 
-def device_key(device: str) -> str:
-    """The lease name of a device: the host is this machine (by name), others their address."""
+def device_key(device: str, profile) -> str:
+    """The lease name of a device: this machine by its name, a board by its address (``profile``:
+    the one in the profile's [connection])."""
     import socket
 
-    return f"host:{socket.gethostname()}" if device == "host" else device
+    if device == "host" or (device == "profile" and profile.connection.kind in ("local", "qemu-arm64")):
+        return f"host:{socket.gethostname()}"
+    if device == "profile":
+        c = profile.connection
+        return f"adb:{c.serial or 'default'}" if c.kind == "adb" else f"ssh://{c.user or ''}@{c.host}:{c.port or 22}"
+    return device
 
 
 def run_trial(s: Session, trial) -> tuple[float, ...]:
@@ -81,14 +88,16 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     overrides = sp.overrides(fields)
     trial.set_user_attr("fields", fields)
     trial.set_user_attr("overrides", overrides)
+    s.rep.info(f"trial {trial.number}: building with {' '.join(overrides)}")
     folder = s.out / "trials" / f"{trial.number:04d}"
     ident = s.identity
+    predicted = _predict(s, trial, overrides)
     quiet = Reporter(total=9, quiet=True)
     started = time.perf_counter()
     result = build(ident["target"], model=ident["model"], weights=ident["weights"], data=ident["data"],
                    calibration=ident["calibration"], out=folder, allow_budget_violation=True, device=s.device,
                    overrides=tuple(overrides), cache=StageCache(warn=s.rep.warn), reporter=quiet,
-                   measure_lock=lambda: leased(s.store, device_key(s.device), holder=worker_id(), say=s.rep.info))
+                   measure_lock=lambda: leased(s.store, device_key(s.device, s.profile), holder=worker_id(), say=s.rep.info))
     deployed = "model.pte" if values.get("deploy") == "pte" else "model.tflite"
     bundle = result.out_dir
     artifact = (bundle / deployed).read_bytes()
@@ -98,11 +107,51 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     acc = validation_accuracy(artifact, "pte" if deployed.endswith(".pte") else "tflite", layout, x, y)
     outcome = judge(result.manifest, result.measurements, deployed=deployed, accuracy=acc, float_accuracy=s.float_accuracy,
                     profile=s.profile, bundle=bundle, artifact=artifact)
+    if predicted is not None:
+        outcome.predicted_latency_ms = round(predicted, 6)
+        trial.set_user_attr("prediction_error", round((predicted - outcome.latency_ms) / outcome.latency_ms, 4))
     trial.set_user_attr("outcome", outcome.to_attrs())
     trial.set_user_attr("constraints", constraint_vector(outcome.budgets))
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
     trial.set_user_attr("stages_cached", {k: v.get("cached") for k, v in result.measurements.get("stages", {}).items()})
     return tuple(outcome.value(o) for o in ident["objectives"])
+
+
+def prediction_history(study) -> list[dict]:
+    """(threads, table ms, measured ms) of the finished trials, for the predictor's factor."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        p, o = t.user_attrs.get("prediction"), t.user_attrs.get("outcome")
+        if p and o:
+            out.append({"threads": p["threads"], "table_ms": p["table_ms"], "measured_ms": o["latency_ms"]})
+    return out
+
+
+def _predict(s: Session, trial, overrides: list[str]) -> float | None:
+    """The candidate's predicted latency (recorded on the trial); raises optuna.TrialPruned when it
+    is hopeless: predicted over the latency budget by more than predict.MARGIN once calibrated."""
+    import optuna
+
+    from ..profiles import load_profile
+    from .predict import CALIBRATED_AFTER, MARGIN, Predictor
+
+    if s.predictor is None:
+        return None
+    candidate = load_profile(s.identity["target"], overrides)
+    threads = candidate.runtime.threads
+    table_ms = s.predictor.candidate_ms(candidate)
+    factor, n = Predictor.factor(prediction_history(s.study), threads)
+    predicted = table_ms * factor
+    trial.set_user_attr("prediction", {"table_ms": round(table_ms, 6), "factor": round(factor, 4), "calibrated_on": n,
+                                       "threads": threads, "predicted_ms": round(predicted, 6)})
+    limit = s.profile.budgets.max_latency_ms
+    if limit is not None and n >= CALIBRATED_AFTER and predicted > limit * (1 + MARGIN):
+        s.rep.info(f"trial {trial.number}: predicted {predicted:.4g} ms, over the {limit:g} ms budget by more than "
+                   f"{MARGIN:.0%}: not built")
+        raise optuna.TrialPruned(f"predicted {predicted:.4g} ms > {limit:g} ms budget")
+    return predicted
 
 
 def start(target: str | None, *, model: str, weights: str | None, data: str, calibration: str | None, device: str,
@@ -143,7 +192,14 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
 
     x, y = validation_split(inputs.splits)
     float_acc = float(accuracy(predict(inputs.loaded.module, x), y))
-    return Session(study, store, profile, identity, dims, stages, inputs, float_acc, device, out, rep)
+    session = Session(study, store, profile, identity, dims, stages, inputs, float_acc, device, out, rep)
+    if not profile.is_mcu and getattr(inputs.loaded.module, "onnx_path", None) is None:
+        from .predict import Predictor
+
+        key = device_key(device, profile)
+        session.predictor = Predictor(session, device_key=key,
+                                      lease=lambda: leased(store, key, holder=worker_id(), say=rep.info))
+    return session
 
 
 def optimize(s: Session, *, trials: int | None, time_budget_min: float | None, on_trial) -> None:
@@ -154,7 +210,8 @@ def optimize(s: Session, *, trials: int | None, time_budget_min: float | None, o
     from optuna.trial import TrialState
 
     goal = trials or s.profile.tune.trials
-    done = len(s.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    counted = (TrialState.COMPLETE, TrialState.PRUNED)  # a candidate dropped untrained counts as tried
+    done = len(s.study.get_trials(deepcopy=False, states=counted))
     if done >= goal and time_budget_min is None:
         return
 
@@ -165,7 +222,7 @@ def optimize(s: Session, *, trials: int | None, time_budget_min: float | None, o
             trial.set_user_attr("failed", str(e).splitlines()[0])
             raise
 
-    callbacks = [optuna.study.MaxTrialsCallback(goal, states=(TrialState.COMPLETE,)), lambda st, ft: on_trial(ft)]
+    callbacks = [optuna.study.MaxTrialsCallback(goal, states=counted), lambda st, ft: on_trial(ft)]
     s.study.optimize(objective, timeout=None if time_budget_min is None else time_budget_min * 60, callbacks=callbacks,
                      catch=(StageError, UsageError), gc_after_trial=True)
 

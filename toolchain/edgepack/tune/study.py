@@ -119,8 +119,8 @@ def fail_own_orphans(study) -> list[int]:
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except Exception:  # noqa: BLE001  another process failed it first
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "failed", f"its worker {who} died mid-trial")
         RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
+        study._storage.set_trial_user_attr(t._trial_id, "failed", f"its worker {who} died mid-trial")
         failed.append(t.number)
     return failed
 

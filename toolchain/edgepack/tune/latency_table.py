@@ -1,0 +1,180 @@
+"""A NetAdapt-style latency lookup table: every conv / linear layer of the model measured on the
+study's device once, alone, as an int8 TFLite model, at several widths; a candidate's latency is
+then predicted from its pruned layer shapes before anything is trained, so hopeless candidates
+are pruned early.
+
+The table holds measured milliseconds by exact layer shape. A shape it does not hold is
+interpolated from the measured shapes of the same kind, kernel and stride (least squares of ms on
+MACs). What single layers do not show (quantize / dequantize, adds, pooling, the interpreter's
+per-operator cost) is an overhead learnt from the trials: the median of measured minus predicted
+over the finished trials, so the prediction improves as the study runs. Every prediction is
+compared with the measurement of the trial it was made for (``error`` in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+#: widths each layer is measured at (fractions of its channels)
+WIDTHS = (1.0, 0.75, 0.5, 0.25)
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str  # "conv", "dwconv" or "linear"
+    cin: int
+    cout: int
+    k: int  # square kernels (the zoo's; others are measured with their first side)
+    stride: int
+    h: int  # input height and width
+    w: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.cin}>{self.cout} k{self.k} s{self.stride} {self.h}x{self.w}"
+
+    @property
+    def macs(self) -> int:
+        if self.kind == "linear":
+            return self.cin * self.cout
+        ho, wo = math.ceil(self.h / self.stride), math.ceil(self.w / self.stride)
+        per = self.k * self.k * (1 if self.kind == "dwconv" else self.cin)
+        return ho * wo * self.cout * per
+
+
+def layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, Shape]:
+    """{layer name: Shape} of the model's conv and linear layers, from one forward pass."""
+    shapes: dict[str, Shape] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            dw = m.groups > 1 and m.groups == m.in_channels
+
+            def hook(mod, inp, _out, name=name, dw=dw):
+                h, w = inp[0].shape[-2:]
+                shapes[name] = Shape("dwconv" if dw else "conv", mod.in_channels, mod.out_channels,
+                                     int(mod.kernel_size[0]), int(mod.stride[0]), int(h), int(w))
+            hooks.append(m.register_forward_hook(hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(
+                lambda mod, _i, _o, name=name: shapes.__setitem__(name, Shape("linear", mod.in_features, mod.out_features, 1, 1, 1, 1))))
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def single_layer_tflite(s: Shape, *, seed: int = 0) -> bytes:
+    """One layer of shape ``s`` as a full-integer (int8) TFLite model, converted by TensorFlow's
+    own converter from a Keras layer with random weights (latency depends on shapes, not values)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    if s.kind == "linear":
+        inp = tf.keras.Input((s.cin,), batch_size=1)
+        out = tf.keras.layers.Dense(s.cout)(inp)
+        shape = (1, s.cin)
+    else:
+        inp = tf.keras.Input((s.h, s.w, s.cin), batch_size=1)
+        if s.kind == "dwconv":
+            out = tf.keras.layers.DepthwiseConv2D(s.k, strides=s.stride, padding="same")(inp)
+        else:
+            out = tf.keras.layers.Conv2D(s.cout, s.k, strides=s.stride, padding="same")(inp)
+        shape = (1, s.h, s.w, s.cin)
+    model = tf.keras.Model(inp, out)
+    rng = np.random.default_rng(seed)
+
+    def data():
+        for _ in range(8):
+            yield [rng.standard_normal(shape).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = data
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def widths_of(shapes: dict[str, Shape], image_channels: int) -> list[Shape]:
+    """The shapes to measure: each layer at every width in WIDTHS (the image's channels and the
+    classifier's outputs never change; a depthwise layer keeps cin = cout)."""
+    out, seen = [], set()
+    last = list(shapes)[-1] if shapes else None
+    for name, s in shapes.items():
+        for f in WIDTHS:
+            cin = s.cin if s.cin == image_channels and s.kind == "conv" else max(1, round(s.cin * f))
+            cout = s.cout if name == last else max(1, round(s.cout * f))
+            if s.kind == "dwconv":
+                cin = cout = max(1, round(s.cin * f))
+            t = Shape(s.kind, cin, cout, s.k, s.stride, s.h, s.w)
+            if t.key not in seen:
+                seen.add(t.key)
+                out.append(t)
+    return out
+
+
+@dataclass
+class LatencyTable:
+    device: str  # the lease name of the device it was measured on
+    label: str  # where and how
+    threads: int
+    entries: dict[str, float] = field(default_factory=dict)  # Shape.key -> median ms
+    kinds: dict[str, list] = field(default_factory=dict)  # "conv k3 s1" -> [[macs, ms], ...]
+    seconds: float = 0.0  # what measuring it cost
+
+    def lookup(self, s: Shape) -> float:
+        if s.key in self.entries:
+            return self.entries[s.key]
+        pts = np.array(self.kinds.get(f"{s.kind} k{s.k} s{s.stride}") or
+                       [p for k, v in self.kinds.items() if k.startswith(s.kind) for p in v], dtype=float)
+        if len(pts) == 0:
+            return 0.0
+        if len(pts) == 1 or np.ptp(pts[:, 0]) == 0:
+            return float(pts[0, 1] * s.macs / max(pts[0, 0], 1))
+        b, a = np.polyfit(pts[:, 0], pts[:, 1], 1)
+        return float(max(a + b * s.macs, 0.0))
+
+    def layers_ms(self, shapes: dict[str, Shape]) -> float:
+        """Sum of the table's figures for ``shapes`` (without the learnt overhead)."""
+        return float(sum(self.lookup(s) for s in shapes.values()))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: Path) -> "LatencyTable":
+        return cls(**json.loads(path.read_text()))
+
+
+def measure_table(model: nn.Module, example: torch.Tensor, runner, *, device: str, threads: int, warmup: int = 5,
+                  runs: int = 30, say=None) -> LatencyTable:
+    """Measure every layer of ``model`` at every width on ``runner``'s device (one bench each)."""
+    import time
+
+    start = time.perf_counter()
+    shapes = widths_of(layer_shapes(model, example), int(example.shape[1]))
+    table = LatencyTable(device=device, label=f"{runner.kind}: {runner.describe()}", threads=threads)
+    for i, s in enumerate(shapes):
+        ms = runner.benchmark(single_layer_tflite(s), threads=threads, warmup=warmup, runs=runs).median_ms
+        table.entries[s.key] = float(ms)
+        table.kinds.setdefault(f"{s.kind} k{s.k} s{s.stride}", []).append([s.macs, float(ms)])
+        if say and (i + 1) % 10 == 0:
+            say(f"latency table: {i + 1}/{len(shapes)} layer shapes measured")
+    table.seconds = round(time.perf_counter() - start, 1)
+    return table
+
+
+def overhead_ms(pairs: list[tuple[float, float]]) -> float:
+    """The learnt overhead: median of (measured - table) over finished trials (0 before any)."""
+    return float(np.median([m - p for p, m in pairs])) if pairs else 0.0

@@ -1,0 +1,69 @@
+"""Latency predicted before a trial trains: the candidate is pruned (no recovery) to get its layer
+shapes, the study's latency table gives each layer's measured milliseconds, and a factor learnt
+from the finished trials of the same thread count (median of measured / table) covers what single
+layers do not show. A candidate predicted far over the latency budget is pruned before it trains."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .latency_table import LatencyTable, layer_shapes, measure_table
+
+#: a candidate is dropped untrained when predicted over the latency budget by more than this,
+#: and only once this many trials have calibrated the prediction
+MARGIN, CALIBRATED_AFTER = 0.3, 3
+
+
+def table_path(out: Path, device: str, threads: int) -> Path:
+    return out / f"latency-table-{hashlib.sha256(device.encode()).hexdigest()[:10]}-t{threads}.json"
+
+
+class Predictor:
+    """Per study process: one latency table per thread count, measured on first use."""
+
+    def __init__(self, session, *, device_key: str, lease):
+        self.s, self.device_key, self.lease = session, device_key, lease
+        self.tables: dict[int, LatencyTable] = {}
+
+    def table(self, profile, threads: int) -> LatencyTable:
+        if threads in self.tables:
+            return self.tables[threads]
+        path = table_path(self.s.out, self.device_key, threads)
+        if path.exists():
+            t = LatencyTable.load(path)
+        else:
+            from ..devices import connect
+
+            self.s.rep.info(f"measuring the latency table on {self.device_key} ({threads} thread(s)): each conv and "
+                            "linear layer of the model alone, at 4 widths (once per study and device)")
+            runner = connect(profile, self.s.device)
+            with self.lease(), runner:
+                t = measure_table(self.s.inputs.loaded.module, self.s.inputs.example, runner, device=self.device_key,
+                                  threads=threads, warmup=max(2, profile.measure.warmup // 4),
+                                  runs=max(20, profile.measure.runs // 4), say=self.s.rep.info)
+            t.save(path)
+            self.s.rep.info(f"latency table: {len(t.entries)} layer shapes in {t.seconds:.0f} s ({t.label})")
+        self.tables[threads] = t
+        return t
+
+    def candidate_ms(self, profile) -> float:
+        """The table's sum for the candidate ``profile`` (the target with the trial's overrides)."""
+        from ..compress.budgeted import prune_spec, validation_split
+        from ..compress.prune import prune_channels
+
+        module, example, splits = self.s.inputs.loaded.module, self.s.inputs.example, self.s.inputs.splits
+        spec = prune_spec(profile, module, example)
+        model = module
+        if spec.ratio > 0 or spec.layer_ratios:
+            model = prune_channels(module, example, spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
+                                   validation=validation_split(splits)).model
+        return self.table(profile, profile.runtime.threads).layers_ms(layer_shapes(model, example))
+
+    @staticmethod
+    def factor(history: list[dict], threads: int) -> tuple[float, int]:
+        """(median measured / table over finished trials with ``threads``, how many there were)."""
+        got = [h["measured_ms"] / h["table_ms"] for h in history if h["threads"] == threads and h["table_ms"] > 0]
+        return (float(np.median(got)), len(got)) if got else (1.0, 0)
