@@ -70,7 +70,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
     tune``: one worker at a time on a device)."""
     from .convert.tflite import scratch_dir, to_model_layout
     from .devices.host import HostRunner
-    from .energy import budget_macs
+    from .compress.budgeted import prune_spec
     from .profiles import load_profile
     from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
     from .stages.keys import stage_keys
@@ -91,7 +91,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             keys = stage_keys(profile=profile.to_dict(), model=inp.model_identity(), data=inp.splits.fingerprint(),
                               calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
                               device=device, versions={**versions, "edgepack": f"{__version__}+{code_fingerprint()}"},
-                              mac_cap=budget_macs(profile))
+                              required_saving=prune_spec(profile, inp.loaded.module, inp.example).required_saving)
         st = Stages(cache, rep)
         runner = HostRunner()
         with scratch_dir() as work:

@@ -57,12 +57,17 @@ def prune_spec(profile, module: torch.nn.Module, example: torch.Tensor) -> Prune
     spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
                      importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
                      max_ratio=p.max_ratio, fragile_drop=p.fragile_drop)
-    cap = budget_macs(profile)
-    if cap is not None and p.ratio > 0 and getattr(module, "onnx_path", None) is None:
-        macs = count_macs_params(module, example)[0]
-        # 2% under the ceiling: channel rounding and the estimate's own MAC count differ slightly
-        spec = replace(spec, required_saving=max(0, int(macs - 0.98 * cap)))
+    if p.ratio > 0 and getattr(module, "onnx_path", None) is None:
+        spec = replace(spec, required_saving=required_saving(profile, count_macs_params(module, example)[0]))
     return spec
+
+
+def required_saving(profile, macs: int) -> int:
+    """MACs a model of ``macs`` must lose for the latency and energy budgets (0 when it fits): all
+    pruning reads of the budgets, the hardware and the power model. 2% under the ceiling: channel
+    rounding and the estimate's own MAC count differ slightly."""
+    cap = budget_macs(profile)
+    return 0 if cap is None else max(0, int(macs - 0.98 * cap))
 
 
 def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Reporter) -> PruneStage:
