@@ -1,0 +1,152 @@
+"""Benchmark: `edgepack tune` against uniform pruning, on host-measured latency, in one run.
+
+For each model (the demo and two zoo models) on the rpi4 profile: the unpruned float TFLite, the
+unpruned int8 build, uniform pruning at ratios 0.3 / 0.5 / 0.7 with the default recipe, and a tune
+study of --trials trials. Every artifact compared is then benched again side by side, in
+alternating rounds (median of round medians), on this machine: LITERT ON THE HOST, labelled so,
+not the Raspberry Pi. Accuracy: the validation split the search uses and the held-out split.
+
+Targets (issue 16): at equal measured latency the tuned accuracy is at least as high as uniform
+pruning's; on the demo a point at least 3x faster than the unpruned float TFLite and 1.8x faster
+than the unpruned int8 model, within 0.5 points of float accuracy (held-out); the latency
+predictor within 15% median error; a 40-trial demo study within 30 minutes on 2 cores.
+
+    .venv/bin/python benchmarks/tune.py [--models demo,zoo:mobilenetv2-w0.5,zoo:resnet8] [--trials 40]
+        [--rounds 5] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build(model: str, out: Path, sets: list[str]) -> dict:
+    from edgepack import api
+
+    r = api.build("rpi4", model=model, out=out, overrides=tuple(sets), allow_budget_violation=True)
+    return {"bundle": r.out_dir, "manifest": r.manifest, "tflite": (r.out_dir / "model.tflite").read_bytes()}
+
+
+def val_accuracy(model: bytes, layout: str, splits) -> float:
+    from edgepack.compress.budgeted import validation_split
+    from edgepack.tune.trial import validation_accuracy
+
+    x, y = validation_split(splits)
+    return validation_accuracy(model, "tflite", layout, x, y)
+
+
+def held_out(model: bytes, layout: str, splits) -> float:
+    from edgepack.convert.tflite import to_model_layout
+    from edgepack.devices.host import HostRunner
+    from edgepack.training import accuracy
+
+    return float(accuracy(HostRunner().run(model, to_model_layout(splits.x_eval, layout)), splits.y_eval))
+
+
+def side_by_side(models: dict[str, bytes], *, threads: int, rounds: int) -> dict[str, float]:
+    """Median of round medians, every model once per round (alternating: the same machine load)."""
+    from edgepack.devices.host import HostRunner
+
+    runner, got = HostRunner(), {k: [] for k in models}
+    for _ in range(rounds):
+        for name, data in models.items():
+            got[name].append(runner.benchmark(data, threads=threads, warmup=20, runs=200).median_ms)
+    return {k: statistics.median(v) for k, v in got.items()}
+
+
+def one_model(model: str, *, trials: int, rounds: int, work: Path) -> dict:
+    import torch
+
+    from edgepack import api
+    from edgepack.convert.tflite import convert_float
+    from edgepack.profiles import load_profile
+    from edgepack.stages.inputs import default_input_shape
+    from edgepack.data import load_data
+    from edgepack.models.loader import load_model
+    from edgepack.progress import Reporter
+
+    splits = load_data("digits", input_shape=default_input_shape(model))
+    base = load_model(model, splits)
+    conv = convert_float(base.module, torch.from_numpy(splits.x_eval[:1]), work / "float", samples=splits.x_calib)
+    layout = conv.layout
+    arts = {"float unpruned": conv.tflite}
+    rows = {"float unpruned": {"val": val_accuracy(conv.tflite, layout, splits), "held_out": held_out(conv.tflite, layout, splits)}}
+    for name, sets in [("int8 unpruned", ["pruning.ratio=0.0"])] + [
+            (f"uniform {r}", ["pruning.scope=uniform", f"pruning.ratio={r}"]) for r in (0.3, 0.5, 0.7)]:
+        b = build(model, work / name.replace(" ", "-"), sets)
+        arts[name] = b["tflite"]
+        rows[name] = {"val": val_accuracy(b["tflite"], layout, splits), "held_out": b["manifest"]["accuracy"]["int8"]}
+    t = time.perf_counter()
+    r = api.tune("rpi4", model=model, trials=trials, study=f"bench-{model.replace(':', '-')}", out=work / "tune",
+                 reporter=Reporter(total=3))
+    minutes = (time.perf_counter() - t) / 60
+    for row in r["front"]:
+        name = f"tuned #{row['number']}"
+        arts[name] = (Path(row["bundle"]) / row["deployed"]).read_bytes()
+        rows[name] = {"val": row["accuracy"], "held_out": row["held_out"], "fields": row["fields"],
+                      "predicted_ms": row.get("predicted_latency_ms"), "trial_ms": row["latency_ms"]}
+    threads = min(load_profile("rpi4").runtime.threads, os.cpu_count() or 1)
+    lat = side_by_side(arts, threads=threads, rounds=rounds)
+    for k in rows:
+        rows[k]["ms"] = lat[k]
+    return {"model": model, "minutes": minutes, "trials": r["trials"], "rows": rows, "chosen": r["chosen"]["number"],
+            "prediction_median_abs_error": r["prediction_median_abs_error"], "threads": threads}
+
+
+def verdicts(res: dict) -> list[str]:
+    rows = res["rows"]
+    tuned = {k: v for k, v in rows.items() if k.startswith("tuned")}
+    out = []
+    for k in ("uniform 0.3", "uniform 0.5", "uniform 0.7"):
+        u = rows[k]
+        faster = [v for v in tuned.values() if v["ms"] <= u["ms"] * 1.05]
+        best = max((v["val"] for v in faster), default=None)
+        out.append(f"{k}: {u['ms']:.4f} ms, val {u['val']:.2f}%; best tuned at <= its latency (+5%): "
+                   + (f"val {best:.2f}% ({'>=' if best >= u['val'] else '<'})" if best is not None else "none"))
+    f, i8 = rows["float unpruned"], rows["int8 unpruned"]
+    ok = [(k, v) for k, v in tuned.items() if f["ms"] / v["ms"] >= 3 and i8["ms"] / v["ms"] >= 1.8
+          and v["held_out"] is not None and v["held_out"] >= f["held_out"] - 0.5]
+    out.append(f"points >= 3x float and >= 1.8x int8 unpruned within 0.5 points of float (held-out): "
+               + (", ".join(f"{k} ({f['ms'] / v['ms']:.2f}x, {i8['ms'] / v['ms']:.2f}x, {v['held_out']:.2f}%)" for k, v in ok) or "none"))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="demo,zoo:mobilenetv2-w0.5,zoo:resnet8")
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgepack-tune-bench-") as d:
+        for model in args.models.split(","):
+            res = one_model(model, trials=args.trials, rounds=args.rounds, work=Path(d) / model.replace(":", "-"))
+            results.append(res)
+            print(f"\n## {model}: {res['trials']} trials in {res['minutes']:.1f} min; latency: LiteRT on the host "
+                  f"({res['threads']} thread(s)), not the rpi4; predictor median |error| "
+                  + (f"{res['prediction_median_abs_error']:.1%}" if res["prediction_median_abs_error"] is not None else "-"))
+            print("| artifact | host ms | val % | held-out % |\n|---|---:|---:|---:|")
+            chosen = f"tuned #{res['chosen']}"
+            for k, v in sorted(res["rows"].items(), key=lambda kv: kv[1]["ms"]):
+                h = "-" if v["held_out"] is None else f"{v['held_out']:.2f}"
+                print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['ms']:.4f} | {v['val']:.2f} | {h} |")
+            for line in verdicts(res):
+                print(f"- {line}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "toolchain"))
+    sys.exit(main())
