@@ -115,7 +115,7 @@ def verdicts(res: dict) -> list[str]:
     f, i8 = rows["float unpruned"], rows["int8 unpruned"]
     ok = [(k, v) for k, v in tuned.items() if f["ms"] / v["ms"] >= 3 and i8["ms"] / v["ms"] >= 1.8
           and v["held_out"] is not None and v["held_out"] >= f["held_out"] - 0.5]
-    out.append(f"points >= 3x float and >= 1.8x int8 unpruned within 0.5 points of float (held-out): "
+    out.append("points >= 3x float and >= 1.8x int8 unpruned within 0.5 points of float (held-out): "
                + (", ".join(f"{k} ({f['ms'] / v['ms']:.2f}x, {i8['ms'] / v['ms']:.2f}x, {v['held_out']:.2f}%)" for k, v in ok) or "none"))
     return out
 
