@@ -72,12 +72,12 @@ def test_info_and_clear(tmp_path):
     assert c.clear()[0] == 2 and c.info()["entries"] == 0
 
 
-def _keys(profile):
-    from edgepack.energy import budget_macs
+def _keys(profile, macs: int = 10_800_000):  # the demo's MACs
+    from edgepack.compress.budgeted import required_saving
     from edgepack.stages.keys import stage_keys
 
     return stage_keys(profile=profile.to_dict(), model={"zoo": "demo"}, data="d", calibration="c", input_shape=(1, 1, 8, 8),
-                      device="host", versions={"edgepack": "0+abc"}, mac_cap=budget_macs(profile))
+                      device="host", versions={"edgepack": "0+abc"}, required_saving=required_saving(profile, macs))
 
 
 def test_a_key_changes_with_what_its_stage_reads_and_nothing_else():
@@ -87,9 +87,12 @@ def test_a_key_changes_with_what_its_stage_reads_and_nothing_else():
     # memory limits: read by the budget check and the bench, never by pruning or conversion
     roomy = _keys(load_profile("cortex-m4", ("hardware.ram_kb=64", "budgets.max_peak_memory_kb=50")))
     assert roomy["prune"] == base["prune"] and roomy["quantize"] == base["quantize"] and roomy["bench"] != base["bench"]
-    # a slower clock lowers the MAC ceiling the latency budget allows: pruning and all after it change
+    # a slower clock the model no longer fits in its latency budget: pruning and all after it change
     slow = _keys(load_profile("cortex-m4", ("hardware.clock_mhz=40",)))
     assert slow["load"] == base["load"] and slow["prune"] != base["prune"] and slow["measure"] != base["measure"]
+    # a faster one changes nothing pruning reads while the model fits either way
+    small, fast = _keys(load_profile("cortex-m4"), 1_000_000), _keys(load_profile("cortex-m4", ("hardware.clock_mhz=400",)), 1_000_000)
+    assert fast["prune"] == small["prune"] and fast["bench"] != small["bench"]
     # calibration changes conversion onwards, not pruning
     q = _keys(load_profile("cortex-m4", ("quantization.calibration=percentile",)))
     assert (q["prune"], q["convert"]) == (base["prune"], base["convert"]) and q["quantize"] != base["quantize"]

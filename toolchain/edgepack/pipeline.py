@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import platform
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +64,13 @@ def code_fingerprint(root: Path = Path(__file__).parent) -> str:
 def build(target: str, *, model: str = "demo", weights: str | None = None, input_shape: tuple[int, ...] | None = None,
           data: str = "digits", calibration: str | None = None, out: str | Path = "dist",
           allow_budget_violation: bool = False, device: str = "host", overrides: tuple[str, ...] = (),
-          cache: StageCache | None = None, reporter: Reporter | None = None) -> BuildResult:
-    """See ``api.build``."""
+          cache: StageCache | None = None, reporter: Reporter | None = None,
+          measure_lock: Callable[[], AbstractContextManager] | None = None) -> BuildResult:
+    """See ``api.build``. ``measure_lock`` is held while the artifacts are benched (``edgepack
+    tune``: one worker at a time on a device)."""
     from .convert.tflite import scratch_dir, to_model_layout
     from .devices.host import HostRunner
-    from .energy import budget_macs
+    from .compress.budgeted import prune_spec
     from .profiles import load_profile
     from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
     from .stages.keys import stage_keys
@@ -87,7 +91,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             keys = stage_keys(profile=profile.to_dict(), model=inp.model_identity(), data=inp.splits.fingerprint(),
                               calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
                               device=device, versions={**versions, "edgepack": f"{__version__}+{code_fingerprint()}"},
-                              mac_cap=budget_macs(profile))
+                              required_saving=prune_spec(profile, inp.loaded.module, inp.example).required_saving)
         st = Stages(cache, rep)
         runner = HostRunner()
         with scratch_dir() as work:
@@ -107,8 +111,9 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
                               lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep,
                                                      cache=cache, export_key=keys["pte_export"]))
         with rep.stage(STAGES[7]):
-            meas = st.run("measure", keys["measure"],
-                          lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
+            with measure_lock() if measure_lock else nullcontext():
+                meas = st.run("measure", keys["measure"],
+                              lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
             judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation)
         with rep.stage(STAGES[8]):
             folder, manifest, measurements = bundle.run(

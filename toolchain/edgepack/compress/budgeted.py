@@ -50,6 +50,26 @@ def paired_loss(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
     return 100.0 * (lost - gained) / n, 100.0 * float(np.sqrt(var)) / n
 
 
+def prune_spec(profile, module: torch.nn.Module, example: torch.Tensor) -> PruneSpec:
+    """The first attempt's PruneSpec from ``profile.pruning``, with the MACs the latency and energy
+    budgets need removed (``required_saving``)."""
+    p = profile.pruning
+    spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
+                     importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
+                     max_ratio=p.max_ratio, fragile_drop=p.fragile_drop)
+    if p.ratio > 0 and getattr(module, "onnx_path", None) is None:
+        spec = replace(spec, required_saving=required_saving(profile, count_macs_params(module, example)[0]))
+    return spec
+
+
+def required_saving(profile, macs: int) -> int:
+    """MACs a model of ``macs`` must lose for the latency and energy budgets (0 when it fits): all
+    pruning reads of the budgets, the hardware and the power model. 2% under the ceiling: channel
+    rounding and the estimate's own MAC count differ slightly."""
+    cap = budget_macs(profile)
+    return 0 if cap is None else max(0, int(macs - 0.98 * cap))
+
+
 def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Reporter) -> PruneStage:
     """Prune ``loaded.module`` as ``profile.pruning`` says, recover, and back off while pruning alone
     costs more than its share of the budget. Returns the kept attempt."""
@@ -57,18 +77,11 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
     from .distill import recover
 
     p = profile.pruning
-    spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
-                     importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
-                     max_ratio=p.max_ratio, fragile_drop=p.fragile_drop)
+    spec = prune_spec(profile, loaded.module, example)
     if getattr(loaded.module, "onnx_path", None) is not None:
         pr = unpruned(loaded.module, example, spec, f"the ONNX model has no PyTorch graph ({loaded.origin})")
         rep.warn(f"not pruned: {pr.skipped}")
         return PruneStage(pr, {})
-    cap = budget_macs(profile)
-    if cap is not None and p.ratio > 0:
-        macs = count_macs_params(loaded.module, example)[0]
-        # 2% under the ceiling: channel rounding and the estimate's own MAC count differ slightly
-        spec = replace(spec, required_saving=max(0, int(macs - 0.98 * cap)))
     val = validation_split(splits)
     teacher_right = predict(loaded.module, val[0]).argmax(1) == val[1]
     allowed = p.accuracy_share * profile.budgets.max_accuracy_drop

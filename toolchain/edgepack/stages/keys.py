@@ -12,17 +12,19 @@ from ..attest import key
 
 
 def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input_shape: tuple, device: str,
-               versions: dict, mac_cap: int | None) -> dict[str, str]:
+               versions: dict, required_saving: int) -> dict[str, str]:
     """{stage: key} for the cached stages. ``profile`` is the resolved profile as plain data,
     ``model`` what identifies the float model (its source and weights' hashes and its state's),
     ``data`` and ``calibration`` the hashes of the data splits and the calibration samples,
-    ``versions`` the tools' (edgepack's with its code's fingerprint), ``mac_cap`` the most MACs the
-    latency and energy budgets allow (``energy.budget_macs``: all pruning reads of the budgets,
-    hardware and power sections, so a memory limit or a meter changes no pruning)."""
+    ``versions`` the tools' (edgepack's with its code's fingerprint), ``required_saving`` the MACs
+    the latency and energy budgets need pruning to remove (``compress.budgeted.required_saving``:
+    all pruning reads of the budgets, hardware and power sections, so a memory limit, a meter or a
+    budget the model already meets changes no pruning)."""
     p, v = profile, versions
     ours = v.get("edgepack")
     load = key("load", model, data, list(input_shape), ours, v.get("torch"))
-    prune = key("prune", load, p["pruning"], p["budgets"]["max_accuracy_drop"], mac_cap, v.get("torch-pruning"))
+    prune = key("prune", load, p["pruning"], p["budgets"]["max_accuracy_drop"], required_saving,
+                v.get("torch-pruning"))
     convert = key("convert", prune, calibration, v.get("onnx"), v.get("onnx2tf"), v.get("tensorflow-cpu"))
     quantize = key("quantize", convert, p["quantization"], p["budgets"]["max_accuracy_drop"], calibration,
                    v.get("ai-edge-litert"))
