@@ -111,3 +111,23 @@ def test_the_code_fingerprint_changes_with_any_source_file(tmp_path):
     (tmp_path / "stages" / "b.py").write_text("y = 3\n")
     assert code_fingerprint(tmp_path) != first
     assert len(code_fingerprint()) == 16
+
+
+def test_remembered_computes_once_per_key_and_keeps_only_what_it_may(tmp_path):
+    from edgepack.cache import remembered
+
+    c, _ = _cache(tmp_path)
+    calls = []
+
+    def compute(v=41):
+        calls.append(v)
+        return {"value": v}
+
+    assert remembered(c, "bench", "k1", compute) == {"value": 41}
+    assert remembered(c, "bench", "k1", lambda: compute(99)) == {"value": 41} and calls == [41]  # read back
+    assert remembered(c, "bench", "k2", compute, keep=lambda v: False) == {"value": 41}
+    assert c.get("bench", "k2") is None  # computed, not kept
+    off = StageCache(tmp_path / "c", enabled=False)
+    remembered(off, "bench", "k1", compute)
+    assert calls == [41, 41, 41]  # a disabled cache always computes
+    assert remembered(c, "bench", None, compute) and len(calls) == 4  # no key: nothing to look up
