@@ -100,7 +100,8 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             with rep.stage(STAGES[3]):
                 conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
             with rep.stage(STAGES[4]):
-                quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep))
+                quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep,
+                                                                                  cache=cache, base_key=keys["convert"]))
             with rep.stage(STAGES[5]):
                 validate.accuracy_verdict(inp, pruned, quant, rep, allow_budget_violation=allow_budget_violation)
                 micro = st.run("validate", keys["validate"], lambda: validate.run(inp, conv, quant, runner, rep))
