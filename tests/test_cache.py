@@ -131,3 +131,34 @@ def test_remembered_computes_once_per_key_and_keeps_only_what_it_may(tmp_path):
     remembered(off, "bench", "k1", compute)
     assert calls == [41, 41, 41]  # a disabled cache always computes
     assert remembered(c, "bench", None, compute) and len(calls) == 4  # no key: nothing to look up
+
+
+def test_the_float_models_held_out_outputs_are_computed_once_per_model_data_and_code(tmp_path, monkeypatch):
+    import numpy as np
+
+    from edgepack import training
+    from edgepack.profiles import load_profile
+    from edgepack.progress import Reporter
+    from edgepack.stages.inputs import load_inputs
+
+    calls = []
+    real = training.predict
+    monkeypatch.setattr(training, "predict", lambda m, x, **kw: calls.append(len(x)) or real(m, x, **kw))
+    c, _ = _cache(tmp_path)
+    profile, rep = load_profile("rpi4"), Reporter(total=1, quiet=True)
+
+    def load(code="v1", cache=c):
+        return load_inputs(profile, model="demo", weights=None, input_shape=None, data="digits", calibration=None,
+                           rep=rep, cache=cache, code_version=code)
+
+    first = load()
+    n_eval = len(first.splits.x_eval)
+    assert calls.count(n_eval) == 1
+    again = load()
+    assert calls.count(n_eval) == 1  # read back, not recomputed
+    np.testing.assert_array_equal(again.loaded.eval_outputs, first.loaded.eval_outputs)
+    assert again.loaded.float_accuracy == first.loaded.float_accuracy and again.identity == first.identity
+    load(code="v2")  # edgepack's code changed: computed again
+    assert calls.count(n_eval) == 2
+    load(cache=None)  # no cache: computed
+    assert calls.count(n_eval) == 3

@@ -45,12 +45,17 @@ class Splits:
         return (1, *self.x_train.shape[1:])
 
     def fingerprint(self) -> str:
-        """sha256 over every array, so a manifest records exactly which data built it."""
-        h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
-            h.update(str(a.shape).encode() + str(a.dtype).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+        """sha256 over every array, so a manifest records exactly which data built it (computed once:
+        the arrays are not changed after the splits are made)."""
+        done = self.__dict__.get("_fingerprint")
+        if done is None:
+            h = hashlib.sha256()
+            for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
+                h.update(str(a.shape).encode() + str(a.dtype).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+            done = h.hexdigest()
+            object.__setattr__(self, "_fingerprint", done)
+        return done
 
 
 def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0) -> Splits:
