@@ -111,3 +111,54 @@ def test_the_code_fingerprint_changes_with_any_source_file(tmp_path):
     (tmp_path / "stages" / "b.py").write_text("y = 3\n")
     assert code_fingerprint(tmp_path) != first
     assert len(code_fingerprint()) == 16
+
+
+def test_remembered_computes_once_per_key_and_keeps_only_what_it_may(tmp_path):
+    from edgepack.cache import remembered
+
+    c, _ = _cache(tmp_path)
+    calls = []
+
+    def compute(v=41):
+        calls.append(v)
+        return {"value": v}
+
+    assert remembered(c, "bench", "k1", compute) == {"value": 41}
+    assert remembered(c, "bench", "k1", lambda: compute(99)) == {"value": 41} and calls == [41]  # read back
+    assert remembered(c, "bench", "k2", compute, keep=lambda v: False) == {"value": 41}
+    assert c.get("bench", "k2") is None  # computed, not kept
+    off = StageCache(tmp_path / "c", enabled=False)
+    remembered(off, "bench", "k1", compute)
+    assert calls == [41, 41, 41]  # a disabled cache always computes
+    assert remembered(c, "bench", None, compute) and len(calls) == 4  # no key: nothing to look up
+
+
+def test_the_float_models_held_out_outputs_are_computed_once_per_model_data_and_code(tmp_path, monkeypatch):
+    import numpy as np
+
+    from edgepack import training
+    from edgepack.profiles import load_profile
+    from edgepack.progress import Reporter
+    from edgepack.stages.inputs import load_inputs
+
+    calls = []
+    real = training.predict
+    monkeypatch.setattr(training, "predict", lambda m, x, **kw: calls.append(len(x)) or real(m, x, **kw))
+    c, _ = _cache(tmp_path)
+    profile, rep = load_profile("rpi4"), Reporter(total=1, quiet=True)
+
+    def load(code="v1", cache=c):
+        return load_inputs(profile, model="demo", weights=None, input_shape=None, data="digits", calibration=None,
+                           rep=rep, cache=cache, code_version=code)
+
+    first = load()
+    n_eval = len(first.splits.x_eval)
+    assert calls.count(n_eval) == 1
+    again = load()
+    assert calls.count(n_eval) == 1  # read back, not recomputed
+    np.testing.assert_array_equal(again.loaded.eval_outputs, first.loaded.eval_outputs)
+    assert again.loaded.float_accuracy == first.loaded.float_accuracy and again.identity == first.identity
+    load(code="v2")  # edgepack's code changed: computed again
+    assert calls.count(n_eval) == 2
+    load(cache=None)  # no cache: computed
+    assert calls.count(n_eval) == 3

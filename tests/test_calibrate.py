@@ -199,3 +199,17 @@ def test_output_ranges_too_narrow_to_requantize_are_widened(tmp_path):
             assert ratio < 256, op
     out = HostRunner().run(model, to_model_layout(data.x_eval[:8], conv.layout))  # XNNPACK prepares it
     assert out.shape == (8, 10) and np.isfinite(out).all()
+
+
+def test_stored_statistics_give_the_same_model_as_collecting_them(spread):
+    """What a calibration-method change reuses from the stage cache: the tensor statistics of the
+    calibrated float model, read back, quantize to the same bytes as freshly collected ones (and
+    equalisation, which rescales them in place, does not leak into the next attempt)."""
+    import pickle
+
+    calibrated, calib = spread["cal"], spread["calib"]
+    state = pickle.loads(pickle.dumps(TensorStats(FloatGraph(calibrated), calib).collect().to_state()))
+    for spec in (CalibSpec(method="mse", equalize=True), CalibSpec(method="percentile"), CalibSpec(method="minmax")):
+        fresh = quantize_calibrated(calibrated, calib, spec)
+        stored = quantize_calibrated(calibrated, calib, spec, stats_state=state)
+        assert fresh.model == stored.model, spec.describe()

@@ -99,18 +99,17 @@ def test_build_rpi4_end_to_end(built):
 
 
 def test_budget_violation_writes_nothing(tmp_path):
-    profile = write_profile(tmp_path / "slow.toml", **{"name": '"slow"', "budgets.max_latency_ms": "0.0001",
-                                                       "pruning.recovery_epochs": "1", "runtime.formats": '["tflite"]'})
-    out, store = tmp_path / "out", tmp_path / "stage-cache"
-    # --no-cache: nothing read from or written to the stage cache (test_cache.py: a disabled cache misses)
-    proc = run_cli("build", "--target", str(profile), "--out", str(out), "--quiet", "--no-cache",
-                   env={"EDGEPACK_STAGE_CACHE_DIR": str(store)})
+    # a size budget no model meets (not a latency budget: that would change the pruning, which this
+    # build takes from the stage cache, where the session's rpi4 build left it)
+    profile = write_profile(tmp_path / "big.toml", **{"name": '"big"', "budgets.max_model_kb": "1",
+                                                      "runtime.formats": '["tflite"]'})
+    out = tmp_path / "out"
+    proc = run_cli("build", "--target", str(profile), "--out", str(out), "--quiet")
     assert proc.returncode == 4, proc.stderr[-2000:]
     line = proc.stderr.strip()
-    assert line.startswith("edgepack: error: max_latency_ms needs ") and "ms but slow allows 0.0001 (estimated)" in line
+    assert line.startswith("edgepack: error: max_model_kb needs ") and "KB but big allows 1 (measured)" in line
     assert "\n" not in line
     assert not out.exists()
-    assert not [p for p in (store / "stages").rglob("*") if p.is_file()]
 
 
 def test_pruning_that_collapses_the_model_is_backed_off(tmp_path):
@@ -118,9 +117,12 @@ def test_pruning_that_collapses_the_model_is_backed_off(tmp_path):
     profile = tmp_path / "harsh.toml"
     profile.write_text('extends = "rpi4"\nname = "harsh"\n[runtime]\nformats = ["tflite"]\n'  # no .pte: faster
                        '[pruning]\nratio = 0.7\nscope = "uniform"\nrecovery_epochs = 0\n')
-    out = tmp_path / "out"
-    proc = run_cli("build", "--target", str(profile), "--out", str(out))
+    out, store = tmp_path / "out", tmp_path / "stage-cache"
+    # --no-cache: nothing read from or written to the stage cache (test_cache.py: a disabled cache misses)
+    proc = run_cli("build", "--target", str(profile), "--out", str(out), "--no-cache",
+                   env={"EDGEPACK_STAGE_CACHE_DIR": str(store)})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [p for p in (store / "stages").rglob("*") if p.is_file()]
     assert "pruning at ratio 0.7 loses" in proc.stderr and "pruning less" in proc.stderr
     m = json.loads((out / "harsh" / "manifest.json").read_text())
     attempts = m["pruning_attempts"]

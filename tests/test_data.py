@@ -84,3 +84,28 @@ def test_data_spec_errors(tmp_path):
         load_data(str(tmp_path / "junk.npz"), input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match=r"input shape \(2, 1, 32, 32\) is not a batch-1 image shape"):
         load_data("digits", input_shape=(2, 1, 32, 32))
+
+
+def test_digits_splits_are_kept_and_read_back_identically(tmp_path, monkeypatch):
+    """Made once (scikit-learn, resize, stratified split), then read from the cache folder: the
+    same arrays; a damaged file is made again."""
+    import subprocess
+    import sys
+
+    from edgepack.data import _digits_file, digits
+
+    monkeypatch.setenv("EDGEPACK_CACHE_DIR", str(tmp_path))
+    first = digits(height=12, width=12)
+    stored = _digits_file(12, 12, 1, 0)
+    assert stored.is_file() and str(stored).startswith(str(tmp_path))
+    again = digits(height=12, width=12)
+    for k in ("x_train", "y_train", "x_calib", "y_calib", "x_eval", "y_eval"):
+        assert np.array_equal(getattr(first, k), getattr(again, k)), k
+    assert again.preprocessing == first.preprocessing
+    code = ("import sys; from edgepack.data import digits; digits(height=12, width=12); "
+            "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "EDGEPACK_CACHE_DIR": str(tmp_path)}).stdout.strip()
+    assert out == "False"  # read back without importing scikit-learn
+    stored.write_bytes(b"not an npz")
+    assert np.array_equal(digits(height=12, width=12).x_eval, first.x_eval)

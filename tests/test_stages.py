@@ -27,9 +27,15 @@ def _stages(bundle: Path) -> dict:
     return json.loads((bundle / "measurements.json").read_text())["stages"]
 
 
+#: the build's stages as the cache names them (beside them it keeps memoised sub-steps: the float
+#: model's outputs, calibration statistics, lowered programs, benches)
+STAGE_NAMES = {"prune", "convert", "quantize", "validate", "executorch", "measure"}
+
+
 def _entries(cache: Path) -> set[str]:
+    """The stages with an entry in ``cache``."""
     root = cache / "stages"
-    return {p.name for p in root.iterdir() if any(p.iterdir())} if root.is_dir() else set()
+    return {p.name for p in root.iterdir() if any(p.iterdir())} & STAGE_NAMES if root.is_dir() else set()
 
 
 def _build(out: Path, *extra: str, cache: Path | None = None, target: str = "rpi4"):

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 DEFAULT_CAP_BYTES = 5 * 1024**3
 _META = "entry.json"
@@ -176,3 +176,28 @@ class StageCache:
             total -= e.size_bytes
             removed += 1
         return removed
+
+
+def remembered(cache: "StageCache | None", stage: str, key: str | None, compute: Callable[[], Any], *,
+               keep: Callable[[Any], bool] = lambda _v: True, stored: Callable[[Any], Any] = lambda v: v) -> Any:
+    """``compute()`` through ``cache`` under (``stage``, ``key``): a stored value is read back
+    (one another version wrote and that cannot be read is computed again); a computed one is kept
+    when ``keep(value)``, as ``stored(value)`` (e.g. without parts that cannot be pickled), unless
+    it cannot be serialised. Without a cache or a key, or with the cache off, just computes."""
+    import pickle
+
+    if cache is None or key is None or not cache.enabled:
+        return compute()
+    hit = cache.get(stage, key)
+    if hit is not None:
+        try:
+            return pickle.loads(hit["value.pickle"])
+        except Exception:  # noqa: BLE001  written by another version, or classes that moved
+            pass
+    value = compute()
+    if keep(value):
+        try:
+            cache.put(stage, key, {"value.pickle": pickle.dumps(stored(value), protocol=pickle.HIGHEST_PROTOCOL)})
+        except (pickle.PicklingError, TypeError, AttributeError):
+            pass  # computed, just not kept
+    return value

@@ -12,6 +12,7 @@ to the converted model's layout.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +45,17 @@ class Splits:
         return (1, *self.x_train.shape[1:])
 
     def fingerprint(self) -> str:
-        """sha256 over every array, so a manifest records exactly which data built it."""
-        h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
-            h.update(str(a.shape).encode() + str(a.dtype).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+        """sha256 over every array, so a manifest records exactly which data built it (computed once:
+        the arrays are not changed after the splits are made)."""
+        done = self.__dict__.get("_fingerprint")
+        if done is None:
+            h = hashlib.sha256()
+            for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
+                h.update(str(a.shape).encode() + str(a.dtype).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+            done = h.hexdigest()
+            object.__setattr__(self, "_fingerprint", done)
+        return done
 
 
 def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0) -> Splits:
@@ -60,6 +66,37 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
     """
     if channels not in (1, 3) or height < 8 or width < 8:
         raise DataError(f"the digits data set gives 1 or 3 channels of at least 8x8 pixels, not {channels}x{height}x{width}")
+    stored = _digits_file(height, width, channels, seed)
+    if stored.is_file():  # made before by the code below (importing scikit-learn alone takes seconds)
+        try:
+            with np.load(stored, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in (*NPZ_KEYS, "y_calib")}
+            return Splits(name="digits", **arrays, num_classes=10, preprocessing=_digits_preprocessing(height, width, channels))
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: made again
+    splits = _make_digits(height, width, channels, seed)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stored.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **{k: getattr(splits, k) for k in (*NPZ_KEYS, "y_calib")})
+    os.replace(tmp, stored)
+    return splits
+
+
+def _digits_preprocessing(height: int, width: int, channels: int) -> str:
+    return f"pixel/16, bilinear resize 8x8->{height}x{width}, (x-0.5)/0.5, {channels} channel(s); NCHW float32"
+
+
+def _digits_file(height: int, width: int, channels: int, seed: int) -> Path:
+    """Where the splits are kept: the cache folder, by size, seed and the versions that make them."""
+    import importlib.metadata
+
+    from .models.loader import cache_dir
+
+    versions = "-".join(importlib.metadata.version(n) for n in ("scikit-learn", "torch", "numpy"))
+    return cache_dir() / "data" / f"digits-{height}x{width}x{channels}-seed{seed}-{versions}.npz"
+
+
+def _make_digits(height: int, width: int, channels: int, seed: int) -> Splits:
     import torch
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
@@ -81,7 +118,7 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
         x_eval=x_eval,
         y_eval=y_eval,
         num_classes=10,
-        preprocessing=f"pixel/16, bilinear resize 8x8->{height}x{width}, (x-0.5)/0.5, {channels} channel(s); NCHW float32",
+        preprocessing=_digits_preprocessing(height, width, channels),
         y_calib=y_calib,
     )
 

@@ -75,7 +75,6 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
     from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
     from .stages.keys import stage_keys
     from .stages.runner import Stages, build_lock
-    from .training import predict
 
     rep = reporter or Reporter(total=len(STAGES), quiet=True)
     with rep.stage(STAGES[0]):
@@ -85,12 +84,13 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
     cache = cache or StageCache(warn=rep.warn)
     with build_lock(Path(out) / profile.name, cache.root / "locks", rep):
         with rep.stage(STAGES[1]):
-            inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
-                                     calibration=calibration, rep=rep)
             versions = {"edgepack": __version__, **tool_versions()}
-            keys = stage_keys(profile=profile.to_dict(), model=inp.model_identity(), data=inp.splits.fingerprint(),
+            ours = f"{__version__}+{code_fingerprint()}"
+            inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
+                                     calibration=calibration, rep=rep, cache=cache, code_version=ours)
+            keys = stage_keys(profile=profile.to_dict(), model=inp.identity, data=inp.splits.fingerprint(),
                               calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
-                              device=device, versions={**versions, "edgepack": f"{__version__}+{code_fingerprint()}"},
+                              device=device, versions={**versions, "edgepack": ours},
                               required_saving=prune_spec(profile, inp.loaded.module, inp.example).required_saving)
         st = Stages(cache, rep)
         runner = HostRunner()
@@ -100,12 +100,13 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             with rep.stage(STAGES[3]):
                 conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
             with rep.stage(STAGES[4]):
-                quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep))
+                quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep,
+                                                                                  cache=cache, base_key=keys["convert"]))
             with rep.stage(STAGES[5]):
                 validate.accuracy_verdict(inp, pruned, quant, rep, allow_budget_violation=allow_budget_violation)
                 micro = st.run("validate", keys["validate"], lambda: validate.run(inp, conv, quant, runner, rep))
             tflite_out = runner.run(quant.artifact, to_model_layout(inp.splits.x_eval, conv.layout))
-            float_out = predict(inp.loaded.module, inp.splits.x_eval)
+            float_out = inp.loaded.eval_outputs
             with rep.stage(STAGES[6]):
                 ptes = st.run("executorch", keys["executorch"],
                               lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep,

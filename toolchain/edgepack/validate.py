@@ -80,44 +80,47 @@ class PteCheck:
 
 
 def check_pte(prog, x_nchw: np.ndarray, y: np.ndarray, tflite_out: np.ndarray, float_out: np.ndarray, *,
-              reference_samples: int) -> PteCheck:
+              reference_samples: int, outputs=None) -> PteCheck:
     """Run what the host can run of an ExecuTorch program on held-out data and compare with the
     TFLite artifact's outputs (``tflite_out``) and the original float model's (``float_out``), both
-    on the same samples in the same order.
-
-    XNNPACK programs run in ExecuTorch's runtime; Cortex-M programs as their lowered graph with
-    ExecuTorch's Python reference operators (first ``reference_samples`` samples: it is slow);
-    Ethos-U programs as their PT2E-quantized graph in PyTorch. Raises ValidationError when the
-    program returns the wrong shape."""
-    import torch
-
-    if prog.host_runnable:
-        from .devices.executorch import ExecuTorchRunner
-
-        got = ExecuTorchRunner().run(prog.program, x_nchw)
-        basis = "the .pte in ExecuTorch's runtime on the host (XNNPACK)"
-    else:
-        if prog.reference is not None:
-            n = reference_samples
-            x_nchw, y, tflite_out, float_out = x_nchw[:n], y[:n], tflite_out[:n], float_out[:n]
-            run, basis = prog.reference, ("the lowered program's graph with ExecuTorch's Python reference implementations "
-                                          "of its operators (not the CMSIS-NN kernels)")
-        else:
-            run, basis = prog.quantized, ("the PT2E-quantized graph in PyTorch (fake-quantized float arithmetic; the "
-                                          "NPU's integer arithmetic is not simulated)")
-        try:
-            # integer reference operators give the same bits in any batch; float fake-quantized
-            # arithmetic does not (a rounding can move one step), so that graph runs sample by sample
-            got = run_graph(run, prog.prepare, x_nchw, batched=prog.reference is not None)
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValidationError(f"the {prog.backend} program could not be run on the host ({basis}): {first}") from e
+    on the same samples in the same order. ``outputs`` stands in for :func:`pte_outputs` (the
+    build passes one that keeps them in the stage cache by the program's bytes). Raises
+    ValidationError when the program cannot run or returns the wrong shape."""
+    got, n, basis = (outputs or pte_outputs)(prog, x_nchw, reference_samples=reference_samples)
+    y, tflite_out, float_out = y[:n], tflite_out[:n], float_out[:n]
     if got.shape != tflite_out.shape:
         raise ValidationError(f"the {prog.backend} .pte returns shape {got.shape[1:]} but the TFLite artifact "
                               f"{tflite_out.shape[1:]}; report the model")
     agree = float((got.argmax(1) == tflite_out.argmax(1)).mean() * 100)
     return PteCheck(accuracy(got, y), len(y), basis, agree, float(np.abs(got - tflite_out).mean()),
                     accuracy(tflite_out, y), accuracy(float_out, y), paired_drop_ci95(float_out, got, y))
+
+
+def pte_outputs(prog, x_nchw: np.ndarray, *, reference_samples: int) -> tuple[np.ndarray, int, str]:
+    """(outputs, samples run, basis) of what the host can run of an ExecuTorch program:
+    XNNPACK programs in ExecuTorch's runtime; Cortex-M programs as their lowered graph with
+    ExecuTorch's Python reference operators (the first ``reference_samples`` samples); Ethos-U
+    programs as their PT2E-quantized graph in PyTorch. Raises ValidationError when it cannot run."""
+    if prog.host_runnable:
+        from .devices.executorch import ExecuTorchRunner
+
+        return (ExecuTorchRunner().run(prog.program, x_nchw), len(x_nchw),
+                "the .pte in ExecuTorch's runtime on the host (XNNPACK)")
+    if prog.reference is not None:
+        x_nchw = x_nchw[:reference_samples]
+        run, basis = prog.reference, ("the lowered program's graph with ExecuTorch's Python reference implementations "
+                                      "of its operators (not the CMSIS-NN kernels)")
+    else:
+        run, basis = prog.quantized, ("the PT2E-quantized graph in PyTorch (fake-quantized float arithmetic; the "
+                                      "NPU's integer arithmetic is not simulated)")
+    try:
+        # integer reference operators give the same bits in any batch; float fake-quantized
+        # arithmetic does not (a rounding can move one step), so that graph runs sample by sample
+        got = run_graph(run, prog.prepare, x_nchw, batched=prog.reference is not None)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValidationError(f"the {prog.backend} program could not be run on the host ({basis}): {first}") from e
+    return got, len(x_nchw), basis
 
 
 #: ops whose size argument carries the exported batch of one

@@ -65,12 +65,15 @@ class CalibrationResult:
 
 
 def quantize_calibrated(calibrated: bytes, samples: np.ndarray, spec: CalibSpec, *, per_channel: bool = True,
-                        io_dtype: str = "int8") -> CalibrationResult:
-    """Rewrite the calibrated float model as ``spec`` says and quantize it to full integer."""
+                        io_dtype: str = "int8", stats_state: dict | None = None) -> CalibrationResult:
+    """Rewrite the calibrated float model as ``spec`` says and quantize it to full integer.
+    ``stats_state`` is ``TensorStats(...).collect().to_state()`` of ``calibrated`` on ``samples``
+    when it is at hand (it does not depend on ``spec``)."""
     if spec.method not in METHODS:
         raise ValueError(f"unknown calibration method {spec.method!r}; use one of {', '.join(METHODS)}")
     graph = FloatGraph(calibrated)
-    stats = TensorStats(graph, samples).collect()
+    stats = (TensorStats.from_state(graph, samples, stats_state) if stats_state is not None
+             else TensorStats(graph, samples).collect())
     equalized = []
     if spec.equalize:
         equalized = equalize(graph, stats)

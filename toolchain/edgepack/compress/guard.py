@@ -46,16 +46,22 @@ class GuardResult:
 
 def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, *, q,
                      float_accuracy: float, max_drop: float, runner, reporter=None,
-                     layer_names: dict[str, str] | None = None, remedies_allowed: bool = True) -> GuardResult:
+                     layer_names: dict[str, str] | None = None, remedies_allowed: bool = True,
+                     memo=None) -> GuardResult:
     """Quantize to full integer under the accuracy budget. ``q`` is the profile's Quantization.
 
     ``remedies_allowed=False`` quantizes with the profile's settings only (the caller knows the loss
-    is not quantization's, e.g. the pruned float model already misses the budget)."""
+    is not quantization's, e.g. the pruned float model already misses the budget). ``memo(name,
+    compute)`` keeps what does not depend on the calibration settings (the calibrated float model
+    and its tensor statistics); the build passes one backed by the stage cache."""
     from ..training import accuracy
+    from .tflite_graph import FloatGraph, TensorStats
 
+    memo = memo or (lambda _name, compute: compute())
     say = reporter.info if reporter else (lambda *_: None)
     qspec = QuantSpec(weights=q.weights, io_dtype=q.io_dtype)
-    calibrated = calibrated_float(saved_model_dir, calib)
+    calibrated = memo("calibrated float model", lambda: calibrated_float(saved_model_dir, calib))
+    stats_state = memo("tensor statistics", lambda: TensorStats(FloatGraph(calibrated), calib).collect().to_state())
     attempts: list[dict] = []
 
     refusals: dict[int, str] = {}
@@ -84,7 +90,8 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
         return c
 
     def try_calib(spec: CalibSpec, why: str) -> Candidate:
-        res = quantize_calibrated(calibrated, calib, spec, per_channel=q.weights == "per-channel", io_dtype=q.io_dtype)
+        res = quantize_calibrated(calibrated, calib, spec, per_channel=q.weights == "per-channel", io_dtype=q.io_dtype,
+                                  stats_state=stats_state)
         return record(Candidate(spec.describe(), res.model, measure(res.model), qspec, spec, res.float_model,
                                 res.equalized_pairs, res.bias_corrected), why)
 

@@ -160,5 +160,19 @@ class TensorStats:
         run_all_tensors(model, self.samples, self.tensors, second)
         return self
 
+    def to_state(self) -> dict:
+        """The gathered statistics as plain data (kept in the stage cache: they do not depend on the
+        calibration method, so a method-only change reuses them)."""
+        return {k: getattr(self, k) for k in ("tensors", "lo", "hi", "ch_sum", "ch_max", "count", "hist")}
+
+    @classmethod
+    def from_state(cls, graph: FloatGraph, samples: np.ndarray, state: dict) -> "TensorStats":
+        import copy
+
+        stats = cls(graph, samples)
+        for k, v in copy.deepcopy(state).items():  # equalisation rescales them in place
+            setattr(stats, k, v)
+        return stats
+
     def channel_mean(self, t: int) -> np.ndarray | None:
         return self.ch_sum[t] / self.count[t] if t in self.ch_sum else None

@@ -13,8 +13,11 @@ import inspect
 import json
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -38,6 +41,7 @@ class LoadedModel:
     name: str
     origin: str  # "zoo:demo (trained, cached at ...)" or "file.py:factory + ckpt.pt"
     float_accuracy: float  # held-out accuracy of the float PyTorch model, percent
+    eval_outputs: np.ndarray | None = field(default=None, repr=False)  # its logits on the held-out split
 
 
 def cache_dir() -> Path:
@@ -45,8 +49,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgepack")
 
 
-def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter: Reporter | None = None) -> LoadedModel:
-    """Resolve ``spec`` ("zoo:NAME", "demo", "file.py:factory" or "model.onnx") to a float model in eval mode.
+def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter: Reporter | None = None,
+               outputs: Callable[[nn.Module], np.ndarray] | None = None) -> LoadedModel:
+    """Resolve ``spec`` ("zoo:NAME", "demo", "file.py:factory" or "model.onnx") to a float model in eval mode,
+    scored on the held-out split. ``outputs(module)`` gives its logits there (a build reads them
+    from its cache); by default they are computed.
 
     Raises ModelLoadError when the spec, the factory or the checkpoint is unusable.
     """
@@ -81,8 +88,9 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
         name = Path(spec.rsplit(":", 1)[0]).stem
     module.eval()
     _check_runs(module, data)
-    acc = accuracy(predict(module, data.x_eval), data.y_eval)
-    return LoadedModel(module=module, name=name, origin=origin, float_accuracy=acc)
+    logits = outputs(module) if outputs else predict(module, data.x_eval)
+    return LoadedModel(module=module, name=name, origin=origin, float_accuracy=accuracy(logits, data.y_eval),
+                       eval_outputs=logits)
 
 
 def _from_factory(spec: str) -> nn.Module:

@@ -77,7 +77,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
                    "profile_sha256": inputs["profile"]["sha256"]},
         "overrides": [{"key": k, "value": v} for k, v in profile.overrides],
         "model": {"name": loaded.name, "origin": loaded.origin, "weights_sha256": inputs["model"]["sha256"],
-                  "state_sha256": attest.state_sha256(loaded.module)},
+                  "state_sha256": inp.identity["state"]},
         "data": {"name": splits.name, "sha256": data_sha, "preprocessing": splits.preprocessing,
                  "train_samples": len(splits.x_train), "calibration_samples": len(splits.x_calib),
                  "eval_samples": len(splits.x_eval)},

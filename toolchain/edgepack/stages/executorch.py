@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from pathlib import Path
 from typing import Callable
 
@@ -18,24 +17,31 @@ def _kept(export: Callable, cache, base_key: str | None, backend: str) -> Callab
     it stored. Only host-runnable programs are kept (their check needs the bytes alone); the
     others carry graphs their check runs in PyTorch."""
     from ..attest import key
+    from ..cache import remembered
 
     def run(**options):
-        if cache is None or base_key is None or not cache.enabled:
-            return export(**options)
-        k = key("pte-export", base_key, backend, sorted(options.items()))
-        hit = cache.get("pte-export", k)
-        if hit is not None:
-            try:
-                return pickle.loads(hit["program.pickle"])
-            except Exception:  # noqa: BLE001  an entry another version wrote: export again
-                pass
-        prog = export(**options)
-        if prog.host_runnable:
-            cache.put("pte-export", k, {"program.pickle": pickle.dumps(
-                dataclasses.replace(prog, quantized=None, reference=None), protocol=pickle.HIGHEST_PROTOCOL)})
-        return prog
+        k = key("pte-export", base_key, backend, sorted(options.items())) if base_key else None
+        return remembered(cache, "pte-export", k, lambda: export(**options), keep=lambda p: p.host_runnable,
+                          stored=lambda p: dataclasses.replace(p, quantized=None, reference=None))
 
     return run
+
+
+def _outputs_kept(cache, data_key: str) -> Callable:
+    """``validate.pte_outputs`` through the stage cache, by the program's bytes: a quantization-only
+    change re-checks an unchanged .pte against the new TFLite artifact without running it again
+    (nor loading ExecuTorch's runtime)."""
+    import hashlib
+
+    from ..attest import key
+    from ..cache import remembered
+    from ..validate import pte_outputs
+
+    def outputs(prog, x, *, reference_samples: int):
+        k = key("pte-outputs", hashlib.sha256(prog.program).hexdigest(), prog.backend, data_key, reference_samples)
+        return remembered(cache, "pte-outputs", k, lambda: pte_outputs(prog, x, reference_samples=reference_samples))
+
+    return outputs
 
 
 def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work: Path, rep: Reporter, *,
@@ -66,6 +72,7 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
     modules = dict(model.named_modules())
     costly_layers = [e.layer for e in quant.guard.layers if e.layer in modules]  # PyTorch names the quantizers know
     remedies_allowed = pruning_loss(inp, pruned) <= profile.budgets.max_accuracy_drop
+    outputs = _outputs_kept(cache, splits.fingerprint())
     out = []
     for backend in x.backends:
         if backend == "xnnpack":
@@ -76,8 +83,9 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
             export = partial(et.export_ethos_u, model, calib, work, accelerator=x.ethos_u_accelerator,
                              system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
         guard = guarded_export(
-            backend, _kept(export, cache, export_key, backend), lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
-                                                    reference_samples=x.reference_samples),
+            backend, _kept(export, cache, export_key, backend),
+            lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
+                                   reference_samples=x.reference_samples, outputs=outputs),
             max_drop=profile.budgets.max_accuracy_drop, costly_layers=costly_layers, remedies_allowed=remedies_allowed,
             on_attempt=lambda line, f=et.FILES[backend]: rep.info(f"{f} accuracy guard: {line}"))
         prog, check = guard.program, guard.check

@@ -18,31 +18,45 @@ class Inputs:
     model_spec: str
     weights: str | None
 
-    def model_identity(self) -> dict:
-        """What identifies the float model for the stage keys: the source (a file's hash, a zoo
-        name), the weights' hash and the loaded state's hash."""
-        from ..attest import file_sha256, state_sha256
+    identity: dict  # what identifies the float model for the stage keys (see model_identity)
 
-        spec = self.model_spec
-        source = spec
-        if spec.endswith(".onnx"):
-            source = file_sha256(spec)
-        elif ":" in spec and not spec.startswith("zoo:"):
-            source = file_sha256(spec.rsplit(":", 1)[0]) + ":" + spec.rsplit(":", 1)[1]
-        return {"source": source, "weights": file_sha256(self.weights) if self.weights else None,
-                "state": state_sha256(self.loaded.module)}
+
+def model_identity(spec: str, weights: str | None, module) -> dict:
+    """What identifies a float model for the stage keys: its source (a file's hash, a zoo name),
+    the weights file's hash and the loaded state's hash."""
+    from ..attest import file_sha256, state_sha256
+
+    source = spec
+    if spec.endswith(".onnx"):
+        source = file_sha256(spec)
+    elif ":" in spec and not spec.startswith("zoo:"):
+        source = file_sha256(spec.rsplit(":", 1)[0]) + ":" + spec.rsplit(":", 1)[1]
+    return {"source": source, "weights": file_sha256(weights) if weights else None, "state": state_sha256(module)}
 
 
 def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: str, calibration: str | None,
-                rep: Reporter) -> Inputs:
+                rep: Reporter, cache=None, code_version: str = "") -> Inputs:
+    """Everything a build starts from. The float model's held-out logits are kept in ``cache``
+    under its identity, the data and ``code_version`` (edgepack's own code), so a rebuild does not
+    run the float model over the held-out split again."""
+    from ..attest import key
+    from ..cache import remembered
     from ..data import load_data
     from ..models.loader import load_model
+    from ..training import predict
 
     splits = load_data(data, input_shape=input_shape or default_input_shape(model))
     calib_set = calibration_set(calibration, splits, profile, rep)
-    loaded = load_model(model, splits, weights=weights, reporter=rep)
+    identity: dict = {}
+
+    def outputs(module):
+        identity.update(model_identity(model, weights, module))
+        k = key("float-outputs", identity, splits.fingerprint(), code_version)
+        return remembered(cache, "float-outputs", k, lambda: predict(module, splits.x_eval))
+
+    loaded = load_model(model, splits, weights=weights, reporter=rep, outputs=outputs)
     rep.info(f"{loaded.origin}; float accuracy {loaded.float_accuracy:.2f}% on {len(splits.y_eval)} held-out samples")
-    return Inputs(profile, splits, calib_set, loaded, torch.from_numpy(splits.x_eval[:1]), model, weights)
+    return Inputs(profile, splits, calib_set, loaded, torch.from_numpy(splits.x_eval[:1]), model, weights, identity)
 
 
 def default_input_shape(model: str) -> tuple[int, ...]:

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import pickle
 from dataclasses import dataclass, field
 
 from ..attest import key
+from ..cache import remembered
 from ..progress import Reporter
-
-
-def _stored(cache, k: str | None):
-    if cache is None or k is None:
-        return None
-    hit = cache.get("bench", k)
-    if hit is None:
-        return None
-    try:
-        return pickle.loads(hit["measurement.pickle"])
-    except Exception:  # noqa: BLE001  written by another version: measure again
-        return None
 
 
 @dataclass
@@ -84,17 +72,17 @@ def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], 
         meter = meter_for(profile, runner)
         for name, data, fmt, runtime in items:
             k = key("bench", bench_key, name, hashlib.sha256(data).hexdigest()) if bench_key else None
-            got = _stored(cache, k)
-            if got is None:
+            fresh = []
+
+            def bench(name=name, data=data, fmt=fmt):
                 got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
                               repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if fmt == "tflite" else None)
                 store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
-                if cache is not None and k is not None:
-                    try:
-                        cache.put("bench", k, {"measurement.pickle": pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL)})
-                    except (pickle.PicklingError, TypeError, AttributeError):
-                        pass  # measured, just not kept
-            else:
+                fresh.append(name)
+                return got
+
+            got = remembered(cache, "bench", k, bench)
+            if not fresh:
                 rep.info(f"{name}: these bytes were measured the same way before (stage cache)")
             for w in got.warnings:
                 rep.warn(f"{name}: {w}")

@@ -28,7 +28,10 @@ def pruning_loss(inp, pruned) -> float:
     return inp.loaded.float_accuracy - pruned.accuracy
 
 
-def run(inp, pruned, conv, work: Path, runner, rep: Reporter) -> QuantizeOut:
+def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, base_key: str | None = None) -> QuantizeOut:
+    """Full-integer quantization under the accuracy guard. With ``cache`` and ``base_key`` (the
+    convert stage's key, which covers the calibration samples), what does not depend on the
+    calibration settings is kept: a calibration-method change recalibrates from stored statistics."""
     from ..compress.guard import guarded_quantize
     from ..compress.layer_errors import match_layer_names
     from ..convert.tflite import to_model_layout
@@ -45,10 +48,20 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter) -> QuantizeOut:
         conv.saved_model_dir(work), calib, to_model_layout(inp.splits.x_eval, conv.layout), inp.splits.y_eval,
         q=profile.quantization, float_accuracy=inp.loaded.float_accuracy, max_drop=budget, runner=runner, reporter=rep,
         layer_names=match_layer_names(conv.tflite, weighted_layers(pruned.result.model, inp.example)),
-        remedies_allowed=loss <= budget)
+        remedies_allowed=loss <= budget, memo=_memo(cache, base_key))
     out = QuantizeOut(guard)
     q = guard.chosen.qspec
     rep.info(f"full-integer TFLite {len(out.artifact):,} bytes ({q.weights} weights, {q.effective_io_dtype} I/O, "
              f"{guard.chosen.what}), calibrated on {len(calib)} samples of {inp.calibration['describe']['name']}")
     rep.info(f"costliest layers (int8 vs float on calibration data): {out.worst_layers()}")
     return out
+
+
+def _memo(cache, base_key: str | None):
+    from ..attest import key
+    from ..cache import remembered
+
+    def memo(name: str, compute):
+        return remembered(cache, "calibration", key("calibration", base_key, name) if base_key else None, compute)
+
+    return memo
