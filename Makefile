@@ -12,9 +12,10 @@ NODEPS := onnx2tf==1.29.24 tf-keras==2.21.0 tosa-tools==2026.8.0 onnx2torch==1.5
 
 SYSTEM := $(VENV)/.system-packages
 ARM64  := $(HOME)/.cache/edgepack/arm64-sysroot/.complete
-# Debian packages the device tests need: a real sshd and the adb client (required); qemu-user for
-# the emulated arm64 board (optional: its tests are skipped, with the reason, where it cannot be had).
-APT_REQUIRED := openssh-server openssh-client adb
+# Debian packages the device tests need: a real sshd and the adb client (required), PostgreSQL for
+# the shared tuning study's tests (a throwaway cluster, started by the tests); qemu-user for the
+# emulated arm64 board (optional: its tests are skipped, with the reason, where it cannot be had).
+APT_REQUIRED := openssh-server openssh-client adb postgresql
 APT_OPTIONAL := qemu-user-static
 
 .PHONY: setup demo test bench clean constraints system arm64-sysroot artifacts
@@ -28,7 +29,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 setup: $(STAMP) $(SYSTEM) arm64-sysroot
 
-$(SYSTEM):
+$(SYSTEM): Makefile
 	@mkdir -p $(VENV)
 	@need=""; for p in $(APT_REQUIRED) $(APT_OPTIONAL); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
 	if [ -n "$$need" ]; then \
