@@ -76,34 +76,35 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, Shape]:
 
 def single_layer_tflite(s: Shape, *, seed: int = 0) -> bytes:
     """One layer of shape ``s`` as a full-integer (int8) TFLite model, converted by TensorFlow's
-    own converter from a Keras layer with random weights (latency depends on shapes, not values)."""
-    import tensorflow as tf
+    own converter from a Keras layer with random weights (latency depends on shapes, not values).
+    TensorFlow's and Keras's messages are kept off the terminal; a failure is a ConversionError."""
+    import warnings
 
-    tf.keras.utils.set_random_seed(seed)
-    if s.kind == "linear":
-        inp = tf.keras.Input((s.cin,), batch_size=1)
-        out = tf.keras.layers.Dense(s.cout)(inp)
-        shape = (1, s.cin)
-    else:
-        inp = tf.keras.Input((s.h, s.w, s.cin), batch_size=1)
-        if s.kind == "dwconv":
+    from ..compress.quantize import run_tf, tensorflow
+
+    tf = tensorflow()
+    rng = np.random.default_rng(seed)
+    shape = (1, s.cin) if s.kind == "linear" else (1, s.h, s.w, s.cin)
+
+    def convert():
+        tf.keras.utils.set_random_seed(seed)
+        inp = tf.keras.Input(shape[1:], batch_size=1)
+        if s.kind == "linear":
+            out = tf.keras.layers.Dense(s.cout)(inp)
+        elif s.kind == "dwconv":
             out = tf.keras.layers.DepthwiseConv2D(s.k, strides=s.stride, padding="same")(inp)
         else:
             out = tf.keras.layers.Conv2D(s.cout, s.k, strides=s.stride, padding="same")(inp)
-        shape = (1, s.h, s.w, s.cin)
-    model = tf.keras.Model(inp, out)
-    rng = np.random.default_rng(seed)
+        conv = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, out))
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rng.standard_normal(shape).astype(np.float32)] for _ in range(8))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        return conv.convert()
 
-    def data():
-        for _ in range(8):
-            yield [rng.standard_normal(shape).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = data
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    return conv.convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "statistics for quantized inputs were expected": random inputs, on purpose
+        return run_tf(f"the latency table's layer {s.key}", convert)
 
 
 def widths_of(shapes: dict[str, Shape], image_channels: int) -> list[Shape]:

@@ -85,6 +85,8 @@ def _settings(fields: dict) -> str:
     for k, v in sorted(fields.items()):
         if k == "pruning.layer_ratios":
             v = f"{len(v)} layers, {', '.join(sorted({f'{x:g}' for x in v.values()}))}" if v else "none"
+        elif isinstance(v, float):
+            v = f"{v:.3g}"
         parts.append(f"{k.split('.', 1)[1]}={v}")
     return " ".join(parts)
 

@@ -40,27 +40,24 @@ class Session:
     predictor: object = None  # predict.Predictor (None for microcontrollers: their latency is issue 18's)
 
 
-def constraint_vector(budgets: list[dict]) -> list[float]:
-    """Optuna's constraints (<= 0 met) in CONSTRAINTS order: a budget's relative excess."""
+def constraint_values(budgets: list[dict]) -> dict[str, float]:
+    """Optuna's constraints (<= 0 met) for every name in CONSTRAINTS: a budget's relative excess
+    (-1 for a budget the profile does not set)."""
     got = {b["budget"]: (b["value"] - b["limit"]) / b["limit"] if b["limit"] else b["value"] - b["limit"]
            for b in budgets}
-    return [float(got.get(name, -1.0)) for name in CONSTRAINTS]
-
-
-def _constraints(frozen) -> list[float]:
-    return frozen.user_attrs.get("constraints") or [1.0] * len(CONSTRAINTS)
+    return {name: float(got.get(name, -1.0)) for name in CONSTRAINTS}
 
 
 def sampler_for(tune):
-    """The configured Optuna sampler, seeded and constraint-aware."""
+    """The configured Optuna sampler, seeded. Each trial sets its budgets as constraints
+    (``Trial.set_constraint``), which TPE and NSGA-II both honour: infeasible trials rank last."""
     import optuna
 
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=tune.seed)
     if tune.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=tune.seed, constraints_func=_constraints)
-    return optuna.samplers.TPESampler(seed=tune.seed, multivariate=True, n_startup_trials=8,
-                                      constraints_func=_constraints)
+        return optuna.samplers.NSGAIISampler(seed=tune.seed)
+    return optuna.samplers.TPESampler(seed=tune.seed, multivariate=True, n_startup_trials=8)
 
 
 def device_key(device: str, profile) -> str:
@@ -84,7 +81,7 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
 
     trial.set_user_attr("worker", worker_id())
     values = sp.suggest(trial, s.dims)
-    fields = sp.settings(values, s.stages)
+    fields = sp.settings(values, s.stages, deploy=s.profile.tune.deploy)
     overrides = sp.overrides(fields)
     trial.set_user_attr("fields", fields)
     trial.set_user_attr("overrides", overrides)
@@ -111,7 +108,8 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
         outcome.predicted_latency_ms = round(predicted, 6)
         trial.set_user_attr("prediction_error", round((predicted - outcome.latency_ms) / outcome.latency_ms, 4))
     trial.set_user_attr("outcome", outcome.to_attrs())
-    trial.set_user_attr("constraints", constraint_vector(outcome.budgets))
+    for name, value in constraint_values(outcome.budgets).items():
+        trial.set_constraint(name, value)
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
     trial.set_user_attr("stages_cached", {k: v.get("cached") for k, v in result.measurements.get("stages", {}).items()})
     return tuple(outcome.value(o) for o in ident["objectives"])
@@ -150,6 +148,7 @@ def _predict(s: Session, trial, overrides: list[str]) -> float | None:
     if limit is not None and n >= CALIBRATED_AFTER and predicted > limit * (1 + MARGIN):
         s.rep.info(f"trial {trial.number}: predicted {predicted:.4g} ms, over the {limit:g} ms budget by more than "
                    f"{MARGIN:.0%}: not built")
+        trial.set_constraint("max_latency_ms", (predicted - limit) / limit)  # the sampler learns where not to go
         raise optuna.TrialPruned(f"predicted {predicted:.4g} ms > {limit:g} ms budget")
     return predicted
 

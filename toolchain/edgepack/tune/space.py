@@ -142,12 +142,23 @@ def default_space(profile) -> dict[str, Any]:
         "quantization.bias_correction": [False, True],
     }
     if not profile.tune.stages:
-        space["pruning.ratio"] = {"low": 0.0, "high": p.max_ratio}
+        space["pruning.ratio"] = {"low": 0.0, "high": ratio_ceiling(p.max_ratio), "step": RATIO_STEP}
     if space["pruning.recovery_epochs"]["low"] == space["pruning.recovery_epochs"]["high"]:
         space["pruning.recovery_epochs"] = [p.recovery_epochs]
     if not profile.is_mcu and profile.hardware.cores > 1:
         space["runtime.threads"] = sorted({1, *[n for n in (2, 4, 8) if n <= profile.hardware.cores]})
     return space
+
+
+#: pruning ratios are searched in steps, so that trials drawing the same ratio share its pruning
+RATIO_STEP = 0.05
+
+
+def ratio_ceiling(max_ratio: float) -> float:
+    """The largest multiple of RATIO_STEP not above ``max_ratio``."""
+    import math
+
+    return round(math.floor(max_ratio / RATIO_STEP + 1e-9) * RATIO_STEP, 4)
 
 
 def dimensions(profile, stages: list[list[str]] | None = None) -> list[Dimension]:
@@ -163,7 +174,7 @@ def dimensions(profile, stages: list[list[str]] | None = None) -> list[Dimension
             dims.append(Dimension(key, low=value["low"], high=value["high"], step=value.get("step"),
                                   log=bool(value.get("log")), integer=integer))
     for i, _layers in enumerate(stages or []):
-        dims.append(Dimension(f"stage.{i}", low=0.0, high=profile.pruning.max_ratio, step=0.05))
+        dims.append(Dimension(f"stage.{i}", low=0.0, high=ratio_ceiling(profile.pruning.max_ratio), step=RATIO_STEP))
     if len(profile.tune.deploy) > 1:
         dims.append(Dimension("deploy", choices=tuple(profile.tune.deploy)))
     if not dims:
@@ -198,10 +209,11 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-def settings(values: dict[str, Any], stages: list[list[str]] | None = None) -> dict[str, Any]:
+def settings(values: dict[str, Any], stages: list[list[str]] | None = None, deploy: tuple[str, ...] = ()) -> dict[str, Any]:
     """A trial's values as profile fields {"section.key": value}: stage ratios become
     ``pruning.layer_ratios`` (with ``scope = "uniform"`` and ``ratio = 0``: only the stages' own
-    ratios apply), ``deploy`` the formats built."""
+    ratios apply), ``deploy`` the formats built (with one format in ``[tune] deploy``, only it is
+    built: a TFLite-only search does not export .pte programs it never measures)."""
     out = {k: v for k, v in values.items() if not k.startswith("stage.") and k != "deploy"}
     if any(k.startswith("stage.") for k in values):
         ratios = {}
@@ -212,6 +224,8 @@ def settings(values: dict[str, Any], stages: list[list[str]] | None = None) -> d
         out.update({"pruning.scope": "uniform", "pruning.ratio": 0.0, "pruning.layer_ratios": dict(sorted(ratios.items()))})
     if "deploy" in values:
         out["runtime.formats"] = ["tflite", "pte"] if values["deploy"] == "pte" else ["tflite"]
+    elif len(deploy) == 1:
+        out["runtime.formats"] = ["tflite", "pte"] if deploy[0] == "pte" else ["tflite"]
     return out
 
 

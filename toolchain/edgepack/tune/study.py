@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,11 +56,14 @@ def storage(url: str):
         kwargs["connect_args"] = {"timeout": 60}  # several processes on one file wait for its lock
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(), grace_period=3 * heartbeat_s(),
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.8: documented, relied on
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s(),
+                              grace_period=3 * heartbeat_s(),
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
     except ImportError as e:
         raise StorageError(f"the study storage {_describe_url(url)} needs a database driver that is not installed "
-                           f"({e.name}); for PostgreSQL install psycopg2-binary") from e
+                           f"({e.name}); for PostgreSQL, edgepack's psycopg[binary]") from e
     except Exception as e:  # noqa: BLE001  sqlalchemy / driver errors: one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StorageError(f"cannot open the study storage {_describe_url(url)}: {first}; check the URL, that the "
