@@ -38,6 +38,7 @@ min_seconds = 0.2
 
 [tune]
 sampler = "random"
+stages = 0
 [tune.space]
 "pruning.ratio" = [0.3, 0.5]
 "quantization.calibration" = ["minmax", "mse"]

@@ -130,6 +130,11 @@ class Runner(abc.ABC):
     def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int) -> LatencyStats:
         """Time ``runs`` inferences after ``warmup`` untimed ones."""
 
+    def benchmark_many(self, models: dict[str, bytes], *, threads: int, warmup: int, runs: int) -> dict[str, float]:
+        """The median ms of each of many small .tflite models ({name: bytes}); a device runner
+        sends them at once where it can (one connection instead of one per model)."""
+        return {name: self.benchmark(m, threads=threads, warmup=warmup, runs=runs).median_ms for name, m in models.items()}
+
 
 def time_runs(invoke: Callable[[], object], *, warmup: int, runs: int) -> list[float]:
     """Call ``invoke`` ``warmup`` times untimed, then ``runs`` times; returns each run's wall time in ms."""

@@ -8,6 +8,8 @@ and exits with status 3.
 
   python3 bench_program.py --model M.tflite --threads 4 --warmup 20 --runs 200
   python3 bench_program.py --model M.tflite --inputs x.npy --outputs y.npy   (correctness run)
+  python3 bench_program.py --archive layers.tar --threads 1 --warmup 5 --runs 20   (every .tflite in
+      the archive, one after another in this process: {"medians_ms": {name: ms}})
 """
 
 import argparse
@@ -138,7 +140,8 @@ class _Pte:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="edgepack's on-device benchmark program")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model")
+    p.add_argument("--archive", help="a .tar of .tflite models: bench each, report their medians")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
@@ -147,10 +150,14 @@ def main(argv=None):
     p.add_argument("--inputs", help="a .npy of float32 samples (batch first): correctness run, no timing")
     p.add_argument("--outputs", help="where the correctness run writes its float32 outputs (.npy)")
     a = p.parse_args(argv)
+    if not a.model and not a.archive:
+        _fail("usage", "give --model or --archive")
     try:
         import numpy as np
     except ImportError as e:
         _fail("runtime-missing", f"numpy is not installed on the device ({e})")
+    if a.archive:
+        return _bench_archive(a, np)
     if not os.path.isfile(a.model):
         _fail("model", f"model file {a.model!r} is not on the device")
     rss_start = _status_kb("VmRSS")
@@ -181,6 +188,36 @@ def main(argv=None):
     print(RESULT + json.dumps({**info, "samples_ms": samples, "wall_s": wall, "warmup": a.warmup,
                                "uptime_start_s": up_start, "uptime_end_s": _uptime(),
                                "rss_start_kb": rss_start, "peak_rss_kb": _status_kb("VmHWM")}), flush=True)
+    return 0
+
+
+def _bench_archive(a, np):
+    """Bench every .tflite member of ``a.archive`` in turn (written next to it, one interpreter
+    at a time); one result with each member's median milliseconds."""
+    import tarfile
+
+    medians, info = {}, {}
+    with tarfile.open(a.archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".tflite")]
+        for m in members:
+            name = os.path.basename(m.name)
+            with open(name, "wb") as f:
+                f.write(tar.extractfile(m).read())
+            engine = _TFLite(name, a.threads, np)
+            info = {"runtime": engine.runtime, "runtime_version": engine.version, "machine": platform.machine(),
+                    "python": platform.python_version(), "cpu_count": os.cpu_count(), "threads": a.threads}
+            engine.set_input(np.random.default_rng(0).standard_normal(engine.shape()).astype(np.float32))
+            for _ in range(a.warmup):
+                engine.invoke()
+            samples = []
+            for _ in range(a.runs):
+                t0 = time.perf_counter_ns()
+                engine.invoke()
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+            medians[name] = float(np.median(samples))
+            del engine
+            os.remove(name)
+    print(RESULT + json.dumps({**info, "medians_ms": medians}), flush=True)
     return 0
 
 

@@ -178,6 +178,26 @@ class ShellRunner(Runner):
             return stats.with_(device_state={"before": before, "after": self.state()})
         return self._retrying(attempt)
 
+    def benchmark_many(self, models: dict[str, bytes], *, threads: int, warmup: int, runs: int) -> dict[str, float]:
+        """Many small models in one push (a .tar) and one run of the bench program; with a
+        benchmark_model binary (no Python needed), one run each."""
+        if self.benchmark_model is not None:
+            return super().benchmark_many(models, threads=threads, warmup=warmup, runs=runs)
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in models.items():
+                info = tarfile.TarInfo(f"{name}.tflite")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+        def attempt():
+            self.push("models.tar", buf.getvalue())
+            res = self._program(f"--archive models.tar --threads {threads} --warmup {warmup} --runs {runs}")
+            return {name: float(res["medians_ms"][f"{name}.tflite"]) for name in models}
+        return self._retrying(attempt)
+
     def _pin(self) -> str:
         return f"taskset {quote(self.cpu_affinity)} " if self.cpu_affinity else ""
 

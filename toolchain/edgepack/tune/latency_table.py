@@ -158,20 +158,45 @@ class LatencyTable:
         return cls(**json.loads(path.read_text()))
 
 
+def table_shapes(model: nn.Module, example: torch.Tensor) -> list[Shape]:
+    """The layer shapes a table for ``model`` measures (every layer at every width)."""
+    return widths_of(layer_shapes(model, example), int(example.shape[1]))
+
+
+def layer_model(s: Shape, cache=None) -> bytes:
+    """``single_layer_tflite(s)``, kept in the stage cache (``cache``) by shape and TF version:
+    a table for another thread count or device converts nothing again."""
+    import importlib.metadata
+
+    from ..attest import key
+    from ..cache import remembered
+
+    try:
+        version = importlib.metadata.version("tensorflow-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return remembered(cache, "layer-model", key("layer-model", s.key, version), lambda: single_layer_tflite(s))
+
+
 def measure_table(model: nn.Module, example: torch.Tensor, runner, *, device: str, threads: int, warmup: int = 5,
-                  runs: int = 30, say=None) -> LatencyTable:
-    """Measure every layer of ``model`` at every width on ``runner``'s device (one bench each)."""
+                  runs: int = 30, say=None, cache=None) -> LatencyTable:
+    """Measure every layer of ``model`` at every width on ``runner``'s device (all the
+    single-layer models sent at once where the runner can: ``Runner.benchmark_many``)."""
     import time
 
     start = time.perf_counter()
-    shapes = widths_of(layer_shapes(model, example), int(example.shape[1]))
+    shapes = table_shapes(model, example)
     table = LatencyTable(device=device, label=f"{runner.kind}: {runner.describe()}", threads=threads)
+    models = {}
     for i, s in enumerate(shapes):
-        ms = runner.benchmark(single_layer_tflite(s), threads=threads, warmup=warmup, runs=runs).median_ms
+        models[f"layer{i:03d}"] = layer_model(s, cache)
+        if say and (i + 1) % 20 == 0:
+            say(f"latency table: {i + 1}/{len(shapes)} single-layer models converted")
+    medians = runner.benchmark_many(models, threads=threads, warmup=warmup, runs=runs)
+    for i, s in enumerate(shapes):
+        ms = medians[f"layer{i:03d}"]
         table.entries[s.key] = float(ms)
         table.kinds.setdefault(f"{s.kind} k{s.k} s{s.stride}", []).append([s.macs, float(ms)])
-        if say and (i + 1) % 10 == 0:
-            say(f"latency table: {i + 1}/{len(shapes)} layer shapes measured")
     table.seconds = round(time.perf_counter() - start, 1)
     return table
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .latency_table import LatencyTable, layer_shapes, measure_table
+from .latency_table import LatencyTable, layer_shapes, measure_table, table_shapes
 
 #: a candidate is dropped untrained when predicted over the latency budget by more than this,
 #: and only once this many trials have calibrated the prediction
@@ -22,7 +22,10 @@ def table_path(out: Path, device: str, threads: int) -> Path:
 
 
 class Predictor:
-    """Per study process: one latency table per thread count, measured on first use."""
+    """Per study process: one latency table per thread count, measured on first use and kept in
+    the stage cache by device, thread count, layer shapes, runtime and measurement settings (a new
+    study of the same model on the same device measures nothing; ``edgepack cache clear``
+    measures again), with a copy in the study's folder."""
 
     def __init__(self, session, *, device_key: str, lease):
         self.s, self.device_key, self.lease = session, device_key, lease
@@ -35,19 +38,35 @@ class Predictor:
         if path.exists():
             t = LatencyTable.load(path)
         else:
-            from ..devices import connect
-
-            self.s.rep.info(f"measuring the latency table on {self.device_key} ({threads} thread(s)): each conv and "
-                            "linear layer of the model alone, at 4 widths (once per study and device)")
-            runner = connect(profile, self.s.device)
-            with self.lease(), runner:
-                t = measure_table(self.s.inputs.loaded.module, self.s.inputs.example, runner, device=self.device_key,
-                                  threads=threads, warmup=max(2, profile.measure.warmup // 4),
-                                  runs=max(20, profile.measure.runs // 4), say=self.s.rep.info)
+            t = self._measured(profile, threads)
             t.save(path)
-            self.s.rep.info(f"latency table: {len(t.entries)} layer shapes in {t.seconds:.0f} s ({t.label})")
         self.tables[threads] = t
         return t
+
+    def _measured(self, profile, threads: int) -> LatencyTable:
+        import importlib.metadata
+
+        from ..attest import key
+        from ..cache import StageCache, remembered
+        from ..devices import connect
+
+        module, example = self.s.inputs.loaded.module, self.s.inputs.example
+        warmup, runs = max(2, profile.measure.warmup // 4), max(20, profile.measure.runs // 4)
+        cache = StageCache(warn=self.s.rep.warn)
+        k = key("latency-table", self.device_key, threads, [sh.key for sh in table_shapes(module, example)],
+                profile.runtime.name, warmup, runs, importlib.metadata.version("ai-edge-litert"))
+
+        def measure() -> LatencyTable:
+            self.s.rep.info(f"measuring the latency table on {self.device_key} ({threads} thread(s)): each conv and "
+                            "linear layer of the model alone, at 4 widths (once per device and thread count)")
+            runner = connect(profile, self.s.device)
+            with self.lease(), runner:
+                t = measure_table(module, example, runner, device=self.device_key, threads=threads, warmup=warmup,
+                                  runs=runs, say=self.s.rep.info, cache=cache)
+            self.s.rep.info(f"latency table: {len(t.entries)} layer shapes in {t.seconds:.0f} s ({t.label})")
+            return t
+
+        return remembered(cache, "latency-table", k, measure)
 
     def candidate_ms(self, profile) -> float:
         """The table's sum for the candidate ``profile`` (the target with the trial's overrides)."""

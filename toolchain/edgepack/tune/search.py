@@ -158,6 +158,9 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
     """Open (or create) the study and load what its trials share. A worker (``worker=True``)
     takes the target, model, data and space from the study. Raises StudyError, StorageError,
     ProfileError."""
+    from .. import __version__
+    from ..cache import StageCache
+    from ..pipeline import code_fingerprint
     from ..profiles import load_profile
     from ..stages.inputs import load_inputs
     from .stages import stage_layers
@@ -171,7 +174,7 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
         data, calibration = identity["data"], identity["calibration"]
     profile = load_profile(target)
     inputs = load_inputs(profile, model=model, weights=weights, input_shape=None, data=data, calibration=calibration,
-                         rep=rep)
+                         rep=rep, cache=StageCache(warn=rep.warn), code_version=f"{__version__}+{code_fingerprint()}")
     stages = (stage_layers(inputs.loaded.module, inputs.example, stages=profile.tune.stages,
                            keep=profile.pruning.keep_layers) if profile.tune.stages else [])
     dims = sp.dimensions(profile, stages)

@@ -119,12 +119,12 @@ def fail_own_orphans(study) -> list[int]:
         pid = int(who.rsplit(":", 1)[1])
         if pid == os.getpid() or _alive(pid):
             continue
-        try:
+        try:  # the reason first: a finished trial cannot be updated
+            study._storage.set_trial_user_attr(t._trial_id, "failed", f"its worker {who} died mid-trial")
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001  another process failed it first
+        except Exception:  # noqa: BLE001  another process (its heartbeat check) failed it first
             continue
         RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
-        study._storage.set_trial_user_attr(t._trial_id, "failed", f"its worker {who} died mid-trial")
         failed.append(t.number)
     return failed
 

@@ -1,0 +1,76 @@
+"""The latency model of `edgepack tune`: layer shapes at every width, single-layer models sent to
+a device at once and benched by the bench program, table lookups, the predictor's calibration."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import pytest
+
+from edgepack.devices.device import ShellRunner
+from edgepack.devices.shell import LocalShell
+from edgepack.tune.latency_table import LatencyTable, Shape, layer_model, layer_shapes, measure_table, widths_of
+from edgepack.tune.predict import Predictor
+
+
+def test_the_table_measures_every_layer_at_every_width(demo, digits):
+    import torch
+
+    example = torch.from_numpy(digits.x_eval[:1])
+    shapes = layer_shapes(demo.module, example)
+    table = widths_of(shapes, image_channels=1)
+    first, last = list(shapes.values())[0], list(shapes.values())[-1]
+    assert first.cin == 1 and last.kind == "linear"
+    assert all(s.cin == 1 for s in table if s.kind == "conv" and s.h == first.h and s.k == first.k and s.cin < 2)
+    assert all(s.cin == s.cout for s in table if s.kind == "dwconv")  # depthwise: one channel in per channel out
+    assert {s.cout for s in table if s.kind == "linear"} == {last.cout}  # the classes never change
+    assert len(table) == len({s.key for s in table}) and len(table) <= 4 * len(shapes)
+
+
+def test_a_shell_device_benches_many_models_in_one_run_of_the_bench_program(tmp_path):
+    shapes = [Shape("conv", 4, 8, 3, 1, 8, 8), Shape("dwconv", 8, 8, 3, 2, 8, 8), Shape("linear", 16, 10, 1, 1, 1, 1)]
+    models = {f"m{i}": layer_model(s) for i, s in enumerate(shapes)}
+    calls = []
+
+    class Counting(LocalShell):
+        def run(self, command, *, timeout):
+            calls.append(command)
+            return super().run(command, timeout=timeout)
+
+    with ShellRunner(Counting(), kind="host", python=shlex.quote(sys.executable)) as runner:
+        medians = runner.benchmark_many(models, threads=1, warmup=2, runs=5)
+        one = runner.benchmark(models["m0"], threads=1, warmup=2, runs=5).median_ms
+    assert set(medians) == set(models) and all(ms > 0 for ms in medians.values())
+    assert sum("bench_program.py" in c for c in calls) == 2  # the many in one run, then the one
+    assert 0.2 < medians["m0"] / one < 5  # the same model, the same order of time
+
+
+def test_lookups_use_the_measured_entry_or_the_kind_fit():
+    t = LatencyTable(device="d", label="l", threads=1)
+    for cout, ms in ((8, 1.0), (16, 2.0)):
+        s = Shape("conv", 8, cout, 3, 1, 8, 8)
+        t.entries[s.key] = ms
+        t.kinds.setdefault("conv k3 s1", []).append([s.macs, ms])
+    assert t.lookup(Shape("conv", 8, 16, 3, 1, 8, 8)) == 2.0
+    assert t.lookup(Shape("conv", 8, 12, 3, 1, 8, 8)) == pytest.approx(1.5)  # linear in MACs between them
+    assert t.layers_ms({"a": Shape("conv", 8, 8, 3, 1, 8, 8), "b": Shape("conv", 8, 16, 3, 1, 8, 8)}) == 3.0
+
+
+def test_the_table_on_this_machine_and_the_predictors_factor(digits, tmp_path):
+    import torch
+
+    from edgepack.cache import StageCache
+    from edgepack.devices.host import HostRunner
+
+    small = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 32 * 32, 10)).eval()
+    table = measure_table(small, torch.from_numpy(digits.x_eval[:1]), HostRunner(), device="host:test", threads=1,
+                          warmup=2, runs=5, cache=StageCache(tmp_path / "c"))
+    # the conv at 4 widths, the classifier at the 4 widths of its input (its outputs are the classes)
+    assert len(table.entries) == 8 and all(ms > 0 for ms in table.entries.values())
+    assert table.label.startswith("host")
+    history = [{"threads": 1, "table_ms": 1.0, "measured_ms": m} for m in (1.2, 1.4, 1.3)]
+    history.append({"threads": 2, "table_ms": 1.0, "measured_ms": 9.0})
+    assert Predictor.factor(history, 1) == (pytest.approx(1.3), 3)
+    assert Predictor.factor(history, 4) == (1.0, 0)
