@@ -132,3 +132,14 @@ def test_layer_report_says_why_a_layer_kept_its_channels(net):
     layer = next(l for l in r.layers if l.name == "stem.0")
     assert layer.macs_after < layer.macs_before and layer.params_after < layer.params_before
     assert sum(l.macs_after for l in r.layers) <= r.macs_after
+
+
+def test_the_back_off_halves_layer_ratios_too_then_builds_unpruned():
+    from edgepack.compress.budgeted import _describe, _halved, _prunes
+
+    only_layers = (0.0, (("head.0", 0.6), ("stem.0", 0.05)))
+    assert _prunes(only_layers) and not _prunes((0.0, ())) and not _prunes((0.0, (("head.0", 0.0),)))
+    assert _halved(only_layers) == (0.0, (("head.0", 0.3), ("stem.0", 0.025)))
+    assert _halved((0.7, ())) == (0.35, ())
+    assert _describe((0.7, ())) == "at ratio 0.7"
+    assert _describe(only_layers) == "at ratio 0 (2 layers at ratios of their own, up to 0.6)"

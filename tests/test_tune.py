@@ -19,6 +19,8 @@ import sshd
 from helpers import EPOCH, ROOT, run_cli
 
 optuna = pytest.importorskip("optuna")
+# Optuna calls its heartbeat API experimental (since 2.8); the study relies on it, as docs/tune.md says
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 # A small space on the demo (two prune ratios, two calibrations): trials share the session's stage
 # cache, so most of them cost a quantization and a bench. Two recovery epochs, no time limit on
@@ -201,10 +203,10 @@ def test_budgets_no_trial_meets_are_named_with_the_closest_trial(tmp_path):
 
 def test_unknown_study_and_unreachable_storage_are_one_line_errors(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-    proc = run_cli("tune", "--worker", "--study", "nope", "--storage", url)
+    proc = run_cli("tune", "--worker", "--study", "nope", "--storage", url, "--quiet")
     assert proc.returncode == 2 and proc.stderr.strip().startswith("edgepack: error: unknown study 'nope'"), proc.stderr
     bad = run_cli("tune", "--target", "rpi4", "--study", "x", "--storage",
-                  f"postgresql://postgres@/tune?host={tmp_path}/no-such-socket-dir&port=5",)
+                  f"postgresql://postgres@/tune?host={tmp_path}/no-such-socket-dir&port=5", "--quiet")
     assert bad.returncode == 8, bad.stderr[-2000:]
     assert bad.stderr.strip().startswith("edgepack: error: cannot open the study storage") and "\n" not in bad.stderr.strip()
 

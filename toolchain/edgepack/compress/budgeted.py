@@ -86,8 +86,10 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
     teacher_right = predict(loaded.module, val[0]).argmax(1) == val[1]
     allowed = p.accuracy_share * profile.budgets.max_accuracy_drop
     attempts: list[dict] = []
-    ratios = [p.ratio, round(p.ratio / 2, 4)] if p.ratio > 0 else [0.0]
-    for i, ratio in enumerate([*ratios, 0.0] if ratios[-1] > 0 else ratios):
+    # what is tried, in order: the profile's pruning, half of it (every ratio halved), no pruning
+    wanted = (p.ratio, tuple(p.layer_ratios))
+    plans = [wanted, _halved(wanted), (0.0, ())] if _prunes(wanted) else [wanted]
+    for i, (ratio, layer_ratios) in enumerate(plans):
         log: dict = {}
 
         def recover_now(model, step=None, log=log):
@@ -96,14 +98,15 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
                     temperature=p.distill_temperature, alpha=p.distill_alpha, max_seconds=p.recovery_seconds,
                     validation=val, patience=p.early_stop_patience, log=log, reporter=rep)
 
-        if ratio == 0 and i > 0:
-            pr = unpruned(loaded.module, example, spec, f"pruning at ratio {p.ratio:g} and {ratios[-1]:g} lost more than "
-                                                        f"{allowed:.2g} points even after recovery (attempts in the manifest)")
+        if i > 0 and not _prunes((ratio, layer_ratios)):
+            pr = unpruned(loaded.module, example, spec, f"pruning {_describe(wanted)} and {_describe(plans[1])} lost "
+                                                        f"more than {allowed:.2g} points even after recovery "
+                                                        "(attempts in the manifest)")
             rep.warn(f"built unpruned: {pr.skipped}")
             attempts.append({"ratio": 0.0, "validation_loss": 0.0, "standard_error": 0.0, "kept": True})
             return PruneStage(pr, {}, attempts)
         # Taylor scores need labelled data: a fixed slice of the training split
-        pr = prune_channels(loaded.module, example, replace(spec, ratio=ratio, layer_ratios=spec.layer_ratios if i == 0 else ()),
+        pr = prune_channels(loaded.module, example, replace(spec, ratio=ratio, layer_ratios=layer_ratios),
                             calibration=(splits.x_train[:256], splits.y_train[:256]), validation=val,
                             between_steps=recover_now, say=rep.warn)
         _describe_plan(pr, ratio, p.fragile_drop, rep)
@@ -117,13 +120,30 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
             return PruneStage(pr, log, attempts)
         loss, se = paired_loss(teacher_right, predict(pr.model, val[0]).argmax(1) == val[1])
         ok = loss - se <= allowed
-        attempts.append({"ratio": ratio, "validation_loss": round(loss, 4), "standard_error": round(se, 4), "kept": ok})
+        attempts.append({"ratio": ratio, **({"layer_ratios": dict(layer_ratios)} if layer_ratios else {}),
+                         "validation_loss": round(loss, 4), "standard_error": round(se, 4), "kept": ok})
         if ok:
             return PruneStage(pr, log, attempts)
-        rep.warn(f"pruning at ratio {ratio:g} loses {loss:.2f} ± {se:.2f} points on the validation split after recovery, "
+        rep.warn(f"pruning {_describe((ratio, layer_ratios))} loses {loss:.2f} ± {se:.2f} points on the validation split after recovery, "
                  f"more than its share of the budget ({p.accuracy_share:g} x {profile.budgets.max_accuracy_drop:g} = "
                  f"{allowed:.2g}); pruning less")
     raise AssertionError("unreachable: the last attempt is the unpruned model")
+
+
+def _prunes(plan: tuple[float, tuple]) -> bool:
+    ratio, layer_ratios = plan
+    return ratio > 0 or any(r > 0 for _, r in layer_ratios)
+
+
+def _halved(plan: tuple[float, tuple]) -> tuple[float, tuple]:
+    ratio, layer_ratios = plan
+    return round(ratio / 2, 4), tuple((name, round(r / 2, 4)) for name, r in layer_ratios)
+
+
+def _describe(plan: tuple[float, tuple]) -> str:
+    ratio, layer_ratios = plan
+    own = f" ({len(layer_ratios)} layers at ratios of their own, up to {max(r for _, r in layer_ratios):g})" if layer_ratios else ""
+    return f"at ratio {ratio:g}{own}"
 
 
 def _describe_plan(pr: PruneResult, ratio: float, fragile_drop: float, rep: Reporter) -> None:
