@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import statistics
 from pathlib import Path
 
 from ..errors import BudgetError
@@ -66,7 +67,7 @@ def prediction_error(rows: list[dict]) -> tuple[float | None, int]:
     """Median |predicted - measured| / measured latency over the rows that had a prediction."""
     errs = [abs(r["predicted_latency_ms"] - r["latency_ms"]) / r["latency_ms"] for r in rows
             if r.get("predicted_latency_ms") is not None and r["latency_ms"] > 0]
-    return (float(sorted(errs)[len(errs) // 2]) if errs else None), len(errs)
+    return (float(statistics.median(errs)) if errs else None), len(errs)
 
 
 def table(front: list[dict], chosen: dict, objectives: list[str]) -> list[str]:

@@ -36,7 +36,7 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
     def on_trial(frozen) -> None:
         rows = search.trial_rows(s.study)
         front = report.pareto(rows, s.identity["objectives"])
-        best = max((r for r in rows if r["feasible"]), key=lambda r: r["accuracy"], default=None)
+        best = max((r for r in rows if r["feasible"]), key=lambda r: (r["accuracy"], -r["latency_ms"]), default=None)
         o = frozen.user_attrs.get("outcome")
         if frozen.state.name == "PRUNED":
             return  # said when it was dropped
