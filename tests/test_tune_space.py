@@ -21,8 +21,8 @@ def _profile(tmp_path, body: str, base: str = "rpi4"):
     ('[tune.space]\n"pruning.ratoi" = [0.1]\n', "not a tunable profile field"),
     ('[tune.space]\n"hardware.cores" = [1, 2]\n', "not a tunable profile field"),
     ('[tune.space]\n"quantization.calibration" = ["minmax", "kl"]\n', "'kl' is not allowed; choose one of"),
-    ('[tune.space]\n"pruning.ratio" = {low = 0.1, high = 0.95}\n', "high 0.95 is above this target's pruning.max_ratio 0.7"),
-    ('[tune.space]\n"pruning.ratio" = {low = 0.5, high = 0.2}\n', "low 0.5 is not below high 0.2"),
+    ('[tune]\nstages = 0\n[tune.space]\n"pruning.ratio" = {low = 0.1, high = 0.95}\n', "high 0.95 is above this target's pruning.max_ratio 0.7"),
+    ('[tune]\nstages = 0\n[tune.space]\n"pruning.ratio" = {low = 0.5, high = 0.2}\n', "low 0.5 is not below high 0.2"),
     ('[tune.space]\n"pruning.importance" = {low = 1, high = 2}\n', "needs a numeric field"),
     ('[tune.space]\n"runtime.threads" = [1, 8]\n', "8 threads on a 4-core device"),
     ('[tune.space]\n"runtime.formats" = [["tflite"]]\n', "use [tune] deploy"),
@@ -43,13 +43,19 @@ def test_pte_deploy_needs_an_executorch_target(tmp_path):
         _profile(tmp_path, '[tune]\ndeploy = ["tflite", "pte"]\n', base="cortex-m4")
 
 
-def test_default_space_fits_the_target():
-    rpi4 = {d.key: d for d in space.dimensions(load_profile("rpi4"))}
-    assert rpi4["pruning.ratio"].high == load_profile("rpi4").pruning.max_ratio
+def test_default_space_fits_the_target(tmp_path):
+    shipped = load_profile("rpi4")
+    rpi4 = {d.key: d for d in space.dimensions(shipped, [["a"], ["b"], ["c"]])}
+    ceiling = space.ratio_ceiling(shipped.pruning.max_ratio)
+    assert shipped.tune.stages == 3 and "pruning.ratio" not in rpi4  # a ratio per stage instead
+    assert [(rpi4[f"stage.{i}"].high, rpi4[f"stage.{i}"].step) for i in range(3)] == [(ceiling, 0.05)] * 3
     assert rpi4["runtime.threads"].choices == (1, 2, 4)  # the Pi has 4 cores
     assert set(rpi4["quantization.calibration"].choices) == {"minmax", "percentile", "mse"}
-    m4 = {d.key for d in space.dimensions(load_profile("cortex-m4"))}
-    assert "runtime.threads" not in m4 and "pruning.ratio" in m4
+    uniform = {d.key: d for d in space.dimensions(_profile(tmp_path, "[tune]\nstages = 0\n"))}
+    assert (uniform["pruning.ratio"].low, uniform["pruning.ratio"].high, uniform["pruning.ratio"].step) == (0.0, ceiling, 0.05)
+    m4 = {d.key for d in space.dimensions(load_profile("cortex-m4"), [["a"], ["b"]])}
+    assert "runtime.threads" not in m4 and {"stage.0", "stage.1", "pruning.importance"} <= m4
+    assert space.ratio_ceiling(0.72) == 0.7 and space.ratio_ceiling(0.7) == 0.7
 
 
 def test_trial_settings_are_overrides_the_loader_accepts_and_the_chosen_profile_reproduces(tmp_path):
