@@ -97,6 +97,9 @@ def test_tuning_measures_every_trial_over_ssh_and_reports_the_front(over_ssh):
     front = json.loads((out / "front.json").read_text())
     assert front["front"] and all(r["held_out"] is not None for r in front["front"])  # for the front only
     assert "chosen: trial" in proc.stdout and "edgepack build --target" in proc.stdout
+    history = json.loads(run_cli("history", "--target", "pi-ssh", "--json").stdout)
+    benched = {row["artifact_sha256"] for row in history}
+    assert {t.user_attrs["outcome"]["sha256"] for t in trials} <= benched  # every trial's bench is in the history
 
 
 def test_the_chosen_profile_rebuilds_the_chosen_artifact(over_ssh, tmp_path):
