@@ -88,20 +88,39 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
     log = io.StringIO()
     try:
         with _local_sample_images(onnx2tf, example, samples), native_stderr() as native, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved),
-                            non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+            tflite = _keras_to_files(onnx2tf, tf, onnx_path, saved)
     except BaseException as e:  # onnx2tf calls sys.exit() on some failures
         if isinstance(e, KeyboardInterrupt):
             raise
         from .diagnose import explain_onnx2tf
 
         raise ConversionError(explain_onnx2tf(e, log.getvalue() or native.tail())) from e
-    floats = sorted(saved.glob("*_float32.tflite"))
-    if not floats:
-        raise ConversionError(f"onnx2tf wrote no float32 .tflite into {saved}")
-    tflite = floats[0].read_bytes()
     layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
     return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+
+
+def _keras_to_files(onnx2tf, tf, onnx_path: Path, saved: Path) -> bytes:
+    """onnx2tf's Keras model of ``onnx_path`` as a SavedModel in ``saved`` and a float32 TFLite
+    (returned), exactly as ``onnx2tf.convert`` writes them, without the float16 TFLite it also
+    converts (a third of a conversion's time, never used here). Should saving the Keras model
+    fail, onnx2tf's own conversion runs instead, with the fallbacks it has for that."""
+    model = onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved), non_verbose=True,
+                            disable_model_save=True)
+    try:
+        tf.saved_model.save(model, str(saved))
+    except Exception:  # noqa: BLE001  onnx2tf knows the workarounds (signature exports, .pb)
+        import shutil
+
+        shutil.rmtree(saved, ignore_errors=True)
+        tf.keras.backend.clear_session()
+        onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(saved), non_verbose=True)
+        floats = sorted(saved.glob("*_float32.tflite"))
+        if not floats:
+            raise ConversionError(f"onnx2tf wrote no float32 .tflite into {saved}") from None
+        return floats[0].read_bytes()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    return conv.convert()
 
 
 #: what TensorFlow accepts as an op name (onnx2tf derives variable names from ONNX node names)
