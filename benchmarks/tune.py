@@ -2,9 +2,11 @@
 
 For each model (the demo and two zoo models) on the rpi4 profile: the unpruned float TFLite, the
 unpruned int8 build, uniform pruning at ratios 0.3 / 0.5 / 0.7 with the default recipe, and a tune
-study of --trials trials. Every artifact compared is then benched again side by side, in
-alternating rounds (median of round medians), on this machine: LITERT ON THE HOST, labelled so,
-not the Raspberry Pi. Accuracy: the validation split the search uses and the held-out split.
+study of --trials trials, from a cold stage cache of its own. Every artifact compared is then
+benched again side by side, in alternating rounds (median of round medians), on this machine:
+LITERT ON THE HOST, labelled so, not the Raspberry Pi; the baselines at the profile's thread count
+(capped at this machine's cores), each tuned point at the thread count it chose. Accuracy: the
+validation split the search uses and the held-out split.
 
 Targets (issue 16): at equal measured latency the tuned accuracy is at least as high as uniform
 pruning's; on the demo a point at least 3x faster than the unpruned float TFLite and 1.8x faster
@@ -52,13 +54,14 @@ def held_out(model: bytes, layout: str, splits) -> float:
     return float(accuracy(HostRunner().run(model, to_model_layout(splits.x_eval, layout)), splits.y_eval))
 
 
-def side_by_side(models: dict[str, bytes], *, threads: int, rounds: int) -> dict[str, float]:
-    """Median of round medians, every model once per round (alternating: the same machine load)."""
+def side_by_side(models: dict[str, tuple[bytes, int]], *, rounds: int) -> dict[str, float]:
+    """Median of round medians, every model (bytes, threads) once per round (alternating: the same
+    machine load for all)."""
     from edgepack.devices.host import HostRunner
 
     runner, got = HostRunner(), {k: [] for k in models}
     for _ in range(rounds):
-        for name, data in models.items():
+        for name, (data, threads) in models.items():
             got[name].append(runner.benchmark(data, threads=threads, warmup=20, runs=200).median_ms)
     return {k: statistics.median(v) for k, v in got.items()}
 
@@ -89,17 +92,40 @@ def one_model(model: str, *, trials: int, rounds: int, work: Path) -> dict:
     r = api.tune("rpi4", model=model, trials=trials, study=f"bench-{model.replace(':', '-')}", out=work / "tune",
                  reporter=Reporter(total=3))
     minutes = (time.perf_counter() - t) / 60
+    threads = min(load_profile("rpi4").runtime.threads, os.cpu_count() or 1)
+    arts = {k: (v, threads) for k, v in arts.items()}
     for row in r["front"]:
         name = f"tuned #{row['number']}"
-        arts[name] = (Path(row["bundle"]) / row["deployed"]).read_bytes()
+        own = min(int(row["fields"].get("runtime.threads", threads)), os.cpu_count() or 1)
+        arts[name] = ((Path(row["bundle"]) / row["deployed"]).read_bytes(), own)
         rows[name] = {"val": row["accuracy"], "held_out": row["held_out"], "fields": row["fields"],
                       "predicted_ms": row.get("predicted_latency_ms"), "trial_ms": row["latency_ms"]}
-    threads = min(load_profile("rpi4").runtime.threads, os.cpu_count() or 1)
-    lat = side_by_side(arts, threads=threads, rounds=rounds)
+    lat = side_by_side(arts, rounds=rounds)
     for k in rows:
-        rows[k]["ms"] = lat[k]
+        rows[k]["ms"], rows[k]["threads"] = lat[k], arts[k][1]
+    errs = [abs(v["predicted_ms"] - v["ms"]) / v["ms"] for v in rows.values() if v.get("predicted_ms")]
     return {"model": model, "minutes": minutes, "trials": r["trials"], "rows": rows, "chosen": r["chosen"]["number"],
-            "prediction_median_abs_error": r["prediction_median_abs_error"], "threads": threads}
+            "prediction_median_abs_error": r["prediction_median_abs_error"], "threads": threads,
+            "front_prediction_median_abs_error": statistics.median(errs) if errs else None,
+            "trial_errors": trial_errors(work / "tune", f"bench-{model.replace(':', '-')}")}
+
+
+def trial_errors(out: Path, study: str) -> dict:
+    """Each built trial's prediction error (predicted vs its own measurement), split by whether the
+    factor was learnt from at least 3 finished trials when the prediction was made."""
+    import optuna
+
+    from edgepack.tune.study import default_storage
+
+    st = optuna.load_study(study_name=study, storage=default_storage(out, study))
+    got = {"all": [], "calibrated": []}
+    for t in st.trials:
+        e, p = t.user_attrs.get("prediction_error"), t.user_attrs.get("prediction") or {}
+        if e is not None:
+            got["all"].append(abs(e))
+            if p.get("calibrated_on", 0) >= 3:
+                got["calibrated"].append(abs(e))
+    return {k: {"n": len(v), "median": statistics.median(v) if v else None} for k, v in got.items()}
 
 
 def verdicts(res: dict) -> list[str]:
@@ -129,17 +155,24 @@ def main() -> int:
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="edgepack-tune-bench-") as d:
+        # a cold stage cache of its own: the study's time includes every conversion and training it needs
+        os.environ["EDGEPACK_STAGE_CACHE_DIR"] = str(Path(d) / "stage-cache")
         for model in args.models.split(","):
             res = one_model(model, trials=args.trials, rounds=args.rounds, work=Path(d) / model.replace(":", "-"))
             results.append(res)
+            te = res["trial_errors"]
+            pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
             print(f"\n## {model}: {res['trials']} trials in {res['minutes']:.1f} min; latency: LiteRT on the host "
-                  f"({res['threads']} thread(s)), not the rpi4; predictor median |error| "
-                  + (f"{res['prediction_median_abs_error']:.1%}" if res["prediction_median_abs_error"] is not None else "-"))
-            print("| artifact | host ms | val % | held-out % |\n|---|---:|---:|---:|")
+                  f"(baselines at {res['threads']} thread(s), tuned points at their own), not the rpi4")
+            print(f"- latency predictor, median |error| against each trial's own measurement: {pct(te['all']['median'])} "
+                  f"over {te['all']['n']} built trials ({pct(te['calibrated']['median'])} over the "
+                  f"{te['calibrated']['n']} predicted after 3 trials had calibrated it); against the side-by-side "
+                  f"bench of the front: {pct(res['front_prediction_median_abs_error'])}")
+            print("| artifact | threads | host ms | val % | held-out % |\n|---|---:|---:|---:|---:|")
             chosen = f"tuned #{res['chosen']}"
             for k, v in sorted(res["rows"].items(), key=lambda kv: kv[1]["ms"]):
                 h = "-" if v["held_out"] is None else f"{v['held_out']:.2f}"
-                print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['ms']:.4f} | {v['val']:.2f} | {h} |")
+                print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['threads']} | {v['ms']:.4f} | {v['val']:.2f} | {h} |")
             for line in verdicts(res):
                 print(f"- {line}")
     if args.json:

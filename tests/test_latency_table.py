@@ -65,12 +65,24 @@ def test_the_table_on_this_machine_and_the_predictors_factor(digits, tmp_path):
 
     small = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 32 * 32, 10)).eval()
-    table = measure_table(small, torch.from_numpy(digits.x_eval[:1]), HostRunner(), device="host:test", threads=1,
-                          warmup=2, runs=5, cache=StageCache(tmp_path / "c"))
+    runner, passes = HostRunner(), []
+    real = runner.benchmark_many
+
+    def spy(models, **kw):  # the real host bench, each pass's figures kept
+        passes.append(real(models, **kw))
+        return passes[-1]
+
+    runner.benchmark_many = spy
+    table = measure_table(small, torch.from_numpy(digits.x_eval[:1]), runner, device="host:test", threads=1,
+                          warmup=2, runs=5, rounds=3, cache=StageCache(tmp_path / "c"))
+    assert len(passes) == 3  # every layer shape benched in 3 passes, the table holds each one's median
+    for i, ms in enumerate(table.entries.values()):
+        assert ms == pytest.approx(sorted(p[f"layer{i:03d}"] for p in passes)[1])
     # the conv at 4 widths, the classifier at the 4 widths of its input (its outputs are the classes)
     assert len(table.entries) == 8 and all(ms > 0 for ms in table.entries.values())
     assert table.label.startswith("host")
     history = [{"threads": 1, "table_ms": 1.0, "measured_ms": m} for m in (1.2, 1.4, 1.3)]
     history.append({"threads": 2, "table_ms": 1.0, "measured_ms": 9.0})
-    assert Predictor.factor(history, 1) == (pytest.approx(1.3), 3)
-    assert Predictor.factor(history, 4) == (1.0, 0)
+    assert Predictor.factor(history, 1) == (pytest.approx(1.3), 3)  # 3 trials at 1 thread: theirs alone
+    assert Predictor.factor(history, 2) == (pytest.approx(1.35), 4)  # 1 trial at 2 threads: all trials pooled
+    assert Predictor.factor([], 4) == (1.0, 0)

@@ -198,6 +198,9 @@ class Tune:
     deploy: tuple[Literal["tflite", "pte"], ...] = field(default=("tflite",), metadata=_spec(
         doc="artifact formats a trial may deploy (its accuracy, latency and size are that artifact's); pte needs "
             "[executorch] backends"))
+    repeats: int = field(default=5, metadata=_spec(lo=1, hi=50, doc=(
+        "benches of each trial's artifact, the median of their medians recorded (at least [measure] repeats): one "
+        "bench of a shared or warm device is noisy, and the search compares trials by it")))
     stages: int = field(default=0, metadata=_spec(lo=0, hi=12, doc=(
         "NetAdapt-style thinning: this many stages of the model (prunable layers grouped by output resolution) each get a "
         "ratio of their own, between 0 and pruning.max_ratio; 0: one global pruning.ratio")))

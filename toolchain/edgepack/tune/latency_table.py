@@ -5,10 +5,10 @@ are pruned early.
 
 The table holds measured milliseconds by exact layer shape. A shape it does not hold is
 interpolated from the measured shapes of the same kind, kernel and stride (least squares of ms on
-MACs). What single layers do not show (quantize / dequantize, adds, pooling, the interpreter's
-per-operator cost) is an overhead learnt from the trials: the median of measured minus predicted
-over the finished trials, so the prediction improves as the study runs. Every prediction is
-compared with the measurement of the trial it was made for (``error`` in the report).
+MACs). What single layers measured alone do not show (adds, pooling, one interpreter call for
+all layers instead of one each, caches shared between layers) is a factor learnt from the trials
+(predict.py), so the prediction improves as the study runs. Every prediction is compared with the
+measurement of the trial it was made for (``prediction_error`` on the trial, and in the report).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from torch import nn
 
 #: widths each layer is measured at (fractions of its channels)
 WIDTHS = (1.0, 0.75, 0.5, 0.25)
+#: passes over all the layer shapes; a shape's figure is the median of its passes
+ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,11 @@ def layer_model(s: Shape, cache=None) -> bytes:
 
 
 def measure_table(model: nn.Module, example: torch.Tensor, runner, *, device: str, threads: int, warmup: int = 5,
-                  runs: int = 30, say=None, cache=None) -> LatencyTable:
+                  runs: int = 30, rounds: int = ROUNDS, say=None, cache=None) -> LatencyTable:
     """Measure every layer of ``model`` at every width on ``runner``'s device (all the
-    single-layer models sent at once where the runner can: ``Runner.benchmark_many``)."""
+    single-layer models sent at once where the runner can: ``Runner.benchmark_many``), in
+    ``rounds`` passes over all of them; each layer's figure is the median of its passes' medians
+    (a pass that a burst of load on the device slowed does not set the table)."""
     import time
 
     start = time.perf_counter()
@@ -192,15 +196,14 @@ def measure_table(model: nn.Module, example: torch.Tensor, runner, *, device: st
         models[f"layer{i:03d}"] = layer_model(s, cache)
         if say and (i + 1) % 20 == 0:
             say(f"latency table: {i + 1}/{len(shapes)} single-layer models converted")
-    medians = runner.benchmark_many(models, threads=threads, warmup=warmup, runs=runs)
+    passes = []
+    for r in range(rounds):
+        passes.append(runner.benchmark_many(models, threads=threads, warmup=warmup, runs=runs))
+        if say and rounds > 1:
+            say(f"latency table: pass {r + 1}/{rounds} over {len(models)} layer shapes done")
     for i, s in enumerate(shapes):
-        ms = medians[f"layer{i:03d}"]
+        ms = float(np.median([p[f"layer{i:03d}"] for p in passes]))
         table.entries[s.key] = float(ms)
         table.kinds.setdefault(f"{s.kind} k{s.k} s{s.stride}", []).append([s.macs, float(ms)])
     table.seconds = round(time.perf_counter() - start, 1)
     return table
-
-
-def overhead_ms(pairs: list[tuple[float, float]]) -> float:
-    """The learnt overhead: median of (measured - table) over finished trials (0 before any)."""
-    return float(np.median([m - p for p, m in pairs])) if pairs else 0.0

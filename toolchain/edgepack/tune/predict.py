@@ -1,7 +1,7 @@
 """Latency predicted before a trial trains: the candidate is pruned (no recovery) to get its layer
 shapes, the study's latency table gives each layer's measured milliseconds, and a factor learnt
-from the finished trials of the same thread count (median of measured / table) covers what single
-layers do not show. A candidate predicted far over the latency budget is pruned before it trains."""
+from the finished trials (median of measured / table; those of the same thread count once there
+are enough) covers what single layers do not show. A candidate predicted far over the latency budget is pruned before it trains."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .latency_table import LatencyTable, layer_shapes, measure_table, table_shapes
+from .latency_table import ROUNDS, LatencyTable, layer_shapes, measure_table, table_shapes
 
 #: a candidate is dropped untrained when predicted over the latency budget by more than this,
 #: and only once this many trials have calibrated the prediction
@@ -54,7 +54,7 @@ class Predictor:
         warmup, runs = max(2, profile.measure.warmup // 4), max(20, profile.measure.runs // 4)
         cache = StageCache(warn=self.s.rep.warn)
         k = key("latency-table", self.device_key, threads, [sh.key for sh in table_shapes(module, example)],
-                profile.runtime.name, warmup, runs, importlib.metadata.version("ai-edge-litert"))
+                profile.runtime.name, warmup, runs, ROUNDS, importlib.metadata.version("ai-edge-litert"))
 
         def measure() -> LatencyTable:
             self.s.rep.info(f"measuring the latency table on {self.device_key} ({threads} thread(s)): each conv and "
@@ -83,6 +83,11 @@ class Predictor:
 
     @staticmethod
     def factor(history: list[dict], threads: int) -> tuple[float, int]:
-        """(median measured / table over finished trials with ``threads``, how many there were)."""
-        got = [h["measured_ms"] / h["table_ms"] for h in history if h["threads"] == threads and h["table_ms"] > 0]
+        """(median of measured / table, how many trials it comes from): over the finished trials
+        with ``threads`` once there are CALIBRATED_AFTER of them, until then over all finished
+        trials (each thread count has its own table, so the factor differs little between them),
+        and 1.0 before any trial has finished."""
+        ok = [h for h in history if h["table_ms"] > 0]
+        same = [h for h in ok if h["threads"] == threads]
+        got = [h["measured_ms"] / h["table_ms"] for h in (same if len(same) >= CALIBRATED_AFTER else ok)]
         return (float(np.median(got)), len(got)) if got else (1.0, 0)

@@ -86,6 +86,7 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     trial.set_user_attr("fields", fields)
     trial.set_user_attr("overrides", overrides)
     s.rep.info(f"trial {trial.number}: building with {' '.join(overrides)}")
+    bench = [f"measure.repeats={s.profile.tune.repeats}"] if s.profile.tune.repeats > s.profile.measure.repeats else []
     folder = s.out / "trials" / f"{trial.number:04d}"
     ident = s.identity
     predicted = _predict(s, trial, overrides)
@@ -93,7 +94,7 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     started = time.perf_counter()
     result = build(ident["target"], model=ident["model"], weights=ident["weights"], data=ident["data"],
                    calibration=ident["calibration"], out=folder, allow_budget_violation=True, device=s.device,
-                   overrides=tuple(overrides), cache=StageCache(warn=s.rep.warn), reporter=quiet,
+                   overrides=tuple(overrides + bench), cache=StageCache(warn=s.rep.warn), reporter=quiet,
                    measure_lock=lambda: leased(s.store, device_key(s.device, s.profile), holder=worker_id(), say=s.rep.info))
     deployed = "model.pte" if values.get("deploy") == "pte" else "model.tflite"
     bundle = result.out_dir
