@@ -101,17 +101,8 @@ def calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dic
 
 def weighted_layers(model, example) -> list[tuple[str, int]]:
     """The model's conv and linear layers in execution order with their output channels."""
-    order: list[tuple[str, int]] = []
-    handles = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-            ch = mod.out_channels if isinstance(mod, torch.nn.Conv2d) else mod.out_features
-            handles.append(mod.register_forward_hook(lambda *_, n=name, c=ch: order.append((n, c))))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return order
+    from ..models.calls import layer_calls
+
+    return [(c.name, c.module.out_channels if isinstance(c.module, torch.nn.Conv2d) else c.module.out_features)
+            for c in layer_calls(model, example, lambda m: isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))]
 

@@ -53,26 +53,17 @@ class Shape:
 
 def layer_shapes(model: nn.Module, example: torch.Tensor) -> dict[str, Shape]:
     """{layer name: Shape} of the model's conv and linear layers, from one forward pass."""
-    shapes: dict[str, Shape] = {}
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            dw = m.groups > 1 and m.groups == m.in_channels
+    from ..models.calls import is_depthwise, layer_calls
 
-            def hook(mod, inp, _out, name=name, dw=dw):
-                h, w = inp[0].shape[-2:]
-                shapes[name] = Shape("dwconv" if dw else "conv", mod.in_channels, mod.out_channels,
-                                     int(mod.kernel_size[0]), int(mod.stride[0]), int(h), int(w))
-            hooks.append(m.register_forward_hook(hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(
-                lambda mod, _i, _o, name=name: shapes.__setitem__(name, Shape("linear", mod.in_features, mod.out_features, 1, 1, 1, 1))))
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    shapes: dict[str, Shape] = {}
+    for c in layer_calls(model, example, lambda m: isinstance(m, (nn.Conv2d, nn.Linear))):
+        m = c.module
+        if isinstance(m, nn.Linear):
+            shapes[c.name] = Shape("linear", m.in_features, m.out_features, 1, 1, 1, 1)
+        else:
+            h, w = c.input_shape[-2:]
+            shapes[c.name] = Shape("dwconv" if is_depthwise(m) else "conv", m.in_channels, m.out_channels,
+                                   int(m.kernel_size[0]), int(m.stride[0]), int(h), int(w))
     return shapes
 
 

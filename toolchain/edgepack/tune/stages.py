@@ -14,19 +14,10 @@ def stage_layers(model: nn.Module, example: torch.Tensor, *, stages: int, keep: 
     Layers in ``keep``, depthwise convolutions (they follow their producer's channels) and the
     layers that produce the model's output are left out. Returns [] when nothing is prunable."""
     from ..compress.graph import output_layers
+    from ..models.calls import is_depthwise, layer_calls
 
-    order: list[tuple[str, tuple[int, int]]] = []
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) and not (m.groups > 1 and m.groups == m.in_channels) and name not in keep:
-            hooks.append(m.register_forward_hook(
-                lambda _m, _i, out, name=name: order.append((name, tuple(out.shape[-2:])))))
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    finally:
-        for h in hooks:
-            h.remove()
+    order = [(c.name, c.output_shape[-2:]) for c in layer_calls(
+        model, example, lambda m: isinstance(m, nn.Conv2d) and not is_depthwise(m)) if c.name not in keep]
     try:
         last = set(output_layers(model, example))
     except Exception:  # noqa: BLE001  a graph torch-pruning cannot trace: nothing to thin per stage
