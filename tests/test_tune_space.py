@@ -58,6 +58,24 @@ def test_default_space_fits_the_target(tmp_path):
     assert space.ratio_ceiling(0.72) == 0.7 and space.ratio_ceiling(0.7) == 0.7
 
 
+def test_a_new_study_starts_from_the_targets_own_recipe(tmp_path):
+    shipped = load_profile("rpi4")
+    dims = space.dimensions(shipped, [["a"], ["b"], ["c"]])
+    points = space.warm_points(shipped, dims)
+    # the profile's ratio (0.3) and half its max_ratio (0.35), on every stage alike
+    assert [[p[f"stage.{i}"] for i in range(3)] for p in points] == [[0.3] * 3, [0.35] * 3]
+    for p in points:
+        assert p["pruning.importance"] == shipped.pruning.importance
+        assert p["pruning.recovery_epochs"] == shipped.pruning.recovery_epochs
+        assert p["runtime.threads"] == shipped.runtime.threads
+        assert p["quantization.calibration"] == shipped.quantization.calibration
+    # a field whose profile value lies outside the searched choices is left to the sampler
+    narrow = _profile(tmp_path, '[tune]\nstages = 0\n[tune.space]\n"pruning.importance" = ["taylor"]\n'
+                                '"pruning.ratio" = {low = 0.0, high = 0.7, step = 0.05}\n')
+    got = space.warm_points(narrow, space.dimensions(narrow))
+    assert got == [{"pruning.ratio": 0.3}, {"pruning.ratio": 0.35}]
+
+
 def test_trial_settings_are_overrides_the_loader_accepts_and_the_chosen_profile_reproduces(tmp_path):
     target = _profile(tmp_path, '[tune]\nstages = 2\ndeploy = ["tflite", "pte"]\n'
                                 '[tune.space]\n"quantization.calibration" = ["minmax", "mse"]\n'

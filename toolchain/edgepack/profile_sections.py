@@ -198,6 +198,9 @@ class Tune:
     deploy: tuple[Literal["tflite", "pte"], ...] = field(default=("tflite",), metadata=_spec(
         doc="artifact formats a trial may deploy (its accuracy, latency and size are that artifact's); pte needs "
             "[executorch] backends"))
+    warm_start: bool = field(default=True, metadata=_spec(doc=(
+        "a new study's first trials are the target's own recipe at a few uniform pruning ratios (its pruning.ratio and "
+        "half its max_ratio), so the search starts from what a plain build gives and improves on it")))
     repeats: int = field(default=5, metadata=_spec(lo=1, hi=50, doc=(
         "benches of each trial's artifact, the median of their medians recorded (at least [measure] repeats): one "
         "bench of a shared or warm device is noisy, and the search compares trials by it")))

@@ -187,6 +187,9 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
     if worker and identity["space"] != [d.describe() for d in dims]:
         raise UsageError(f"study '{study_name}': this worker's profile gives another search space than the study's; "
                          "update edgepack or the profile on this machine")
+    if not worker and profile.tune.warm_start and not study.trials:
+        for point in sp.warm_points(profile, dims):  # the target's own recipe first
+            study.enqueue_trial(point, user_attrs={"warm_start": True}, skip_if_exists=True)
     for n in fail_own_orphans(study):
         rep.warn(f"trial {n} was left running by a process that died; failed and queued again")
     out.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,37 @@ def dimensions(profile, stages: list[list[str]] | None = None) -> list[Dimension
     return dims
 
 
+def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
+    """The trials a new study starts with: the profile's own setting of every searched field (where
+    it lies in the space; the sampler draws the others), with every stage ratio, or the global
+    ratio, at the profile's ``pruning.ratio`` and at half its ``max_ratio`` (on the ratio steps)."""
+    top = ratio_ceiling(profile.pruning.max_ratio)
+    ratios = sorted({min(top, _on_step(profile.pruning.ratio)), min(top, _on_step(profile.pruning.max_ratio / 2))})
+    base: dict[str, Any] = {}
+    for d in dims:
+        if d.key.startswith("stage.") or d.key in ("pruning.ratio", "deploy"):
+            continue
+        section, name = d.key.split(".")
+        value = getattr(getattr(profile, section), name)
+        if isinstance(value, tuple):
+            value = list(value)
+        if (d.choices is not None and value in d.choices) or (d.choices is None and value is not None
+                                                               and d.low <= value <= d.high):
+            base[d.key] = value
+    out = []
+    for r in ratios:
+        point = dict(base)
+        for d in dims:
+            if d.key.startswith("stage.") or d.key == "pruning.ratio":
+                point[d.key] = r
+        out.append(point)
+    return out
+
+
+def _on_step(r: float) -> float:
+    return round(round(r / RATIO_STEP) * RATIO_STEP, 4)
+
+
 def suggest(trial, dims: list[Dimension]) -> dict[str, Any]:
     """Draw a value for every dimension from an Optuna trial: {key: value}."""
     out = {}
