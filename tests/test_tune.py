@@ -225,3 +225,23 @@ def test_device_leases_let_one_worker_bench_at_a_time(tmp_path):
     assert try_lease(store, "ssh://pi@a", "w2", seconds=60) is None  # an expired lease is taken over
     release(store, "ssh://pi@a", "w2")
     assert try_lease(store, "ssh://pi@a", "w1", seconds=60) is None
+
+
+def test_a_lease_held_by_a_dead_process_of_this_machine_is_taken_at_once(tmp_path):
+    import socket
+
+    from edgepack.tune.study import leased, storage, try_lease, worker_id
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = storage(f"sqlite:///{tmp_path / 'l.sqlite3'}")
+    gone = f"{socket.gethostname()}:{dead.pid}"
+    assert try_lease(store, "host:x", gone, seconds=900) is None
+    said = []
+    started = time.monotonic()
+    with leased(store, "host:x", holder=worker_id(), say=said.append):
+        assert try_lease(store, "host:x", "someone-else", seconds=60) == worker_id()
+    assert time.monotonic() - started < 5 and any("no longer runs" in s for s in said)
+    elsewhere = "another-machine:1"  # a worker on another machine keeps its lease until it expires
+    assert try_lease(store, "host:y", elsewhere, seconds=900) is None
+    assert try_lease(store, "host:y", worker_id(), seconds=60) == elsewhere

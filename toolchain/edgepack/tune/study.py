@@ -114,10 +114,7 @@ def fail_own_orphans(study) -> list[int]:
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
-        if not who.startswith(host + ":"):
-            continue
-        pid = int(who.rsplit(":", 1)[1])
-        if pid == os.getpid() or _alive(pid):
+        if not who.startswith(host + ":") or not _dead_here(who):
             continue
         try:  # the reason first: a finished trial cannot be updated
             study._storage.set_trial_user_attr(t._trial_id, "failed", f"its worker {who} died mid-trial")
@@ -127,6 +124,12 @@ def fail_own_orphans(study) -> list[int]:
         RetryHeartbeatStaleTrialCallback(max_retry=2)(study, study._storage.get_trial(t._trial_id))
         failed.append(t.number)
     return failed
+
+
+def _dead_here(who: str) -> bool:
+    """True when ``who`` (a worker_id) is a process of this machine that no longer exists."""
+    host, _, pid = who.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
 
 
 def _alive(pid: int) -> bool:
@@ -189,6 +192,11 @@ def leased(store, device: str, *, holder: str, seconds: float = 900.0, wait_s: f
         other = try_lease(store, device, holder, seconds=seconds)
         if other is None:
             break
+        if _dead_here(other):  # killed mid-bench on this machine: its lease is void now, not in `seconds`
+            release(store, device, other)
+            if say:
+                say(f"device {device} was leased by worker {other}, which no longer runs; lease released")
+            continue
         if not told and say:
             say(f"device {device} is being benched by worker {other}; waiting for it")
             told = True
