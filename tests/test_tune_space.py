@@ -74,6 +74,9 @@ def test_a_new_study_starts_from_the_targets_own_recipe(tmp_path):
                                 '"pruning.ratio" = {low = 0.0, high = 0.7, step = 0.05}\n')
     got = space.warm_points(narrow, space.dimensions(narrow))
     assert got == [{"pruning.ratio": 0.3}, {"pruning.ratio": 0.35}]
+    # a ratio the space does not hold is not a warm-start point
+    listed = _profile(tmp_path, '[tune]\nstages = 0\n[tune.space]\n"pruning.ratio" = [0.3, 0.5]\n')
+    assert space.warm_points(listed, space.dimensions(listed)) == [{"pruning.ratio": 0.3}]
 
 
 def test_trial_settings_are_overrides_the_loader_accepts_and_the_chosen_profile_reproduces(tmp_path):

@@ -188,6 +188,11 @@ def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
     ratio, at the profile's ``pruning.ratio`` and at half its ``max_ratio`` (on the ratio steps)."""
     top = ratio_ceiling(profile.pruning.max_ratio)
     ratios = sorted({min(top, _on_step(profile.pruning.ratio)), min(top, _on_step(profile.pruning.max_ratio / 2))})
+    def holds(d: Dimension, value) -> bool:
+        if d.choices is not None:
+            return value in d.choices
+        return value is not None and not isinstance(value, (list, str, bool)) and d.low <= value <= d.high
+
     base: dict[str, Any] = {}
     for d in dims:
         if d.key.startswith("stage.") or d.key in ("pruning.ratio", "deploy"):
@@ -196,17 +201,13 @@ def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
         value = getattr(getattr(profile, section), name)
         if isinstance(value, tuple):
             value = list(value)
-        if (d.choices is not None and value in d.choices) or (d.choices is None and value is not None
-                                                               and d.low <= value <= d.high):
+        if holds(d, value):
             base[d.key] = value
-    out = []
-    for r in ratios:
-        point = dict(base)
-        for d in dims:
-            if d.key.startswith("stage.") or d.key == "pruning.ratio":
-                point[d.key] = r
-        out.append(point)
-    return out
+    pruning = [d for d in dims if d.key.startswith("stage.") or d.key == "pruning.ratio"]
+    if not pruning:
+        return [base] if base else []
+    # a ratio some pruning dimension does not hold is skipped (the sampler covers it)
+    return [{**base, **{d.key: r for d in pruning}} for r in ratios if all(holds(d, r) for d in pruning)]
 
 
 def _on_step(r: float) -> float:
