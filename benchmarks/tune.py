@@ -141,6 +141,12 @@ def verdicts(res: dict) -> list[str]:
     f, i8 = rows["float unpruned"], rows["int8 unpruned"]
     ok = [(k, v) for k, v in tuned.items() if f["ms"] / v["ms"] >= 3 and i8["ms"] / v["ms"] >= 1.8
           and v["held_out"] is not None and v["held_out"] >= f["held_out"] - 0.5]
+    if f["ms"] < i8["ms"]:
+        out.append(f"on this machine the unpruned float TFLite ({f['ms']:.4f} ms) is FASTER than the unpruned int8 one "
+                   f"({i8['ms']:.4f} ms): 3x float needs {f['ms'] / 3:.4f} ms, {i8['ms'] / (f['ms'] / 3):.1f}x int8")
+    best = max((i8["ms"] / v["ms"] for v in tuned.values()), default=None)
+    if best is not None:
+        out.append(f"fastest tuned point: {f['ms'] / min(v['ms'] for v in tuned.values()):.2f}x float, {best:.2f}x int8 unpruned")
     out.append("points >= 3x float and >= 1.8x int8 unpruned within 0.5 points of float (held-out): "
                + (", ".join(f"{k} ({f['ms'] / v['ms']:.2f}x, {i8['ms'] / v['ms']:.2f}x, {v['held_out']:.2f}%)" for k, v in ok) or "none"))
     return out
