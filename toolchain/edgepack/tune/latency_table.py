@@ -194,7 +194,7 @@ def measure_table(model: nn.Module, example: torch.Tensor, runner, *, device: st
             say(f"latency table: pass {r + 1}/{rounds} over {len(models)} layer shapes done")
     for i, s in enumerate(shapes):
         ms = float(np.median([p[f"layer{i:03d}"] for p in passes]))
-        table.entries[s.key] = float(ms)
-        table.kinds.setdefault(f"{s.kind} k{s.k} s{s.stride}", []).append([s.macs, float(ms)])
+        table.entries[s.key] = ms
+        table.kinds.setdefault(f"{s.kind} k{s.k} s{s.stride}", []).append([s.macs, ms])
     table.seconds = round(time.perf_counter() - start, 1)
     return table

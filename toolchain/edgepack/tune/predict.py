@@ -1,7 +1,8 @@
 """Latency predicted before a trial trains: the candidate is pruned (no recovery) to get its layer
 shapes, the study's latency table gives each layer's measured milliseconds, and a factor learnt
 from the finished trials (median of measured / table; those of the same thread count once there
-are enough) covers what single layers do not show. A candidate predicted far over the latency budget is pruned before it trains."""
+are enough) covers what single layers do not show. A candidate predicted far over the latency
+budget is pruned before it trains."""
 
 from __future__ import annotations
 

@@ -188,6 +188,7 @@ def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
     ratio, at the profile's ``pruning.ratio`` and at half its ``max_ratio`` (on the ratio steps)."""
     top = ratio_ceiling(profile.pruning.max_ratio)
     ratios = sorted({min(top, _on_step(profile.pruning.ratio)), min(top, _on_step(profile.pruning.max_ratio / 2))})
+
     def holds(d: Dimension, value) -> bool:
         if d.choices is not None:
             return value in d.choices
