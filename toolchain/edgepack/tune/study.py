@@ -110,11 +110,10 @@ def fail_own_orphans(study) -> list[int]:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         who = t.user_attrs.get("worker", "")
-        if not who.startswith(host + ":") or not _dead_here(who):
+        if not _dead_here(who):
             continue
         try:  # the reason first: a finished trial cannot be updated
             study._storage.set_trial_user_attr(t._trial_id, "failed", f"its worker {who} died mid-trial")
