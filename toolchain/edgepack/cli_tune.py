@@ -39,7 +39,7 @@ def add(sub) -> None:
     t.add_argument("--target", metavar="NAME|FILE.toml", help="target profile (not needed with --worker)")
     t.add_argument("--model", default="demo", help="demo, zoo:NAME, file.py:factory or model.onnx (default demo)")
     t.add_argument("--weights", metavar="FILE", help="state_dict for a file.py:factory model")
-    t.add_argument("--data", default="digits", help="data set: digits or a data manifest (default digits)")
+    t.add_argument("--data", default="digits", help="data set: digits, digits-hard or a data manifest (default digits)")
     t.add_argument("--calibration", metavar="MANIFEST.toml", help="calibration data set manifest or shipped name")
     t.add_argument("--device", default="host", metavar="DEVICE",
                    help="where trials are benched: host (default, labelled as such), profile, ssh://user@host[:port], "

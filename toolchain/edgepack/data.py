@@ -58,23 +58,43 @@ class Splits:
         return done
 
 
-def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0) -> Splits:
-    """scikit-learn's digits resized to ``height`` x ``width``, split 70/10/20 with stratification.
+#: built-in data sets: name -> what it is (``--data NAME``)
+BUILT_IN = {
+    "digits": "scikit-learn's 8x8 handwritten digits, resized to the model's input (easy: ~98-99% for the demo)",
+    "digits-hard": "the same digits with seeded affine distortion, clutter, occlusion and noise (edgepack.data_hard): "
+                   "a task on which compression methods differ",
+}
+
+
+def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0,
+           hard: bool = False) -> Splits:
+    """scikit-learn's digits resized to ``height`` x ``width``, split 70/10/20 with stratification
+    (``hard``: the ``digits-hard`` draw of ``data_hard``, split by original image).
 
     Preprocessing: pixel / 16, bilinear resize, then (x - 0.5) / 0.5 so inputs lie in [-1, 1];
     the grey channel is repeated when ``channels`` is 3.
     """
     if channels not in (1, 3) or height < 8 or width < 8:
         raise DataError(f"the digits data set gives 1 or 3 channels of at least 8x8 pixels, not {channels}x{height}x{width}")
-    stored = _digits_file(height, width, channels, seed)
+    name = "digits-hard" if hard else "digits"
+    if hard:
+        from .data_hard import VERSION
+
+        name += f"-v{VERSION}"
+    stored = _digits_file(name, height, width, channels, seed)
     if stored.is_file():  # made before by the code below (importing scikit-learn alone takes seconds)
         try:
             with np.load(stored, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in (*NPZ_KEYS, "y_calib")}
-            return Splits(name="digits", **arrays, num_classes=10, preprocessing=_digits_preprocessing(height, width, channels))
+            return Splits(name=name.split("-v")[0], **arrays, num_classes=10, preprocessing=_preprocessing(hard, height, width, channels))
         except (OSError, ValueError, KeyError):
             pass  # damaged: made again
-    splits = _make_digits(height, width, channels, seed)
+    if hard:
+        from . import data_hard
+
+        splits = data_hard.make(height, width, channels, seed)
+    else:
+        splits = _make_digits(height, width, channels, seed)
     stored.parent.mkdir(parents=True, exist_ok=True)
     tmp = stored.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **{k: getattr(splits, k) for k in (*NPZ_KEYS, "y_calib")})
@@ -82,18 +102,26 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
     return splits
 
 
+def _preprocessing(hard: bool, height: int, width: int, channels: int) -> str:
+    if hard:
+        from .data_hard import preprocessing
+
+        return preprocessing(height, width, channels)
+    return _digits_preprocessing(height, width, channels)
+
+
 def _digits_preprocessing(height: int, width: int, channels: int) -> str:
     return f"pixel/16, bilinear resize 8x8->{height}x{width}, (x-0.5)/0.5, {channels} channel(s); NCHW float32"
 
 
-def _digits_file(height: int, width: int, channels: int, seed: int) -> Path:
+def _digits_file(name: str, height: int, width: int, channels: int, seed: int) -> Path:
     """Where the splits are kept: the cache folder, by size, seed and the versions that make them."""
     import importlib.metadata
 
     from .models.loader import cache_dir
 
     versions = "-".join(importlib.metadata.version(n) for n in ("scikit-learn", "torch", "numpy"))
-    return cache_dir() / "data" / f"digits-{height}x{width}x{channels}-seed{seed}-{versions}.npz"
+    return cache_dir() / "data" / f"{name}-{height}x{width}x{channels}-seed{seed}-{versions}.npz"
 
 
 def _make_digits(height: int, width: int, channels: int, seed: int) -> Splits:
@@ -210,14 +238,14 @@ def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
     (``.toml``). Raises DataError."""
     if len(input_shape) != 4 or input_shape[0] != 1:
         raise DataError(f"input shape {input_shape} is not a batch-1 image shape 1,C,H,W")
-    if spec == "digits":
+    if spec in BUILT_IN:
         _, c, h, w = input_shape
-        return digits(height=h, width=w, channels=c)
+        return digits(height=h, width=w, channels=c, hard=spec == "digits-hard")
     if spec.endswith(".npz"):
         return load_npz(spec, input_shape=input_shape)
     if spec.endswith(".toml"):
         return load_manifest_data(spec, input_shape=input_shape)
-    raise DataError(f"data '{spec}' is not 'digits', a .npz file holding {', '.join(NPZ_KEYS)}, or a data manifest "
+    raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, or a data manifest "
                     "(.toml: an image folder or labelled arrays, see calibration/README.md)")
 
 
