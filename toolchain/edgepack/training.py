@@ -45,6 +45,7 @@ def train(
     log: dict | None = None,
     reporter: Reporter | None = None,
     label: str = "training",
+    after_step: Callable[[nn.Module, int], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with AdamW and a cosine schedule; returns the model in eval mode.
 
@@ -56,7 +57,9 @@ def train(
     ``patience`` > 0 training stops after that many epochs without a lower one. The loss, not the
     accuracy, decides: on a few hundred samples accuracy saturates and ties, the loss keeps moving.
     ``log``, when given, is filled with what happened (epochs requested / planned / run, why it
-    stopped, seconds, validation accuracies and losses).
+    stopped, seconds, validation accuracies and losses). ``after_step(model, step)`` runs after
+    every optimizer step (sparse training keeps its masks, regrows connections, re-projects
+    weights onto their levels there).
     """
     import copy
     import time
@@ -82,7 +85,7 @@ def train(
             "validation": [], "validation_loss": []}
     if planned < epochs:
         info["stopped"] = f"time budget: {planned} of {epochs} epochs fit {max_seconds:g} s"
-    best, best_state, stale = None, None, 0
+    best, best_state, stale, step = None, None, 0, 0
     task = reporter.task(label, total=planned) if reporter else None
     for _ in range(planned):
         model.train()
@@ -97,6 +100,9 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
+            if after_step is not None:
+                after_step(model, step)
         info["epochs_run"] += 1
         if task:
             task.advance()

@@ -4,7 +4,7 @@ the layer listing of a build)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -17,12 +17,17 @@ class Call:
     module: nn.Module
     input_shape: tuple[int, ...]  # of its first input
     output_shape: tuple[int, ...]
+    input: torch.Tensor | None = field(default=None, compare=False, repr=False)  # with observe=True
+    output: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
-def layer_calls(model: nn.Module, example: torch.Tensor, want: Callable[[nn.Module], bool]) -> list[Call]:
+def layer_calls(model: nn.Module, example: torch.Tensor, want: Callable[[nn.Module], bool], *,
+                observe: bool = False) -> list[Call]:
     """Every call of a module for which ``want(module)`` holds, in execution order, from one
     forward pass of ``example`` in eval mode without gradients (a module called twice appears
-    twice). The model's training mode is restored and its hooks removed, also on failure."""
+    twice). With ``observe`` each call also keeps its first input and its output tensor (which
+    module reads which one's output: tensor identity). The model's training mode is restored and
+    its hooks removed, also on failure."""
     calls: list[Call] = []
     hooks = []
     for name, mod in model.named_modules():
@@ -30,7 +35,8 @@ def layer_calls(model: nn.Module, example: torch.Tensor, want: Callable[[nn.Modu
             def hook(m, inp, out, name=name):
                 first = inp[0] if inp else None
                 calls.append(Call(name, m, tuple(first.shape) if isinstance(first, torch.Tensor) else (),
-                                  tuple(out.shape) if isinstance(out, torch.Tensor) else ()))
+                                  tuple(out.shape) if isinstance(out, torch.Tensor) else (),
+                                  first if observe else None, out if observe else None))
             hooks.append(mod.register_forward_hook(hook))
     was_training = model.training
     try:
