@@ -90,6 +90,35 @@ def weights_bias(graph: FloatGraph, k: int) -> tuple[int, int | None]:
     return int(op.inputs[1]), bias
 
 
+#: TFLite TensorType codes -> numpy dtypes, for the weight types edgepack's artifacts hold
+_TYPES = {0: np.float32, 1: np.float16, 9: np.int8, 3: np.uint8, 7: np.int16}
+
+
+def weight_tensors(model_bytes: bytes) -> list[dict]:
+    """The weights of every conv / depthwise / fully-connected op of a TFLite model as stored:
+    {"op", "name", "dtype", "values" (the stored values: int8 codes, float16, float32; for a sparse
+    tensor only its non-zero values), "sparse" (TFLite's sparse encoding), "shape"}. A weight fed
+    through DEQUANTIZE or DENSIFY (float16, sparse) is followed to the stored constant."""
+    g = FloatGraph(model_bytes)
+    producer = {int(t): k for k, op in enumerate(g.sg.operators) for t in op.outputs}
+    out = []
+    for k, op in enumerate(g.sg.operators):
+        if g.op_type(k) not in WEIGHTED:
+            continue
+        t = int(op.inputs[1])
+        while t in producer and g.op_type(producer[t]) in ("DEQUANTIZE", "DENSIFY"):
+            t = int(g.sg.operators[producer[t]].inputs[0])
+        tensor = g.sg.tensors[t]
+        data = g.model.buffers[tensor.buffer].data
+        dtype = _TYPES.get(tensor.type)
+        if data is None or dtype is None:
+            continue
+        values = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+        out.append({"op": g.op_type(k), "name": g.tensor_name(t), "dtype": np.dtype(dtype).name, "values": values,
+                    "sparse": tensor.sparsity is not None, "shape": tuple(int(d) for d in tensor.shape)})
+    return out
+
+
 def out_axis(op_type: str) -> int:
     # CONV_2D [O,H,W,I], FULLY_CONNECTED [O,I]: output channels first; DEPTHWISE_CONV_2D [1,H,W,O]: last
     return -1 if op_type == "DEPTHWISE_CONV_2D" else 0
