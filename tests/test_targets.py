@@ -192,7 +192,7 @@ def test_builds_are_reproducible(bundles, built):
     assert differ == ["measurements.json"]
     m = bundles["rpi4"].manifest
     assert m["built_at"] == "2026-01-01T00:00:00+00:00"
-    assert set(m["cache_keys"]) == {"load", "prune", "convert", "quantize", "validate", "pte_export", "executorch", "bench",
+    assert set(m["cache_keys"]) == {"load", "prune", "weights", "convert", "quantize", "validate", "pte_export", "executorch", "bench",
                                    "measure", "bundle"}
     assert m["tool_versions"]["edgepack"] and m["tool_versions"]["onnx2tf"] != "missing"
 

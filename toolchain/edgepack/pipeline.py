@@ -20,8 +20,9 @@ STAGES = (
     "load target profile",
     "load model and data",
     "prune channels and recover with distillation",
+    "weight methods (student, sparsity, levels, QAT), when asked for",
     "convert to float TFLite (PyTorch -> ONNX -> onnx2tf)",
-    "quantize to full integer (calibrated)",
+    "quantize (full integer, calibrated, or the profile's mode)",
     "validate (float agreement, int8 accuracy)",
     "export and check ExecuTorch programs (.pte)",
     "measure and check budgets",
@@ -73,6 +74,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
     from .compress.budgeted import prune_spec
     from .profiles import load_profile
     from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
+    from .stages import weights as weights_stage
     from .stages.keys import stage_keys
     from .stages.runner import Stages, build_lock
 
@@ -98,25 +100,28 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
             with rep.stage(STAGES[2]):
                 pruned = st.run("prune", keys["prune"], lambda: prune.run(inp, rep))
             with rep.stage(STAGES[3]):
-                conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
+                if weights_stage.needed(profile):
+                    pruned = st.run("weights", keys["weights"], lambda: weights_stage.run(inp, pruned, rep))
             with rep.stage(STAGES[4]):
+                conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
+            with rep.stage(STAGES[5]):
                 quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep,
                                                                                   cache=cache, base_key=keys["convert"]))
-            with rep.stage(STAGES[5]):
+            with rep.stage(STAGES[6]):
                 validate.accuracy_verdict(inp, pruned, quant, rep, allow_budget_violation=allow_budget_violation)
                 micro = st.run("validate", keys["validate"], lambda: validate.run(inp, conv, quant, runner, rep))
             tflite_out = runner.run(quant.artifact, to_model_layout(inp.splits.x_eval, conv.layout))
             float_out = inp.loaded.eval_outputs
-            with rep.stage(STAGES[6]):
+            with rep.stage(STAGES[7]):
                 ptes = st.run("executorch", keys["executorch"],
                               lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep,
                                                      cache=cache, export_key=keys["pte_export"]))
-        with rep.stage(STAGES[7]):
+        with rep.stage(STAGES[8]):
             with measure_lock() if measure_lock else nullcontext():
                 meas = st.run("measure", keys["measure"],
                               lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
             judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation)
-        with rep.stage(STAGES[8]):
+        with rep.stage(STAGES[9]):
             folder, manifest, measurements = bundle.run(
                 inp, pruned, conv, quant, micro, ptes, meas, judged, tflite_out=tflite_out, float_out=float_out,
                 keys=keys, versions=versions, stages=st.record, stage_seconds=rep.stage_seconds, device=device, out=out)

@@ -71,6 +71,18 @@ class Quantization:
         lo=0, hi=16, doc="accuracy guard: how many of the worst layers may stay float (0: never; the runtime must run float ops)"))
     min_calibration_samples: int = field(default=32, metadata=_spec(
         lo=1, doc="fewer calibration samples than this is an error"))
+    mode: Literal["int8", "int16x8", "dynamic-range", "float16", "float32"] = field(default="int8", metadata=_spec(
+        doc="int8: full-integer static (calibrated, under the accuracy guard); int16x8: int16 activations, int8 weights; "
+            "dynamic-range: int8 weights, float activations (no calibration); float16: float16 weights; float32: none"))
+    weight_levels: Literal["uniform", "kmeans", "pow2", "ternary", "binary"] = field(default="uniform", metadata=_spec(
+        doc="non-uniform weights before int8: k-means clusters, powers of two, ternary or binary values per layer, "
+            "fine-tuned in place (compress/levels.py); needs weights = \"per-tensor\""))
+    clusters: int = field(default=16, metadata=_spec(lo=2, hi=256, doc="weight_levels kmeans / pow2: values per layer"))
+    levels_epochs: int = field(default=4, metadata=_spec(lo=0, doc="fine-tuning epochs with the weight levels in place"))
+    qat_epochs: int = field(default=0, metadata=_spec(
+        lo=0, doc="quantization-aware training: epochs of fine-tuning with int8 fake-quantized weights before export"))
+    sparse_encoding: bool = field(default=False, metadata=_spec(
+        doc="mode float32: store sparse weight tensors in TFLite's sparse format (XNNPACK may then run sparse kernels)"))
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,36 @@ class Pruning:
     recovery: Literal["distill", "distill-unlabelled", "finetune", "bn-reestimate", "none"] = field(default="distill", metadata=_spec(
         doc="after pruning: distillation from the unpruned model (+ labels), distillation only, plain fine-tuning, "
             "BatchNorm re-estimation, or nothing"))
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """Unstructured sparsity after channel pruning (compress/sparsity.py)."""
+
+    method: Literal["none", "magnitude", "global-magnitude", "l1", "rigl", "set"] = field(default="none", metadata=_spec(
+        doc="none; gradual magnitude pruning per layer or global; L1-regularised training then thresholding; dynamic "
+            "sparse training (rigl: regrow by gradient, set: at random)"))
+    target: float = field(default=0.7, metadata=_spec(lo=0.0, hi=1.0, hi_open=True,
+                                                      doc="fraction of conv and linear weights set to zero"))
+    epochs: int = field(default=6, metadata=_spec(lo=0, doc="training epochs of the sparsity method (with distillation)"))
+    learning_rate: float = field(default=0.002, metadata=_spec(lo=0.0, lo_open=True, doc="its learning rate"))
+    l1_strength: float = field(default=0.5, metadata=_spec(lo=0.0, doc="method l1: weight of the mean |w| penalty"))
+    activation_penalty: float = field(default=0.0, metadata=_spec(
+        lo=0.0, doc="weight of the mean |activation| penalty after ReLU layers (raises activation sparsity); "
+                    "with method none it runs sparsity.epochs of fine-tuning on its own"))
+
+
+@dataclass(frozen=True)
+class Student:
+    """Distillation into a narrower student of the same family (compress/student.py)."""
+
+    width: float = field(default=1.0, metadata=_spec(lo=0.0, lo_open=True, hi=1.0, doc=(
+        "fraction of each layer's channels the student keeps; 1.0: no student (the model itself is deployed)")))
+    distill: bool = field(default=True, metadata=_spec(
+        doc="train the student on the teacher's soft targets (pruning.distill_temperature / distill_alpha) and the "
+            "labels; false: on the labels alone"))
+    epochs: int = field(default=30, metadata=_spec(lo=1, doc="student training epochs (from scratch)"))
+    learning_rate: float = field(default=0.01, metadata=_spec(lo=0.0, lo_open=True, doc="student learning rate"))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from .errors import ProfileError
 from .profile_sections import (CI, Budgets, Connection, ExecuTorch, Hardware, Measure, Power, Pruning, Quantization,
-                               Runtime, Tune, _spec)
+                               Runtime, Sparsity, Student, Tune, _spec)
 
 #: Extra folders of profiles, separated by ``os.pathsep``; searched before the built-in ones.
 TARGET_PATH_ENV = "EDGEPACK_TARGET_PATH"
@@ -46,6 +46,8 @@ class Profile:
     executorch: ExecuTorch = field(default_factory=ExecuTorch)
     ci: CI = field(default_factory=CI)
     tune: Tune = field(default_factory=Tune)
+    sparsity: Sparsity = field(default_factory=Sparsity)
+    student: Student = field(default_factory=Student)
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})
@@ -370,6 +372,19 @@ def _check_consistency(p: Profile, where: _Where) -> None:
         raise where.error(("connection", "cpu_affinity"), f"{c.cpu_affinity!r} is not a hex CPU mask; e.g. \"f0\" for CPUs 4-7")
     if p.power.active_mw < p.power.idle_mw:
         raise where.error(("power", "active_mw"), f"{p.power.active_mw} is below idle_mw {p.power.idle_mw}")
+    q = p.quantization
+    if q.weight_levels != "uniform" and q.weights != "per-tensor":
+        raise where.error(("quantization", "weight_levels"), f"\"{q.weight_levels}\" needs weights = \"per-tensor\" (per-channel "
+                          "scales would give each channel its own grid); set quantization.weights = \"per-tensor\"")
+    if (q.weight_levels != "uniform" or q.qat_epochs) and q.mode not in ("int8", "int16x8"):
+        raise where.error(("quantization", "mode"), f"\"{q.mode}\" does not quantize weights to an integer grid; weight_levels "
+                          "and qat_epochs need mode int8 or int16x8")
+    if q.weight_levels != "uniform" and q.qat_epochs:
+        raise where.error(("quantization", "qat_epochs"), "QAT's per-channel rounding would move the weight levels; use "
+                          "weight_levels or qat_epochs, not both")
+    if q.sparse_encoding and q.mode != "float32":
+        raise where.error(("quantization", "sparse_encoding"), "TFLite's sparse encoding is used for float32 models here; set "
+                          "quantization.mode = \"float32\" or remove sparse_encoding")
     from .tune.space import check_tune
 
     check_tune(p, where)

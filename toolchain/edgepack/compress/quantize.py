@@ -87,3 +87,28 @@ def run_tf(what: str, step) -> bytes:
     except Exception as e:  # the native text is complete once the capture has closed
         first = str(e).splitlines()[0] if str(e) else (native.tail() if native else "")
         raise ConversionError(f"{what} failed: {type(e).__name__}: {first}") from e
+
+
+def convert_mode(saved_model_dir: Path, calibration: np.ndarray, q) -> bytes:
+    """The TFLite for ``q.mode`` (profile quantization) other than guarded int8: int16x8
+    (calibrated on ``calibration``), dynamic-range (int8 weights, float activations computed with
+    int8 kernels where TF has them), float16 (weights stored as float16, dequantized at load),
+    float32 (with ``q.sparse_encoding``: TF's sparse tensor format for weights with enough zeros).
+    Raises ConversionError."""
+    if q.mode == "int16x8":
+        return quantize_int8(saved_model_dir, calibration, QuantSpec(weights=q.weights, io_dtype=q.io_dtype,
+                                                                     activations="int16"))
+    tf = tensorflow()
+
+    def convert():
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+        if q.mode == "dynamic-range":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif q.mode == "float16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif q.sparse_encoding:
+            conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        return conv.convert()
+
+    return run_tf(f"{q.mode} conversion", convert)

@@ -30,6 +30,15 @@ def _tflite_entry(profile, quant, layout: str, tensors: dict, float_acc: float, 
             "guard": {"chosen": guard.chosen.what, "met_budget": guard.met, "attempts": guard.attempts}, "notes": []}
 
 
+def _deterministic(record):
+    """A stage record without its wall times (the manifest holds only what the inputs determine)."""
+    if isinstance(record, dict):
+        return {k: _deterministic(v) for k, v in record.items() if k != "seconds"}
+    if isinstance(record, list):
+        return [_deterministic(v) for v in record]
+    return record
+
+
 def device_line(profile, device: str = "host") -> str:
     c = profile.connection
     where = {"local": "this machine", "ssh": f"ssh {c.user + '@' if c.user else ''}{c.host}{':' + str(c.port) if c.port else ''}",
@@ -103,6 +112,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         "pruning": pruned.result.summary(),
         "recovery": {k: v for k, v in pruned.recovery.items() if k != "seconds"} or None,
         "pruning_attempts": pruned.attempts,
+        "weights": _deterministic(getattr(pruned, "weights", None)),
         "estimates": judged.estimates,
         "memory": {"tensor_arena_bytes": judged.arena, "basis": "measured: TFLM tensor arena on a 64-bit host"},
         "micro": micro,

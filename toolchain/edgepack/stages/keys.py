@@ -25,17 +25,21 @@ def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input
     load = key("load", model, data, list(input_shape), ours, v.get("torch"))
     prune = key("prune", load, p["pruning"], p["budgets"]["max_accuracy_drop"], required_saving,
                 v.get("torch-pruning"))
-    convert = key("convert", prune, calibration, v.get("onnx"), v.get("onnx2tf"), v.get("tensorflow-cpu"))
+    q = p["quantization"]
+    weights = key("weights", prune, p.get("sparsity"), p.get("student"),
+                  {k: q.get(k) for k in ("weight_levels", "clusters", "levels_epochs", "qat_epochs")},
+                  {k: p["pruning"][k] for k in ("distill_temperature", "distill_alpha", "learning_rate")})
+    convert = key("convert", weights, calibration, v.get("onnx"), v.get("onnx2tf"), v.get("tensorflow-cpu"))
     quantize = key("quantize", convert, p["quantization"], p["budgets"]["max_accuracy_drop"], calibration,
                    v.get("ai-edge-litert"))
     validate = key("validate", quantize, p["runtime"]["name"], v.get("tflite-micro"))
     # a lowered program depends on the pruned model and the export settings only (the check and
     # the guard's float-layer remedy read the TFLite artifact: the stage's own key covers that)
-    pte_export = key("pte-export", prune, p["executorch"], p["quantization"]["weights"], calibration,
+    pte_export = key("pte-export", weights, p["executorch"], p["quantization"]["weights"], calibration,
                      v.get("executorch"), v.get("ethos-u-vela"))
     executorch = key("executorch", pte_export, quantize, p["runtime"]["formats"], p["quantization"],
                      p["budgets"]["max_accuracy_drop"])
     bench = key("bench", device, p["name"], p["runtime"], p["measure"], p["connection"], p["power"], p["hardware"])
     measure = key("measure", quantize, executorch, bench)
-    return {"load": load, "prune": prune, "convert": convert, "quantize": quantize, "validate": validate,
+    return {"load": load, "prune": prune, "weights": weights, "convert": convert, "quantize": quantize, "validate": validate,
             "pte_export": pte_export, "executorch": executorch, "bench": bench, "measure": measure}

@@ -13,6 +13,7 @@ class PruneOut:
     recovery: dict  # the recovery log
     attempts: list[dict]  # the back-off's attempts
     accuracy: float  # the pruned, recovered float model on the held-out split
+    weights: dict | None = None  # what the weights stage did (student, sparsity, levels, QAT), when it ran
 
 
 def run(inp, rep: Reporter) -> PruneOut:

@@ -1,4 +1,5 @@
-"""Stage: calibrated full-integer quantization under the accuracy guard."""
+"""Stage: calibrated full-integer quantization under the accuracy guard, or the single conversion
+the profile's ``quantization.mode`` asks for (int16x8, dynamic-range, float16, float32)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, bas
 
     profile = inp.profile
     calib = to_model_layout(inp.calibration["x"], conv.layout)
+    if profile.quantization.mode != "int8":
+        return _single(inp, conv, calib, work, runner, rep)
     loss = pruning_loss(inp, pruned)
     budget = profile.budgets.max_accuracy_drop
     if loss > budget:
@@ -48,13 +51,43 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, bas
         conv.saved_model_dir(work), calib, to_model_layout(inp.splits.x_eval, conv.layout), inp.splits.y_eval,
         q=profile.quantization, float_accuracy=inp.loaded.float_accuracy, max_drop=budget, runner=runner, reporter=rep,
         layer_names=match_layer_names(conv.tflite, weighted_layers(pruned.result.model, inp.example)),
-        remedies_allowed=loss <= budget, memo=_memo(cache, base_key))
+        remedies_allowed=loss <= budget and not _weights_fixed(profile), memo=_memo(cache, base_key))
     out = QuantizeOut(guard)
     q = guard.chosen.qspec
     rep.info(f"full-integer TFLite {len(out.artifact):,} bytes ({q.weights} weights, {q.effective_io_dtype} I/O, "
              f"{guard.chosen.what}), calibrated on {len(calib)} samples of {inp.calibration['describe']['name']}")
     rep.info(f"costliest layers (int8 vs float on calibration data): {out.worst_layers()}")
     return out
+
+
+def _weights_fixed(profile) -> bool:
+    """Weight levels and QAT trained the exact weights to export: remedies that rewrite weights
+    (equalisation, bias correction, float layers) would undo them."""
+    return profile.quantization.weight_levels != "uniform" or profile.quantization.qat_epochs > 0
+
+
+def _single(inp, conv, calib, work: Path, runner, rep: Reporter) -> QuantizeOut:
+    """One artifact in the profile's mode, its held-out accuracy measured, no remedies."""
+    from ..compress.guard import Candidate, GuardResult
+    from ..compress.quantize import QuantSpec, convert_mode
+    from ..convert.tflite import to_model_layout
+    from ..training import accuracy
+
+    q = inp.profile.quantization
+    model = convert_mode(conv.saved_model_dir(work), calib, q)
+    acc = accuracy(runner.run(model, to_model_layout(inp.splits.x_eval, conv.layout)), inp.splits.y_eval)
+    spec = {"int16x8": QuantSpec(weights=q.weights, io_dtype=q.io_dtype, activations="int16"),
+            "dynamic-range": QuantSpec(weights="int8 per-channel", io_dtype="float32", activations="float32"),
+            "float16": QuantSpec(weights="float16", io_dtype="float32", activations="float32"),
+            "float32": QuantSpec(weights="float32", io_dtype="float32", activations="float32")}[q.mode]
+    what = q.mode + (" (sparse tensor encoding)" if q.sparse_encoding else "")
+    drop = inp.loaded.float_accuracy - acc
+    chosen = Candidate(what=what, model=model, accuracy=acc, qspec=spec, calib=None)
+    attempt = {"what": what, "why": f"quantization.mode = {q.mode}", "accuracy": round(acc, 4), "drop": round(drop, 4),
+               "within_budget": drop <= inp.profile.budgets.max_accuracy_drop, "size_bytes": len(model)}
+    rep.info(f"{q.mode} TFLite {len(model):,} bytes, accuracy {acc:.2f}% ({drop:+.2f} points vs float)")
+    return QuantizeOut(GuardResult(chosen=chosen, attempts=[attempt], layers=[],
+                                   met=drop <= inp.profile.budgets.max_accuracy_drop))
 
 
 def _memo(cache, base_key: str | None):
