@@ -17,7 +17,7 @@ from .pipeline import STAGES, BuildResult, tool_versions
 from .progress import Reporter
 from .stages.validate import TFLM_MAX_STEPS
 
-__all__ = ["STAGES", "BuildResult", "TFLM_MAX_STEPS", "bench", "build", "history", "parse_input_shape", "summary",
+__all__ = ["STAGES", "BuildResult", "TFLM_MAX_STEPS", "bench", "build", "compare", "history", "parse_input_shape", "summary",
            "tool_versions", "tune"]
 
 
@@ -93,8 +93,8 @@ def summary(result: BuildResult) -> dict:
 
 
 #: STAGES title -> the cached stage it runs (for the summary's cache column)
-_CACHED = {STAGES[2]: "prune", STAGES[3]: "convert", STAGES[4]: "quantize", STAGES[5]: "validate",
-           STAGES[6]: "executorch", STAGES[7]: "measure"}
+_CACHED = {STAGES[2]: "prune", STAGES[3]: "weights", STAGES[4]: "convert", STAGES[5]: "quantize", STAGES[6]: "validate",
+           STAGES[7]: "executorch", STAGES[8]: "measure"}
 
 
 def bench(
@@ -205,3 +205,49 @@ def tune(
     return run(target, model=model, weights=weights, data=data, calibration=calibration, device=device, trials=trials,
                time_budget_min=time_budget_min, study=study, storage=storage, out=Path(out), worker=worker,
                rep=reporter or Reporter(total=1, quiet=True))
+
+
+def compare(
+    target: str,
+    *,
+    model: str = "demo",
+    data: str = "digits",
+    methods: str = "all",
+    device: str = "host",
+    out: str | Path = "compare",
+    sets: tuple[str, ...] = (),
+    rebench_rounds: int = 3,
+    reporter: Reporter | None = None,
+) -> dict:
+    """Build ``model`` for ``target`` with each compression method of ``methods`` ("all", or method
+    and family names, see ``compare/methods.py``), measure each artifact the same way and write
+    ``out/<target>/`` (results.json, results.csv, report.md, report.html, plots, bundles/).
+    ``sets`` (``--set KEY=VALUE``) apply to every method before its own settings.
+
+    Returns the results document with ``folder``. A method that fails is a row with its reason.
+    Raises UsageError for unknown methods, ProfileError for a bad target, DataError for unusable
+    data (every method would fail the same way: checked once, before any method runs)."""
+    import shutil
+    import tempfile
+
+    from .compare.methods import select
+    from .compare.report import write
+    from .compare.run import compare as run
+    from .data import load_data
+    from .profiles import load_profile
+    from .stages.inputs import default_input_shape
+
+    chosen = select(methods)
+    profile = load_profile(target, sets)
+    load_data(data, input_shape=default_input_shape(model))
+    dest = Path(out) / profile.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{profile.name}.work.", dir=dest.parent))
+    try:
+        doc = run(target, chosen, model=model, data=data, device=device, out=work, sets=tuple(sets),
+                  rebench_rounds=rebench_rounds,
+                  reporter=reporter)
+        write(doc, dest, bundles=work / "bundles")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"schema": "edgepack-compare/1", **doc, "folder": str(dest)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, cli_tune
+from . import __version__, cli_compare, cli_tune
 from .errors import EdgepackError, ExitStatus, UsageError
 
 DESCRIPTION = """\
@@ -94,9 +94,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="state_dict checkpoint for --model (loaded with weights_only=True); required for file.py:factory")
     b.add_argument("--input-shape", metavar="1,C,H,W",
                    help="the model's input shape, NCHW with batch 1 (default 1,1,32,32, or the shape of --data)")
-    b.add_argument("--data", default="digits", metavar="digits|FILE.npz|MANIFEST.toml",
+    b.add_argument("--data", default="digits", metavar="digits|digits-hard|FILE.npz|MANIFEST.toml",
                    help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
-                        "to the input shape), an .npz with x_train, y_train, x_calib, x_eval, y_eval, or a data "
+                        "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
+                        "task on which compression methods differ), an .npz with x_train, y_train, x_calib, x_eval, y_eval, or a data "
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
                         "[splits] table; see calibration/README.md)")
     b.add_argument("--calibration", metavar="MANIFEST.toml",
@@ -120,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_build)
 
     cli_tune.add(sub)
+    cli_compare.add(sub)
 
     bn = sub.add_parser("bench", help="benchmark a .tflite or .pte on a device and record the result",
                         description="Push an artifact to a device, run it, and report latency (median, p90, p95, stdev, "

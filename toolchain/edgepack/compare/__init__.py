@@ -1,0 +1,1 @@
+"""``edgepack compare``: the compression methods side by side on one target (methods.py, run.py, report.py)."""

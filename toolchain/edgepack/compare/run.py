@@ -1,0 +1,157 @@
+"""``edgepack compare``: every selected method built for one target (through the normal build and
+its stage cache), its figures taken from the bundle, the artifacts then benched again side by side
+in alternating rounds (one machine load for all), a row per method; a method that fails gets its
+one-line reason in its row and the comparison goes on."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import EdgepackError
+from ..progress import Reporter
+from .methods import Method
+
+#: the columns of results.csv, in order (results.json holds the same per row)
+COLUMNS = ("method", "family", "status", "float_accuracy", "accuracy", "accuracy_drop", "size_bytes", "gzip_bytes",
+           "xz_bytes", "params", "nonzero_params", "weight_sparsity", "activation_zeros", "macs", "effective_macs",
+           "latency_ms", "latency_label", "peak_memory_kb", "memory_basis", "energy_mj", "energy_label",
+           "method_seconds", "build_seconds", "budgets_met", "reason")
+
+
+def artifact_figures(data: bytes) -> dict:
+    """Raw, gzip (level 9) and xz sizes of an artifact: clustering and unstructured sparsity show
+    there, not in the raw size."""
+    return {"size_bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9, mtime=0)),
+            "xz_bytes": len(lzma.compress(data, preset=9))}
+
+
+def figures(method: Method, result, seconds: float) -> dict:
+    """One row from a finished build (``api.build``'s result)."""
+    man, meas = result.manifest, result.measurements
+    acc, pr, w = man["accuracy"], man["pruning"], man.get("weights") or {}
+    data = (result.out_dir / "model.tflite").read_bytes()
+    lat = meas.get("latency") or {}
+    energy = meas.get("energy") or (man.get("estimates") or {}).get("energy") or {}
+    stage_s = meas.get("stage_seconds") or {}
+    method_s = sum(v for k, v in stage_s.items() if k.startswith(("prune", "weight", "quantize")))
+    micro = man.get("memory") or {}
+    row = {"method": method.name, "family": method.family, "status": "ok",
+           "float_accuracy": acc["float_pruned"], "accuracy": acc["int8"],
+           "accuracy_drop": round(acc["float_original"] - acc["int8"], 4), **artifact_figures(data),
+           "params": w.get("params", pr["params_after"]), "nonzero_params": w.get("nonzero_params", pr["params_after"]),
+           "weight_sparsity": w.get("weight_sparsity", 0.0), "activation_zeros": w.get("activation_zeros"),
+           "macs": w.get("dense_macs", pr["macs_after"]), "effective_macs": w.get("effective_macs", pr["macs_after"]),
+           "latency_ms": lat.get("median_ms"), "latency_label": lat.get("label") or lat.get("basis"),
+           "peak_memory_kb": round(micro["tensor_arena_bytes"] / 1024, 1) if micro.get("tensor_arena_bytes") else None,
+           "memory_basis": "TFLM tensor arena (measured on the host)" if micro.get("tensor_arena_bytes") else None,
+           "energy_mj": energy.get("value"), "energy_label": _energy_label(energy),
+           "method_seconds": round(method_s, 2), "build_seconds": round(seconds, 2),
+           "budgets_met": man.get("budgets_met") and all(b["met"] for b in meas.get("budgets") or []),
+           "broken": [b["budget"] for b in [*man.get("budgets", []), *(meas.get("budgets") or [])] if not b["met"]],
+           "reason": None,
+           "quantization": man["artifact"]["quantization"], "sets": list(method.sets), "what": method.what,
+           "weights": w or None, "artifact": str(result.out_dir / "model.tflite")}
+    if lat.get("estimated") or lat.get("basis") == "estimated":
+        row["latency_label"] = f"estimated: {lat.get('how', '')}".strip()
+    return row
+
+
+def _energy_label(energy: dict) -> str | None:
+    if not energy:
+        return None
+    return f"{energy.get('basis', '?')}: {energy.get('how', '')}".strip()
+
+
+def failed_row(method: Method, reason: str, seconds: float) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update({"method": method.name, "family": method.family, "status": "failed", "reason": reason,
+                "build_seconds": round(seconds, 2), "sets": list(method.sets), "what": method.what})
+    return row
+
+
+def rebench(rows: list[dict], *, threads: int, rounds: int = 3, runs: int = 100) -> None:
+    """Bench every successful row's artifact again on this machine, all in each round, alternating
+    (median of round medians), and put the figure in ``latency_ms`` (the build's own in
+    ``build_latency_ms``). One build's bench is taken at another moment of a shared machine's load;
+    the side-by-side figures are the ones to compare."""
+    from ..devices.host import HostRunner
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    runner, got = HostRunner(), {r["method"]: [] for r in ok}
+    blobs = {r["method"]: Path(r["artifact"]).read_bytes() for r in ok}
+    for _ in range(rounds):
+        for r in ok:
+            got[r["method"]].append(runner.benchmark(blobs[r["method"]], threads=threads, warmup=10, runs=runs).median_ms)
+    for r in ok:
+        r["build_latency_ms"] = r["latency_ms"]
+        r["latency_ms"] = round(statistics.median(got[r["method"]]), 4)
+        r["latency_label"] = (f"LiteRT + XNNPACK on this machine (host, not the device), {threads} thread(s), "
+                              f"median of {rounds} alternating rounds of {runs} runs")
+
+
+def compare(target: str, methods: list[Method], *, model: str = "demo", data: str = "digits", device: str = "host",
+            out: Path, sets: tuple[str, ...] = (), rebench_rounds: int = 3, reporter: Reporter | None = None) -> dict:
+    """Build every method, gather its row, re-bench side by side (host), and return the results
+    document (``report.SCHEMA``). ``sets`` (``--set``) apply to every method, before its own
+    settings. Bundles go to ``out/bundles/<method>/``. Raises EdgepackError only
+    for what stops every method (an unknown target, unusable data)."""
+    from .. import api
+    from ..profiles import load_profile
+
+    rep = reporter or Reporter(total=len(methods), quiet=True)
+    profile = load_profile(target, sets)
+    formats = [f for f in profile.runtime.formats if f != "pte"]
+    base = (f"runtime.formats={formats!r}".replace("'", '"'),)
+    rows = []
+    t_all = time.perf_counter()
+    for i, m in enumerate(methods, 1):
+        rep.info(f"[{i}/{len(methods)}] {m.name}: {m.what}")
+        t0 = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                res = api.build(target, model=model, data=data, out=Path(scratch), device=device,
+                                overrides=(*base, *sets, *m.sets), allow_budget_violation=True)
+                row = figures(m, res, time.perf_counter() - t0)
+                dest = out / "bundles" / m.name
+                _move_bundle(res.out_dir, dest)
+                row["artifact"] = str(dest / "model.tflite")
+        except EdgepackError as e:
+            row = failed_row(m, str(e).splitlines()[0], time.perf_counter() - t0)
+        rows.append(row)
+        if row["status"] == "ok":
+            rep.info(f"    {m.name}: accuracy {row['accuracy']:.2f}%, {row['size_bytes']:,} bytes "
+                     f"({row['gzip_bytes']:,} gzip), {row['latency_ms']} ms, {row['build_seconds']:.0f} s")
+        else:
+            rep.warn(f"{m.name} failed: {row['reason']}")
+    threads = min(profile.runtime.threads, _cores())
+    rebenched = not profile.is_mcu and device == "host" and rebench_rounds > 0
+    if rebenched:
+        rep.info(f"benching the {sum(r['status'] == 'ok' for r in rows)} artifacts side by side ({rebench_rounds} rounds)")
+        rebench(rows, threads=threads, rounds=rebench_rounds)
+    from .report import recommend
+
+    return {"target": profile.name, "description": profile.description, "model": model, "data": data,
+            "device": device, "sets": list(sets), "runtime": profile.runtime.name, "threads": threads, "rebenched": rebenched,
+            "budgets": {k: v for k, v in vars(profile.budgets).items() if v is not None},
+            "seconds": round(time.perf_counter() - t_all, 1), "rows": rows,
+            "recommendation": recommend(rows, profile)}
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _move_bundle(src: Path, dest: Path) -> None:
+    import shutil
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dest)
