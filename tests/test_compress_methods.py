@@ -1,0 +1,163 @@
+"""The weight methods on the trained demo, in PyTorch: sparsity reached and kept, dynamic topology,
+weight levels, BatchNorm folding, QAT's int8 grid, students, activation sparsity, digits-hard."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from edgepack.compress import levels, sparsity
+from edgepack.compress.activations import zero_fractions
+from edgepack.compress.finetune import FineTune
+from edgepack.compress.fold import fold_batchnorm
+
+
+@pytest.fixture(scope="module")
+def model(demo):
+    return demo.module
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    """A 256-sample slice of the training split: enough steps for the methods' schedules."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(x_train=digits.x_train[:256], y_train=digits.y_train[:256]), (digits.x_calib[:128], digits.y_calib[:128])
+
+
+def tuner(small, **kw):
+    splits, validation = small
+    return FineTune(splits, validation, lr=0.002, teacher_logits=None, temperature=4.0, alpha=0.7, **kw)
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_magnitude_masks_reach_the_target_and_keep_every_channel(model, scope):
+    m = copy.deepcopy(model)
+    sparsity.apply_masks(m, sparsity.magnitude_masks(m, 0.8, scope=scope))
+    rep = sparsity.sparsity_report(m)
+    assert rep["overall"] == pytest.approx(0.8, abs=0.01)
+    for _, layer in sparsity.weight_layers(m):
+        per_out = (layer.weight.detach().reshape(layer.weight.shape[0], -1) != 0).sum(dim=1)
+        assert int(per_out.min()) >= 1
+    targeted = [rep["layers"][n] for n, _ in sparsity.sparse_layers(m)]
+    if scope == "local":  # every layer at the target (up to the kept channel maxima)
+        assert min(targeted) > 0.5
+    else:  # one threshold: the layers differ
+        assert max(targeted) - min(targeted) > 0.2
+    # depthwise convolutions and the stem are left dense
+    assert all(rep["layers"][n] == 0 for n, _ in sparsity.weight_layers(m) if (n, _) not in sparsity.sparse_layers(m))
+
+
+@pytest.mark.parametrize("method", ["magnitude", "global-magnitude", "l1", "rigl", "set"])
+def test_each_sparsity_method_reaches_its_target_after_training(model, small, method):
+    m = copy.deepcopy(model)
+    rec = sparsity.sparsify(m, method=method, target=0.7, epochs=2, train_fn=tuner(small, l1_strength=0.5))
+    assert rec["reached"]["overall"] == pytest.approx(0.7, abs=0.02)
+    dense, effective = sparsity.effective_macs(m, torch.zeros(1, 1, 32, 32))
+    assert effective < 0.45 * dense
+    if method in ("rigl", "set"):
+        assert rec["topology_updates"] >= 1
+
+
+def test_dynamic_sparse_training_moves_connections_and_keeps_their_count(model, small):
+    m = copy.deepcopy(model)
+    masks = sparsity.magnitude_masks(m, 0.7)
+    start = {k: v.clone() for k, v in masks.items()}
+    sparsity.apply_masks(m, masks)
+    dyn = sparsity.Dynamic(masks, total_steps=8, regrow="rigl", every=2)
+    tuner(small)(m, 2, dyn)
+    moved = sum(int((start[k] != masks[k]).sum()) for k in masks)
+    assert moved > 0
+    assert all(int(start[k].sum()) == int(masks[k].sum()) for k in masks)
+    layers = dict(m.named_modules())
+    assert all(int((layers[n].weight.detach() != 0).sum()) <= int(masks[n].sum()) for n in masks)
+
+
+def test_batchnorm_folding_keeps_the_function(model, digits):
+    m = copy.deepcopy(model)
+    x = torch.from_numpy(digits.x_eval[:32])
+    with torch.no_grad():
+        before = m(x)
+    n = fold_batchnorm(m, x[:1])
+    assert n > 10 and not any(isinstance(k, torch.nn.BatchNorm2d) for k in m.modules())
+    with torch.no_grad():
+        assert torch.allclose(m(x), before, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind,k,most", [("kmeans", 16, 16), ("pow2", 15, 15), ("ternary", 16, 3), ("binary", 16, 2)])
+def test_weight_levels_leave_at_most_k_values_per_layer(model, small, kind, k, most):
+    m = copy.deepcopy(model)
+    fold_batchnorm(m, torch.zeros(1, 1, 32, 32))
+    levels.attach_levels(m, kind, k)
+    tuner(small)(m, 1)
+    levels.bake_weights(m)
+    counts = levels.distinct_values(m)
+    assert max(counts.values()) <= most
+    if kind == "pow2":
+        w = torch.cat([layer.weight.detach().flatten() for _, layer in sparsity.weight_layers(m)])
+        nz = w[w != 0].abs()
+        assert torch.allclose(torch.log2(nz), torch.round(torch.log2(nz)))
+
+
+def test_kmeans_keeps_the_zeros_of_a_sparse_model(model):
+    m = copy.deepcopy(model)
+    sparsity.apply_masks(m, sparsity.magnitude_masks(m, 0.6))
+    levels.attach_levels(m, "kmeans", 8)
+    levels.bake_weights(m)
+    assert sparsity.sparsity_report(m)["overall"] >= 0.6 - 1e-3
+    assert max(levels.distinct_values(m).values()) <= 8
+
+
+def test_qat_weights_sit_on_the_per_channel_int8_grid(model, small):
+    from edgepack.compress.qat import attach_fake_quant
+
+    m = copy.deepcopy(model)
+    fold_batchnorm(m, torch.zeros(1, 1, 32, 32))
+    attach_fake_quant(m)
+    tuner(small)(m, 1)
+    levels.bake_weights(m)
+    for _, layer in sparsity.weight_layers(m):
+        w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        scale = w.abs().amax(dim=1, keepdim=True) / 127
+        codes = w / scale.clamp_min(1e-12)
+        assert torch.allclose(codes, torch.round(codes), atol=1e-3)
+
+
+def test_a_student_is_narrower_and_untrained(model):
+    from edgepack.compress.prune import count_macs_params
+    from edgepack.compress.student import narrower
+
+    x = torch.zeros(1, 1, 32, 32)
+    s = narrower(model, x, 0.5)
+    (m0, p0), (m1, p1) = count_macs_params(model, x), count_macs_params(s, x)
+    assert m1 < 0.45 * m0 and p1 < 0.45 * p0
+    first = next(iter(dict(s.named_parameters()).values()))
+    assert not torch.equal(first, next(iter(dict(model.named_parameters()).values()))[: first.shape[0]])
+
+
+def test_the_activation_penalty_raises_the_zero_fraction(model, digits):
+    def tuned(penalty):
+        m = copy.deepcopy(model)
+        FineTune(digits, (digits.x_calib, digits.y_calib), lr=0.01, teacher_logits=None, temperature=4.0, alpha=0.7,
+                 activation_penalty=penalty)(m, 3)
+        return float(np.mean(list(zero_fractions(m, digits.x_eval[:128]).values())))
+
+    z0, z1 = tuned(0.0), tuned(0.5)
+    assert 0.0 <= z0 <= 1.0 and z1 > z0 + 0.1
+
+
+def test_digits_hard_is_deterministic_and_split_by_image():
+    from edgepack.data import digits
+    from edgepack.data_hard import make
+
+    a = make(32, 32, 1, 0)
+    b = digits(hard=True)
+    assert a.fingerprint() == b.fingerprint() and b.name == "digits-hard"
+    assert len(a.x_train) % 3 == 0 and np.array_equal(a.y_eval[::2], a.y_eval[1::2])
+    assert len(a.x_eval) % 2 == 0 and set(np.unique(a.y_eval)) == set(range(10))
+    assert a.x_train.min() >= -1 and a.x_train.max() <= 1
+    # each evaluation image's two draws differ (distortion is random per draw)
+    assert not np.array_equal(a.x_eval[0], a.x_eval[1])
