@@ -1,0 +1,84 @@
+"""Benchmark: `edgepack compare` with every method, on the demo model, for each (data, target) pair.
+
+Prints each comparison's table (the report's) and the checks of the expected shape, from the
+numbers of the same run:
+- structured pruning and int8 reduce latency (against float32);
+- unstructured sparsity and clustering reduce the compressed size, not the dense latency;
+- distillation beats plain training of the same student (deployed accuracy).
+Latency on litert targets: LiteRT on THIS machine (host), every artifact benched again side by
+side in alternating rounds; on MCU targets: the build's TFLM figure / estimate, labelled.
+
+    .venv/bin/python benchmarks/compare.py [--pairs digits:rpi4,digits-hard:rpi4,digits:cortex-m4,digits-hard:cortex-m4]
+        [--methods all] [--out compare-bench] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checks(doc: dict) -> list[str]:
+    """The expected shape, confirmed or refuted by this run's rows."""
+    r = {x["method"]: x for x in doc["rows"] if x["status"] == "ok"}
+    out = []
+
+    def ratio(a: str, b: str, col: str) -> float | None:
+        if a in r and b in r and r[a].get(col) and r[b].get(col):
+            return r[a][col] / r[b][col]
+        return None
+
+    for m in ("int8", "structured-0.5"):
+        q = ratio(m, "float32", "latency_ms")
+        if q is not None:
+            out.append(f"{m} latency / float32: {q:.2f} ({'faster' if q < 1 else 'NOT faster'})")
+    for m in ("magnitude", "kmeans-16", "magnitude+kmeans"):
+        s, lat = ratio(m, "int8", "gzip_bytes"), ratio(m, "int8", "latency_ms")
+        if s is not None and lat is not None:
+            out.append(f"{m} vs int8: gzip size x{s:.2f}, latency x{lat:.2f} "
+                       f"({'smaller' if s < 0.95 else 'not smaller'} compressed; "
+                       f"{'same' if 0.9 <= lat <= 1.1 else 'different'} dense latency)")
+    if "student-kd" in r and "student-plain" in r:
+        d = r["student-kd"]["accuracy"] - r["student-plain"]["accuracy"]
+        out.append(f"student with distillation vs labels only: {d:+.2f} points "
+                   f"({'distillation wins' if d > 0 else 'distillation does NOT win'})")
+    return out
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT / "toolchain"))
+    from edgepack import api
+    from edgepack.compare.report import table
+    from edgepack.progress import Reporter
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", default="digits:rpi4,digits-hard:rpi4,digits:cortex-m4,digits-hard:cortex-m4")
+    ap.add_argument("--methods", default="all")
+    ap.add_argument("--out", default="compare-bench")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    results = {}
+    for pair in args.pairs.split(","):
+        data, target = pair.split(":")
+        t0 = time.perf_counter()
+        doc = api.compare(target, data=data, methods=args.methods, out=Path(args.out) / data,
+                          reporter=Reporter(total=1, quiet=False))
+        print(f"\n## {target}, demo on {data} ({time.perf_counter() - t0:.0f} s)\n")
+        print(table(doc))
+        print(f"\nrecommendation: {doc['recommendation']['method']}: {doc['recommendation']['reason']}")
+        for line in checks(doc):
+            print(f"- {line}")
+        results[pair] = doc
+        sys.stdout.flush()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
