@@ -75,7 +75,7 @@ def test_npz_errors(tmp_path, overrides, message):
 
 
 def test_data_spec_errors(tmp_path):
-    with pytest.raises(DataError, match="data 'mnist' is not 'digits', a .npz file holding .* or a data manifest"):
+    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard\), a .npz file holding .* or a data manifest"):
         load_data("mnist", input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
         load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))
@@ -96,7 +96,7 @@ def test_digits_splits_are_kept_and_read_back_identically(tmp_path, monkeypatch)
 
     monkeypatch.setenv("EDGEPACK_CACHE_DIR", str(tmp_path))
     first = digits(height=12, width=12)
-    stored = _digits_file(12, 12, 1, 0)
+    stored = _digits_file("digits", 12, 12, 1, 0)
     assert stored.is_file() and str(stored).startswith(str(tmp_path))
     again = digits(height=12, width=12)
     for k in ("x_train", "y_train", "x_calib", "y_calib", "x_eval", "y_eval"):
