@@ -14,7 +14,7 @@ import pytest
 from helpers import run_cli
 
 SHORT = ("sparsity.epochs=1", "student.epochs=3", "quantization.levels_epochs=1", "pruning.recovery_epochs=1")
-METHODS = "int8,dynamic-range,float16,qat,kmeans-16,magnitude,sparse-float,student-kd"
+METHODS = "float32,int8,dynamic-range,float16,qat,kmeans-16,magnitude,sparse-float,student-kd"
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +112,22 @@ def test_dynamic_range_keeps_float_activations_and_int8_weights(compared):
     doc, folder = compared
     it = interpreter((folder / "bundles" / "dynamic-range" / "model.tflite").read_bytes())
     assert it.get_input_details()[0]["dtype"] == np.float32 and it.get_output_details()[0]["dtype"] == np.float32
-    assert {t["dtype"] for t in weights_of(folder, "dynamic-range")} == {"int8"}
-    assert {t["dtype"] for t in weights_of(folder, "float16")} == {"float16"}
+    # the converter leaves small tensors (a depthwise 3x3 kernel) float: most weights, not all
+    assert share(weights_of(folder, "dynamic-range"), "int8") > 0.8
+    assert share(weights_of(folder, "float16"), "float16") > 0.8
     assert rows(doc)["dynamic-range"]["quantization"]["activations"] == "float32"
+
+
+def share(tensors, dtype: str) -> float:
+    """Fraction of the stored weight values held in ``dtype``."""
+    return sum(t["values"].size for t in tensors if t["dtype"] == dtype) / sum(t["values"].size for t in tensors)
 
 
 def test_sparse_float_stores_tflite_sparse_tensors(compared):
     doc, folder = compared
     tensors = weights_of(folder, "sparse-float")
     assert any(t["sparse"] for t in tensors)
-    assert rows(doc)["sparse-float"]["size_bytes"] < rows(doc)["float16"]["size_bytes"] * 2
+    assert rows(doc)["sparse-float"]["size_bytes"] < 0.8 * rows(doc)["float32"]["size_bytes"]
 
 
 def test_a_student_has_fewer_macs_than_its_teacher(compared):
