@@ -95,7 +95,7 @@ def test_build_rpi4_end_to_end(built):
     assert BenchStore().query(sha256=pte)[0]["format"] == "pte"
     # the one-line result on stdout, the progress on stderr
     assert proc.stdout.startswith(f"built {bundle}/model.tflite: {len(model):,} bytes")
-    assert "[9/9] write the bundle" in proc.stderr and "oneDNN" not in proc.stderr
+    assert "[10/10] write the bundle" in proc.stderr and "oneDNN" not in proc.stderr
 
 
 def test_budget_violation_writes_nothing(tmp_path):
@@ -200,7 +200,7 @@ def test_interrupted_build_writes_nothing(tmp_path):
     seen = []
     for line in p.stderr:  # progress lines; interrupt once conversion has started
         seen.append(line)
-        if line.startswith("[4/9]"):
+        if line.startswith("[5/10]"):
             p.send_signal(signal.SIGINT)
             break
     rest = p.communicate(timeout=300)[1]
