@@ -78,7 +78,7 @@ def test_a_build_killed_in_three_stages_resumes_to_the_same_bytes(tmp_path, warm
     assert _entries(cache) == set() and not (out / "rpi4").exists()
     _kill_during(out, cache, "convert to float TFLite", 2)
     assert _entries(cache) == {"prune"} and not (out / "rpi4").exists()
-    _kill_during(out, cache, "quantize to full integer", 2)
+    _kill_during(out, cache, "quantize (full integer", 2)
     assert _entries(cache) == {"prune", "convert"}
     _kill_during(out, cache, "ExecuTorch programs", 3)
     assert _entries(cache) >= {"prune", "convert", "quantize"} and "executorch" not in _entries(cache)
