@@ -137,6 +137,19 @@ def test_a_student_has_fewer_macs_than_its_teacher(compared):
     assert r["student-kd"]["weights"]["student"]["distill"] is True
 
 
+@pytest.mark.parametrize("target", ["rpi4", "cortex-m4"])
+def test_every_method_is_a_valid_set_of_overrides(target):
+    """Each method's settings load as a profile of the shipped targets (what `compare` builds)."""
+    from edgepack.compare.methods import METHODS, select
+    from edgepack.profiles import load_profile
+
+    assert len({m.name for m in METHODS}) == len(METHODS) == 26
+    for m in METHODS:
+        assert all("=" in s and "." in s.split("=")[0] for s in m.sets), m.name
+        load_profile(target, m.sets)
+    assert [m.name for m in select("structured pruning")] == ["structured-0.3", "structured-0.5", "structured-0.7"]
+
+
 def test_cli_lists_methods_and_refuses_unknown_ones(tmp_path):
     p = run_cli("compare", "--list")
     assert p.returncode == 0 and "rigl" in p.stdout and "--set sparsity.method=rigl" in p.stdout

@@ -20,6 +20,10 @@ class Method:
     sets: tuple[str, ...]
     what: str
 
+    def __post_init__(self):
+        if isinstance(self.sets, str):  # a bare string would be iterated letter by letter
+            raise TypeError(f"method {self.name}: sets must be a tuple of KEY=VALUE strings")
+
 
 def _m(name: str, family: str, what: str, *sets: str) -> Method:
     return Method(name, family, ("pruning.ratio=0", *sets), what)
@@ -49,8 +53,8 @@ METHODS: tuple[Method, ...] = (
     _m("binary", "low-bit", "binary weights {-a, a} per layer, stored as int8", *_LEVELS,
        "quantization.weight_levels=binary"),
     # structured pruning (today's build), swept
-    *(Method(f"structured-{r}", "structured pruning", f"channel pruning at ratio {r} with distillation, then int8",
-             (f"pruning.ratio={r}",)) for r in ("0.3", "0.5", "0.7")),
+    *(Method(f"structured-{r}", "structured pruning", (f"pruning.ratio={r}",),
+             f"channel pruning at ratio {r} with distillation, then int8") for r in ("0.3", "0.5", "0.7")),
     # unstructured and sparse training, at matched sparsity (70%)
     _m("magnitude", "unstructured", "gradual magnitude pruning per layer to 70% zeros, then int8",
        "sparsity.method=magnitude", *_SPARSE),
@@ -75,8 +79,9 @@ METHODS: tuple[Method, ...] = (
     _m("student-plain", "distillation", "the same student trained on labels only, then int8",
        *_STUDENT, "student.distill=false"),
     # combinations
-    Method("structured+kmeans", "combination", "channel pruning 0.5 + distillation, k-means 16, int8 per-tensor",
-           ("pruning.ratio=0.5", *_LEVELS, "quantization.weight_levels=kmeans", "quantization.clusters=16")),
+    Method("structured+kmeans", "combination",
+           ("pruning.ratio=0.5", *_LEVELS, "quantization.weight_levels=kmeans", "quantization.clusters=16"),
+           "channel pruning 0.5 + distillation, k-means 16, int8 per-tensor"),
     _m("magnitude+kmeans", "combination", "magnitude 70% zeros + k-means 16 (zero kept), int8 per-tensor",
        "sparsity.method=magnitude", *_SPARSE, *_LEVELS, "quantization.weight_levels=kmeans",
        "quantization.clusters=16"),
