@@ -76,7 +76,7 @@ def run(inp, pruned, rep: Reporter):
     dense, eff = effective_macs(model, example)
     zeros = sparsity_report(model)
     record.update({"macs": macs, "params": params, "nonzero_params": params - zeros["zeros"],
-                   "weight_sparsity": zeros["overall"], "dense_macs": dense, "effective_macs": eff,
+                   "weight_sparsity": zeros["overall"], "dense_macs": macs, "effective_macs": macs - (dense - eff),
                    "activation_zeros": mean_zero_fraction(zero_fractions(model, splits.x_eval[:256]))})
     acc = torch_accuracy(model, splits.x_eval, splits.y_eval)
     rep.info(f"after {' + '.join(record['steps'])}: float accuracy {acc:.2f}%, MACs {macs:,} "
