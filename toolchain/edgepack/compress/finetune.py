@@ -21,7 +21,7 @@ class FineTune:
     ``l1_strength`` x mean |w|; ``activation_penalty`` > 0 adds that times the mean |activation|
     after each ReLU-family layer. The validation split keeps the best epoch (by loss), unless the
     hook changes which weights exist as training goes (``changes_topology``: an early epoch would be
-    less sparse). Each call's log is appended to ``logs``."""
+    less sparse)."""
 
     def __init__(self, splits, validation, *, lr: float, teacher_logits: np.ndarray | None, temperature: float,
                  alpha: float, l1_strength: float = 0.0, activation_penalty: float = 0.0,
@@ -30,7 +30,6 @@ class FineTune:
         self.temperature, self.alpha, self.l1, self.act = temperature, alpha, l1_strength, activation_penalty
         self.reporter, self.label, self.seed = reporter, label, seed
         self.steps_per_epoch = (len(splits.x_train) + BATCH - 1) // BATCH
-        self.logs: list[dict] = []
 
     def __call__(self, model, epochs: int, after_step=None, penalty: str | None = None):
         from ..training import accuracy, predict, train
@@ -58,18 +57,16 @@ class FineTune:
                 acts.take()  # validation's activations are not part of any step's loss
             return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
 
-        log: dict = {"label": self.label}
         if acts is not None:
             acts.__enter__()
         try:
             train(model, self.splits.x_train, self.splits.y_train, epochs=epochs, lr=self.lr, loss_fn=loss_fn,
                   seed=self.seed, extra=self.soft, augment_px=0 if self.soft is not None else 2,
                   validate=None if getattr(after_step, "changes_topology", False) else validate,
-                  log=log, reporter=self.reporter, label=self.label, after_step=after_step)
+                  reporter=self.reporter, label=self.label, after_step=after_step)
         finally:
             if acts is not None:
                 acts.__exit__(None, None, None)
         if after_step is not None:  # the kept epoch's weights, with the final masks/levels in force
             after_step(model, -1)
-        self.logs.append({k: log[k] for k in ("label", "epochs_run", "seconds", "stopped") if k in log})
         return model

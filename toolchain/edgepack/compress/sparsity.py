@@ -76,11 +76,6 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             mods[name].weight.mul_(mask)
 
 
-def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{layer: mask of its non-zero weights}: the masks a sparse model already carries."""
-    return {n: m.weight.detach() != 0 for n, m in weight_layers(model)}
-
-
 def sparsity_report(model: nn.Module) -> dict:
     """Zeros among the weights: ``overall`` over the layers sparsity acts on (``sparse_layers``),
     ``all`` over every conv and linear layer, and per layer (fractions)."""
