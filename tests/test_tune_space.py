@@ -62,8 +62,8 @@ def test_a_new_study_starts_from_the_targets_own_recipe(tmp_path):
     shipped = load_profile("rpi4")
     dims = space.dimensions(shipped, [["a"], ["b"], ["c"]])
     points = space.warm_points(shipped, dims)
-    # the profile's ratio (0.3) and half its max_ratio (0.35), on every stage alike
-    assert [[p[f"stage.{i}"] for i in range(3)] for p in points] == [[0.3] * 3, [0.35] * 3]
+    # the profile's ratio (0.3) and the uniform sweep up to max_ratio (0.7), on every stage alike
+    assert [[p[f"stage.{i}"] for i in range(3)] for p in points] == [[0.3] * 3, [0.5] * 3, [0.7] * 3]
     for p in points:
         assert p["pruning.importance"] == shipped.pruning.importance
         assert p["pruning.recovery_epochs"] == shipped.pruning.recovery_epochs
@@ -73,10 +73,13 @@ def test_a_new_study_starts_from_the_targets_own_recipe(tmp_path):
     narrow = _profile(tmp_path, '[tune]\nstages = 0\n[tune.space]\n"pruning.importance" = ["taylor"]\n'
                                 '"pruning.ratio" = {low = 0.0, high = 0.7, step = 0.05}\n')
     got = space.warm_points(narrow, space.dimensions(narrow))
-    assert got == [{"pruning.ratio": 0.3}, {"pruning.ratio": 0.35}]
+    assert got == [{"pruning.ratio": 0.3}, {"pruning.ratio": 0.5}, {"pruning.ratio": 0.7}]
     # a ratio the space does not hold is not a warm-start point
-    listed = _profile(tmp_path, '[tune]\nstages = 0\n[tune.space]\n"pruning.ratio" = [0.3, 0.5]\n')
+    listed = _profile(tmp_path, '[tune]\nstages = 0\n[tune.space]\n"pruning.ratio" = [0.3, 0.4]\n')
     assert space.warm_points(listed, space.dimensions(listed)) == [{"pruning.ratio": 0.3}]
+    # the sweep stops at max_ratio; the profile's own ratio is always one of the points
+    low = _profile(tmp_path, '[pruning]\nratio = 0.2\nmax_ratio = 0.55\n[tune]\nstages = 0\n')
+    assert [p["pruning.ratio"] for p in space.warm_points(low, space.dimensions(low))] == [0.2, 0.3, 0.5]
 
 
 def test_trial_settings_are_overrides_the_loader_accepts_and_the_chosen_profile_reproduces(tmp_path):

@@ -152,6 +152,7 @@ def default_space(profile) -> dict[str, Any]:
 
 #: pruning ratios are searched in steps, so that trials drawing the same ratio share its pruning
 RATIO_STEP = 0.05
+UNIFORM_SWEEP = (0.3, 0.5, 0.7)  # the uniform ratios a new study is seeded with (and the benchmark compares against)
 
 
 def ratio_ceiling(max_ratio: float) -> float:
@@ -185,9 +186,11 @@ def dimensions(profile, stages: list[list[str]] | None = None) -> list[Dimension
 def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
     """The trials a new study starts with: the profile's own setting of every searched field (where
     it lies in the space; the sampler draws the others), with every stage ratio, or the global
-    ratio, at the profile's ``pruning.ratio`` and at half its ``max_ratio`` (on the ratio steps)."""
+    ratio, at the profile's ``pruning.ratio`` and at the uniform sweep ``UNIFORM_SWEEP`` up to its
+    ``max_ratio`` (on the ratio steps). The search starts from what plain uniform builds give, so
+    its front is never worse than them; the trials it draws have to beat them to count."""
     top = ratio_ceiling(profile.pruning.max_ratio)
-    ratios = sorted({min(top, _on_step(profile.pruning.ratio)), min(top, _on_step(profile.pruning.max_ratio / 2))})
+    ratios = sorted({min(top, _on_step(profile.pruning.ratio)), *(r for r in UNIFORM_SWEEP if r <= top)})
 
     def holds(d: Dimension, value) -> bool:
         if d.choices is not None:
