@@ -1,5 +1,6 @@
 """The weight methods on the trained demo, in PyTorch: sparsity reached and kept, dynamic topology,
-weight levels, BatchNorm folding, QAT's int8 grid, students, activation sparsity, digits-hard."""
+weight levels, BatchNorm folding, QAT's int8 grid, PT2E QAT for the .pte, students, activation
+sparsity, digits-hard."""
 
 from __future__ import annotations
 
@@ -124,6 +125,49 @@ def test_qat_weights_sit_on_the_per_channel_int8_grid(model, small):
         scale = w.abs().amax(dim=1, keepdim=True) / 127
         codes = w / scale.clamp_min(1e-12)
         assert torch.allclose(codes, torch.round(codes), atol=1e-3)
+
+
+def test_pt2e_qat_fine_tunes_the_fake_quantized_graph_and_exports_a_program_that_runs(model, digits, small):
+    """The .pte path's QAT: the exported graph has weights and activations fake-quantized, is
+    trained, converted and lowered; the program runs in ExecuTorch's runtime and stays accurate."""
+    from torchao.quantization.pt2e import FakeQuantizeBase
+
+    from edgepack.compress.qat import finetune_exported
+    from edgepack.convert import executorch as et
+    from edgepack.devices.executorch import ExecuTorchRunner
+
+    m = copy.deepcopy(model)
+    fold_batchnorm(m, torch.zeros(1, 1, 32, 32))
+    convs = len(sparsity.weight_layers(m))
+    seen: dict = {}
+
+    def qat(graph):
+        seen["fake"] = sum(isinstance(mod, FakeQuantizeBase) for mod in graph.modules())
+        before = [p.detach().clone() for p in graph.parameters()]
+        seen["log"] = finetune_exported(graph, small[0].x_train, small[0].y_train, epochs=2, lr=0.002)
+        seen["moved"] = sum(float((p.detach() - b).abs().sum()) for p, b in zip(graph.parameters(), before))
+        return seen["log"]
+
+    prog = et.export_xnnpack(m, digits.x_calib[:16], qat=qat)
+    assert seen["fake"] > convs  # one per weight and more for the activations
+    assert seen["log"]["steps"] == 2 * (256 // 64) and seen["moved"] > 0
+    x, y = digits.x_eval[:300], digits.y_eval[:300]
+    got = ExecuTorchRunner().run(prog.program, x).argmax(1)
+    ref = m(torch.from_numpy(x)).argmax(1).numpy()
+    assert (got == y).mean() >= (ref == y).mean() - 0.03
+    assert prog.delegation["delegated_ops"] > 0
+
+
+def test_a_qat_build_makes_its_pte_by_pt2e_qat(tmp_path):
+    from edgepack import api
+
+    r = api.build("rpi4", out=tmp_path / "out", overrides=("quantization.qat_epochs=1", "pruning.recovery_epochs=1"))
+    assert r.manifest["weights"]["qat"]["epochs"] == 1  # the TFLite artifact's QAT (weights stage)
+    pte = next(a for a in r.manifest["artifacts"] if a["format"] == "pte")
+    assert pte["qat"]["epochs"] == 1 and pte["qat"]["steps"] > 0
+    assert pte["quantization"]["scheme"].startswith("PT2E QAT with ExecuTorch's xnnpack quantizer")
+    assert any(n.startswith("PT2E quantization-aware training: 1 epoch(s)") for n in pte["notes"])
+    assert pte["accuracy"]["int8"] >= r.manifest["accuracy"]["float_original"] - 1.0
 
 
 def test_a_student_is_narrower_and_untrained(model):

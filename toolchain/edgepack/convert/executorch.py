@@ -53,6 +53,7 @@ class PteProgram:
     reference: Callable[[torch.Tensor], torch.Tensor] | None = None  # a host run of the lowered graph, if any
     vela: dict | None = None
     notes: list[str] = field(default_factory=list)
+    qat: dict | None = None  # what PT2E quantization-aware training did, when it made this program
 
     def prepare(self, x: np.ndarray) -> torch.Tensor:
         """A float32 NCHW batch as this program wants it."""
@@ -69,16 +70,26 @@ def _imports() -> None:
         raise DependencyError(f"ExecuTorch is not installed ({e}); run 'make setup'") from e
 
 
-def _quantize(model: torch.nn.Module, quantizer, example: torch.Tensor, calib: list[torch.Tensor]) -> torch.fx.GraphModule:
-    """PT2E: export, insert observers, run the calibration samples one at a time, convert."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+def _quantize(model: torch.nn.Module, quantizer, example: torch.Tensor, calib: list[torch.Tensor],
+              qat: Callable[[torch.fx.GraphModule], dict] | None = None) -> torch.fx.GraphModule:
+    """PT2E: export, insert observers, run the calibration samples one at a time, convert. With
+    ``qat`` (a quantizer built for QAT), the graph is exported with a free batch size, prepared
+    with fake quantization instead, and ``qat(prepared)`` fine-tunes it before the conversion."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
     # the guard function torch.export adds is a call_module node the backends' passes refuse
-    graph = torch.export.export(model, (example,)).module(check_guards=False)
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for x in calib:
-            prepared(x)
+    if qat is None:
+        graph = torch.export.export(model, (example,)).module(check_guards=False)
+        prepared = prepare_pt2e(graph, quantizer)
+        with torch.no_grad():
+            for x in calib:
+                prepared(x)
+        return convert_pt2e(prepared)
+    pair = torch.cat([example, example])  # a batch of 2: a batch of 1 would be specialised to 1
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    graph = torch.export.export(model, (pair,), dynamic_shapes=({0: batch},)).module(check_guards=False)
+    prepared = prepare_qat_pt2e(graph, quantizer)
+    qat(prepared)
     return convert_pt2e(prepared)
 
 
@@ -195,14 +206,15 @@ def _samples(calib: np.ndarray, *, channels_last: bool = False) -> list[torch.Te
     return [torch.from_numpy(calib[i : i + 1].astype(np.float32)).to(memory_format=fmt) for i in range(len(calib))]
 
 
-def _delegate(model: torch.nn.Module, quantizer, partitioner, calib: np.ndarray, backend: str):
-    """Quantize with ``quantizer``, lower with ``partitioner``, report the delegation and serialise.
-    Returns (quantized graph, delegation report, program bytes). Raises ConversionError."""
+def _delegate(model: torch.nn.Module, quantizer, partitioner, calib: np.ndarray, backend: str, qat=None):
+    """Quantize with ``quantizer`` (PT2E QAT with ``qat``, see ``_quantize``), lower with
+    ``partitioner``, report the delegation and serialise. Returns (quantized graph, delegation
+    report, program bytes). Raises ConversionError."""
     from executorch.exir import to_edge_transform_and_lower
 
     samples = _samples(calib)
     try:
-        q = _quantize(model.eval(), quantizer, samples[0], samples)
+        q = _quantize(model.eval(), quantizer, samples[0], samples, qat)
         with _why_not_delegated() as reasons, _quiet():
             edge = to_edge_transform_and_lower(torch.export.export(q, (samples[0],)), partitioner=[partitioner])
             report = delegation_report(edge.exported_program().graph_module, backend, reasons)
@@ -244,9 +256,10 @@ def _from_modules(node, names: tuple[str, ...]) -> bool:
 
 
 def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bool = True,
-                   float_layers: tuple[str, ...] = ()) -> PteProgram:
+                   float_layers: tuple[str, ...] = (), qat: Callable | None = None) -> PteProgram:
     """XNNPACK .pte for Arm Cortex-A CPUs. ``calib`` is NCHW float32; ``float_layers`` (module names)
-    are left float. Raises ConversionError."""
+    are left float; ``qat(prepared_graph)`` makes it PT2E QAT (see ``_quantize``). Raises
+    ConversionError."""
 
     def load():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -255,8 +268,9 @@ def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bo
         return XnnpackPartitioner, XNNPACKQuantizer, get_symmetric_quantization_config
 
     partitioner, quantizer, config = _backend_imports("XNNPACK", load)
-    q, report, program = _delegate(model, _keep_float(quantizer().set_global(config(is_per_channel=per_channel)),
-                                                      float_layers), partitioner(), calib, "xnnpack")
+    q, report, program = _delegate(model, _keep_float(quantizer().set_global(config(is_per_channel=per_channel,
+                                                                                    is_qat=qat is not None)),
+                                                      float_layers), partitioner(), calib, "xnnpack", qat)
     return PteProgram("xnnpack", program, q, False, report, host_runnable=True)
 
 
@@ -319,10 +333,11 @@ def _cortex_m_quantizer(make, observer: str):
 
 def export_ethos_u(model: torch.nn.Module, calib: np.ndarray, workdir: Path, *, accelerator: str = "ethos-u55-128",
                    system_config: str | None = None, memory_mode: str | None = None,
-                   per_channel: bool = True, activations: str = "int8", float_layers: tuple[str, ...] = ()) -> PteProgram:
+                   per_channel: bool = True, activations: str = "int8", float_layers: tuple[str, ...] = (),
+                   qat: Callable | None = None) -> PteProgram:
     """Ethos-U .pte: the NPU-supported subgraph compiled by Vela, the rest on the Cortex-M CPU.
     ``activations`` "int16" quantizes activations to 16 bits (weights stay int8; the NPU runs
-    both); ``float_layers`` stay float on the CPU. Vela's estimates for every NPU subgraph are in
+    both); ``float_layers`` stay float on the CPU; ``qat`` as in ``export_xnnpack``. Vela's estimates for every NPU subgraph are in
     ``.vela``. Raises ConversionError."""
     def load():
         from executorch.backends.arm.ethosu import EthosUCompileSpec, EthosUPartitioner
@@ -339,8 +354,9 @@ def export_ethos_u(model: torch.nn.Module, calib: np.ndarray, workdir: Path, *, 
     except Exception as e:  # an accelerator, system config or memory mode Vela does not know
         raise ConversionError(f"ExecuTorch ethos-u export failed: {type(e).__name__}: {_first_line(e)}") from e
     spec.dump_intermediate_artifacts_to(str(dump))
-    q, report, program = _delegate(model, _keep_float(quantizer(spec).set_global(config(is_per_channel=per_channel)),
-                                                      float_layers), partitioner(spec), calib, "ethos-u")
+    q, report, program = _delegate(model, _keep_float(quantizer(spec).set_global(config(is_per_channel=per_channel,
+                                                                                        is_qat=qat is not None)),
+                                                      float_layers), partitioner(spec), calib, "ethos-u", qat)
     flags = [f for f in spec.compiler_flags if not f.startswith("--output-format")]
     vela = vela_estimates(sorted(dump.glob("output_tag*.tosa")), flags, dump / "vela")
     return PteProgram("ethos-u", program, q, False, report, host_runnable=False, vela=vela,

@@ -44,6 +44,23 @@ def _outputs_kept(cache, data_key: str) -> Callable:
     return outputs
 
 
+def _with_qat(export: Callable, splits, *, epochs: int, lr: float) -> Callable:
+    """``export`` made PT2E QAT: the prepared graph is fine-tuned on the training split for
+    ``epochs`` (compress/qat.finetune_exported) before conversion; the program records it."""
+    from ..compress.qat import finetune_exported
+
+    def run(**options):
+        log: dict = {}
+        prog = export(**options, qat=lambda g: log.update(finetune_exported(g, splits.x_train, splits.y_train,
+                                                                            epochs=epochs, lr=lr)))
+        prog.qat = log
+        prog.notes.append(f"PT2E quantization-aware training: {log['epochs']} epoch(s), {log['steps']} steps, training "
+                          f"loss {log['loss_first']} -> {log['loss_last']}, {log['seconds']} s")
+        return prog
+
+    return run
+
+
 def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work: Path, rep: Reporter, *,
         cache=None, export_key: str | None = None) -> list[dict]:
     """One program per backend (when the profile's formats include pte), each checked on the host
@@ -82,6 +99,12 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
         else:
             export = partial(et.export_ethos_u, model, calib, work, accelerator=x.ethos_u_accelerator,
                              system_config=x.vela_system_config, memory_mode=x.vela_memory_mode, per_channel=per_channel)
+        qat = profile.quantization.qat_epochs
+        if qat > 0 and backend != "cortex-m":
+            export = _with_qat(export, splits, epochs=qat, lr=profile.pruning.learning_rate)
+        elif qat > 0:
+            rep.info(f"{et.FILES[backend]}: the Cortex-M quantizer has no QAT configuration here; its program is "
+                     "quantized after training, from the QAT-trained weights")
         guard = guarded_export(
             backend, _kept(export, cache, export_key, backend),
             lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
@@ -106,11 +129,13 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
             "sha256": sha256(prog.program), "input_layout": "NCHW (channels-last memory)" if prog.channels_last else "NCHW",
             "quantization": {"weights": "per-channel" if per_channel or backend == "cortex-m" else "per-tensor",
                              "activations": "int8", "io_dtype": "float32 (quantized inside the program)",
-                             "scheme": f"PT2E with ExecuTorch's {backend} quantizer, calibrated on the same samples"},
+                             "scheme": (f"PT2E QAT with ExecuTorch's {backend} quantizer: weights and activations "
+                                        f"fake-quantized, {prog.qat['epochs']} epoch(s) of fine-tuning" if prog.qat else
+                                        f"PT2E with ExecuTorch's {backend} quantizer, calibrated on the same samples")},
             "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
                         "outputs": [{"name": "logits", "shape": [1, int(tflite_out.shape[1])], "dtype": "float32"}]},
             "accuracy": check.to_dict(), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
-            "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes,
+            "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes, "qat": prog.qat,
         }
         out.append({"bytes": prog.program, "entry": entry, "host_runnable": prog.host_runnable})
     return out
