@@ -58,11 +58,10 @@ def side_by_side(models: dict[str, tuple[bytes, int]], *, rounds: int) -> dict[s
     """Median of round medians, every model (bytes, threads) once per round (alternating: the same
     machine load for all)."""
     from edgepack.devices.host import HostRunner
+    from edgepack.measure import side_by_side as bench
 
-    runner, got = HostRunner(), {k: [] for k in models}
-    for _ in range(rounds):
-        for name, (data, threads) in models.items():
-            got[name].append(runner.benchmark(data, threads=threads, warmup=20, runs=200).median_ms)
+    got = bench(HostRunner(), {k: b for k, (b, _) in models.items()}, threads=1, rounds=rounds, warmup=20, runs=200,
+                options=lambda k: {"threads": models[k][1]})
     return {k: statistics.median(v) for k, v in got.items()}
 
 

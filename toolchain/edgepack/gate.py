@@ -130,7 +130,7 @@ def check(new: str | Path, baseline: str | Path, *, target: str | None = None, d
 
 def _side_by_side(profile, device: str, new: Path, old: Path, repeats: int, on_progress) -> dict:
     """Bench both models alternately (ABBA order) on one runner; medians of their bench medians."""
-    from .measure import threads_for
+    from .measure import side_by_side, threads_for
 
     data = {"new": new.read_bytes(), "baseline": old.read_bytes()}
     m = profile.measure
@@ -144,16 +144,16 @@ def _side_by_side(profile, device: str, new: Path, old: Path, repeats: int, on_p
         runner = connect(profile, device)
         threads = threads_for(profile, runner)
         label = f"{runner.kind}, {threads} thread(s)"
-    medians: dict[str, list[float]] = {"new": [], "baseline": []}
+    def progress(i: int, got: dict) -> None:
+        if on_progress:
+            on_progress(f"bench {i + 1}/{repeats}: new {got['new'][-1]:.4g} ms, baseline {got['baseline'][-1]:.4g} ms")
+
     with runner:
         where = runner.describe()
-        for i in range(repeats):
-            for which in (("new", "baseline") if i % 2 == 0 else ("baseline", "new")):
-                kwargs = {} if profile.is_mcu else {"name": f"{which}.tflite", "min_seconds": m.min_seconds}
-                stats = runner.benchmark(data[which], threads=threads, warmup=m.warmup, runs=m.runs, **kwargs)
-                medians[which].append(stats.median_ms)
-            if on_progress:
-                on_progress(f"bench {i + 1}/{repeats}: new {medians['new'][-1]:.4g} ms, baseline {medians['baseline'][-1]:.4g} ms")
+        medians = side_by_side(runner, data, threads=threads, rounds=repeats, warmup=m.warmup, runs=m.runs,
+                               options=None if profile.is_mcu else
+                               (lambda which: {"name": f"{which}.tflite", "min_seconds": m.min_seconds}),
+                               on_round=progress)
     ratios = [n / b for n, b in zip(medians["new"], medians["baseline"])]
     return {"device": where, "label": label, "repeats": repeats, "new_ms": statistics.median(medians["new"]),
             "baseline_ms": statistics.median(medians["baseline"]), "new_medians_ms": medians["new"],

@@ -82,6 +82,24 @@ def threads_for(profile, runner: Runner) -> int:
     return min(profile.runtime.threads, os.cpu_count() or 1)
 
 
+def side_by_side(runner: Runner, models: dict[str, bytes], *, threads: int, rounds: int, warmup: int, runs: int,
+                 options=None, on_round=None) -> dict[str, list[float]]:
+    """Bench every model once per round on one runner, the order reversed every other round
+    (A B, B A, ...), so that all of them see the same load of a shared machine; returns each
+    model's bench medians, one per round (their median is the figure to compare). ``options(name)``
+    gives keyword arguments for a model's bench (extra ones, or its own ``threads``);
+    ``on_round(i, medians)`` follows progress."""
+    names = list(models)
+    got: dict[str, list[float]] = {k: [] for k in names}
+    for i in range(rounds):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            kw = {"threads": threads, "warmup": warmup, "runs": runs, **(options(name) if options else {})}
+            got[name].append(runner.benchmark(models[name], **kw).median_ms)
+        if on_round:
+            on_round(i, got)
+    return got
+
+
 def meter_for(profile, runner: Runner) -> PowerMeter | None:
     """The profile's power meter, when it names one and ``runner`` is the device the meter is on."""
     if not profile.connection.power_meter or not on_target(profile, runner):

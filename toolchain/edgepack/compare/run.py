@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import statistics
 import tempfile
 import time
@@ -74,24 +75,38 @@ def failed_row(method: Method, reason: str, seconds: float) -> dict:
     return row
 
 
-def rebench(rows: list[dict], *, threads: int, rounds: int = 3, runs: int = 100) -> None:
-    """Bench every successful row's artifact again on this machine, all in each round, alternating
-    (median of round medians), and put the figure in ``latency_ms`` (the build's own in
-    ``build_latency_ms``). One build's bench is taken at another moment of a shared machine's load;
-    the side-by-side figures are the ones to compare."""
-    from ..devices.host import HostRunner
+def rebench(rows: list[dict], runner, *, threads: int, label: str, rounds: int = 3, runs: int = 100) -> None:
+    """Bench every successful row's artifact again on ``runner``, all in each round, alternating
+    (median of round medians, ``measure.side_by_side``), and put the figure in ``latency_ms`` (the
+    build's own in ``build_latency_ms``). One build's bench is taken at another moment of a shared
+    machine's load; the side-by-side figures are the ones to compare."""
+    from ..measure import side_by_side
 
     ok = [r for r in rows if r["status"] == "ok"]
-    runner, got = HostRunner(), {r["method"]: [] for r in ok}
     blobs = {r["method"]: Path(r["artifact"]).read_bytes() for r in ok}
-    for _ in range(rounds):
-        for r in ok:
-            got[r["method"]].append(runner.benchmark(blobs[r["method"]], threads=threads, warmup=10, runs=runs).median_ms)
+    got = side_by_side(runner, blobs, threads=threads, rounds=rounds, warmup=10, runs=runs)
     for r in ok:
         r["build_latency_ms"] = r["latency_ms"]
         r["latency_ms"] = round(statistics.median(got[r["method"]]), 4)
-        r["latency_label"] = (f"LiteRT + XNNPACK on this machine (host, not the device), {threads} thread(s), "
-                              f"median of {rounds} alternating rounds of {runs} runs")
+        r["latency_label"] = f"{label}, {threads} thread(s), median of {rounds} alternating rounds of {runs} runs"
+
+
+def _rebench_runner(profile, device: str):
+    """(runner, threads, label) to re-bench on: LiteRT in this process for the host, the device's
+    runner otherwise; None where no measured latency exists to compare (a microcontroller's is
+    estimated; qemu's is not a latency source)."""
+    if profile.is_mcu or device == "qemu-arm64":
+        return None
+    if device == "host":
+        from ..devices.host import HostRunner
+
+        return (HostRunner(), min(profile.runtime.threads, len(os.sched_getaffinity(0))),
+                "LiteRT + XNNPACK on this machine (host, not the device)")
+    from ..devices import connect
+    from ..measure import threads_for
+
+    runner = connect(profile, device)
+    return runner, threads_for(profile, runner), f"measured on the device ({runner.kind})"
 
 
 def compare(target: str, methods: list[Method], *, model: str = "demo", data: str = "digits", device: str = "host",
@@ -128,11 +143,14 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
                      f"({row['gzip_bytes']:,} gzip), {row['latency_ms']} ms, {row['build_seconds']:.0f} s")
         else:
             rep.warn(f"{m.name} failed: {row['reason']}")
-    threads = min(profile.runtime.threads, _cores())
-    rebenched = not profile.is_mcu and device == "host" and rebench_rounds > 0
-    if rebenched:
+    how = _rebench_runner(profile, device) if rebench_rounds > 0 else None
+    threads = how[1] if how else profile.runtime.threads
+    if how:
+        runner, _, label = how
         rep.info(f"benching the {sum(r['status'] == 'ok' for r in rows)} artifacts side by side ({rebench_rounds} rounds)")
-        rebench(rows, threads=threads, rounds=rebench_rounds)
+        with runner:
+            rebench(rows, runner, threads=threads, label=label, rounds=rebench_rounds)
+    rebenched = how is not None
     from .report import recommend
 
     return {"target": profile.name, "description": profile.description, "model": model, "data": data,
@@ -140,12 +158,6 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
             "budgets": {k: v for k, v in vars(profile.budgets).items() if v is not None},
             "seconds": round(time.perf_counter() - t_all, 1), "rows": rows,
             "recommendation": recommend(rows, profile)}
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def _move_bundle(src: Path, dest: Path) -> None:
