@@ -22,7 +22,9 @@ from ..errors import ConversionError, DataError
 
 @dataclass(frozen=True)
 class QuantSpec:
-    weights: str = "per-channel"  # or "per-tensor"
+    # int8 weights "per-channel" or "per-tensor"; the single-conversion modes (quantization.mode)
+    # describe theirs here for the manifest: "int8 per-channel" (dynamic-range), "float16", "float32"
+    weights: str = "per-channel"
     io_dtype: str = "int8"  # or "uint8"; int16 activations always take int16 I/O
     activations: str = "int8"  # or "int16" (int16x8: int16 activations, int8 weights)
 
