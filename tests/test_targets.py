@@ -9,6 +9,7 @@ import numpy as np
 from shutil import which as shutil_which
 import pytest
 
+from edgepack.convert.mcu_bundle import FILES as MCU_FILES
 from edgepack import api
 from edgepack.attest import file_sha256
 from edgepack.convert.executorch import FILES
@@ -33,7 +34,7 @@ def test_build_meets_profile(bundles, target):
     result = bundles[target]
     m = result.manifest
     files = sorted(f.name for f in result.out_dir.iterdir())
-    expected = ["manifest.json", "measurements.json", "model.tflite", "report.md"] + (["model_data.cc", "model_data.h"] if "c-source" in p.runtime.formats else [])
+    expected = ["manifest.json", "measurements.json", "model.tflite", "report.md"] + (list(MCU_FILES) if "c-source" in p.runtime.formats else [])
     if "pte" in p.runtime.formats:
         expected += [FILES[b] for b in p.executorch.backends]
     assert files == sorted(expected)

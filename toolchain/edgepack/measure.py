@@ -68,16 +68,16 @@ def sha256(data: bytes) -> str:
 
 
 def on_target(profile, runner: Runner) -> bool:
-    """True when ``runner`` is the profile's device itself: an SSH or adb device, or this machine
-    when the profile says it is the target. Emulated devices never are."""
+    """True when ``runner`` is the profile's device itself: an SSH, adb or serial device, or this
+    machine when the profile says it is the target. Emulated devices never are."""
     if runner.emulated:
         return False
-    return runner.kind in ("ssh", "adb") or (runner.kind == "host" and profile.connection.kind == "local")
+    return runner.kind in ("ssh", "adb", "serial") or (runner.kind == "host" and profile.connection.kind == "local")
 
 
 def threads_for(profile, runner: Runner) -> int:
     """The profile's thread count, capped at this machine's cores when this machine stands in for the device."""
-    if on_target(profile, runner) or runner.kind in ("ssh", "adb"):
+    if on_target(profile, runner):
         return profile.runtime.threads
     return min(profile.runtime.threads, os.cpu_count() or 1)
 

@@ -18,6 +18,7 @@ from .errors import UsageError
 
 #: Every file a bundle may hold (the ExecuTorch programs' names come from convert/executorch.py's FILES).
 BUNDLE_FILES = ("model.tflite", "manifest.json", "measurements.json", "report.md", "model_data.h", "model_data.cc",
+                "model_ops.h", "edgepack_wire.h", "edgepack_wire.c", "edgepack_harness.cc", "edgepack_model.cmake",
                 "model.pte", "model_cortex_m.pte", "model_ethos_u.pte")
 
 
@@ -170,7 +171,10 @@ def render_report(m: dict) -> str:
             f"- tensor arena: {_fmt_int(mc['arena_bytes'])} bytes, measured by TFLM on a 64-bit host (an upper bound on a 32-bit MCU).",
             f"- flash: {_fmt_int(fl['total_bytes'])} bytes = model {_fmt_int(fl['model_bytes'])} + runtime code "
             f"{_fmt_int(fl['runtime_code_bytes_estimated'])} (**estimated**) for operators {', '.join(fl['ops'])}.",
-            "- firmware sources: `model_data.h`, `model_data.cc` (the model array and `kTensorArenaSize`)."
+            "- firmware sources: `model_data.h`, `model_data.cc` (the model array, its sha256 and `kTensorArenaSize`), "
+            "`model_ops.h` (exactly the operators for a `MicroMutableOpResolver`), the serial harness for `edgepack bench "
+            "--device serial:PORT` (`edgepack_harness.cc`, `edgepack_wire.{h,c}`; docs/serial-protocol.md) and "
+            "`edgepack_model.cmake`."
             if "c-source" in m["target"]["runtime"]["formats"] else "",
             "",
         ]

@@ -50,6 +50,9 @@ def tool_versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "missing"
+    from .convert import arm_gcc
+
+    out["arm-none-eabi-gcc"] = arm_gcc.compiler_version() if arm_gcc.available() else "missing"
     return out
 
 

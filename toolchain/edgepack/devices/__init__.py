@@ -6,6 +6,7 @@
 - ``ssh://[user@]host[:port]``: a Linux board over SSH (key, known_hosts and the rest from the profile);
 - ``adb`` or ``adb:SERIAL``: an Android device over adb;
 - ``qemu-arm64``: an emulated arm64 board on this machine (correctness only; timings labelled emulated);
+- ``serial:PORT[:BAUD]``: a microcontroller board running edgepack's harness (``serial_board.py``);
 - ``profile``: whatever the profile's ``[connection]`` says.
 """
 
@@ -16,7 +17,7 @@ import sys
 
 from ..errors import UsageError
 
-DEVICE_FORMS = "host, profile, ssh://[user@]host[:port], adb, adb:SERIAL or qemu-arm64"
+DEVICE_FORMS = "host, profile, ssh://[user@]host[:port], adb, adb:SERIAL, serial:PORT[:BAUD] or qemu-arm64"
 
 
 def connect(profile, device: str = "profile"):
@@ -29,9 +30,16 @@ def connect(profile, device: str = "profile"):
         device = {"local": "host", "adb": f"adb:{c.serial}" if c.serial else "adb", "qemu-arm64": "qemu-arm64",
                   "ssh": f"ssh://{c.user + '@' if c.user else ''}{c.host}:{c.port or 22}"}.get(c.kind, c.kind)
         if device == "serial":
-            raise UsageError(f"the {profile.name} profile reaches its device over a serial port, which edgepack cannot "
-                             f"benchmark through yet; use --device host for a host figure (labelled as such)")
+            if not c.device:
+                raise UsageError(f"the {profile.name} profile's [connection] is a serial port but names none; set "
+                                 f"device = \"/dev/ttyACM0\" there or pass --device serial:PORT")
+            device = f"serial:{c.device}"
     common = {"retries": c.retries, "timeout_s": c.timeout_s}
+    if device.startswith("serial:"):
+        from .serial_board import SerialBoard, parse_device
+
+        port, baud = parse_device(device)
+        return SerialBoard(port, baud, timeout_s=min(c.timeout_s, 30.0))
     if device in ("host", "local"):
         return ShellRunner(LocalShell(), kind="host", python=quote(sys.executable), cpu_affinity=c.cpu_affinity
                            if c.kind == "local" else None, label="host", **common)

@@ -74,9 +74,9 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
     timed = {"max_latency_ms", "max_energy_mj"} if meas.on_target else set()
     files = {"model.tflite": artifact, **{p["entry"]["file"]: p["bytes"] for p in ptes}}
     if "c-source" in profile.runtime.formats:
-        from ..convert.micro import c_source
+        from ..convert.mcu_bundle import firmware_sources
 
-        files.update(c_source(artifact, arena_bytes=judged.arena))
+        files.update(firmware_sources(artifact, arena_bytes=judged.arena))
     fcheck = conv.check
     manifest = {
         "schema_version": attest.SCHEMA_VERSION,

@@ -32,7 +32,8 @@ def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input
     convert = key("convert", weights, calibration, v.get("onnx"), v.get("onnx2tf"), v.get("tensorflow-cpu"))
     quantize = key("quantize", convert, p["quantization"], p["budgets"]["max_accuracy_drop"], calibration,
                    v.get("ai-edge-litert"))
-    validate = key("validate", quantize, p["runtime"]["name"], v.get("tflite-micro"))
+    validate = key("validate", quantize, p["runtime"]["name"], p["hardware"]["cpu"], v.get("tflite-micro"),
+                   v.get("arm-none-eabi-gcc"))
     # a lowered program depends on the pruned model and the export settings only (the check and
     # the guard's float-layer remedy read the TFLite artifact: the stage's own key covers that)
     pte_export = key("pte-export", weights, p["executorch"], p["quantization"]["weights"], calibration,

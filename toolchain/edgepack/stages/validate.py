@@ -53,12 +53,22 @@ def run(inp, conv, quant, runner, rep: Reporter) -> dict | None:
         raise ValidationError(f"TFLM and LiteRT's reference kernels disagree by {steps:.0f} quantization steps on the "
                               f"int8 model (allowed {TFLM_MAX_STEPS}); report the model")
     arena = measure_arena(artifact)
-    flash = estimate_flash(artifact)
+    flash = estimate_flash(artifact, cpu=_gcc_cpu(inp.profile), arena_bytes=arena)
     rep.info(f"TFLM matches LiteRT's reference kernels within {steps:.0f} step(s) on {len(x)} samples (top-1 agreement "
              f"{agree:.1f}%, {xnn_agree:.1f}% with XNNPACK); "
-             f"arena {arena:,} bytes; flash {flash.total_bytes:,} bytes (model {flash.model_bytes:,} + runtime "
-             f"~{flash.code_bytes:,} ESTIMATED)")
+             f"arena {arena:,} bytes; flash {flash.total_bytes:,} bytes (model {flash.model_bytes:,}"
+             f"{' compiled for ' + flash.compiled['cpu'] if flash.compiled else ''} + runtime ~{flash.code_bytes:,} ESTIMATED)")
     return {"tflm_vs_litert": {"kernels": "LiteRT reference kernels", "samples": len(x), "max_steps": steps,
                                "mean_steps": round(float(diffs.mean()), 4), "top1_agreement": agree,
                                "top1_agreement_xnnpack": xnn_agree},
             "arena_bytes": arena, "flash": flash.to_dict()}
+
+
+def _gcc_cpu(profile) -> str | None:
+    """GCC's -mcpu for the profile's CPU, or None when GCC has none for it (the .tflite's length is used)."""
+    from ..convert.arm_gcc import gcc_cpu
+
+    try:
+        return gcc_cpu(profile.hardware.cpu)
+    except ValueError:
+        return None
