@@ -34,7 +34,7 @@ def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
     assert r["energy_basis"] == "estimated" and r["artifact_sha256"] == __import__("hashlib").sha256(MODEL.read_bytes()).hexdigest()
 
     other = int8_model("resnet8")
-    proc = run_cli("bench", str(other), "--target", "cortex-m7", "--device", "host", "--runs", "20",
+    proc = run_cli("bench", str(other), "--target", "rpi5", "--device", "host", "--runs", "20",
                    "--store", str(store), "-q")
     assert proc.returncode == 0, proc.stderr
     listed = run_cli("history", "--store", str(store))
@@ -47,6 +47,30 @@ def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
     by_sha = json.loads(run_cli("history", "--store", str(store), "--sha", r["artifact_sha256"][:8], "--json").stdout)
     assert len(by_sha) == 1
     assert run_cli("history", "--store", str(store), "--device", "adb").stdout.startswith("no benches")
+
+
+def test_a_microcontroller_without_a_board_gets_estimates_never_host_time(tmp_path):
+    """For an MCU target with no board, TFLM runs the model here and the figures are ESTIMATED from
+    its layers: the same on any machine, never this machine's time, and nothing is recorded."""
+    from edgepack.energy import estimate_energy, estimate_latency
+    from edgepack.mcu.layers import layers
+    from edgepack.profiles import load_profile
+
+    store = tmp_path / "h.sqlite"
+    proc = run_cli("bench", str(MODEL), "--target", "cortex-m4", "--device", "host", "--store", str(store), "--json", "-q")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    macs = sum(x.macs for x in layers(MODEL.read_bytes()))
+    hw = load_profile("cortex-m4")
+    lat = estimate_latency(macs, hw.hardware, threads=1)
+    assert r["estimated"] and r["macs"] == macs > 0 and r["latency"]["value"] == pytest.approx(lat.value, rel=1e-5)
+    assert r["latency"]["basis"] == r["energy"]["basis"] == "estimated" and "host" not in r["energy"]["how"]
+    assert r["energy"]["value"] == pytest.approx(estimate_energy(macs, lat, hw.power).value, rel=1e-5)
+    assert r["arena_bytes"] > 0 and r["record_id"] is None and not store.exists()
+    text = run_cli("bench", str(MODEL), "--target", "cortex-m4", "--store", str(store), "-q")  # the profile's serial port
+    assert text.returncode == 5 and "no board at /dev/ttyACM0" in text.stderr  # a board is named: it must be there
+    shown = run_cli("bench", str(MODEL), "--target", "cortex-m7", "--device", "host", "-q")
+    assert shown.returncode == 0 and "ms ESTIMATED" in shown.stdout and "not recorded" in shown.stdout
 
 
 def test_noise_over_the_profile_limit_is_flagged(tmp_path):

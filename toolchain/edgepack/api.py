@@ -117,6 +117,9 @@ def bench(
 
     Settings default to the profile's [runtime] threads and [measure] section. Energy is measured
     when the profile names a power meter (``energy=False`` skips it), else estimated and labelled.
+    For a microcontroller target, only a board on a serial port is benchmarked; without one TFLM
+    runs the model on this machine and latency and energy are estimated (``mcu/estimate.py``; the
+    result has ``"estimated": True`` and nothing is recorded).
     The result is recorded in the bench history (``store``, default :func:`edgepack.store.default_path`)
     unless ``record`` is False. Returns the result as a dict (latency, energy, warnings, device,
     artifact, record id). Raises UsageError for bad input and DeviceError subclasses for device
@@ -138,6 +141,12 @@ def bench(
     m = profile.measure
     runs, warmup = runs or m.runs, m.warmup if warmup is None else warmup
     repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s
+    if profile.is_mcu and not _is_serial(profile, device):
+        # no board: TFLM runs the model here for what it can tell; the figures are estimates, never host time
+        from .mcu.estimate import bench_estimate
+
+        with rep.stage(f"{Path(artifact).name} for {profile.name} (no board: estimates)"):
+            return bench_estimate(profile, data, fmt, artifact=str(artifact), rep=rep)
     db = BenchStore(store) if record else None  # opened first: an unwritable history fails before the bench
     try:
         with rep.stage(f"bench {Path(artifact).name} on {device}"):
@@ -159,6 +168,11 @@ def bench(
     finally:
         if db is not None:
             db.close()
+
+
+def _is_serial(profile, device: str) -> bool:
+    """Whether ``device`` (or the profile's connection, for "profile") is a board on a serial port."""
+    return device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
 
 
 def history(*, store: str | Path | None = None, **filters) -> list[dict]:

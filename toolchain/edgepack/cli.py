@@ -54,8 +54,15 @@ LiteRT's benchmark_model when [connection] benchmark_model names one; Android de
 benchmark_model (pushed to /data/local/tmp). qemu-arm64 checks the arm64 build under emulation
 (its timings are labelled emulated and never used as device latency).
 
+microcontrollers: serial:PORT[:BAUD] (or [connection] kind = "serial") benches a board running the
+bundle's harness (edgepack_harness.cc; docs/serial-protocol.md): latency is the board's DWT cycle
+count over its clock, and its outputs are checked against TFLM here. Without a board, TFLM runs
+the model on this machine (it loads, every operator runs, the arena) and latency and energy are
+ESTIMATED from the model's layers: this machine's time never stands for an MCU's; nothing is recorded.
+
 examples:
   edgepack bench --target rpi4 dist/rpi4/model.tflite
+  edgepack bench --target cortex-m4 --device serial:/dev/ttyACM0:115200 dist/cortex-m4/model.tflite
   edgepack bench --target android-arm64 --device adb:R58M123 dist/android-arm64/model.tflite --op-profile
   edgepack bench --target rpi4 --device host --repeats 5 dist/rpi4/model.pte
   edgepack history --target rpi4
@@ -132,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     bn.add_argument("artifact", metavar="MODEL.tflite|MODEL.pte", help="the artifact to benchmark")
     bn.add_argument("--target", required=True, metavar="NAME|PATH", help="the target profile (threads, [measure], [connection], [power])")
     bn.add_argument("--device", default="profile", metavar="DEVICE",
-                    help="profile (default: the profile's [connection]), host, ssh://user@host[:port], adb, adb:SERIAL, qemu-arm64")
+                    help="profile (default: the profile's [connection]), host, ssh://user@host[:port], adb, adb:SERIAL, "
+                         "serial:PORT[:BAUD], qemu-arm64")
     bn.add_argument("--runs", type=int, metavar="N", help="timed runs per bench (default: [measure] runs)")
     bn.add_argument("--warmup", type=int, metavar="N", help="untimed runs first (default: [measure] warmup)")
     bn.add_argument("--threads", type=int, metavar="N", help="inference threads (default: [runtime] threads)")
@@ -260,6 +268,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return ExitStatus.OK
+    if r.get("estimated"):
+        return _print_mcu_estimate(r)
     lat, e = r["latency"], r["energy"]
     print(f"{r['artifact']} (sha256 {r['sha256'][:12]}, {r['size_bytes']:,} bytes) on {r['device']['description']}")
     print(f"  latency  median {_fmt(lat['median_ms'])} ms, p90 {_fmt(lat['p90_ms'])} ms, p95 {_fmt(lat['p95_ms'])} ms, "
@@ -282,6 +292,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"  WARNING  {w}")
     if r["record_id"] is not None:
         print(f"  recorded as #{r['record_id']} in {r['store']}")
+    return ExitStatus.OK
+
+
+def _print_mcu_estimate(r: dict) -> int:
+    lat, e = r["latency"], r["energy"]
+    print(f"{r['artifact']} (sha256 {r['sha256'][:12]}, {r['size_bytes']:,} bytes) for {r['target']}: {r['device']['description']}")
+    print(f"  TFLM     ran on this machine (every operator loads and runs); tensor arena {r['arena_bytes']:,} bytes")
+    print(f"  latency  {_fmt(lat['value'])} ms ESTIMATED ({lat['how']})")
+    print(f"  energy   {_fmt(e['value'], '.4g', ' mJ per inference')} ESTIMATED ({e['how']})")
+    for w in r["warnings"]:
+        print(f"  NOTE     {w}")
+    print("  not recorded: the bench history holds measurements only")
     return ExitStatus.OK
 
 

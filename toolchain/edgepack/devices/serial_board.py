@@ -56,7 +56,7 @@ class SerialBoard(Runner):
             self._link = serial.Serial(self.port, self.baud, timeout=self.timeout_s, write_timeout=self.timeout_s)
         except (serial.SerialException, OSError) as e:
             raise DeviceUnreachable(f"no board at {self.port}: {_reason(e)}; check the cable and the port name "
-                                    f"(ls /dev/ttyACM* /dev/ttyUSB*)") from e
+                                    f"(ls /dev/ttyACM* /dev/ttyUSB*), or pass --device host for estimates without a board") from e
         self._link.reset_input_buffer()
         reply = self._request(wire.Msg.HELLO, wire.CODE.pack(wire.PROTOCOL_VERSION), wire.Msg.HELLO_OK,
                               allow_boot=True)

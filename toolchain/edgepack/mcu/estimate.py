@@ -1,0 +1,48 @@
+"""`edgepack bench` for a microcontroller target with no board attached: TensorFlow Lite Micro runs
+the model on this machine for what it can tell (the model loads, every operator runs, the arena it
+plans), and latency and energy are ESTIMATED from the model's layers and the profile. This
+machine's time never enters an MCU figure: a desktop CPU's milliseconds times an MCU's power mean
+nothing. Nothing is recorded in the bench history, which holds measurements only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..energy import estimate_energy, estimate_latency
+from ..errors import UsageError
+
+
+def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dict:
+    """The figures for ``data`` (a .tflite) on ``profile``'s microcontroller, without a board."""
+    from ..convert.micro import measure_arena, tflm_interpreter
+    from ..measure import sha256
+    from .layers import layers
+
+    if fmt != "tflite":
+        raise UsageError(f"{artifact}: a .pte for a microcontroller cannot run on this machine; bench model.tflite, or "
+                         f"attach the board (--device serial:PORT)")
+    it = tflm_interpreter(data, runtime_name=profile.runtime.name.upper())
+    d = it.get_input_details(0)
+    info = np.iinfo(d["dtype"]) if np.issubdtype(d["dtype"], np.integer) else None
+    rng = np.random.default_rng(0)
+    x = rng.integers(info.min, info.max + 1, size=d["shape"]) if info else rng.standard_normal(d["shape"])
+    it.set_input(x.astype(d["dtype"]), 0)
+    it.invoke()
+    arena = measure_arena(data)
+    rows = layers(data)
+    macs = sum(r.macs for r in rows)
+    lat = estimate_latency(macs, profile.hardware, threads=1)
+    energy = estimate_energy(macs, lat, profile.power)
+    rep.info(f"TFLM ran the model on this machine (every operator loads and runs); arena {arena:,} bytes; "
+             f"{macs:,} MACs over {len(rows)} operators")
+    return {
+        "artifact": artifact, "sha256": sha256(data), "format": fmt, "size_bytes": len(data), "target": profile.name,
+        "estimated": True, "macs": macs, "arena_bytes": arena,
+        "latency": lat.to_dict(), "energy": energy.to_dict(),
+        "layers": [{**r.to_dict(), "macs": r.macs} for r in rows],
+        "device": {"kind": "none", "id": "none", "description": f"no board: {profile.description}"},
+        "warnings": [f"no {profile.name} board attached: latency and energy are ESTIMATED, not measured; attach one "
+                     f"running edgepack's harness and pass --device serial:PORT to measure"],
+        "record_id": None, "store": None,
+    }
