@@ -135,7 +135,9 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
             "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
                         "outputs": [{"name": "logits", "shape": [1, int(tflite_out.shape[1])], "dtype": "float32"}]},
             "accuracy": check.to_dict(), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
-            "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes, "qat": prog.qat,
+            "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes,
         }
+        if prog.qat:
+            entry["qat"] = prog.qat
         out.append({"bytes": prog.program, "entry": entry, "host_runnable": prog.host_runnable})
     return out

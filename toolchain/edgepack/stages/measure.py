@@ -20,17 +20,15 @@ class MeasureOut:
 
 
 def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None, bench_key: str | None = None) -> MeasureOut:
-    """Latency (and energy) of the TFLite artifact and each host-runnable .pte. With ``cache`` and
+    """Latency (and energy) of the TFLite artifact and each host-runnable .pte; for a
+    microcontroller, measured on its board over a serial port, else estimated. With ``cache`` and
     ``bench_key`` (the device and the profile's measurement settings), an artifact whose bytes were
     measured the same way before is not measured again (a quantization-only change re-measures
     model.tflite, not an unchanged .pte)."""
     profile, artifact = inp.profile, quant.artifact
-    m = profile.measure
-    if profile.is_mcu:
-        from ..devices.tflm import TFLMRunner
-
-        lat = TFLMRunner().benchmark(artifact, warmup=m.warmup, runs=m.runs).to_dict()
-        out = MeasureOut(lat, "TFLM reference kernels on the host (not the microcontroller)", False)
+    serial = device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
+    if profile.is_mcu and not serial:
+        out = _mcu_estimate(profile, artifact)
     else:
         measured = _measure_on_device(profile, device, artifact, ptes, rep, cache=cache, bench_key=bench_key)
         got = measured["model.tflite"]
@@ -51,6 +49,19 @@ def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None,
     rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: "
              f"{out.label}")
     return out
+
+
+def _mcu_estimate(profile, artifact: bytes) -> MeasureOut:
+    """A microcontroller with no board attached: latency ESTIMATED from the artifact's layers, never
+    this machine's time (TFLM's host timing says nothing about an MCU)."""
+    from ..energy import estimate_latency
+    from ..mcu.layers import layers
+
+    macs = sum(x.macs for x in layers(artifact))
+    est = estimate_latency(macs, profile.hardware, threads=1)
+    lat = {"median_ms": round(est.value, 6), "basis": "estimated", "how": est.how, "macs": macs}
+    return MeasureOut(lat, f"ESTIMATED for the {profile.name} from model.tflite's layers: no board measured "
+                           f"(pass --device serial:PORT to measure one)", False)
 
 
 def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter, *, cache=None,
