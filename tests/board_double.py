@@ -16,6 +16,7 @@ import os
 import select
 import struct
 import threading
+import time
 import tty
 import zlib
 
@@ -39,6 +40,8 @@ class BoardDouble:
         self.port = os.ttyname(self._slave)
         self.inferences = 0
         self.loops: list[int] = []
+        self.trigger = False  # the harness's trigger pin, read by a power meter double
+        self.wired = True  # False: the pin is not connected to the meter
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -113,9 +116,12 @@ class BoardDouble:
             if self.fault == "wrong-output":
                 y = (y.astype(np.int16) + 9).clip(-128, 127).astype(y.dtype)
             self._send(0x82, seq, struct.pack("<Q", self.cycles) + y.tobytes(), corrupt=self.fault == "garble" and due)
-        elif kind == 0x03:  # LOOP
+        elif kind == 0x03:  # LOOP: takes the time the cycles say, trigger pin high meanwhile
             (n,) = struct.unpack("<I", payload)
             self.loops.append(n)
+            self.trigger = self.wired
+            time.sleep(n * self.cycles / self.clock_hz)
+            self.trigger = False
             self._send(0x83, seq, struct.pack("<IQ", n, n * self.cycles))
         else:
             self._send(0x7E, seq, struct.pack("<H", 2) + f"unknown message type 0x{kind:02x}".encode())

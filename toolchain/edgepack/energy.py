@@ -83,6 +83,9 @@ class PowerMeter:
     script = ""
     status_script = ""  # prints the charging status, where the meter has one
 
+    def configure(self, profile) -> None:
+        """Take the meter's settings from the profile (its port, its supply voltage), where it has any."""
+
     def refusal(self, runner) -> str | None:
         """Why a measurement must not be taken now (e.g. the phone is charging), or None."""
         return None

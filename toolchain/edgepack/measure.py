@@ -7,6 +7,7 @@ measured by a power meter (or estimated, and labelled so), and the result kept i
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import statistics
 import time
@@ -106,7 +107,9 @@ def meter_for(profile, runner: Runner) -> PowerMeter | None:
         return None
     from .energy import power_meter
 
-    return power_meter(profile.connection.power_meter)
+    meter = power_meter(profile.connection.power_meter)
+    meter.configure(profile)
+    return meter
 
 
 def _uptime(runner: Runner) -> float:
@@ -134,6 +137,20 @@ def _energy(runner: Runner, model: bytes, *, name: str, threads: int, warmup: in
         start, end = after - loop["wall_s"], after
     return energy_from_samples(samples, loop_start=start, loop_end=end, idle_end=idle_end,
                                inferences=stats.runs, loop_wall_s=loop["wall_s"], meter=meter)
+
+
+def _board_energy(runner: Runner, model: bytes, head: LatencyStats, *, measure, meter: PowerMeter) -> Figure:
+    """A microcontroller board: idle, then one loop of inferences long enough for ``energy_seconds``,
+    its window marked by the harness's trigger pin in the meter's samples."""
+    n = max(10, math.ceil(measure.energy_seconds / (head.median_ms / 1e3)))
+    meter.start(runner)
+    try:
+        time.sleep(measure.idle_seconds)
+        runner.loop(model, n)
+        time.sleep(0.05)  # the last samples of the window reach the meter
+    finally:
+        samples = meter.stop()
+    return meter.energy(samples, inferences=n)
 
 
 def _thermal_rise(state: dict) -> list[str]:
@@ -179,7 +196,9 @@ def measure(runner: Runner, model: bytes, *, name: str, profile, threads: int, w
     energy, refused = None, None
     if meter is not None:
         refused = meter.refusal(runner)
-        if refused is None:
+        if refused is None and runner.kind == "serial":
+            energy = _board_energy(runner, model, head, measure=profile.measure, meter=meter)
+        elif refused is None:
             energy = _energy(runner, model, name=name, threads=threads, warmup=warmup, measure=profile.measure, meter=meter)
         else:
             warnings.append(f"energy not measured: {refused}")

@@ -198,7 +198,11 @@ class Connection:
         doc="path on this machine to LiteRT's benchmark_model built for the device; pushed and used for .tflite"))
     cpu_affinity: str | None = field(default=None, metadata=_spec(doc="hex CPU mask the benchmark is pinned to (taskset), e.g. f0"))
     power_meter: str | None = field(default=None, metadata=_spec(
-        doc="energy meter: android-battery, ina219, ina226, or a plugin's name; unset: energy is estimated from [power]"))
+        doc="energy meter: android-battery, ina219, ina226, ppk2, or a plugin's name; unset: energy is estimated from [power]"))
+    meter_device: str | None = field(default=None, metadata=_spec(
+        doc="ppk2: the power meter's serial port on this machine, e.g. /dev/ttyACM1"))
+    meter_supply_mv: int = field(default=3300, metadata=_spec(
+        lo=800, hi=5000, doc="ppk2: the supply voltage it gives the board (source-meter mode), mV"))
     retries: int = field(default=2, metadata=_spec(lo=0, hi=10, doc="retries after a dropped or refused connection"))
     timeout_s: float = field(default=600.0, metadata=_spec(lo=1.0, doc="limit for each command on the device, seconds"))
 
