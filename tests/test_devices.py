@@ -48,19 +48,3 @@ def test_host_runner_runs_and_benchmarks(tiny_tflite):
     s = r.benchmark(tiny_tflite, threads=1, warmup=2, runs=25)
     assert s.runs == 25 and s.measured_on == "host" and "host" in s.device
     assert 0 < s.min_ms <= s.median_ms <= s.p90_ms
-
-
-def test_tflm_runner_speaks_the_runner_interface():
-    from fixture_models import int8_model
-    from edgepack.devices.tflm import TFLMRunner
-
-    model = int8_model("resnet8").read_bytes()
-    r = TFLMRunner()
-    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
-    ref = HostRunner(reference=True).run(model, x)
-    from edgepack.devices.host import interpreter
-
-    step = interpreter(model).get_output_details()[0]["quantization"][0]
-    np.testing.assert_allclose(r.run(model, x), ref, atol=2 * step + 1e-6)  # within 2 output steps
-    s = r.benchmark(model, warmup=1, runs=5)
-    assert s.runs == 5 and s.measured_on == "host (TFLM)" and "TFLM reference kernels" in s.device

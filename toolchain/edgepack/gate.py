@@ -134,16 +134,21 @@ def _side_by_side(profile, device: str, new: Path, old: Path, repeats: int, on_p
 
     data = {"new": new.read_bytes(), "baseline": old.read_bytes()}
     m = profile.measure
-    if profile.is_mcu:
-        from .devices.tflm import TFLMRunner
+    if profile.is_mcu:  # no two models side by side on one board: both estimated, never this machine's time
+        from .mcu.estimate import estimated_latency
 
-        runner, threads, label = TFLMRunner(), 1, "TFLM reference kernels on the host (not the microcontroller)"
-    else:
-        from .devices import connect
+        new_ms, old_ms = (estimated_latency(profile, data[k])[0].value for k in ("new", "baseline"))
+        ratio = new_ms / old_ms
+        return {"device": f"no board (the {profile.name})", "repeats": 1,
+                "label": "ESTIMATED from each model's layers and the profile's [hardware]; this machine's time is not an MCU's",
+                "new_ms": new_ms, "baseline_ms": old_ms, "new_medians_ms": [new_ms], "baseline_medians_ms": [old_ms],
+                "ratios": [round(ratio, 4)], "median_ratio": ratio, "rounds_slower": int(ratio > 1)}
+    from .devices import connect
 
-        runner = connect(profile, device)
-        threads = threads_for(profile, runner)
-        label = f"{runner.kind}, {threads} thread(s)"
+    runner = connect(profile, device)
+    threads = threads_for(profile, runner)
+    label = f"{runner.kind}, {threads} thread(s)"
+
     def progress(i: int, got: dict) -> None:
         if on_progress:
             on_progress(f"bench {i + 1}/{repeats}: new {got['new'][-1]:.4g} ms, baseline {got['baseline'][-1]:.4g} ms")
@@ -151,8 +156,7 @@ def _side_by_side(profile, device: str, new: Path, old: Path, repeats: int, on_p
     with runner:
         where = runner.describe()
         medians = side_by_side(runner, data, threads=threads, rounds=repeats, warmup=m.warmup, runs=m.runs,
-                               options=None if profile.is_mcu else
-                               (lambda which: {"name": f"{which}.tflite", "min_seconds": m.min_seconds}),
+                               options=lambda which: {"name": f"{which}.tflite", "min_seconds": m.min_seconds},
                                on_round=progress)
     ratios = [n / b for n, b in zip(medians["new"], medians["baseline"])]
     return {"device": where, "label": label, "repeats": repeats, "new_ms": statistics.median(medians["new"]),

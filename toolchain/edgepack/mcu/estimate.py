@@ -13,11 +13,19 @@ from ..energy import estimate_energy, estimate_latency
 from ..errors import UsageError
 
 
+def estimated_latency(profile, data: bytes):
+    """(latency Figure, MACs, layers) of a .tflite on ``profile``'s microcontroller, ESTIMATED from its layers."""
+    from .layers import layers
+
+    rows = layers(data)
+    macs = sum(r.macs for r in rows)
+    return estimate_latency(macs, profile.hardware, threads=1), macs, rows
+
+
 def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dict:
     """The figures for ``data`` (a .tflite) on ``profile``'s microcontroller, without a board."""
     from ..convert.micro import measure_arena, tflm_interpreter
     from ..measure import sha256
-    from .layers import layers
 
     if fmt != "tflite":
         raise UsageError(f"{artifact}: a .pte for a microcontroller cannot run on this machine; bench model.tflite, or "
@@ -30,9 +38,7 @@ def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dic
     it.set_input(x.astype(d["dtype"]), 0)
     it.invoke()
     arena = measure_arena(data)
-    rows = layers(data)
-    macs = sum(r.macs for r in rows)
-    lat = estimate_latency(macs, profile.hardware, threads=1)
+    lat, macs, rows = estimated_latency(profile, data)
     energy = estimate_energy(macs, lat, profile.power)
     rep.info(f"TFLM ran the model on this machine (every operator loads and runs); arena {arena:,} bytes; "
              f"{macs:,} MACs over {len(rows)} operators")
