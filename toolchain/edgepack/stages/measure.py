@@ -46,8 +46,12 @@ def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None,
                                             "ratio_to_tflite": round(pl["median_ms"] / lat["median_ms"], 4)}
             rep.info(f"{p['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
                      f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's")
-    rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: "
-             f"{out.label}")
+    lat = out.latency
+    if lat.get("basis") == "estimated":
+        rep.info(f"{lat['median_ms']:.3f} ms {out.label}")
+    else:
+        rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: "
+                 f"{out.label}")
     return out
 
 
