@@ -38,6 +38,7 @@ def test_the_bundle_holds_the_model_its_sha256_and_exactly_its_operators():
     ops = ops_used(model)
     header = files["model_ops.h"].decode()
     assert f"constexpr int kEdgepackOpCount = {len(ops)};" in header
+    assert "#define EDGEPACK_MAX_TENSOR_BYTES 490u" in header  # the [1,49,10,1] int8 input
     assert re.findall(r"// ([A-Z0-9_]+)\n", header) == list(ops)
     digest = ", ".join(f"0x{b:02x}" for b in hashlib.sha256(model).digest())
     assert f"g_model_sha256[32] = {{{digest}}};" in files["model_data.cc"].decode()

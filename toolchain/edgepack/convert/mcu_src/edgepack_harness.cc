@@ -29,7 +29,8 @@ void edgepack_harness_main(void);
 namespace {
 
 constexpr char kFirmware[] = "edgepack-harness 1";
-constexpr size_t kMaxFrame = 16 * 1024;  // room for the largest input or output tensor of a bundle
+// A frame: header, the largest tensor plus the cycle count (or HELLO_OK's fields), CRC.
+constexpr size_t kMaxFrame = EP_HEADER_BYTES + EDGEPACK_MAX_TENSOR_BYTES + 64 + EP_CRC_BYTES;
 
 // The DWT cycle counter (Cortex-M3 and later; the lock access register matters on the M7).
 volatile uint32_t& Reg(uint32_t address) { return *reinterpret_cast<volatile uint32_t*>(address); }
@@ -46,10 +47,10 @@ uint32_t Cycles() { return Reg(0xE0001004u); }
 alignas(16) uint8_t tensor_arena[kTensorArenaSize];
 uint8_t rx[kMaxFrame];
 uint8_t tx[kMaxFrame];
-uint8_t payload[kMaxFrame];
+uint8_t* const payload = tx + EP_HEADER_BYTES;  // replies are written in place, then framed around
 
 void Send(uint8_t type, uint8_t seq, const uint8_t* data, uint32_t n) {
-  size_t len = ep_encode(tx, sizeof tx, type, seq, data, n);
+  size_t len = ep_encode(tx, sizeof tx, type, seq, data, n);  // data is payload: copied onto itself
   if (len) edgepack_uart_write(tx, len);
 }
 
