@@ -73,6 +73,7 @@ def test_results_follow_the_schema_and_the_report_is_complete(compared):
     assert any(x["pareto_latency"] for x in ok) and any(x["pareto_size"] for x in ok)
     assert all("host" in x["latency_label"] and x["latency_ms"] > 0 for x in ok)
     assert all(x["energy_label"].startswith(("estimated", "measured")) for x in ok)
+    assert all(0.0 < x["activation_zeros"] < 1.0 for x in ok)  # every row's artifact measured alike (ReLU zeros)
     assert saved["recommendation"]["reason"]
 
 

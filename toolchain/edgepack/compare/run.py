@@ -91,6 +91,24 @@ def rebench(rows: list[dict], runner, *, threads: int, label: str, rounds: int =
         r["latency_label"] = f"{label}, {threads} thread(s), median of {rounds} alternating rounds of {runs} runs"
 
 
+#: Held-out samples the activation zeros are counted on.
+ZERO_SAMPLES = 64
+
+
+def _activation_zeros(result, data: str) -> float:
+    """The deployed artifact's zero activations (``activations.artifact_zero_fraction``) on the first
+    ``ZERO_SAMPLES`` held-out samples: every row measured alike, whatever the method."""
+    from ..compress.activations import artifact_zero_fraction
+    from ..convert.tflite import to_model_layout
+    from ..data import load_data
+
+    art = result.manifest["artifact"]
+    shape = result.manifest["tensors"]["inputs"][0]["shape"]
+    nchw = (1, shape[3], shape[1], shape[2]) if art["input_layout"] == "NHWC" else tuple(shape)
+    x = load_data(data, input_shape=nchw).x_eval[:ZERO_SAMPLES]
+    return artifact_zero_fraction((result.out_dir / "model.tflite").read_bytes(), to_model_layout(x, art["input_layout"]))
+
+
 def _rebench_runner(profile, device: str):
     """(runner, threads, label) to re-bench on: LiteRT in this process for the host, the device's
     runner otherwise; None where no measured latency exists to compare (a microcontroller's is
@@ -132,6 +150,7 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
                 res = api.build(target, model=model, data=data, out=Path(scratch), device=device,
                                 overrides=(*base, *sets, *m.sets), allow_budget_violation=True)
                 row = figures(m, res, time.perf_counter() - t0)
+                row["activation_zeros"] = _activation_zeros(res, data)
                 dest = out / "bundles" / m.name
                 _move_bundle(res.out_dir, dest)
                 row["artifact"] = str(dest / "model.tflite")

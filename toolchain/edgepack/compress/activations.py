@@ -40,6 +40,42 @@ def zero_fractions(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) ->
     return {n: round(z / max(t, 1), 4) for n, (z, t) in zeros.items()}
 
 
+def artifact_zero_fraction(model: bytes, x: np.ndarray) -> float:
+    """In a .tflite run on ``x`` (model layout, batch first): the fraction of exactly-zero values
+    over its ReLU-family outputs, found as the activation tensors never negative on ``x`` (a
+    quantized value is zero when it equals its zero point). Every deployed artifact is measured the
+    same way, whatever method made it."""
+    from .tflite_graph import interpreter
+
+    it = interpreter(model)
+    made = {int(j) for op in it._get_ops_details() for j in op["outputs"]}
+    details = {d["index"]: d for d in it.get_tensor_details() if d["index"] in made}
+    outs = {d["index"] for d in it.get_output_details()}
+    inp = it.get_input_details()[0]
+    scale, zp = inp["quantization"]
+    zeros: dict[int, list[int]] = {}
+    negative: set[int] = set()
+    for sample in x:
+        v = sample[None]
+        if np.issubdtype(inp["dtype"], np.integer):
+            v = np.clip(np.round(v / scale + zp), np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max)
+        it.set_tensor(inp["index"], v.astype(inp["dtype"]))
+        it.invoke()
+        for t, d in details.items():
+            if t in outs or t in negative:
+                continue
+            q = it.get_tensor(t)
+            z = d["quantization"][1] if np.issubdtype(q.dtype, np.integer) else 0
+            if (q < z).any():
+                negative.add(t)
+                continue
+            c = zeros.setdefault(t, [0, 0])
+            c[0] += int((q == z).sum())
+            c[1] += q.size
+    kept = [c for t, c in zeros.items() if t not in negative and c[1]]
+    return round(sum(c[0] for c in kept) / sum(c[1] for c in kept), 4) if kept else 0.0
+
+
 def mean_zero_fraction(fractions: dict[str, float]) -> float:
     """Unweighted mean over layers (0 when the model has no ReLU-family module)."""
     return round(float(np.mean(list(fractions.values()))), 4) if fractions else 0.0
