@@ -6,7 +6,7 @@ numbers of the same run:
 - unstructured sparsity and clustering reduce the compressed size, not the dense latency;
 - distillation beats plain training of the same student (deployed accuracy).
 Latency on litert targets: LiteRT on THIS machine (host), every artifact benched again side by
-side in alternating rounds; on MCU targets: the build's TFLM figure / estimate, labelled.
+side in alternating rounds; on MCU targets: estimated from each artifact's layers (no board), labelled.
 
     .venv/bin/python benchmarks/compare.py [--pairs digits:rpi4,digits-hard:rpi4,digits:cortex-m4,digits-hard:cortex-m4]
         [--methods all] [--out compare-bench] [--json results.json]
