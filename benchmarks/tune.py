@@ -136,7 +136,7 @@ def verdicts(res: dict) -> list[str]:
         faster = [v for v in tuned.values() if v["ms"] <= u["ms"] * 1.05]
         best = max((v["val"] for v in faster), default=None)
         out.append(f"{k}: {u['ms']:.4f} ms, val {u['val']:.2f}%; best tuned at <= its latency (+5%): "
-                   + (f"val {best:.2f}% ({'>=' if best >= u['val'] else '<'})" if best is not None else "none"))
+                   + (f"val {best:.2f}% ({'>=' if best >= u['val'] - 1e-3 else '<'})" if best is not None else "none"))
     f, i8 = rows["float unpruned"], rows["int8 unpruned"]
     ok = [(k, v) for k, v in tuned.items() if f["ms"] / v["ms"] >= 3 and i8["ms"] / v["ms"] >= 1.8
           and v["held_out"] is not None and v["held_out"] >= f["held_out"] - 0.5]
