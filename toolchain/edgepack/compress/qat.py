@@ -76,7 +76,7 @@ def finetune_exported(prepared, x: np.ndarray, y: np.ndarray, *, epochs: int, lr
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
     move_exported_model_to_eval(prepared)
     return {"epochs": epochs, "steps": len(losses), "seconds": round(time.perf_counter() - t0, 2),
             "loss_first": round(float(np.mean(losses[:per_epoch])), 4) if losses else None,
