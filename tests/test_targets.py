@@ -9,6 +9,7 @@ import numpy as np
 from shutil import which as shutil_which
 import pytest
 
+from edgepack.convert.arm_gcc import gcc_cpu
 from edgepack.convert.mcu_bundle import FILES as MCU_FILES
 from edgepack import api
 from edgepack.attest import file_sha256
@@ -81,7 +82,10 @@ def test_build_meets_profile(bundles, target):
         assert mc["tflm_vs_litert"]["max_steps"] <= api.TFLM_MAX_STEPS
         assert mc["tflm_vs_litert"]["top1_agreement"] >= 95.0
         assert 0 < mc["arena_bytes"] <= p.hardware.ram_kb * 1024
-        assert mc["flash"]["total_bytes"] == len(model) + mc["flash"]["runtime_code_bytes_estimated"]
+        fl = mc["flash"]  # the model's part read from model_data.cc compiled for the profile's CPU
+        assert fl["model_object"]["cpu"] == gcc_cpu(p.hardware.cpu) and fl["model_bytes"] == fl["model_object"]["flash_bytes"]
+        assert len(model) + 32 <= fl["model_bytes"] <= len(model) + 256  # the array, its length and sha256
+        assert fl["total_bytes"] == fl["model_bytes"] + fl["runtime_code_bytes_estimated"]
         assert mc["flash"]["total_bytes"] <= p.hardware.flash_kb * 1024
         assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(mc["flash"]["ops"])
         report = (result.out_dir / "report.md").read_text()
