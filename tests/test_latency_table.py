@@ -83,6 +83,28 @@ def test_the_table_on_this_machine_and_the_predictors_factor(digits, tmp_path):
     assert table.label.startswith("host")
     history = [{"threads": 1, "table_ms": 1.0, "measured_ms": m} for m in (1.2, 1.4, 1.3)]
     history.append({"threads": 2, "table_ms": 1.0, "measured_ms": 9.0})
-    assert Predictor.factor(history, 1) == (pytest.approx(1.3), 3)  # 3 trials at 1 thread: theirs alone
-    assert Predictor.factor(history, 2) == (pytest.approx(1.35), 4)  # 1 trial at 2 threads: all trials pooled
-    assert Predictor.factor([], 4) == (1.0, 0)
+    same = Predictor.fit(history, 1)  # 3 trials at 1 thread: theirs alone; one table sum: a ratio
+    assert (same.kind, same.trials, same.scale, same.offset_ms) == ("ratio", 3, pytest.approx(1.3), 0.0)
+    pooled = Predictor.fit(history, 2)  # 1 trial at 2 threads: all trials pooled
+    assert (pooled.kind, pooled.trials, pooled.scale) == ("ratio", 4, pytest.approx(1.35))
+    assert Predictor.fit([], 4).predict(2.0) == 2.0  # before any trial: the table itself
+
+
+def test_the_predictor_fits_a_fixed_cost_a_ratio_cannot():
+    # the whole model pays one call where the table's layers, timed alone, paid one each: measured =
+    # 0.8 x table - 0.05 ms; a ratio fitted on these trials over-predicts the most pruned candidate
+    tables = [0.20, 0.25, 0.30, 0.40, 0.50]
+    history = [{"threads": 1, "table_ms": t, "measured_ms": 0.8 * t - 0.05} for t in tables]
+    history[2]["measured_ms"] *= 1.4  # one trial benched in a busy minute
+    cal = Predictor.fit(history, 1)
+    assert cal.kind == "affine" and cal.trials == 5
+    assert cal.scale == pytest.approx(0.8) and cal.offset_ms == pytest.approx(-0.05)
+    assert cal.predict(0.15) == pytest.approx(0.07)  # more pruned than any trial
+    ratio = sorted(h["measured_ms"] / h["table_ms"] for h in history)[2]
+    assert abs(ratio * 0.15 - 0.07) / 0.07 > 0.15  # what the ratio would have said
+    assert Predictor.fit(history[:2], 1).kind == "ratio"  # 2 trials give no trusted slope
+    falling = [{"threads": 1, "table_ms": t, "measured_ms": 1.0 - t} for t in tables]
+    assert Predictor.fit(falling, 1).kind == "ratio"  # a slope that is not positive is not used
+    cal = Predictor.fit(history, 1)
+    assert cal.predict(0.01) == pytest.approx(cal.ratio * 0.01)  # never a negative prediction
+    assert cal.to_attrs()["fit"] == "affine"

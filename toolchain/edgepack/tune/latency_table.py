@@ -6,8 +6,8 @@ are pruned early.
 The table holds measured milliseconds by exact layer shape. A shape it does not hold is
 interpolated from the measured shapes of the same kind, kernel and stride (least squares of ms on
 MACs). What single layers measured alone do not show (adds, pooling, one interpreter call for
-all layers instead of one each, caches shared between layers) is a factor learnt from the trials
-(predict.py), so the prediction improves as the study runs. Every prediction is compared with the
+all layers instead of one each, caches shared between layers) is an affine fit learnt from the
+trials (predict.py), so the prediction improves as the study runs. Every prediction is compared with the
 measurement of the trial it was made for (``prediction_error`` on the trial, and in the report).
 """
 

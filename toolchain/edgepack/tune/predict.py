@@ -1,12 +1,13 @@
 """Latency predicted before a trial trains: the candidate is pruned (no recovery) to get its layer
-shapes, the study's latency table gives each layer's measured milliseconds, and a factor learnt
-from the finished trials (median of measured / table; those of the same thread count once there
-are enough) covers what single layers do not show. A candidate predicted far over the latency
+shapes, the study's latency table gives each layer's measured milliseconds, and an affine fit on
+the finished trials (measured = offset + scale x table; those of the same thread count once there
+are enough) covers what single layers timed alone do not show. A candidate predicted far over the latency
 budget is pruned before it trains."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from .latency_table import ROUNDS, LatencyTable, layer_shapes, measure_table, ta
 #: a candidate is dropped untrained when predicted over the latency budget by more than this,
 #: and only once this many trials have calibrated the prediction
 MARGIN, CALIBRATED_AFTER = 0.3, 3
+#: table sums closer than this (relative) give no slope
+SPREAD = 0.05
 
 
 def table_path(out: Path, device: str, threads: int) -> Path:
@@ -83,12 +86,48 @@ class Predictor:
         return self.table(profile, profile.runtime.threads).layers_ms(layer_shapes(model, example))
 
     @staticmethod
-    def factor(history: list[dict], threads: int) -> tuple[float, int]:
-        """(median of measured / table, how many trials it comes from): over the finished trials
-        with ``threads`` once there are CALIBRATED_AFTER of them, until then over all finished
-        trials (each thread count has its own table, so the factor differs little between them),
-        and 1.0 before any trial has finished."""
+    def fit(history: list[dict], threads: int) -> Calibration:
+        """measured = offset + scale x table, fitted on the finished trials with ``threads`` once there
+        are CALIBRATED_AFTER of them, until then on all finished trials (each thread count has its
+        own table, so the fit differs little between them). Theil-Sen (the median of the pairwise
+        slopes, then the median offset): one trial benched in a busy minute does not tilt it. The
+        table sums layers timed alone, each with its own call overhead, which the whole model pays
+        once: the offset takes that out, where a ratio over-predicts the most pruned candidates.
+        Falls back to the median ratio measured / table when the trials' table sums are too close
+        together to give a slope (within SPREAD of each other) or the slope is not positive, and to
+        1.0 before any trial has finished."""
         ok = [h for h in history if h["table_ms"] > 0]
         same = [h for h in ok if h["threads"] == threads]
-        got = [h["measured_ms"] / h["table_ms"] for h in (same if len(same) >= CALIBRATED_AFTER else ok)]
-        return (float(np.median(got)), len(got)) if got else (1.0, 0)
+        use = same if len(same) >= CALIBRATED_AFTER else ok
+        if not use:
+            return Calibration(1.0, 0.0, 0, "none")
+        t = np.array([h["table_ms"] for h in use])
+        m = np.array([h["measured_ms"] for h in use])
+        ratio = float(np.median(m / t))
+        if len(use) >= CALIBRATED_AFTER and t.max() > t.min() * (1 + SPREAD):
+            i, j = np.triu_indices(len(t), 1)
+            apart = np.abs(t[i] - t[j]) > SPREAD * np.minimum(t[i], t[j])
+            if apart.any():
+                scale = float(np.median((m[i] - m[j])[apart] / (t[i] - t[j])[apart]))
+                if scale > 0:
+                    return Calibration(scale, float(np.median(m - scale * t)), len(use), "affine", ratio)
+        return Calibration(ratio, 0.0, len(use), "ratio", ratio)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a table sum becomes a predicted latency: ``offset_ms + scale x table_ms``."""
+
+    scale: float
+    offset_ms: float
+    trials: int  # finished trials it was fitted on
+    kind: str  # "affine", "ratio" or "none" (no trial yet)
+    ratio: float = 1.0  # the median measured / table, used where the affine form would not be positive
+
+    def predict(self, table_ms: float) -> float:
+        got = self.offset_ms + self.scale * table_ms
+        return got if got > 0 else self.ratio * table_ms
+
+    def to_attrs(self) -> dict:
+        return {"scale": round(self.scale, 6), "offset_ms": round(self.offset_ms, 6), "calibrated_on": self.trials,
+                "fit": self.kind}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..progress import Reporter
-from . import report, search
+from . import rebench, report, search
 
 
 def _target_ref(target: str) -> str:
@@ -61,8 +61,12 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
             rep.warn(f"interrupted: study '{study}' keeps its {len(search.trial_rows(s.study))} complete trial(s); "
                      "run the same command to continue it")
             raise
+    rows, failed = search.trial_rows(s.study), failed_rows(s.study)
+    with rep.stage("bench the front again, side by side"):
+        again = rebench.rebench(s, rows)
+        if not again:
+            rep.info("nothing to bench again (fewer than two trials near the front, or no measured latency here)")
     with rep.stage("report"):
-        rows, failed = search.trial_rows(s.study), failed_rows(s.study)
         done = report.write(s.out, rows=rows, failed=failed, profile=s.profile,
                             target_ref=_target_ref(s.identity["target"]), objectives=s.identity["objectives"],
                             float_accuracy=s.float_accuracy, study=study)

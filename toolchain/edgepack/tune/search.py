@@ -117,7 +117,7 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
 
 
 def prediction_history(study) -> list[dict]:
-    """(threads, table ms, measured ms) of the finished trials, for the predictor's factor."""
+    """(threads, table ms, measured ms) of the finished trials, for the predictor's fit."""
     from optuna.trial import TrialState
 
     out = []
@@ -141,10 +141,10 @@ def _predict(s: Session, trial, overrides: list[str]) -> float | None:
     candidate = load_profile(s.identity["target"], overrides)
     threads = candidate.runtime.threads
     table_ms = s.predictor.candidate_ms(candidate)
-    factor, n = Predictor.factor(prediction_history(s.study), threads)
-    predicted = table_ms * factor
-    trial.set_user_attr("prediction", {"table_ms": round(table_ms, 6), "factor": round(factor, 4), "calibrated_on": n,
-                                       "threads": threads, "predicted_ms": round(predicted, 6)})
+    cal = Predictor.fit(prediction_history(s.study), threads)
+    predicted, n = cal.predict(table_ms), cal.trials
+    trial.set_user_attr("prediction", {"table_ms": round(table_ms, 6), **cal.to_attrs(), "threads": threads,
+                                       "predicted_ms": round(predicted, 6)})
     limit = s.profile.budgets.max_latency_ms
     if limit is not None and n >= CALIBRATED_AFTER and predicted > limit * (1 + MARGIN):
         s.rep.info(f"trial {trial.number}: predicted {predicted:.4g} ms, over the {limit:g} ms budget by more than "
