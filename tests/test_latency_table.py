@@ -11,6 +11,7 @@ import pytest
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.shell import LocalShell
 from edgepack.tune.latency_table import LatencyTable, Shape, layer_model, layer_shapes, measure_table, widths_of
+from edgepack.tune import predict
 from edgepack.tune.predict import Predictor
 
 
@@ -108,3 +109,7 @@ def test_the_predictor_fits_a_fixed_cost_a_ratio_cannot():
     cal = Predictor.fit(history, 1)
     assert cal.predict(0.01) == pytest.approx(cal.ratio * 0.01)  # never a negative prediction
     assert cal.to_attrs()["fit"] == "affine"
+    # only the most recent trials count: a machine that got 30% slower mid-study
+    drift = [{"threads": 1, "table_ms": 0.3, "measured_ms": 0.30} for _ in range(10)]
+    drift += [{"threads": 1, "table_ms": 0.3, "measured_ms": 0.39} for _ in range(predict.RECENT)]
+    assert Predictor.fit(drift, 1).predict(0.3) == pytest.approx(0.39)

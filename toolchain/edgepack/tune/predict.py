@@ -19,6 +19,13 @@ from .latency_table import ROUNDS, LatencyTable, layer_shapes, measure_table, ta
 MARGIN, CALIBRATED_AFTER = 0.3, 3
 #: table sums closer than this (relative) give no slope
 SPREAD = 0.05
+#: the fit uses the most recent finished trials only: a shared machine's speed drifts over a study
+#: (the demo's in-study latencies fell by a third over 20 minutes in one run), and the last few
+#: trials say what the next one will see
+RECENT = 8
+#: the affine form needs table sums this far apart (largest / smallest) among those trials; closer
+#: together, noise sets the slope and the median ratio predicts better
+AFFINE_RANGE = 1.3
 
 
 def table_path(out: Path, device: str, threads: int) -> Path:
@@ -87,24 +94,25 @@ class Predictor:
 
     @staticmethod
     def fit(history: list[dict], threads: int) -> Calibration:
-        """measured = offset + scale x table, fitted on the finished trials with ``threads`` once there
-        are CALIBRATED_AFTER of them, until then on all finished trials (each thread count has its
-        own table, so the fit differs little between them). Theil-Sen (the median of the pairwise
+        """measured = offset + scale x table, fitted on the RECENT most recent finished trials
+        (``history`` in trial order) with ``threads`` once there are CALIBRATED_AFTER of them, until
+        then on all finished trials (each thread count has its own table, so the fit differs little
+        between them). Theil-Sen (the median of the pairwise
         slopes, then the median offset): one trial benched in a busy minute does not tilt it. The
         table sums layers timed alone, each with its own call overhead, which the whole model pays
         once: the offset takes that out, where a ratio over-predicts the most pruned candidates.
         Falls back to the median ratio measured / table when the trials' table sums are too close
-        together to give a slope (within SPREAD of each other) or the slope is not positive, and to
+        together to give a slope (less than AFFINE_RANGE apart) or the slope is not positive, and to
         1.0 before any trial has finished."""
         ok = [h for h in history if h["table_ms"] > 0]
         same = [h for h in ok if h["threads"] == threads]
-        use = same if len(same) >= CALIBRATED_AFTER else ok
+        use = (same if len(same) >= CALIBRATED_AFTER else ok)[-RECENT:]
         if not use:
             return Calibration(1.0, 0.0, 0, "none")
         t = np.array([h["table_ms"] for h in use])
         m = np.array([h["measured_ms"] for h in use])
         ratio = float(np.median(m / t))
-        if len(use) >= CALIBRATED_AFTER and t.max() > t.min() * (1 + SPREAD):
+        if len(use) >= CALIBRATED_AFTER and t.max() >= t.min() * AFFINE_RANGE:
             i, j = np.triu_indices(len(t), 1)
             apart = np.abs(t[i] - t[j]) > SPREAD * np.minimum(t[i], t[j])
             if apart.any():
