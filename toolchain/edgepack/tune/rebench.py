@@ -33,48 +33,39 @@ def near_front(rows: list[dict], *, slack: float = SLACK, limit: int = MAX_POINT
 
 
 class _ByFormat:
-    """One bench entry point for .tflite and .pte artifacts: on this machine LiteRT and the
-    ExecuTorch runtime in this process, on a device its runner (which takes both by file name)."""
+    """One bench entry point for .tflite and .pte artifacts: the device's runner takes both, by the
+    file name it is pushed under."""
 
-    def __init__(self, runner, on_host: bool):
-        self.runner, self.on_host, self._pte = runner, on_host, None
+    def __init__(self, runner):
+        self.runner = runner
 
     def benchmark(self, model: bytes, *, fmt: str, **kw):
-        if not self.on_host:
-            return self.runner.benchmark(model, name=f"model.{fmt}", **kw)
-        if fmt == "pte":
-            if self._pte is None:
-                from ..devices.executorch import ExecuTorchRunner
-
-                self._pte = ExecuTorchRunner()
-            return self._pte.benchmark(model, **kw)
-        return self.runner.benchmark(model, **kw)
+        return self.runner.benchmark(model, name=f"model.{fmt}", **kw)
 
 
 def _runner(profile, device: str):
-    """(runner, on_host, max threads, label), or None where no measured latency exists to compare
-    (a microcontroller's is estimated; qemu is never a latency source)."""
-    import os
+    """(runner, max threads, label): the runner every trial of the study was benched through (the
+    same one, so that figures compare), or None where no measured latency exists to compare (a
+    microcontroller's is estimated; qemu is never a latency source)."""
+    from ..devices import connect
+    from ..measure import on_target, threads_for
 
     kind = profile.connection.kind if device == "profile" else None
     if profile.is_mcu or device == "qemu-arm64" or kind == "qemu-arm64":
         return None
-    if device == "host" or kind == "local":
-        from ..devices.host import HostRunner
-
-        return HostRunner(), True, len(os.sched_getaffinity(0)), "LiteRT + XNNPACK on this machine (host, not the device)"
-    from ..devices import connect
-
     runner = connect(profile, device)
-    return runner, False, profile.runtime.threads, f"measured on the device ({runner.kind})"
+    label = (f"{runner.kind} ({runner.describe()})" if on_target(profile, runner)
+             else f"LiteRT + XNNPACK on the host (not the {profile.name})")
+    return runner, threads_for(profile, runner), label
 
 
-def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int = 10, runs: int = 100) -> list[dict]:
+def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int | None = None, runs: int | None = None) -> list[dict]:
     """Bench the near-front trials of ``rows`` again side by side on the study's device (under its
     lease) and update those rows in place: ``latency_ms`` (the in-study figure kept as
     ``trial_latency_ms``), ``latency_label``, the latency budget's verdict, an estimated energy and
     ``feasible``. Returns the rows benched again (none when fewer than two could be: nothing to
-    compare). A trial whose bundle is not on this machine (another worker's) keeps its figure."""
+    compare). A trial whose bundle is not on this machine (another worker's) keeps its figure.
+    ``warmup`` and ``runs`` default to the profile's [measure], as the trials were benched."""
     from ..measure import side_by_side
     from .search import device_key
     from .study import leased, worker_id
@@ -83,7 +74,9 @@ def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int = 10, runs: int
     got = _runner(s.profile, s.device)
     if len(picked) < 2 or got is None:
         return []
-    runner, on_host, cap, label = got
+    runner, cap, label = got
+    warmup = s.profile.measure.warmup if warmup is None else warmup
+    runs = s.profile.measure.runs if runs is None else runs
     blobs, opts = {}, {}
     for r in picked:
         name = str(r["number"])
@@ -94,7 +87,7 @@ def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int = 10, runs: int
                f"rounds of {runs} runs): figures taken minutes apart on a shared device are not comparable")
     key = device_key(s.device, s.profile)
     with leased(s.store, key, holder=worker_id(), say=s.rep.info), runner:
-        medians = side_by_side(_ByFormat(runner, on_host), blobs, threads=1, rounds=rounds, warmup=warmup, runs=runs,
+        medians = side_by_side(_ByFormat(runner), blobs, threads=1, rounds=rounds, warmup=warmup, runs=runs,
                                options=lambda name: opts[name])
     how = f"{label}, side by side with the front: median of {rounds} alternating rounds of {runs} runs"
     for r in picked:
