@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
 import struct
-import threading
 import time
-import tty
 import zlib
 
 import numpy as np
 
+from pty_device import PtyDevice
+
 FAULTS = ("version", "silent", "garble", "reset", "other-model", "wrong-output")
 
 
-class BoardDouble:
+class BoardDouble(PtyDevice):
     def __init__(self, model: bytes, *, clock_hz: int = 168_000_000, cycles: int = 2_100_000, fault: str | None = None,
                  fault_after: int = 3, arena_bytes: int = 24_000, firmware: str = "edgepack-harness 1 (double)"):
         assert fault is None or fault in FAULTS, fault
@@ -35,43 +34,13 @@ class BoardDouble:
         self.arena_bytes, self.firmware = arena_bytes, firmware
         self.it = tflm_interpreter(model)
         self.din, self.dout = self.it.get_input_details(0), self.it.get_output_details(0)
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+        super().__init__(self._serve)
         self.inferences = 0
         self.loops: list[int] = []
         self.trigger = False  # the harness's trigger pin, read by a power meter double
         self.wired = True  # False: the pin is not connected to the meter
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> "BoardDouble":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for fd in (self.master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     # --- framing, from the documented layout ------------------------------------------------------
-
-    def _read(self, n: int) -> bytes | None:
-        buf = b""
-        while len(buf) < n:
-            if self._stop.is_set():
-                return None
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if ready:
-                try:
-                    buf += os.read(self.master, n - len(buf))
-                except OSError:
-                    return None
-        return buf
 
     def _send(self, kind: int, seq: int, payload: bytes = b"", *, corrupt: bool = False) -> None:
         body = struct.pack("<BBI", kind, seq, len(payload)) + payload

@@ -10,12 +10,12 @@ while the board double's trigger pin is high (wired to logic input D0).
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
-import tty
 
 import numpy as np
+
+from pty_device import PtyDevice
 
 RATE_HZ = 100_000
 RANGE = 3  # one measurement range for every sample (no range switching, no spike filter)
@@ -32,44 +32,13 @@ def adc_code(milliamps: float) -> int:
     return int(round(milliamps / 1e3 * R_OHM / (4 * ADC_VOLTS)))
 
 
-class PPK2Double:
+class PPK2Double(PtyDevice):
     def __init__(self, board=None, *, idle_ma: float = 5.0, active_ma: float = 30.0, silent: bool = False):
         self.board, self.idle_ma, self.active_ma, self.silent = board, idle_ma, active_ma, silent
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+        super().__init__(self._serve, self._stream)
         self.commands: list[bytes] = []
         self.supply_mv: int | None = None
         self._measuring = threading.Event()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._serve, daemon=True), threading.Thread(target=self._stream, daemon=True)]
-
-    def __enter__(self) -> "PPK2Double":
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        for fd in (self.master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def _read(self, n: int) -> bytes | None:
-        buf = b""
-        while len(buf) < n:
-            if self._stop.is_set():
-                return None
-            if select.select([self.master], [], [], 0.05)[0]:
-                try:
-                    buf += os.read(self.master, n - len(buf))
-                except OSError:
-                    return None
-        return buf
 
     def _serve(self) -> None:
         while True:
