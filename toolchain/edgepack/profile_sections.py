@@ -76,7 +76,7 @@ class Quantization:
             "dynamic-range: int8 weights, float activations (no calibration); float16: float16 weights; float32: none"))
     weight_levels: Literal["uniform", "kmeans", "pow2", "ternary", "binary"] = field(default="uniform", metadata=_spec(
         doc="non-uniform weights before int8: k-means clusters, powers of two, ternary or binary values per layer, "
-            "fine-tuned in place (compress/levels.py); needs weights = \"per-tensor\""))
+            "fine-tuned in place (compress/levels.py), each output channel with its own scale"))
     clusters: int = field(default=16, metadata=_spec(lo=2, hi=256, doc="weight_levels kmeans / pow2: values per layer"))
     levels_epochs: int = field(default=4, metadata=_spec(lo=0, doc="fine-tuning epochs with the weight levels in place"))
     qat_epochs: int = field(default=0, metadata=_spec(

@@ -373,9 +373,6 @@ def _check_consistency(p: Profile, where: _Where) -> None:
     if p.power.active_mw < p.power.idle_mw:
         raise where.error(("power", "active_mw"), f"{p.power.active_mw} is below idle_mw {p.power.idle_mw}")
     q = p.quantization
-    if q.weight_levels != "uniform" and q.weights != "per-tensor":
-        raise where.error(("quantization", "weight_levels"), f"\"{q.weight_levels}\" needs weights = \"per-tensor\" (per-channel "
-                          "scales would give each channel its own grid); set quantization.weights = \"per-tensor\"")
     if (q.weight_levels != "uniform" or q.qat_epochs) and q.mode not in ("int8", "int16x8"):
         raise where.error(("quantization", "mode"), f"\"{q.mode}\" does not quantize weights to an integer grid; weight_levels "
                           "and qat_epochs need mode int8 or int16x8")

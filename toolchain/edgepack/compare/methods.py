@@ -30,7 +30,6 @@ def _m(name: str, family: str, what: str, *sets: str) -> Method:
 
 
 _SPARSE = ("sparsity.target=0.7",)
-_LEVELS = ("quantization.weights=per-tensor",)
 _STUDENT = ("student.width=0.5",)
 
 METHODS: tuple[Method, ...] = (
@@ -42,15 +41,15 @@ METHODS: tuple[Method, ...] = (
     _m("int16x8", "quantization", "int16 activations, int8 weights", "quantization.mode=int16x8"),
     _m("qat", "quantization", "quantization-aware training (3 epochs, int8 fake-quantized weights), then int8",
        "quantization.qat_epochs=3"),
-    _m("kmeans-16", "non-uniform", "k-means weight clustering, 16 values per layer, then int8 per-tensor",
-       *_LEVELS, "quantization.weight_levels=kmeans", "quantization.clusters=16"),
-    _m("kmeans-32", "non-uniform", "k-means weight clustering, 32 values per layer, then int8 per-tensor",
-       *_LEVELS, "quantization.weight_levels=kmeans", "quantization.clusters=32"),
-    _m("pow2", "non-uniform", "power-of-two (logarithmic) weights, 15 values per layer, then int8 per-tensor",
-       *_LEVELS, "quantization.weight_levels=pow2", "quantization.clusters=15"),
-    _m("ternary", "low-bit", "ternary weights {-a, 0, a} per layer, stored as int8", *_LEVELS,
+    _m("kmeans-16", "non-uniform", "k-means weight clustering, 16 values per layer, then int8 (per-channel scales)",
+       "quantization.weight_levels=kmeans", "quantization.clusters=16"),
+    _m("kmeans-32", "non-uniform", "k-means weight clustering, 32 values per layer, then int8 (per-channel scales)",
+       "quantization.weight_levels=kmeans", "quantization.clusters=32"),
+    _m("pow2", "non-uniform", "power-of-two (logarithmic) weights, 15 values per layer, then int8 (per-channel scales)",
+       "quantization.weight_levels=pow2", "quantization.clusters=15"),
+    _m("ternary", "low-bit", "ternary weights {-a, 0, a} (a per channel), stored as int8",
        "quantization.weight_levels=ternary"),
-    _m("binary", "low-bit", "binary weights {-a, a} per layer, stored as int8", *_LEVELS,
+    _m("binary", "low-bit", "binary weights {-a, a} (a per channel), stored as int8",
        "quantization.weight_levels=binary"),
     # structured pruning (today's build), swept
     *(Method(f"structured-{r}", "structured pruning", (f"pruning.ratio={r}",),
@@ -80,10 +79,10 @@ METHODS: tuple[Method, ...] = (
        *_STUDENT, "student.distill=false"),
     # combinations
     Method("structured+kmeans", "combination",
-           ("pruning.ratio=0.5", *_LEVELS, "quantization.weight_levels=kmeans", "quantization.clusters=16"),
-           "channel pruning 0.5 + distillation, k-means 16, int8 per-tensor"),
-    _m("magnitude+kmeans", "combination", "magnitude 70% zeros + k-means 16 (zero kept), int8 per-tensor",
-       "sparsity.method=magnitude", *_SPARSE, *_LEVELS, "quantization.weight_levels=kmeans",
+           ("pruning.ratio=0.5", "quantization.weight_levels=kmeans", "quantization.clusters=16"),
+           "channel pruning 0.5 + distillation, k-means 16, int8"),
+    _m("magnitude+kmeans", "combination", "magnitude 70% zeros + k-means 16 (zero kept), int8",
+       "sparsity.method=magnitude", *_SPARSE, "quantization.weight_levels=kmeans",
        "quantization.clusters=16"),
 )
 

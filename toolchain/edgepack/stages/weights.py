@@ -107,11 +107,12 @@ def _levels(model, q, tune, record: dict, rep: Reporter) -> None:
     from ..compress.levels import attach_levels, bake_weights, distinct_values
 
     t0 = time.perf_counter()
-    attach_levels(model, q.weight_levels, q.clusters)
+    per_channel = q.weights == "per-channel"
+    attach_levels(model, q.weight_levels, q.clusters, per_channel=per_channel)
     tune(model, q.levels_epochs)
     bake_weights(model)
-    counts = distinct_values(model)
-    record["levels"] = {"kind": q.weight_levels, "clusters": q.clusters, "epochs": q.levels_epochs,
+    counts = distinct_values(model, per_channel)
+    record["levels"] = {"kind": q.weight_levels, "clusters": q.clusters, "epochs": q.levels_epochs, "scales": q.weights,
                         "max_distinct_per_layer": max(counts.values()), "seconds": round(time.perf_counter() - t0, 2)}
     record["steps"].append(f"{q.weight_levels} levels")
     rep.info(f"weight levels {q.weight_levels}: at most {max(counts.values())} distinct values per layer")
