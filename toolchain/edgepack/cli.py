@@ -301,6 +301,11 @@ def _print_mcu_estimate(r: dict) -> int:
     print(f"  TFLM     ran on this machine (every operator loads and runs); tensor arena {r['arena_bytes']:,} bytes")
     print(f"  latency  {_fmt(lat['value'])} ms ESTIMATED ({lat['how']})")
     print(f"  energy   {_fmt(e['value'], '.4g', ' mJ per inference')} ESTIMATED ({e['how']})")
+    costly = sorted(r["layers"], key=lambda x: -x["estimated_cycles"])[:10]
+    total = sum(x["estimated_cycles"] for x in r["layers"]) or 1
+    for x in costly:  # the per-layer estimate next to the MACs, costliest first
+        print(f"  layer    #{x['index']:<3} {x['op']:<18} {x['macs']:>11,} MACs {x['estimated_ms']:>9.3f} ms "
+              f"{100 * x['estimated_cycles'] / total:5.1f}%  (ESTIMATED)")
     for w in r["warnings"]:
         print(f"  NOTE     {w}")
     print("  not recorded: the bench history holds measurements only")

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..energy import estimate_energy, estimate_latency
+from ..energy import Figure, estimate_energy
 from ..errors import UsageError
 
 
 def estimated_latency(profile, data: bytes):
-    """(latency Figure, MACs, layers) of a .tflite on ``profile``'s microcontroller, ESTIMATED from its layers."""
+    """(latency Figure, MACs, layers, per-layer costs) of a .tflite on ``profile``'s microcontroller,
+    ESTIMATED by the per-kernel cost model (cost.py) at the profile's clock."""
+    from .cost import estimate
     from .layers import layers
 
     rows = layers(data)
-    macs = sum(r.macs for r in rows)
-    return estimate_latency(macs, profile.hardware, threads=1), macs, rows
+    est = estimate(rows, profile.hardware.cpu, profile.hardware.clock_mhz)
+    return Figure(est.ms, "ms", "estimated", est.how), sum(r.macs for r in rows), rows, est.layers
 
 
 def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dict:
@@ -38,7 +40,7 @@ def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dic
     it.set_input(x.astype(d["dtype"]), 0)
     it.invoke()
     arena = measure_arena(data)
-    lat, macs, rows = estimated_latency(profile, data)
+    lat, macs, rows, costs = estimated_latency(profile, data)
     energy = estimate_energy(macs, lat, profile.power)
     rep.info(f"TFLM ran the model on this machine (every operator loads and runs); arena {arena:,} bytes; "
              f"{macs:,} MACs over {len(rows)} operators")
@@ -46,7 +48,8 @@ def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dic
         "artifact": artifact, "sha256": sha256(data), "format": fmt, "size_bytes": len(data), "target": profile.name,
         "estimated": True, "macs": macs, "arena_bytes": arena,
         "latency": lat.to_dict(), "energy": energy.to_dict(),
-        "layers": [{**r.to_dict(), "macs": r.macs} for r in rows],
+        "layers": [{**r.to_dict(), "estimated_cycles": round(c.cycles),
+                    "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)],
         "device": {"kind": "none", "id": "none", "description": f"no board: {profile.description}"},
         "warnings": [f"no {profile.name} board attached: latency and energy are ESTIMATED, not measured; attach one "
                      f"running edgepack's harness and pass --device serial:PORT to measure"],

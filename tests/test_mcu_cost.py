@@ -1,0 +1,69 @@
+"""The per-kernel Cortex-M cost model (mcu/cost.py): operators priced by kind and shape, not by MACs
+alone; cores scaled; per-layer figures that add up; what `edgepack bench` shows for an MCU."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixture_models import int8_model
+from helpers import run_cli
+from edgepack.mcu import cost
+from edgepack.mcu.layers import Layer, layers
+
+
+def _layer(kind: str, macs: int, *, op: str = "CONV_2D", outputs: int = 1000, filt=(8, 3, 3, 8), index: int = 0):
+    return Layer(index, op, kind, f"t{index}", (1, 10, 10, 8), (1, 10, 10, 10), filt, macs, 800, outputs, 0)
+
+
+def test_operators_with_the_same_macs_cost_what_their_kernels_do():
+    n = 1_000_000
+    conv = cost.estimate([_layer("conv", n)], "Cortex-M4F", 100)
+    pointwise = cost.estimate([_layer("conv", n, filt=(8, 1, 1, 8))], "Cortex-M4F", 100)
+    depthwise = cost.estimate([_layer("depthwise", n, op="DEPTHWISE_CONV_2D", filt=(1, 3, 3, 8))], "Cortex-M4F", 100)
+    fc = cost.estimate([_layer("fully_connected", n, op="FULLY_CONNECTED", filt=(10, 100))], "Cortex-M4F", 100)
+    # CMSIS-NN: 1x1 skips im2col, depthwise reuses nothing across channels, FC reads each weight once
+    assert pointwise.cycles < conv.cycles < depthwise.cycles
+    assert fc.cycles > pointwise.cycles
+    assert depthwise.cycles > 2 * conv.cycles  # the gap a MACs-only estimate cannot see
+
+
+def test_a_depthwise_heavy_model_costs_more_per_mac_than_a_resnet():
+    kws, resnet = layers(int8_model("kws").read_bytes()), layers(int8_model("resnet8").read_bytes())
+    per_mac = {}
+    for name, rows in (("kws", kws), ("resnet", resnet)):
+        e = cost.estimate(rows, "Cortex-M4F", 168)
+        per_mac[name] = e.cycles / sum(r.macs for r in rows)
+        assert e.cycles == pytest.approx(sum(p.cycles for p in e.layers))  # per-layer figures add up
+        assert len(e.layers) == len(rows) and e.ms == pytest.approx(e.cycles / 168e3)
+        assert "per-kernel cost model" in e.how and "168 MHz" in e.how
+    assert per_mac["kws"] > 1.2 * per_mac["resnet"]
+
+
+def test_the_interpreter_and_the_data_movement_are_priced():
+    reshape = _layer("copy", 0, op="RESHAPE", filt=None)
+    relu = _layer("activation", 0, op="RELU", filt=None)
+    c = cost.M4
+    assert cost.layer_cycles(reshape, c) == c.per_op  # TFLM shares a reshape's buffer: dispatch only
+    assert cost.layer_cycles(relu, c) == c.per_op + 1000 * c.per_element
+    add = _layer("elementwise", 0, op="ADD", filt=None)
+    assert cost.layer_cycles(add, c) == c.per_op + 1000 * c.elementwise
+
+
+@pytest.mark.parametrize("cpu,core", [("Cortex-M4F", "m4"), ("Cortex-M33", "m4"), ("Cortex-M7", "m7"),
+                                      ("Cortex-M55", "m55"), ("Cortex-M85", "m55")])
+def test_core_classes(cpu, core):
+    assert cost.core_class(cpu) == core
+
+
+def test_faster_cores_take_fewer_cycles_for_the_same_model():
+    rows = layers(int8_model("vww").read_bytes())
+    m4, m7, m55 = (cost.estimate(rows, cpu, 200).cycles for cpu in ("Cortex-M4F", "Cortex-M7", "Cortex-M55"))
+    assert m55 < m7 < m4
+
+
+def test_bench_shows_the_per_layer_estimate_next_to_the_macs(tmp_path):
+    proc = run_cli("bench", "--target", "cortex-m4", str(int8_model("kws")), "--store", str(tmp_path / "h.sqlite"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [x for x in proc.stdout.splitlines() if x.strip().startswith("layer")]
+    assert 3 <= len(lines) <= 10 and all("MACs" in x and "ms" in x and "ESTIMATED" in x for x in lines)
+    assert "per-kernel cost model" in proc.stdout and "ESTIMATED" in proc.stdout
