@@ -97,13 +97,13 @@ def test_weight_levels_leave_at_most_k_values_per_layer(model, small, kind, k, m
     levels.bake_weights(m)
     counts = levels.distinct_values(m)
     assert max(counts.values()) <= most
-    for _, layer in sparsity.weight_layers(m):  # every channel's largest weight on the largest value
-        w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
-        u = w / w.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
-        assert len(torch.unique(torch.round(u * 1e5))) <= most
-        if kind == "pow2":
-            nz = u[u != 0].abs()
-            assert torch.allclose(torch.log2(nz), torch.round(torch.log2(nz)), atol=1e-5)
+    for _, layer in sparsity.weight_layers(m):  # per-channel int8 codes: each channel on the same few
+        codes = levels.codes(layer.weight)
+        w = layer.weight.detach().reshape(codes.shape)
+        scale = w.abs().amax(dim=1, keepdim=True) / 127
+        assert torch.allclose(w / scale.clamp_min(1e-30), codes.float(), atol=1e-3)  # exactly on the grid
+        if kind == "pow2":  # 127 for the channel's largest weight, powers of two below it
+            assert set(codes.abs().unique().tolist()) <= {0, 127, 64, 32, 16, 8, 4, 2, 1}
 
 
 @pytest.mark.parametrize("kind", ["kmeans", "ternary"])

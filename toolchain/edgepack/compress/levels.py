@@ -7,7 +7,9 @@ so channels differ in size by 10x and more); the shared values are fitted to wha
 
 - ``kmeans``: ``clusters`` values per layer found by 1-D k-means (weight clustering / sharing,
   Han et al. 2016), -1 and 1 pinned; a layer with zeros (from sparsity) keeps an exact zero;
-- ``pow2``: zero and signed powers of two (logarithmic levels): at most ``clusters`` values;
+- ``pow2``: zero and signed powers of two (logarithmic levels): at most ``clusters`` values; in
+  the int8 codes 127 (the channel's largest weight), 64, 32, 16, ... (every value is snapped to
+  the int8 grid, code / 127);
 - ``ternary``: {-1, 0, +1} x the channel's mean |w| above 0.7 x its mean (ternary weight networks);
 - ``binary``: {-1, +1} x the channel's mean |w| (XNOR-Net style scaling).
 
@@ -56,6 +58,13 @@ def channel_scale(w: torch.Tensor, kind: str, per_channel: bool = True) -> torch
 
 
 def fit_levels(u: torch.Tensor, kind: str, k: int) -> torch.Tensor:
+    """``_fit_levels`` snapped to the int8 grid (code / 127): the values the artifact's codes hold
+    exactly, so that no value sits on a rounding boundary of the converter's quantization (2^-1 x
+    127 = 63.5 would land on 63 in one channel and 64 in the next)."""
+    return (torch.round(_fit_levels(u, kind, k) * 127) / 127).unique()
+
+
+def _fit_levels(u: torch.Tensor, kind: str, k: int) -> torch.Tensor:
     """The sorted shared values the scaled weights ``u`` (w / channel_scale) may take under
     ``kind``: at most ``k`` for kmeans and pow2, with -1 and 1 among them (so every channel's largest
     weight sits on the largest value: int8 per-channel scales then hold the same codes for every

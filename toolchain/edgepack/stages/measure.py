@@ -65,3 +65,42 @@ def _mcu_estimate(profile, artifact: bytes) -> MeasureOut:
     lat = {"median_ms": round(est.value, 6), "basis": "estimated", "how": est.how, "macs": macs}
     return MeasureOut(lat, f"ESTIMATED for the {profile.name} from model.tflite's layers: no board measured "
                            f"(pass --device serial:PORT to measure one)", False)
+
+
+def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter, *, cache=None,
+                       bench_key: str | None = None) -> dict:
+    """Bench the TFLite artifact and each host-runnable .pte through ``device``'s runner; record each bench.
+
+    Returns {"on_target", "labels": {file: label}, file: Measurement} for model.tflite and each .pte benched."""
+    from ..devices import connect
+    from ..measure import history_row, measure, meter_for, on_target, threads_for
+    from ..store import BenchStore
+
+    m = profile.measure
+    runner = connect(profile, device)
+    target, threads = on_target(profile, runner), threads_for(profile, runner)
+    out: dict = {"on_target": target, "labels": {}}
+    items = [("model.tflite", artifact, "tflite", "LiteRT"),
+             *[(p["entry"]["file"], p["bytes"], "pte", "ExecuTorch runtime") for p in ptes if p["host_runnable"]]]
+    with runner, BenchStore() as store:
+        meter = meter_for(profile, runner)
+        for name, data, fmt, runtime in items:
+            k = key("bench", bench_key, name, hashlib.sha256(data).hexdigest()) if bench_key else None
+            fresh = []
+
+            def bench(name=name, data=data, fmt=fmt):
+                got = measure(runner, data, name=name, profile=profile, threads=threads, warmup=m.warmup, runs=m.runs,
+                              repeats=m.repeats, cooldown_s=m.cooldown_s, meter=meter if fmt == "tflite" else None)
+                store.record(history_row(got, artifact=name, data=data, fmt=fmt, target=profile.name, repeats=m.repeats))
+                fresh.append(name)
+                return got
+
+            got = remembered(cache, "bench", k, bench)
+            if not fresh:
+                rep.info(f"{name}: these bytes were measured the same way before (stage cache)")
+            for w in got.warnings:
+                rep.warn(f"{name}: {w}")
+            out[name] = got
+            out["labels"][name] = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if target else
+                                   f"{runtime} + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
+    return out
