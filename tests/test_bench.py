@@ -52,7 +52,8 @@ def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
 def test_a_microcontroller_without_a_board_gets_estimates_never_host_time(tmp_path):
     """For an MCU target with no board, TFLM runs the model here and the figures are ESTIMATED from
     its layers: the same on any machine, never this machine's time, and nothing is recorded."""
-    from edgepack.energy import estimate_energy, estimate_latency
+    from edgepack.energy import estimate_energy
+    from edgepack.mcu.estimate import estimated_latency
     from edgepack.mcu.layers import layers
     from edgepack.profiles import load_profile
 
@@ -62,8 +63,9 @@ def test_a_microcontroller_without_a_board_gets_estimates_never_host_time(tmp_pa
     r = json.loads(proc.stdout)
     macs = sum(x.macs for x in layers(MODEL.read_bytes()))
     hw = load_profile("cortex-m4")
-    lat = estimate_latency(macs, hw.hardware, threads=1)
+    lat = estimated_latency(hw, MODEL.read_bytes())[0]  # the per-kernel cost model on the model's layers
     assert r["estimated"] and r["macs"] == macs > 0 and r["latency"]["value"] == pytest.approx(lat.value, rel=1e-5)
+    assert "per-kernel cost model" in r["latency"]["how"] and len(r["layers"]) == len(layers(MODEL.read_bytes()))
     assert r["latency"]["basis"] == r["energy"]["basis"] == "estimated" and "host" not in r["energy"]["how"]
     assert r["energy"]["value"] == pytest.approx(estimate_energy(macs, lat, hw.power).value, rel=1e-5)
     assert r["arena_bytes"] > 0 and r["record_id"] is None and not store.exists()
