@@ -72,3 +72,37 @@ def test_bench_shows_the_per_layer_estimate_next_to_the_macs(tmp_path):
     lines = [x for x in proc.stdout.splitlines() if x.strip().startswith("layer")]
     assert 3 <= len(lines) <= 10 and all("MACs" in x and "ms" in x and "ESTIMATED" in x for x in lines)
     assert "per-kernel cost model" in proc.stdout and "ESTIMATED" in proc.stdout
+
+
+def test_a_pytorch_model_is_priced_as_its_tflite_is():
+    """Pruning sizes an MCU model's MACs from the PyTorch model (no .tflite yet): its convolutions
+    and dense layers must cost what the same layers of the converted model do."""
+    import torch
+
+    from fixture_models import FIXTURES
+    from edgepack.models import zoo
+
+    arch, c, h, w, classes = FIXTURES["kws"]
+    torch.manual_seed(0)
+    model = zoo.create(arch, in_channels=c, num_classes=classes).eval()
+    macs, cycles = cost.module_cycles(model, torch.zeros(2, c, h, w), "Cortex-M4F")
+    rows = [r for r in layers(int8_model("kws").read_bytes()) if r.macs]
+    tflite = sum(cost.layer_cycles(r, cost.M4) for r in rows)
+    assert macs == sum(r.macs for r in rows)
+    assert cycles == pytest.approx(tflite, rel=0.02)
+    assert model.training is False
+    m7 = cost.module_cycles(model, torch.zeros(1, c, h, w), "Cortex-M7")[1]
+    assert m7 == pytest.approx(cycles * cost.CORES["m7"][0])
+
+
+def test_pruning_for_an_mcu_budget_uses_the_cost_models_rate():
+    """The MACs a microcontroller's latency budget allows come from the same cycles per MAC as the
+    latency figure it is judged by (not the profile's int8_macs_per_cycle)."""
+    from edgepack.energy import budget_macs
+    from edgepack.profiles import load_profile
+
+    p = load_profile("cortex-m4", ["budgets.max_energy_mj=1000"])  # the latency budget binds
+    cap = budget_macs(p, cycles_per_mac=5.0)
+    assert cap * 5.0 / (p.hardware.clock_mhz * 1e3) == pytest.approx(p.budgets.max_latency_ms, rel=1e-6)
+    assert budget_macs(p) == pytest.approx(cap * 5.0 / (cost.M4.conv), rel=1e-6)  # no model: KxK convolutions'
+    assert budget_macs(p) < p.budgets.max_latency_ms / 1e3 * p.hardware.int8_macs_per_cycle * p.hardware.clock_mhz * 1e6

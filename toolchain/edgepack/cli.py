@@ -58,11 +58,13 @@ microcontrollers: serial:PORT[:BAUD] (or [connection] kind = "serial") benches a
 bundle's harness (edgepack_harness.cc; docs/serial-protocol.md): latency is the board's DWT cycle
 count over its clock, and its outputs are checked against TFLM here. Without a board, TFLM runs
 the model on this machine (it loads, every operator runs, the arena) and latency and energy are
-ESTIMATED from the model's layers: this machine's time never stands for an MCU's; nothing is recorded.
+ESTIMATED by the per-kernel cost model (docs/mcu.md), the ten costliest layers listed with their
+MACs and milliseconds: this machine's time never stands for an MCU's; nothing is recorded.
 
 examples:
   edgepack bench --target rpi4 dist/rpi4/model.tflite
   edgepack bench --target cortex-m4 --device serial:/dev/ttyACM0:115200 dist/cortex-m4/model.tflite
+  edgepack bench --target cortex-m4 --device host dist/cortex-m4/model.tflite   # no board: estimated
   edgepack bench --target android-arm64 --device adb:R58M123 dist/android-arm64/model.tflite --op-profile
   edgepack bench --target rpi4 --device host --repeats 5 dist/rpi4/model.pte
   edgepack history --target rpi4

@@ -50,7 +50,7 @@ def add(sub) -> None:
                    help="profile override applied to every method before its own settings (repeatable), e.g. "
                         "sparsity.epochs=2")
     c.add_argument("--rounds", type=int, default=3, metavar="N",
-                   help="side-by-side re-bench rounds on the host (0: keep each build's own bench; default 3)")
+                   help="side-by-side re-bench rounds on the bench device (0: keep each build's own bench; default 3)")
     c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
     c.add_argument("--list", action="store_true", help="list the methods and their settings, then exit")
     c.add_argument("--json", action="store_true", help="print results.json on stdout")

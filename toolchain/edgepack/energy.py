@@ -50,11 +50,20 @@ def estimate_energy(macs: int, latency: Figure, power: Power) -> Figure:
                   f"{power.active_mw:g} mW active power x {latency.value:.4g} ms {latency.basis} latency, from the profile's [power]")
 
 
-def budget_macs(profile) -> int | None:
+def budget_macs(profile, cycles_per_mac: float | None = None) -> int | None:
     """The most MACs the profile's latency and energy budgets allow under the estimates above (the
-    inverse of estimate_latency and estimate_energy), or None when it sets neither."""
+    inverse of estimate_latency and estimate_energy), or None when it sets neither. For a
+    microcontroller the rate is the per-kernel cost model's (mcu/cost.py), as its latency figures
+    are: ``cycles_per_mac`` of the model being pruned (``mcu.cost.module_cycles``), or without one
+    the model's KxK convolution figure for the profile's core."""
     b, power = profile.budgets, profile.power
-    rate = mac_rate(profile.hardware, threads=profile.runtime.threads)
+    if profile.is_mcu:
+        from .mcu.cost import CORES, M4, core_class
+
+        per_mac = cycles_per_mac if cycles_per_mac is not None else M4.conv * CORES[core_class(profile.hardware.cpu)][0]
+        rate = profile.hardware.clock_mhz * 1e6 / per_mac
+    else:
+        rate = mac_rate(profile.hardware, threads=profile.runtime.threads)
     caps = []
     if b.max_latency_ms is not None:
         caps.append(b.max_latency_ms / 1e3 * rate)

@@ -83,6 +83,22 @@ def threads_for(profile, runner: Runner) -> int:
     return min(profile.runtime.threads, os.cpu_count() or 1)
 
 
+def rebench_runner(profile, device: str):
+    """(runner, threads, label) for benching artifacts again side by side: the runner a build for
+    ``device`` benches through (``devices.connect``, so the figures compare with the builds'), the
+    thread count it runs at, and how the figures are labelled; None where no measured latency
+    exists to compare (a microcontroller's is estimated; qemu is never a latency source)."""
+    from .devices import connect
+
+    kind = profile.connection.kind if device == "profile" else None
+    if profile.is_mcu or "qemu-arm64" in (device, kind):
+        return None
+    runner = connect(profile, device)
+    label = (f"measured on the device: {runner.kind} ({runner.describe()})" if on_target(profile, runner)
+             else f"LiteRT + XNNPACK on this machine (host, not the {profile.name})")
+    return runner, threads_for(profile, runner), label
+
+
 def side_by_side(runner: Runner, models: dict[str, bytes], *, threads: int, rounds: int, warmup: int, runs: int,
                  options=None, on_round=None) -> dict[str, list[float]]:
     """Bench every model once per round on one runner, the order reversed every other round

@@ -20,7 +20,7 @@ class Hardware:
     clock_mhz: int = field(metadata=_spec(lo=1, doc="core clock in MHz"))
     ram_kb: int = field(metadata=_spec(lo=1, doc="RAM (SRAM on a microcontroller) in KB"))
     int8_macs_per_cycle: float = field(metadata=_spec(
-        lo=0.0, lo_open=True, doc="sustained int8 multiply-accumulates per cycle per core (for estimates only)"))
+        lo=0.0, lo_open=True, doc="sustained int8 multiply-accumulates per cycle per core (for estimates only; unused for microcontrollers, which the per-kernel cost model prices)"))
     flash_kb: int | None = field(default=None, metadata=_spec(lo=1, doc="flash in KB (microcontrollers)"))
     accelerator: str | None = field(default=None, metadata=_spec(doc="NPU, e.g. Ethos-U55-128"))
 

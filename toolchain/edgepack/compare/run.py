@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import lzma
-import os
 import statistics
 import tempfile
 import time
@@ -109,27 +108,9 @@ def _activation_zeros(result, data: str) -> float:
     return artifact_zero_fraction((result.out_dir / "model.tflite").read_bytes(), to_model_layout(x, art["input_layout"]))
 
 
-def _rebench_runner(profile, device: str):
-    """(runner, threads, label) to re-bench on: LiteRT in this process for the host, the device's
-    runner otherwise; None where no measured latency exists to compare (a microcontroller's is
-    estimated; qemu's is not a latency source)."""
-    if profile.is_mcu or device == "qemu-arm64":
-        return None
-    if device == "host":
-        from ..devices.host import HostRunner
-
-        return (HostRunner(), min(profile.runtime.threads, len(os.sched_getaffinity(0))),
-                "LiteRT + XNNPACK on this machine (host, not the device)")
-    from ..devices import connect
-    from ..measure import threads_for
-
-    runner = connect(profile, device)
-    return runner, threads_for(profile, runner), f"measured on the device ({runner.kind})"
-
-
 def compare(target: str, methods: list[Method], *, model: str = "demo", data: str = "digits", device: str = "host",
             out: Path, sets: tuple[str, ...] = (), rebench_rounds: int = 3, reporter: Reporter | None = None) -> dict:
-    """Build every method, gather its row, re-bench side by side (host), and return the results
+    """Build every method, gather its row, re-bench side by side (on --device), and return the results
     document (``report.SCHEMA``). ``sets`` (``--set``) apply to every method, before its own
     settings. Bundles go to ``out/bundles/<method>/``. Raises EdgepackError only
     for what stops every method (an unknown target, unusable data)."""
@@ -162,7 +143,9 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
                      f"({row['gzip_bytes']:,} gzip), {row['latency_ms']} ms, {row['build_seconds']:.0f} s")
         else:
             rep.warn(f"{m.name} failed: {row['reason']}")
-    how = _rebench_runner(profile, device) if rebench_rounds > 0 else None
+    from ..measure import rebench_runner
+
+    how = rebench_runner(profile, device) if rebench_rounds > 0 else None
     threads = how[1] if how else profile.runtime.threads
     if how:
         runner, _, label = how

@@ -58,15 +58,22 @@ def prune_spec(profile, module: torch.nn.Module, example: torch.Tensor) -> Prune
                      importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
                      max_ratio=p.max_ratio, fragile_drop=p.fragile_drop)
     if p.ratio > 0 and getattr(module, "onnx_path", None) is None:
-        spec = replace(spec, required_saving=required_saving(profile, count_macs_params(module, example)[0]))
+        per_mac = None
+        if profile.is_mcu:  # the cost model's rate for this model's mix of layers
+            from ..mcu.cost import module_cycles
+
+            macs, cycles = module_cycles(module, example, profile.hardware.cpu)
+            per_mac = cycles / macs if macs else None
+        spec = replace(spec, required_saving=required_saving(profile, count_macs_params(module, example)[0], per_mac))
     return spec
 
 
-def required_saving(profile, macs: int) -> int:
+def required_saving(profile, macs: int, cycles_per_mac: float | None = None) -> int:
     """MACs a model of ``macs`` must lose for the latency and energy budgets (0 when it fits): all
-    pruning reads of the budgets, the hardware and the power model. 2% under the ceiling: channel
-    rounding and the estimate's own MAC count differ slightly."""
-    cap = budget_macs(profile)
+    pruning reads of the budgets, the hardware and the power model (``cycles_per_mac``: a
+    microcontroller's, see ``energy.budget_macs``). 2% under the ceiling: channel rounding and the
+    estimate's own MAC count differ slightly."""
+    cap = budget_macs(profile, cycles_per_mac)
     return 0 if cap is None else max(0, int(macs - 0.98 * cap))
 
 

@@ -140,3 +140,41 @@ def estimate(rows, cpu: str, clock_mhz: float, coefficients: Coefficients = M4) 
            f"({macs:,} MACs) at {clock_mhz:g} MHz; {why.split(':')[0]}, coefficients from published measurements "
            "(docs/mcu.md)")
     return Estimate(cycles, ms, core, per, how)
+
+
+def module_cycles(model, example, cpu: str, coefficients: Coefficients = M4) -> tuple[int, float]:
+    """(MACs, cycles) of a PyTorch model's convolutions and fully connected layers for one forward
+    pass of ``example`` on ``cpu``, priced as the .tflite they become would be (each layer's kind,
+    its MACs, its outputs, its dispatch; the operators between them are left out). Pruning uses
+    cycles / MACs as the model's rate before there is a .tflite to walk."""
+    import torch
+    from torch import nn
+
+    priced: list[float] = []
+    macs: list[int] = []
+
+    def hook(m, args, out):
+        n = out.numel() // out.shape[0]
+        if isinstance(m, nn.Linear):
+            kind, pointwise, mac = "fully_connected", False, n * m.in_features
+        else:
+            kh, kw = m.kernel_size
+            depthwise = m.groups == m.in_channels and m.groups > 1
+            kind, pointwise = ("depthwise" if depthwise else "conv"), (kh, kw) == (1, 1) and not depthwise
+            mac = n * (m.in_channels // m.groups) * kh * kw
+        per_mac = {"conv": coefficients.pointwise if pointwise else coefficients.conv,
+                   "depthwise": coefficients.depthwise, "fully_connected": coefficients.fully_connected}[kind]
+        macs.append(mac)
+        priced.append(coefficients.per_op + mac * per_mac + n * coefficients.per_output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return sum(macs), sum(priced) * CORES[core_class(cpu)][0]

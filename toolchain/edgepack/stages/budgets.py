@@ -33,15 +33,18 @@ def _arena_or_none(artifact: bytes) -> int | None:
 
 def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Reporter, *,
         allow_budget_violation: bool) -> BudgetsOut:
-    from ..energy import Figure, estimate_energy, estimate_latency
+    from ..energy import estimate_energy, estimate_latency
 
     profile, b = inp.profile, inp.profile.budgets
     pr, artifact = pruned.result, quant.artifact
     float_acc, q_acc = inp.loaded.float_accuracy, quant.accuracy
     loss = float_acc - pruned.accuracy
-    est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
-    if meas.latency.get("basis") == "estimated":  # a microcontroller with no board: the per-kernel cost model's
-        est_lat = Figure(meas.latency["median_ms"], "ms", "estimated", meas.latency["how"])
+    if profile.is_mcu:  # the per-kernel cost model's (what a build with no board is judged by, too)
+        from ..mcu.estimate import estimated_latency
+
+        est_lat = estimated_latency(profile, artifact)[0]
+    else:
+        est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
     est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
     rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both ESTIMATED "
              "from the profile)")

@@ -82,16 +82,14 @@ def judge(manifest: dict, measurements: dict, *, deployed: str, accuracy: float,
     if metered is not None and deployed == "model.tflite":  # the device's meter samples the TFLite bench
         e_mj, e_basis = float(metered["value"]), metered["basis"]
     else:
-        e_mj = profile.power.active_mw * lat["median_ms"] / 1e3
-        e_basis = (f"estimated: {profile.power.active_mw:g} mW active power from [power] x the "
-                   f"{'estimated' if estimated else 'measured'} {lat['median_ms']:.4g} ms")
+        e_mj, e_basis = estimated_energy(profile, lat["median_ms"], "estimated" if estimated else "measured")
     size_kb = entry["size_bytes"] / 1024
-    budgets = [_verdict("max_accuracy_drop", float_accuracy - accuracy, b.max_accuracy_drop, "points",
+    budgets = [verdict("max_accuracy_drop", float_accuracy - accuracy, b.max_accuracy_drop, "points",
                         "validation split, deployed artifact vs the original float model"),
-               _verdict("max_model_kb", size_kb, b.max_model_kb, "KB", "measured"),
-               _verdict("max_latency_ms", lat["median_ms"], b.max_latency_ms, "ms",
+               verdict("max_model_kb", size_kb, b.max_model_kb, "KB", "measured"),
+               verdict("max_latency_ms", lat["median_ms"], b.max_latency_ms, "ms",
                         f"estimated: {lat['how']}" if estimated else f"measured: {label}"),
-               _verdict("max_energy_mj", e_mj, b.max_energy_mj, "mJ", e_basis)]
+               verdict("max_energy_mj", e_mj, b.max_energy_mj, "mJ", e_basis)]
     for got in manifest["budgets"]:  # memory and (for microcontrollers) flash and SRAM, as the build judged them
         if got["budget"].startswith(("max_peak_memory_kb", "hardware.")):
             budgets.append({k: got[k] for k in ("budget", "value", "limit", "unit", "basis", "met")})
@@ -101,7 +99,14 @@ def judge(manifest: dict, measurements: dict, *, deployed: str, accuracy: float,
                    bundle=str(bundle), budgets=[x for x in budgets if x is not None])
 
 
-def _verdict(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict | None:
+def estimated_energy(profile, ms: float, latency_basis: str) -> tuple[float, str]:
+    """(mJ, basis) of an inference of ``ms`` from the profile's active power, labelled ESTIMATED
+    with the basis of the latency it rests on."""
+    return (profile.power.active_mw * ms / 1e3,
+            f"estimated: {profile.power.active_mw:g} mW active power from [power] x the {latency_basis} {ms:.4g} ms")
+
+
+def verdict(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict | None:
     if limit is None:
         return None
     return {"budget": name, "value": round(float(value), 6), "limit": float(limit), "unit": unit, "basis": basis,
