@@ -10,6 +10,10 @@ side in alternating rounds; on MCU targets: estimated from each artifact's layer
 
     .venv/bin/python benchmarks/compare.py [--pairs digits:rpi4,digits-hard:rpi4,digits:cortex-m4,digits-hard:cortex-m4]
         [--methods all] [--out compare-bench] [--json results.json]
+    .venv/bin/python benchmarks/compare.py --rebench results.json [--rounds 5]
+
+``--rebench`` benches the artifacts of an earlier run's --json again, side by side (the latency
+column only: every other figure is the run's), for a run whose re-bench was disturbed.
 """
 
 from __future__ import annotations
@@ -50,10 +54,47 @@ def checks(doc: dict) -> list[str]:
     return out
 
 
+def report(pair: str, doc: dict, seconds: float) -> None:
+    from edgepack.compare.report import table
+
+    data, target = pair.split(":")
+    print(f"\n## {target}, demo on {data} ({seconds:.0f} s)\n")
+    print(table(doc))
+    print(f"\nrecommendation: {doc['recommendation']['method']}: {doc['recommendation']['reason']}")
+    for line in checks(doc):
+        print(f"- {line}")
+    sys.stdout.flush()
+
+
+def rebench_again(path: Path, *, rounds: int, out: str | None) -> int:
+    """The latency column of an earlier run, measured again side by side as `edgepack compare` does."""
+    from edgepack.compare.report import recommend
+    from edgepack.compare.run import rebench
+    from edgepack.measure import rebench_runner
+    from edgepack.profiles import load_profile
+
+    results = json.loads(path.read_text())
+    for pair, doc in results.items():
+        profile = load_profile(doc["target"], tuple(doc["sets"]))
+        how = rebench_runner(profile, doc["device"])
+        if how is None:
+            print(f"{pair}: no measured latency to bench again (estimated)")
+            continue
+        runner, threads, label = how
+        t0 = time.perf_counter()
+        with runner:
+            rebench(doc["rows"], runner, threads=threads, label=label, rounds=rounds, warmup=profile.measure.warmup,
+                    runs=profile.measure.runs, folder=Path(doc["folder"]))
+        doc["recommendation"] = recommend(doc["rows"], profile)
+        report(pair, doc, time.perf_counter() - t0)
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT / "toolchain"))
     from edgepack import api
-    from edgepack.compare.report import table
     from edgepack.progress import Reporter
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,20 +102,19 @@ def main() -> int:
     ap.add_argument("--methods", default="all")
     ap.add_argument("--out", default="compare-bench")
     ap.add_argument("--json")
+    ap.add_argument("--rebench", metavar="RESULTS.json", help="bench an earlier run's artifacts again, side by side")
+    ap.add_argument("--rounds", type=int, default=5, help="re-bench rounds with --rebench (default 5)")
     args = ap.parse_args()
+    if args.rebench:
+        return rebench_again(Path(args.rebench), rounds=args.rounds, out=args.json)
     results = {}
     for pair in args.pairs.split(","):
         data, target = pair.split(":")
         t0 = time.perf_counter()
         doc = api.compare(target, data=data, methods=args.methods, out=Path(args.out) / data,
                           reporter=Reporter(total=1, quiet=False))
-        print(f"\n## {target}, demo on {data} ({time.perf_counter() - t0:.0f} s)\n")
-        print(table(doc))
-        print(f"\nrecommendation: {doc['recommendation']['method']}: {doc['recommendation']['reason']}")
-        for line in checks(doc):
-            print(f"- {line}")
+        report(pair, doc, time.perf_counter() - t0)
         results[pair] = doc
-        sys.stdout.flush()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     return 0

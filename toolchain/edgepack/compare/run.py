@@ -74,18 +74,21 @@ def failed_row(method: Method, reason: str, seconds: float) -> dict:
     return row
 
 
-def rebench(rows: list[dict], runner, *, threads: int, label: str, rounds: int = 3, runs: int = 100) -> None:
+def rebench(rows: list[dict], runner, *, threads: int, label: str, rounds: int, warmup: int, runs: int,
+            folder: Path | None = None) -> None:
     """Bench every successful row's artifact again on ``runner``, all in each round, alternating
-    (median of round medians, ``measure.side_by_side``), and put the figure in ``latency_ms`` (the
-    build's own in ``build_latency_ms``). One build's bench is taken at another moment of a shared
-    machine's load; the side-by-side figures are the ones to compare."""
+    (median of round medians, ``measure.side_by_side``), ``warmup`` and ``runs`` per bench as the
+    builds benched (the profile's [measure]), and put the figure in ``latency_ms`` (the build's own
+    in ``build_latency_ms``). One build's bench is taken at another moment of a shared machine's
+    load; the side-by-side figures are the ones to compare. ``folder``: where relative artifact
+    paths (a written results.json's) are."""
     from ..measure import side_by_side
 
     ok = [r for r in rows if r["status"] == "ok"]
-    blobs = {r["method"]: Path(r["artifact"]).read_bytes() for r in ok}
-    got = side_by_side(runner, blobs, threads=threads, rounds=rounds, warmup=10, runs=runs)
+    blobs = {r["method"]: (Path(folder or ".") / r["artifact"]).read_bytes() for r in ok}
+    got = side_by_side(runner, blobs, threads=threads, rounds=rounds, warmup=warmup, runs=runs)
     for r in ok:
-        r["build_latency_ms"] = r["latency_ms"]
+        r["build_latency_ms"] = r.get("build_latency_ms", r["latency_ms"])
         r["latency_ms"] = round(statistics.median(got[r["method"]]), 4)
         r["latency_label"] = f"{label}, {threads} thread(s), median of {rounds} alternating rounds of {runs} runs"
 
@@ -151,7 +154,8 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
         runner, _, label = how
         rep.info(f"benching the {sum(r['status'] == 'ok' for r in rows)} artifacts side by side ({rebench_rounds} rounds)")
         with runner:
-            rebench(rows, runner, threads=threads, label=label, rounds=rebench_rounds)
+            rebench(rows, runner, threads=threads, label=label, rounds=rebench_rounds, warmup=profile.measure.warmup,
+                    runs=profile.measure.runs)
     rebenched = how is not None
     from .report import recommend
 
