@@ -147,6 +147,8 @@ def module_cycles(model, example, cpu: str, coefficients: Coefficients = M4) -> 
     pass of ``example`` on ``cpu``, priced as the .tflite they become would be (each layer's kind,
     its MACs, its outputs, its dispatch; the operators between them are left out). Pruning uses
     cycles / MACs as the model's rate before there is a .tflite to walk."""
+    from types import SimpleNamespace
+
     import torch
     from torch import nn
 
@@ -162,10 +164,9 @@ def module_cycles(model, example, cpu: str, coefficients: Coefficients = M4) -> 
             depthwise = m.groups == m.in_channels and m.groups > 1
             kind, pointwise = ("depthwise" if depthwise else "conv"), (kh, kw) == (1, 1) and not depthwise
             mac = n * (m.in_channels // m.groups) * kh * kw
-        per_mac = {"conv": coefficients.pointwise if pointwise else coefficients.conv,
-                   "depthwise": coefficients.depthwise, "fully_connected": coefficients.fully_connected}[kind]
-        macs.append(mac)
-        priced.append(coefficients.per_op + mac * per_mac + n * coefficients.per_output)
+        macs.append(mac)  # priced by the same rule as the .tflite's operator (layer_cycles)
+        priced.append(layer_cycles(SimpleNamespace(kind=kind, pointwise=pointwise, macs=mac, output_elements=n,
+                                                   op=kind.upper()), coefficients))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
