@@ -83,8 +83,7 @@ def rebench_again(path: Path, *, rounds: int, out: str | None) -> int:
         runner, threads, label = how
         t0 = time.perf_counter()
         with runner:
-            rebench(doc["rows"], runner, threads=threads, label=label, rounds=rounds, warmup=profile.measure.warmup,
-                    runs=profile.measure.runs, folder=Path(doc["folder"]))
+            rebench(doc["rows"], runner, profile, threads=threads, label=label, rounds=rounds, folder=Path(doc["folder"]))
         doc["recommendation"] = recommend(doc["rows"], profile)
         report(pair, doc, time.perf_counter() - t0)
     if out:

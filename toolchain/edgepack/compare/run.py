@@ -53,11 +53,14 @@ def figures(method: Method, result, seconds: float) -> dict:
            "method_seconds": round(method_s, 2), "build_seconds": round(seconds, 2),
            "budgets_met": man.get("budgets_met") and all(b["met"] for b in meas.get("budgets") or []),
            "broken": [b["budget"] for b in [*man.get("budgets", []), *(meas.get("budgets") or [])] if not b["met"]],
+           "budgets": [*man.get("budgets", []), *(meas.get("budgets") or [])],
            "reason": None,
            "quantization": man["artifact"]["quantization"], "sets": list(method.sets), "what": method.what,
            "weights": w or None, "artifact": str(result.out_dir / "model.tflite")}
     if lat.get("estimated") or lat.get("basis") == "estimated":
         row["latency_label"] = f"estimated: {lat.get('how', '')}".strip()
+    elif lat.get("basis") == "not estimated":  # an MCU model the cost model cannot price (float, int16 inputs)
+        row["latency_label"] = lat["how"]
     return row
 
 
@@ -74,23 +77,34 @@ def failed_row(method: Method, reason: str, seconds: float) -> dict:
     return row
 
 
-def rebench(rows: list[dict], runner, *, threads: int, label: str, rounds: int, warmup: int, runs: int,
-            folder: Path | None = None) -> None:
+def rebench(rows: list[dict], runner, profile, *, threads: int, label: str, rounds: int, folder: Path | None = None) -> None:
     """Bench every successful row's artifact again on ``runner``, all in each round, alternating
-    (median of round medians, ``measure.side_by_side``), ``warmup`` and ``runs`` per bench as the
-    builds benched (the profile's [measure]), and put the figure in ``latency_ms`` (the build's own
-    in ``build_latency_ms``). One build's bench is taken at another moment of a shared machine's
-    load; the side-by-side figures are the ones to compare. ``folder``: where relative artifact
-    paths (a written results.json's) are."""
+    (median of round medians, ``measure.side_by_side``), with the profile's [measure] warmup and
+    runs as the builds benched, and put the figure in ``latency_ms`` (the build's own in
+    ``build_latency_ms``). One build's bench is taken at another moment of a shared machine's
+    load; the side-by-side figures are the ones to compare. Where the build's latency budget was
+    judged by a measurement (on the target), it and an energy estimated from time are judged again
+    on the new figure (``verdicts.retimed``), with ``budgets_met`` and ``broken``. ``folder``:
+    where relative artifact paths (a written results.json's) are."""
     from ..measure import side_by_side
+    from ..verdicts import retimed
 
+    warmup, runs = profile.measure.warmup, profile.measure.runs
     ok = [r for r in rows if r["status"] == "ok"]
     blobs = {r["method"]: (Path(folder or ".") / r["artifact"]).read_bytes() for r in ok}
     got = side_by_side(runner, blobs, threads=threads, rounds=rounds, warmup=warmup, runs=runs)
     for r in ok:
         r["build_latency_ms"] = r.get("build_latency_ms", r["latency_ms"])
-        r["latency_ms"] = round(statistics.median(got[r["method"]]), 4)
+        ms = statistics.median(got[r["method"]])
+        r["latency_ms"] = round(ms, 4)
         r["latency_label"] = f"{label}, {threads} thread(s), median of {rounds} alternating rounds of {runs} runs"
+        if r.get("budgets"):  # an earlier results.json's rows may not carry them
+            r["budgets"], energy = retimed(r["budgets"], ms, r["latency_label"], profile.power,
+                                           energy_basis=r.get("energy_label"))
+            if energy is not None:
+                r["energy_mj"], r["energy_label"] = round(energy[0], 6), energy[1]
+            r["broken"] = [b["budget"] for b in r["budgets"] if not b["met"]]
+            r["budgets_met"] = not r["broken"]
 
 
 #: Held-out samples the activation zeros are counted on.
@@ -154,8 +168,7 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
         runner, _, label = how
         rep.info(f"benching the {sum(r['status'] == 'ok' for r in rows)} artifacts side by side ({rebench_rounds} rounds)")
         with runner:
-            rebench(rows, runner, threads=threads, label=label, rounds=rebench_rounds, warmup=profile.measure.warmup,
-                    runs=profile.measure.runs)
+            rebench(rows, runner, profile, threads=threads, label=label, rounds=rebench_rounds)
     rebenched = how is not None
     from .report import recommend
 

@@ -19,8 +19,7 @@ from pathlib import Path
 SLACK = 0.15
 #: at most this many trials are benched again (the most accurate first)
 MAX_POINTS = 16
-#: budgets the re-bench can change: they are not used to pick the trials to bench again
-TIMED = ("max_latency_ms", "max_energy_mj")
+from ..verdicts import TIMED  # the budgets the re-bench can change: not used to pick the trials to bench again
 
 
 def near_front(rows: list[dict], *, slack: float = SLACK, limit: int = MAX_POINTS) -> list[dict]:
@@ -71,18 +70,14 @@ def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int | None = None, 
 
 
 def _update(r: dict, ms: float, how: str, profile, threads: int) -> None:
-    from .trial import estimated_energy, verdict
+    from ..verdicts import retimed
 
     r["trial_latency_ms"] = r["latency_ms"]
     r["latency_ms"] = round(ms, 6)
     r["latency_label"] = f"{how}, {threads} thread(s)"
-    estimated = r["energy_basis"].startswith("estimated")  # a meter's figure is not the latency's to change
-    if estimated:
-        mj, r["energy_basis"] = estimated_energy(profile, ms, "side-by-side measured")
-        r["energy_mj"] = round(mj, 6)
-    for i, b in enumerate(r["budgets"]):
-        if b["budget"] == "max_latency_ms":
-            r["budgets"][i] = verdict(b["budget"], ms, b["limit"], b["unit"], f"measured: {r['latency_label']}")
-        elif b["budget"] == "max_energy_mj" and estimated:
-            r["budgets"][i] = verdict(b["budget"], r["energy_mj"], b["limit"], b["unit"], r["energy_basis"])
+    # a trial's latency is always the study's measurement; a meter's energy is not the latency's to change
+    r["budgets"], energy = retimed(r["budgets"], ms, r["latency_label"], profile.power, measured=True,
+                                   energy_basis=r["energy_basis"])
+    if energy is not None:
+        r["energy_mj"], r["energy_basis"] = round(energy[0], 6), energy[1]
     r["feasible"] = all(b["met"] for b in r["budgets"])

@@ -102,12 +102,13 @@ def judge(manifest: dict, measurements: dict, *, deployed: str, accuracy: float,
 def estimated_energy(profile, ms: float, latency_basis: str) -> tuple[float, str]:
     """(mJ, basis) of an inference of ``ms`` from the profile's active power, labelled ESTIMATED
     with the basis of the latency it rests on."""
-    return (profile.power.active_mw * ms / 1e3,
-            f"estimated: {profile.power.active_mw:g} mW active power from [power] x the {latency_basis} {ms:.4g} ms")
+    from ..verdicts import energy_from_latency
+
+    return energy_from_latency(profile.power, ms, latency_basis)
 
 
 def verdict(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict | None:
-    if limit is None:
-        return None
-    return {"budget": name, "value": round(float(value), 6), "limit": float(limit), "unit": unit, "basis": basis,
-            "met": bool(value <= limit)}
+    """The budget's verdict (``verdicts.judge``), or None for a budget the profile does not set."""
+    from ..verdicts import judge
+
+    return None if limit is None else judge(name, value, float(limit), unit, basis)
