@@ -106,3 +106,58 @@ def test_pruning_for_an_mcu_budget_uses_the_cost_models_rate():
     assert cap * 5.0 / (p.hardware.clock_mhz * 1e3) == pytest.approx(p.budgets.max_latency_ms, rel=1e-6)
     assert budget_macs(p) == pytest.approx(cap * 5.0 / (cost.M4.conv), rel=1e-6)  # no model: KxK convolutions'
     assert budget_macs(p) < p.budgets.max_latency_ms / 1e3 * p.hardware.int8_macs_per_cycle * p.hardware.clock_mhz * 1e6
+
+
+def _float_kws(tmp_path) -> bytes:
+    """The kws fixture's architecture converted to a float32 .tflite (no quantization)."""
+    import numpy as np
+    import torch
+
+    from edgepack.convert.tflite import convert_float
+    from edgepack.models import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create("dscnn", in_channels=1, num_classes=12).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 1, 49, 10)).astype(np.float32)
+    return convert_float(model, torch.from_numpy(x[:1]), tmp_path, samples=x).tflite
+
+
+def test_a_float_model_gets_no_figure_from_the_int8_cost_model(tmp_path):
+    """The cost model prices TFLM's int8 (CMSIS-NN) kernels; a float model runs other kernels, so
+    its latency on an MCU is "not estimated" (never the int8 figure), and bench says so."""
+    from edgepack.mcu.estimate import estimated_latency, unpriced
+    from edgepack.profiles import load_profile
+
+    data = _float_kws(tmp_path)
+    profile = load_profile("cortex-m4")
+    assert "float32" in unpriced(layers(data)) and unpriced(layers(int8_model("kws").read_bytes())) is None
+    fig, macs, _, costs = estimated_latency(profile, data)
+    assert fig.value is None and fig.basis == "not estimated" and "int8" in fig.how and costs == []
+    assert macs == sum(r.macs for r in layers(int8_model("kws").read_bytes()))  # the MACs are still counted
+    assert estimated_latency(profile, int8_model("kws").read_bytes())[0].value > 0
+    (tmp_path / "float.tflite").write_bytes(data)
+    proc = run_cli("bench", "--target", "cortex-m4", "--device", "host", str(tmp_path / "float.tflite"),
+                   "--store", str(tmp_path / "h.sqlite"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "NOT ESTIMATED" in proc.stdout and "MACs" not in proc.stdout.split("latency")[1].split("NOTE")[0]
+
+
+def test_a_float_build_for_an_mcu_cannot_pass_its_latency_budget_unjudged(tmp_path):
+    """A float32 build for the cortex-m4 (no board): the latency budget cannot be judged, so the
+    build stops with one line saying so; allowed, its records say "not estimated" and why."""
+    from edgepack import api
+
+    sets = ("quantization.mode=float32", "pruning.ratio=0")
+    proc = run_cli("build", "--target", "cortex-m4", "--out", str(tmp_path / "a"), "-q",
+                   *[a for s in sets for a in ("--set", s)])
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+    assert "max_latency_ms cannot be judged" in proc.stderr and "int8" in proc.stderr
+    assert not (tmp_path / "a" / "cortex-m4").exists()
+    res = api.build("cortex-m4", out=tmp_path / "b", overrides=sets, allow_budget_violation=True)
+    lat = res.measurements["latency"]
+    assert lat["median_ms"] is None and lat["basis"] == "not estimated"
+    est = res.manifest["estimates"]
+    assert est["latency"]["value"] is None and est["energy"]["value"] is None
+    verdicts = {b["budget"]: b for b in res.measurements["budgets"] + res.manifest["budgets"]}
+    assert verdicts["max_latency_ms"]["met"] is False and verdicts["max_latency_ms"]["value"] is None
+    assert "| max_latency_ms | no figure | 250 | not estimated" in (res.out_dir / "report.md").read_text()

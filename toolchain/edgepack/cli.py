@@ -250,7 +250,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     m = result.manifest
     acc, lat = m["accuracy"], result.measurements["latency"]
     print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 accuracy {acc['int8']:.2f}% "
-          f"(float {acc['float_original']:.2f}%), median {lat['median_ms']:.3f} ms [{lat['label']}]")
+          f"(float {acc['float_original']:.2f}%), median {_fmt(lat['median_ms'], '.3f')} ms [{lat['label']}]")
     return ExitStatus.OK
 
 
@@ -301,11 +301,11 @@ def _print_mcu_estimate(r: dict) -> int:
     lat, e = r["latency"], r["energy"]
     print(f"{r['artifact']} (sha256 {r['sha256'][:12]}, {r['size_bytes']:,} bytes) for {r['target']}: {r['device']['description']}")
     print(f"  TFLM     ran on this machine (every operator loads and runs); tensor arena {r['arena_bytes']:,} bytes")
-    print(f"  latency  {_fmt(lat['value'])} ms ESTIMATED ({lat['how']})")
-    print(f"  energy   {_fmt(e['value'], '.4g', ' mJ per inference')} ESTIMATED ({e['how']})")
-    costly = sorted(r["layers"], key=lambda x: -x["estimated_cycles"])[:10]
-    total = sum(x["estimated_cycles"] for x in r["layers"]) or 1
-    for x in costly:  # the per-layer estimate next to the MACs, costliest first
+    print(f"  latency  {_fmt(lat['value'])} ms {lat['basis'].upper()} ({lat['how']})")
+    print(f"  energy   {_fmt(e['value'], '.4g', ' mJ per inference')} {e['basis'].upper()} ({e['how']})")
+    priced = [x for x in r["layers"] if x["estimated_cycles"] is not None]
+    total = sum(x["estimated_cycles"] for x in priced) or 1
+    for x in sorted(priced, key=lambda x: -x["estimated_cycles"])[:10]:  # the per-layer estimate next to the MACs
         print(f"  layer    #{x['index']:<3} {x['op']:<18} {x['macs']:>11,} MACs {x['estimated_ms']:>9.3f} ms "
               f"{100 * x['estimated_cycles'] / total:5.1f}%  (ESTIMATED)")
     for w in r["warnings"]:

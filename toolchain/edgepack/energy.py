@@ -13,18 +13,18 @@ from .profiles import Hardware, Power
 
 @dataclass(frozen=True)
 class Figure:
-    value: float
+    value: float | None  # None: no figure could be given (basis "not estimated"; ``how`` says why)
     unit: str
-    basis: str  # "measured" or "estimated"
+    basis: str  # "measured", "estimated" or "not estimated"
     how: str
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["value"] = round(self.value, 6)
+        d["value"] = None if self.value is None else round(self.value, 6)
         return d
 
     def __str__(self) -> str:
-        return f"{self.value:.4g} {self.unit} ({self.basis}: {self.how})"
+        return f"{'-' if self.value is None else f'{self.value:.4g}'} {self.unit} ({self.basis}: {self.how})"
 
 
 def mac_rate(hw: Hardware, *, threads: int) -> float:
@@ -45,6 +45,8 @@ def estimate_energy(macs: int, latency: Figure, power: Power) -> Figure:
     if power.energy_per_mac_pj is not None:
         mj = macs * power.energy_per_mac_pj * 1e-9
         return Figure(mj, "mJ", "estimated", f"{macs:,} MACs x {power.energy_per_mac_pj:g} pJ/MAC from the profile's [power]")
+    if latency.value is None:
+        return Figure(None, "mJ", "not estimated", "no latency figure to multiply the active power by (see the latency's)")
     mj = power.active_mw * latency.value / 1e3
     return Figure(mj, "mJ", "estimated",
                   f"{power.active_mw:g} mW active power x {latency.value:.4g} ms {latency.basis} latency, from the profile's [power]")

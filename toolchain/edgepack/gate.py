@@ -137,7 +137,12 @@ def _side_by_side(profile, device: str, new: Path, old: Path, repeats: int, on_p
     if profile.is_mcu:  # no two models side by side on one board: both estimated, never this machine's time
         from .mcu.estimate import estimated_latency
 
-        new_ms, old_ms = (estimated_latency(profile, data[k])[0].value for k in ("new", "baseline"))
+        figs = {k: estimated_latency(profile, data[k])[0] for k in ("new", "baseline")}
+        for k, f in figs.items():
+            if f.value is None:
+                raise UsageError(f"the {k} model's latency on the {profile.name} cannot be compared: {f.how}; or pass "
+                                 "--no-latency")
+        new_ms, old_ms = figs["new"].value, figs["baseline"].value
         ratio = new_ms / old_ms
         return {"device": f"no board (the {profile.name})", "repeats": 1,
                 "label": "ESTIMATED from each model's layers and the profile's [hardware]; this machine's time is not an MCU's",

@@ -73,6 +73,12 @@ def _fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
+def _fmt_est(figure: dict, unit: str) -> str:
+    """An estimate's value with its unit, or "no figure" where none could be made (its ``how`` or
+    ``basis`` says why)."""
+    return "no figure" if figure["value"] is None else f"{figure['value']:.4g} {unit}"
+
+
 def _fmt_limit(limit: float | None) -> str:
     return "-" if limit is None else f"{limit:g}"
 
@@ -141,7 +147,7 @@ def render_report(m: dict) -> str:
         "",
         "| budget | value | limit | basis | met |",
         "|---|---:|---:|---|---|",
-        *[f"| {b['budget']} | {b['value']:.4g} {b['unit']} | {_fmt_limit(b['limit'])} | "
+        *[f"| {b['budget']} | {_fmt_est(b, b['unit'])} | {_fmt_limit(b['limit'])} | "
           f"{b['basis']} | {'yes' if b['met'] else '**NO**'} |" for b in m["budgets"]],
         "",
         "## Accuracy (held-out set, top-1 %)",
@@ -206,8 +212,8 @@ def render_report(m: dict) -> str:
         "`edgepack bench` measures again, on the device.",
         "",
         f"On the {m['target']['name']} (**estimated**, not measured):",
-        f"- latency {est['latency']['value']:.4g} ms: {est['latency']['how']}",
-        f"- energy {est['energy']['value']:.4g} mJ per inference: {est['energy']['how']}",
+        f"- latency {_fmt_est(est['latency'], 'ms')}: {est['latency']['how']}",
+        f"- energy {_fmt_est(est['energy'], 'mJ per inference')}: {est['energy']['how']}",
         "",
         "## Inputs and stage keys",
         "",

@@ -13,15 +13,32 @@ from ..energy import Figure, estimate_energy
 from ..errors import UsageError
 
 
+def unpriced(rows) -> str | None:
+    """Why the cost model cannot price a .tflite's operators (``layers.layers``), or None when it can.
+    It prices TFLM's int8 kernels (CMSIS-NN); a layer with float or int16 inputs runs other kernels
+    (TFLM's reference float kernels, the hybrid or 16x8 ones) whose cost it was not fitted on."""
+    odd = sorted({r.input_dtype for r in rows if r.macs and r.input_dtype not in ("int8", "")})
+    if not odd:
+        return None
+    return (f"not estimated: the cost model prices TFLM's int8 (CMSIS-NN) kernels, and this model's MAC layers take "
+            f"{'/'.join(odd)} inputs (other kernels, not priced); quantize to int8, or measure on a board "
+            f"(--device serial:PORT)")
+
+
 def estimated_latency(profile, data: bytes):
     """(latency Figure, MACs, layers, per-layer costs) of a .tflite on ``profile``'s microcontroller,
-    ESTIMATED by the per-kernel cost model (cost.py) at the profile's clock."""
+    ESTIMATED by the per-kernel cost model (cost.py) at the profile's clock. A model the cost model
+    cannot price (``unpriced``) gets a Figure whose value is None and basis "not estimated"."""
     from .cost import estimate
     from .layers import layers
 
     rows = layers(data)
+    macs = sum(r.macs for r in rows)
+    why = unpriced(rows)
+    if why:
+        return Figure(None, "ms", "not estimated", why), macs, rows, []
     est = estimate(rows, profile.hardware.cpu, profile.hardware.clock_mhz)
-    return Figure(est.ms, "ms", "estimated", est.how), sum(r.macs for r in rows), rows, est.layers
+    return Figure(est.ms, "ms", "estimated", est.how), macs, rows, est.layers
 
 
 def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dict:
@@ -49,7 +66,8 @@ def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dic
         "estimated": True, "macs": macs, "arena_bytes": arena,
         "latency": lat.to_dict(), "energy": energy.to_dict(),
         "layers": [{**r.to_dict(), "estimated_cycles": round(c.cycles),
-                    "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)],
+                    "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)]
+        or [{**r.to_dict(), "estimated_cycles": None, "estimated_ms": None} for r in rows],
         "device": {"kind": "none", "id": "none", "description": f"no board: {profile.description}"},
         "warnings": [f"no {profile.name} board attached: latency and energy are ESTIMATED, not measured; attach one "
                      f"running edgepack's harness and pass --device serial:PORT to measure"],

@@ -33,6 +33,7 @@ class Layer:
     input_elements: int
     output_elements: int
     weight_bytes: int
+    input_dtype: str = ""  # the (first) activation input's element type: int8 for a full-integer model
 
     @property
     def pointwise(self) -> bool:
@@ -67,7 +68,8 @@ def layers(model: bytes) -> list[Layer]:
         w = _shape(ins[1]) if kind in ("conv", "depthwise", "fully_connected") and len(ins) > 1 else None
         out.append(Layer(i, op["op_name"], kind, outs[0]["name"] if outs else op["op_name"], x, y, w, _macs(kind, y, w),
                          sum(_elements(t) for t in acts), _elements(outs[0]) if outs else 0,
-                         sum(_elements(t) * np.dtype(t["dtype"]).itemsize for t in consts)))
+                         sum(_elements(t) * np.dtype(t["dtype"]).itemsize for t in consts),
+                         np.dtype(acts[0]["dtype"]).name if acts else ""))
     return out
 
 

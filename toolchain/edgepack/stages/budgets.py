@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import BudgetError
 from ..progress import Reporter
+from ..verdicts import judge as _budget
 
 
 @dataclass
@@ -15,9 +16,8 @@ class BudgetsOut:
     arena: int | None  # the TFLM tensor arena, bytes
 
 
-def _budget(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict:
-    return {"budget": name, "value": round(value, 4), "limit": limit, "unit": unit, "basis": basis,
-            "met": limit is None or value <= limit}
+def _needs(x: dict) -> str:
+    return "cannot be judged" if x["value"] is None else f"needs {x['value']:.4g} {x['unit']}"
 
 
 def _arena_or_none(artifact: bytes) -> int | None:
@@ -31,6 +31,10 @@ def _arena_or_none(artifact: bytes) -> int | None:
         return None
 
 
+def _basis(figure) -> str:
+    return "estimated" if figure.value is not None else figure.how
+
+
 def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Reporter, *,
         allow_budget_violation: bool) -> BudgetsOut:
     from ..energy import estimate_energy, estimate_latency
@@ -39,15 +43,20 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
     pr, artifact = pruned.result, quant.artifact
     float_acc, q_acc = inp.loaded.float_accuracy, quant.accuracy
     loss = float_acc - pruned.accuracy
-    if profile.is_mcu:  # the per-kernel cost model's (what a build with no board is judged by, too)
+    if meas.estimate is not None:  # an MCU with no board: the measure stage's cost-model figure
+        est_lat = meas.estimate
+    elif profile.is_mcu:  # measured on its board; the per-kernel cost model's figure beside it
         from ..mcu.estimate import estimated_latency
 
         est_lat = estimated_latency(profile, artifact)[0]
     else:
         est_lat = estimate_latency(pr.macs_after, profile.hardware, threads=profile.runtime.threads)
     est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
-    rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both ESTIMATED "
-             "from the profile)")
+    if est_lat.value is None:
+        rep.info(f"on the {profile.name}: latency and energy {est_lat.how}")
+    else:
+        rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both "
+                 "ESTIMATED from the profile)")
     arena = micro["arena_bytes"] if micro else _arena_or_none(artifact)
     budgets = [
         _budget("max_accuracy_drop", float_acc - q_acc, b.max_accuracy_drop, "points",
@@ -57,9 +66,9 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
                                           if loss > b.max_accuracy_drop else "")),
         _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
         _budget("max_latency_ms", meas.latency["median_ms"], b.max_latency_ms, "ms", f"measured: {meas.label}")
-        if meas.on_target else _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", "estimated"),
+        if meas.on_target else _budget("max_latency_ms", est_lat.value, b.max_latency_ms, "ms", _basis(est_lat)),
         _budget("max_energy_mj", meas.energy["value"], b.max_energy_mj, "mJ", f"{meas.energy['basis']}: {meas.energy['how']}")
-        if meas.energy is not None else _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", "estimated"),
+        if meas.energy is not None else _budget("max_energy_mj", est_energy.value, b.max_energy_mj, "mJ", _basis(est_energy)),
     ]
     for pte in ptes:
         e = pte["entry"]
@@ -79,9 +88,9 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
                                profile.hardware.flash_kb, "KB", "model measured + runtime code estimated"))
     broken = [x for x in budgets if not x["met"]]
     for x in broken:
-        rep.warn(f"{x['budget']}: needs {x['value']:.4g} {x['unit']}, the {profile.name} allows {x['limit']:g} ({x['basis']})")
+        rep.warn(f"{x['budget']}: {_needs(x)}, the {profile.name} allows {x['limit']:g} ({x['basis']})")
     if broken and not allow_budget_violation:
-        what = "; ".join(f"{x['budget']} needs {x['value']:.4g} {x['unit']} but {profile.name} allows {x['limit']:g} ({x['basis']})"
+        what = "; ".join(f"{x['budget']} {_needs(x)} but {profile.name} allows {x['limit']:g} ({x['basis']})"
                          for x in broken)
         raise BudgetError(f"{what}; change the model or the profile, or pass --allow-budget-violation")
     return BudgetsOut(budgets, {"latency": est_lat.to_dict(), "energy": est_energy.to_dict()}, arena)

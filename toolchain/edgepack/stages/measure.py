@@ -17,6 +17,7 @@ class MeasureOut:
     on_target: bool  # measured on the target itself (its figures judge the budgets)
     energy: dict | None = None  # {"value", "basis", "how"} from the device's meter, when on the target
     ptes: dict[str, dict] = field(default_factory=dict)  # .pte file -> latency figures with label and ratio
+    estimate: object = None  # an MCU without a board: the cost model's latency Figure (the budgets judge by it)
 
 
 def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None, bench_key: str | None = None) -> MeasureOut:
@@ -47,8 +48,8 @@ def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None,
             rep.info(f"{p['entry']['file']}: median {pl['median_ms']:.3f} ms over {pl['runs']} runs, "
                      f"{pl['median_ms'] / lat['median_ms']:.2f}x the TFLite artifact's")
     lat = out.latency
-    if lat.get("basis") == "estimated":
-        rep.info(f"{lat['median_ms']:.3f} ms {out.label}")
+    if lat.get("basis") in ("estimated", "not estimated"):
+        rep.info(f"{lat['median_ms']:.3f} ms {out.label}" if lat["median_ms"] is not None else out.label)
     else:
         rep.info(f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms'] or lat['p95_ms']:.3f} ms over {lat['runs']} runs: "
                  f"{out.label}")
@@ -62,9 +63,11 @@ def _mcu_estimate(profile, artifact: bytes) -> MeasureOut:
     from ..mcu.estimate import estimated_latency
 
     est, macs, _, _ = estimated_latency(profile, artifact)
-    lat = {"median_ms": round(est.value, 6), "basis": "estimated", "how": est.how, "macs": macs}
+    lat = {"median_ms": est.to_dict()["value"], "basis": est.basis, "how": est.how, "macs": macs}
+    if est.value is None:
+        return MeasureOut(lat, f"latency on the {profile.name} {est.how}", False, estimate=est)
     return MeasureOut(lat, f"ESTIMATED for the {profile.name} from model.tflite's layers: no board measured "
-                           f"(pass --device serial:PORT to measure one)", False)
+                           f"(pass --device serial:PORT to measure one)", False, estimate=est)
 
 
 def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], rep: Reporter, *, cache=None,

@@ -174,6 +174,11 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
         target, model, weights = identity["target"], identity["model"], identity["weights"]
         data, calibration = identity["data"], identity["calibration"]
     profile = load_profile(target)
+    serial = device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
+    if profile.is_mcu and profile.quantization.mode != "int8" and not serial:
+        raise UsageError(f"{profile.name}: tuning needs each trial's latency, and with no board it is estimated by a "
+                         f"cost model of int8 kernels only (quantization.mode is {profile.quantization.mode}); tune an "
+                         "int8 build, or attach the board (--device serial:PORT)")
     inputs = load_inputs(profile, model=model, weights=weights, input_shape=None, data=data, calibration=calibration,
                          rep=rep, cache=StageCache(warn=rep.warn), code_version=f"{__version__}+{code_fingerprint()}")
     stages = (stage_layers(inputs.loaded.module, inputs.example, stages=profile.tune.stages,
