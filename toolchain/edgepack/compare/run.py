@@ -156,8 +156,9 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
             row = failed_row(m, str(e).splitlines()[0], time.perf_counter() - t0)
         rows.append(row)
         if row["status"] == "ok":
+            ms = "no latency figure" if row["latency_ms"] is None else f"{row['latency_ms']:.4g} ms"
             rep.info(f"    {m.name}: accuracy {row['accuracy']:.2f}%, {row['size_bytes']:,} bytes "
-                     f"({row['gzip_bytes']:,} gzip), {row['latency_ms']} ms, {row['build_seconds']:.0f} s")
+                     f"({row['gzip_bytes']:,} gzip), {ms}, {row['build_seconds']:.0f} s")
         else:
             rep.warn(f"{m.name} failed: {row['reason']}")
     from ..measure import rebench_runner
