@@ -198,8 +198,11 @@ def test_interrupted_build_writes_nothing(tmp_path):
     # an empty stage cache: pruning and recovery really run (seconds), so the interrupt lands mid-stage
     # (with the suite's warm cache the rest of the build is cached and may finish before the signal)
     env = {**os.environ, "EDGEPACK_STAGE_CACHE_DIR": str(tmp_path / "stages")}
+    # SIGINT back to its default in the child: a suite started in the background (`make test &`)
+    # inherits SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-m", "edgepack.cli", "build", "--target", "rpi4", "--out", str(out)],
-                         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                         cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in p.stderr:  # progress lines; interrupt once pruning has started
         seen.append(line)
