@@ -125,7 +125,7 @@ def bench(
     artifact, record id). Raises UsageError for bad input and DeviceError subclasses for device
     faults; a failed bench records nothing.
     """
-    from .devices import connect
+    from .devices import connect, is_serial
     from .measure import history_row, measure, meter_for, read_artifact, sha256, threads_for
     from .profiles import load_profile
     from .store import BenchStore
@@ -141,7 +141,7 @@ def bench(
     m = profile.measure
     runs, warmup = runs or m.runs, m.warmup if warmup is None else warmup
     repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s
-    if profile.is_mcu and not _is_serial(profile, device):
+    if profile.is_mcu and not is_serial(profile, device):
         # no board: TFLM runs the model here for what it can tell; the figures are estimates, never host time
         from .mcu.estimate import bench_estimate
 
@@ -168,11 +168,6 @@ def bench(
     finally:
         if db is not None:
             db.close()
-
-
-def _is_serial(profile, device: str) -> bool:
-    """Whether ``device`` (or the profile's connection, for "profile") is a board on a serial port."""
-    return device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
 
 
 def history(*, store: str | Path | None = None, **filters) -> list[dict]:

@@ -20,6 +20,12 @@ from ..errors import UsageError
 DEVICE_FORMS = "host, profile, ssh://[user@]host[:port], adb, adb:SERIAL, serial:PORT[:BAUD] or qemu-arm64"
 
 
+def is_serial(profile, device: str) -> bool:
+    """Whether ``device`` (or the profile's connection, for "profile") is a board on a serial port:
+    the only way a microcontroller's latency is measured rather than estimated."""
+    return device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
+
+
 def connect(profile, device: str = "profile"):
     """A runner for ``device`` (see the module docstring). Raises UsageError for a malformed value."""
     from .device import ShellRunner

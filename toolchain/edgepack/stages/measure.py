@@ -27,8 +27,9 @@ def run(inp, quant, ptes: list[dict], device: str, rep: Reporter, *, cache=None,
     measured the same way before is not measured again (a quantization-only change re-measures
     model.tflite, not an unchanged .pte)."""
     profile, artifact = inp.profile, quant.artifact
-    serial = device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
-    if profile.is_mcu and not serial:
+    from ..devices import is_serial
+
+    if profile.is_mcu and not is_serial(profile, device):
         out = _mcu_estimate(profile, artifact)
     else:
         measured = _measure_on_device(profile, device, artifact, ptes, rep, cache=cache, bench_key=bench_key)

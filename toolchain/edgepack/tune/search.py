@@ -174,8 +174,9 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
         target, model, weights = identity["target"], identity["model"], identity["weights"]
         data, calibration = identity["data"], identity["calibration"]
     profile = load_profile(target)
-    serial = device.startswith("serial:") or (device == "profile" and profile.connection.kind == "serial")
-    if profile.is_mcu and profile.quantization.mode != "int8" and not serial:
+    from ..devices import is_serial
+
+    if profile.is_mcu and profile.quantization.mode != "int8" and not is_serial(profile, device):
         raise UsageError(f"{profile.name}: tuning needs each trial's latency, and with no board it is estimated by a "
                          f"cost model of int8 kernels only (quantization.mode is {profile.quantization.mode}); tune an "
                          "int8 build, or attach the board (--device serial:PORT)")
