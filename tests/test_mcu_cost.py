@@ -140,6 +140,7 @@ def test_a_float_model_gets_no_figure_from_the_int8_cost_model(tmp_path):
                    "--store", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "NOT ESTIMATED" in proc.stdout and "MACs" not in proc.stdout.split("latency")[1].split("NOTE")[0]
+    assert "are NOT ESTIMATED, not measured" in proc.stdout
 
 
 def test_a_float_build_for_an_mcu_cannot_pass_its_latency_budget_unjudged(tmp_path):

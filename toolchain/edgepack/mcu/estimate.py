@@ -69,7 +69,8 @@ def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dic
                     "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)]
         or [{**r.to_dict(), "estimated_cycles": None, "estimated_ms": None} for r in rows],
         "device": {"kind": "none", "id": "none", "description": f"no board: {profile.description}"},
-        "warnings": [f"no {profile.name} board attached: latency and energy are ESTIMATED, not measured; attach one "
+        "warnings": [f"no {profile.name} board attached: latency and energy are "
+                     f"{'ESTIMATED' if lat.value is not None else 'NOT ESTIMATED'}, not measured; attach one "
                      f"running edgepack's harness and pass --device serial:PORT to measure"],
         "record_id": None, "store": None,
     }
