@@ -18,14 +18,13 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from edgepack import api
 from edgepack.convert.tflite import convert_float, to_model_layout
-from edgepack.data import digits
+from edgepack.data.loaders import digits
 from edgepack.devices.host import HostRunner
 from edgepack.models.loader import load_model
+from edgepack.models.training import accuracy
 from edgepack.progress import Reporter
-from edgepack.training import accuracy
 
 
 def main() -> int:

@@ -70,8 +70,8 @@ def rebench_again(path: Path, *, rounds: int, out: str | None) -> int:
     """The latency column of an earlier run, measured again side by side as `edgepack compare` does."""
     from edgepack.compare.report import recommend
     from edgepack.compare.run import rebench
-    from edgepack.measure import rebench_runner
-    from edgepack.profiles import load_profile
+    from edgepack.measure.bench import rebench_runner
+    from edgepack.profiles.loader import load_profile
 
     results = json.loads(path.read_text())
     for pair, doc in results.items():

@@ -71,8 +71,7 @@ def int8_tflite(module, shape: tuple[int, ...], work: Path) -> bytes:
     needs shapes) through edgepack's own conversion."""
     import numpy as np
     import torch
-
-    from edgepack.compress.quantize import QuantSpec, quantize_int8
+    from edgepack.compress.quantize.converter import QuantSpec, quantize_int8
     from edgepack.convert.tflite import convert_float, to_model_layout
 
     module.eval()
@@ -84,9 +83,8 @@ def int8_tflite(module, shape: tuple[int, ...], work: Path) -> bytes:
 
 def mobilenetv2_imagenet(width: float, classes: int):
     """MobileNetV2 as published (ImageNet strides, last conv 1280 wide below width 1), softmax out."""
-    from torch import nn
-
     from edgepack.models.mobilenet import InvertedResidual, _round, conv_bn
+    from torch import nn
 
     cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
     cin = _round(32 * width)
@@ -119,7 +117,6 @@ def refit(rows: dict, fit: list[Published]):
     """Least squares, relative error, of (conv, depthwise) cycles per MAC over ``fit``; the other
     coefficients held at edgepack's."""
     import numpy as np
-
     from edgepack.mcu import cost
 
     a, b = [], []
@@ -146,7 +143,7 @@ def main() -> int:
     args = ap.parse_args()
     from edgepack.mcu import cost
     from edgepack.mcu.layers import layers
-    from edgepack.profiles import load_profile
+    from edgepack.profiles.loader import load_profile
 
     mlperf = args.mlperf if args.mlperf.is_dir() else None
     if mlperf is None:

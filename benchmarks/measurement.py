@@ -40,7 +40,7 @@ def main() -> int:
         api.build("rpi4", out=art.parent.parent)
     from edgepack.devices import connect
     from edgepack.devices.host import HostRunner
-    from edgepack.profiles import load_profile
+    from edgepack.profiles.loader import load_profile
 
     model = art.read_bytes()
     runner = connect(load_profile("rpi4"), "host")

@@ -23,16 +23,15 @@ import time
 from pathlib import Path
 
 import torch
-
-from edgepack.compress.distill import recover
-from edgepack.compress.prune import PruneSpec, prune_channels
-from edgepack.compress.quantize import QuantSpec, quantize_int8
+from edgepack.compress.prune.channels import PruneSpec, prune_channels
+from edgepack.compress.prune.distill import recover
+from edgepack.compress.quantize.converter import QuantSpec, quantize_int8
 from edgepack.convert.tflite import convert_float, to_model_layout
-from edgepack.data import digits
+from edgepack.data.loaders import digits
 from edgepack.devices.host import HostRunner
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
-from edgepack.training import accuracy, seed_everything
+from edgepack.models.training import accuracy, seed_everything
 
 
 def int8_of(model, data, work: Path) -> tuple[bytes, str]:

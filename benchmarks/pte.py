@@ -25,18 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from edgepack.compress.guard import guarded_quantize
+from edgepack.compress.quantize.guard import guarded_quantize
 from edgepack.convert import executorch as et
 from edgepack.convert.tflite import convert_float, to_model_layout
-from edgepack.data import digits
+from edgepack.data.loaders import digits
 from edgepack.devices.executorch import ExecuTorchRunner
 from edgepack.devices.host import HostRunner
 from edgepack.errors import EdgepackError
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
-from edgepack.profiles import Quantization
-from edgepack.training import accuracy
+from edgepack.models.training import accuracy
+from edgepack.profiles.sections import Quantization
 
 MODELS = "demo,mobilenetv2,mobilenetv3-small,resnet8,resnet18,dscnn,squeezenet"
 DEFAULT = Quantization(weights="per-channel", io_dtype="int8")

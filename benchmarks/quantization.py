@@ -34,17 +34,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from edgepack._stdio import native_stderr
-from edgepack.compress.guard import guarded_quantize
+from edgepack.compress.quantize.guard import guarded_quantize
 from edgepack.convert.executorch import export_xnnpack
 from edgepack.convert.tflite import convert_float, to_model_layout
-from edgepack.data import digits
+from edgepack.data.loaders import digits
 from edgepack.devices.executorch import ExecuTorchRunner
 from edgepack.devices.host import HostRunner
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
-from edgepack.profiles import Quantization
+from edgepack.profiles.sections import Quantization
 
 MODELS = "demo,mobilenetv2,mobilenetv3-small,resnet8,resnet18,dscnn,squeezenet,dscnn-spread"
 #: profile defaults: min-max first, no int16x8, no float layers

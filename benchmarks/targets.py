@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from edgepack import api
-from edgepack.profiles import known_targets
+from edgepack.profiles.loader import known_targets
 
 SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55"]
 

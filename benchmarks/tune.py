@@ -39,7 +39,7 @@ def build(model: str, out: Path, sets: list[str]) -> dict:
 
 
 def val_accuracy(model: bytes, layout: str, splits) -> float:
-    from edgepack.compress.budgeted import validation_split
+    from edgepack.compress.prune.budgeted import validation_split
     from edgepack.tune.trial import validation_accuracy
 
     x, y = validation_split(splits)
@@ -49,7 +49,7 @@ def val_accuracy(model: bytes, layout: str, splits) -> float:
 def held_out(model: bytes, layout: str, splits) -> float:
     from edgepack.convert.tflite import to_model_layout
     from edgepack.devices.host import HostRunner
-    from edgepack.training import accuracy
+    from edgepack.models.training import accuracy
 
     return float(accuracy(HostRunner().run(model, to_model_layout(splits.x_eval, layout)), splits.y_eval))
 
@@ -58,7 +58,7 @@ def side_by_side(models: dict[str, tuple[bytes, int]], *, rounds: int) -> dict[s
     """Median of round medians, every model (bytes, threads) once per round (alternating: the same
     machine load for all)."""
     from edgepack.devices.host import HostRunner
-    from edgepack.measure import side_by_side as bench
+    from edgepack.measure.bench import side_by_side as bench
 
     got = bench(HostRunner(), {k: b for k, (b, _) in models.items()}, threads=1, rounds=rounds, warmup=20, runs=200,
                 options=lambda k: {"threads": models[k][1]})
@@ -67,14 +67,13 @@ def side_by_side(models: dict[str, tuple[bytes, int]], *, rounds: int) -> dict[s
 
 def one_model(model: str, *, trials: int, rounds: int, work: Path) -> dict:
     import torch
-
     from edgepack import api
     from edgepack.convert.tflite import convert_float
-    from edgepack.profiles import load_profile
-    from edgepack.stages.inputs import default_input_shape
-    from edgepack.data import load_data
+    from edgepack.data.loaders import load_data
     from edgepack.models.loader import load_model
+    from edgepack.profiles.loader import load_profile
     from edgepack.progress import Reporter
+    from edgepack.stages.inputs import default_input_shape
 
     splits = load_data("digits", input_shape=default_input_shape(model))
     base = load_model(model, splits)
@@ -113,7 +112,6 @@ def trial_errors(out: Path, study: str) -> dict:
     """Each built trial's prediction error (predicted vs its own measurement), split by whether the
     factor was learnt from at least 3 finished trials when the prediction was made."""
     import optuna
-
     from edgepack.tune.study import default_storage
 
     st = optuna.load_study(study_name=study, storage=default_storage(out, study))

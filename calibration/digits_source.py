@@ -14,7 +14,7 @@ import numpy as np
 
 
 def calibration_images() -> np.ndarray:
-    from edgepack.data import digits
+    from edgepack.data.loaders import digits
 
     d = digits()  # the same stratified split (seed 0) the demo calibrates on, in [-1, 1]
     x01 = d.x_calib * 0.5 + 0.5  # undo (x - 0.5) / 0.5
@@ -24,7 +24,7 @@ def calibration_images() -> np.ndarray:
 def main(out: Path) -> int:
     from PIL import Image
 
-    from edgepack.data import digits
+    from edgepack.data.loaders import digits
 
     images, labels = calibration_images(), digits().y_calib
     for i, (img, label) in enumerate(zip(images, labels)):

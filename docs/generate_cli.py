@@ -27,7 +27,7 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = "edgepack") -> list
 def render() -> str:
     """docs/cli.md as it should be: the help of every command, then the hand-written sections kept."""
     os.environ["COLUMNS"] = "110"  # argparse wraps to the terminal: fix the width
-    from edgepack.cli import _parser
+    from edgepack.cli.main import _parser
 
     parser = _parser()
     parser.prog = "edgepack"

@@ -533,8 +533,8 @@ def trained_weights(name: str, cache_dir, *, size: int = 32):
     import os
     from pathlib import Path
 
-    from edgepack.data import digits
-    from edgepack.training import seed_everything, train
+    from edgepack.data.loaders import digits
+    from edgepack.models.training import seed_everything, train
 
     # keyed by the source of the classes the model is made of, so editing another architecture
     # does not retrain this one

@@ -18,7 +18,6 @@ import time
 import zlib
 
 import numpy as np
-
 from pty_device import PtyDevice
 
 FAULTS = ("version", "silent", "garble", "reset", "other-model", "wrong-output")
@@ -28,7 +27,7 @@ class BoardDouble(PtyDevice):
     def __init__(self, model: bytes, *, clock_hz: int = 168_000_000, cycles: int = 2_100_000, fault: str | None = None,
                  fault_after: int = 3, arena_bytes: int = 24_000, firmware: str = "edgepack-harness 1 (double)"):
         assert fault is None or fault in FAULTS, fault
-        from edgepack.convert.micro import tflm_interpreter
+        from edgepack.devices.tflm import tflm_interpreter
 
         self.model, self.clock_hz, self.cycles, self.fault, self.fault_after = model, clock_hz, cycles, fault, fault_after
         self.arena_bytes, self.firmware = arena_bytes, firmware

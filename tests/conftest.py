@@ -9,13 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from helpers import EPOCH, ROOT, SHIPPED, run_cli
 
 
 @pytest.fixture(scope="session")
 def digits():
-    from edgepack.data import digits as load
+    from edgepack.data.loaders import digits as load
 
     return load()
 

@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT
 
 #: name -> (zoo architecture, input channels, H, W, classes)
@@ -49,8 +48,7 @@ def int8_model(name: str) -> Path:
         return path
     import numpy as np
     import torch
-
-    from edgepack.compress.quantize import QuantSpec, quantize_int8
+    from edgepack.compress.quantize.converter import QuantSpec, quantize_int8
     from edgepack.convert.tflite import convert_float, to_model_layout
     from edgepack.models import zoo
 

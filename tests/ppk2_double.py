@@ -14,7 +14,6 @@ import threading
 import time
 
 import numpy as np
-
 from pty_device import PtyDevice
 
 RATE_HZ = 100_000

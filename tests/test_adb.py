@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from adb_emulator import EmulatedAdbServer
-from fixture_models import int8_model
-from helpers import run_cli
 from edgepack.devices.adb import ADB_TMP, AdbShell
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.host import HostRunner
 from edgepack.errors import DeviceUnreachable, RuntimeMissing
+from fixture_models import int8_model
+from helpers import run_cli
 
 MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 FAKE_BM = Path(__file__).parent / "fixtures" / "fake_benchmark_model.py"

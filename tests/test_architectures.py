@@ -9,18 +9,17 @@ import json
 import tempfile
 from pathlib import Path
 
+import architectures as A
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import architectures as A
 from helpers import ROOT, run_cli
+from torch import nn
 
 
 @pytest.fixture(scope="module")
 def digits3():
-    from edgepack.data import digits
+    from edgepack.data.loaders import digits
 
     return digits(channels=3)
 
@@ -34,7 +33,7 @@ def _trained(name):
 def test_every_architecture_runs_and_prunes_without_breaking(digits3):
     """All families: pruning returns a model with the same output shape, or the unpruned model
     with its reason; never an exception."""
-    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
 
     x = torch.from_numpy(digits3.x_eval[:1])
     for name in A.ARCHITECTURES:
@@ -50,7 +49,7 @@ def test_channel_shuffle_groups_stay_whole_and_the_rest_prunes_exactly():
     wrong for the channel shuffle (and divides by zero after its chunk). The groups whose channels
     cross a shuffle stay whole with that reason; the branch-internal groups prune, and pruning
     channels that were dead changes the outputs by nothing, so no channel was mis-mapped."""
-    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
 
     torch.manual_seed(0)
     model = A.make_model("shufflenetv2").eval()
@@ -87,7 +86,7 @@ def test_the_plan_counts_the_macs_pruning_really_removes():
     """The sensitivity plan counts overlapping cuts together (a residual group and a block-internal
     group both shrink the same convolution) and hands torch-pruning ratios that keep exactly the
     channel counts it measured: what the budgets require is what pruning removes."""
-    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
 
     torch.manual_seed(0)
     x = torch.randn(1, 3, 32, 32)
@@ -104,8 +103,8 @@ def test_the_plan_counts_the_macs_pruning_really_removes():
 
 def test_output_layer_is_never_pruned_whatever_its_type(digits3):
     """SqueezeNet's classifier is a 1x1 convolution before global pooling, not a linear layer."""
-    from edgepack.compress.graph import output_layers
-    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
+    from edgepack.compress.prune.graph import output_layers
 
     model = A.make_model("squeezenet").eval()
     x = torch.from_numpy(digits3.x_eval[:1])
@@ -135,7 +134,7 @@ class FixedScale(nn.Module):
 
 
 def test_a_group_that_breaks_the_model_is_left_whole_with_its_reason():
-    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
 
     torch.manual_seed(0)
     model = FixedScale().eval()
@@ -153,8 +152,8 @@ def test_sensitivity_protects_fragile_groups_and_loses_less_than_uniform(digits3
     """Trained MobileNetV2: per-group sensitivity is measured and reported, fragile groups stay
     whole, and before any recovery the sensitivity-pruned model keeps more accuracy than the
     uniformly pruned one."""
-    from edgepack.compress.prune import PruneSpec, prune_channels
-    from edgepack.training import accuracy, predict
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
+    from edgepack.models.training import accuracy, predict
 
     model = A.make_model("mobilenetv2")
     model.load_state_dict(torch.load(_trained("mobilenetv2"), weights_only=True))
@@ -178,7 +177,7 @@ def test_sensitivity_protects_fragile_groups_and_loses_less_than_uniform(digits3
 def test_the_budgets_can_make_fragile_groups_go_cheapest_first(digits3):
     """When the profile's latency / energy budgets need more MACs removed than the affordable groups
     give, fragile groups are cut too, cheapest first, and the plan says why."""
-    from edgepack.compress.prune import PruneSpec, prune_channels
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
 
     model = A.make_model("mobilenetv2")
     model.load_state_dict(torch.load(_trained("mobilenetv2"), weights_only=True))
@@ -198,8 +197,8 @@ def test_the_budgets_can_make_fragile_groups_go_cheapest_first(digits3):
 
 def test_budget_macs_is_the_estimates_inverse(tmp_path):
     """The MAC ceiling the budgets imply is what the build's own estimates would put at the budget."""
-    from edgepack.energy import budget_macs, estimate_energy, estimate_latency
-    from edgepack.profiles import load_profile
+    from edgepack.measure.energy import budget_macs, estimate_energy, estimate_latency
+    from edgepack.profiles.loader import load_profile
 
     for name in ("rpi4", "android-arm64"):  # a microcontroller's: test_mcu_cost (the cost model's rate)
         p = load_profile(name)
@@ -222,10 +221,10 @@ def test_conversion_of_architectures_onnx2tf_used_to_refuse(name, digits3):
     slice after concatenation) and MobileNetV3 (hard-sigmoid gates) convert, the float TFLite
     agrees with PyTorch, and TFLM loads it: no RELU_0_TO_1 (hard-sigmoid) and no int64 GATHER
     positions (the channel shuffle), which TFLM lacks."""
-    from edgepack.convert.micro import ops_used, tflm_interpreter
     from edgepack.convert.tflite import convert_float
     from edgepack.devices.host import HostRunner
-    from edgepack.validate import check_float
+    from edgepack.devices.tflm import ops_used, tflm_interpreter
+    from edgepack.measure.accuracy import check_float
 
     model = A.make_model(name).eval()
     with tempfile.TemporaryDirectory() as d:
@@ -281,7 +280,6 @@ def test_a_real_conversion_failure_names_the_layer():
 
 def test_onnx_names_are_made_valid_for_tensorflow(tmp_path):
     import onnx
-
     from edgepack.convert.tflite import _TF_NAME, export_onnx, sanitize_names
 
     model = A.make_model("resnext").eval()
@@ -320,7 +318,7 @@ def padded_pool(tmp_path_factory, digits3):
 
 def test_max_pool_padding_does_not_blow_up_the_ranges(padded_pool):
     """The -FLT_MAX padding is a sentinel, not a calibration value: XNNPACK runs the int8 model."""
-    from edgepack.compress.calibrate import CalibSpec, calibrated_float, quantize_calibrated
+    from edgepack.compress.quantize.calibrate import CalibSpec, calibrated_float, quantize_calibrated
     from edgepack.devices.host import HostRunner, interpreter
 
     _, conv, calib, x = padded_pool
@@ -336,8 +334,8 @@ def test_the_guard_turns_a_delegate_refusal_into_failed_attempts_and_one_line(pa
     traceback), then stops with one line saying what was tried and what to do."""
     from types import SimpleNamespace
 
-    from edgepack.compress import tflite_graph
-    from edgepack.compress.guard import delegate_refusal, guarded_quantize
+    from edgepack.compress.quantize import tflite_graph
+    from edgepack.compress.quantize.guard import delegate_refusal, guarded_quantize
     from edgepack.devices.host import HostRunner
     from edgepack.errors import ConversionError
     from edgepack.progress import Reporter
@@ -375,9 +373,8 @@ def _profile(tmp: Path, epochs: int = 1) -> Path:
 
 def _image_folder(tmp: Path, digits3, per_class: int = 40) -> Path:
     """Digits as RGB PNG files in one folder per class, and a data manifest for them."""
+    from edgepack.data.loaders import digits
     from PIL import Image
-
-    from edgepack.data import digits
 
     d = digits(channels=3)
     x = np.concatenate([d.x_train, d.x_calib, d.x_eval])
@@ -427,9 +424,8 @@ def test_onnx_model_onnx2torch_cannot_convert_builds_unpruned_and_says_so(tmp_pa
     """A model written in ONNX with ThresholdedRelu, which onnx2tf and onnxruntime run and onnx2torch
     does not convert: built through onnxruntime and onnx2tf, unpruned, and the build says why."""
     import onnx
-    from onnx import helper
-
     from edgepack.convert.tflite import export_onnx
+    from onnx import helper
 
     class Small(nn.Module):
         def __init__(self):
@@ -479,10 +475,10 @@ def test_bad_data_manifests_are_refused_in_one_line(tmp_path, digits3):
 def test_pruning_that_costs_too_much_is_backed_off(tmp_path, demo, digits):
     """Pruning may use only its share of the accuracy budget (validation split, after recovery):
     beyond it the stage prunes at half the ratio, then not at all; the attempts are recorded."""
-    from edgepack.compress.budgeted import paired_loss, prune_within_budget, validation_split
-    from edgepack.profiles import load_profile
+    from edgepack.compress.prune.budgeted import paired_loss, prune_within_budget, validation_split
+    from edgepack.models.training import predict
+    from edgepack.profiles.loader import load_profile
     from edgepack.progress import Reporter
-    from edgepack.training import predict
 
     p = tmp_path / "harsh.toml"
     p.write_text('extends = "rpi4"\nname = "harsh"\n[pruning]\nratio = 0.6\nscope = "uniform"\nrecovery = "bn-reestimate"\n'
@@ -503,7 +499,7 @@ def test_pruning_that_costs_too_much_is_backed_off(tmp_path, demo, digits):
 
 def test_pruning_loss_is_judged_with_its_paired_standard_error():
     """Two of 180 validation samples lost is within noise; fifty lost is a collapse."""
-    from edgepack.compress.budgeted import paired_loss
+    from edgepack.compress.prune.budgeted import paired_loss
 
     before = np.ones(180, bool)
     after = before.copy()

@@ -7,11 +7,10 @@ import os
 import sqlite3
 
 import pytest
-
+from edgepack.measure.energy import AndroidBattery, energy_from_samples
+from edgepack.measure.history import BenchStore
 from fixture_models import int8_model
 from helpers import run_cli, write_profile
-from edgepack.energy import AndroidBattery, energy_from_samples
-from edgepack.store import BenchStore
 
 MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 
@@ -52,10 +51,10 @@ def test_bench_on_the_host_is_recorded_and_listed(tmp_path):
 def test_a_microcontroller_without_a_board_gets_estimates_never_host_time(tmp_path):
     """For an MCU target with no board, TFLM runs the model here and the figures are ESTIMATED from
     its layers: the same on any machine, never this machine's time, and nothing is recorded."""
-    from edgepack.energy import estimate_energy
-    from edgepack.mcu.estimate import estimated_latency
     from edgepack.mcu.layers import layers
-    from edgepack.profiles import load_profile
+    from edgepack.measure.energy import estimate_energy
+    from edgepack.measure.mcu import estimated_latency
+    from edgepack.profiles.loader import load_profile
 
     store = tmp_path / "h.sqlite"
     proc = run_cli("bench", str(MODEL), "--target", "cortex-m4", "--device", "host", "--store", str(store), "--json", "-q")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from edgepack.devices import benchmark_model as bm
 
 FIX = Path(__file__).parent / "fixtures" / "benchmark_model"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from edgepack.cache import StageCache
+from edgepack.stages.cache import StageCache
 
 
 def _cache(tmp_path, **kw):
@@ -73,7 +73,7 @@ def test_info_and_clear(tmp_path):
 
 
 def _keys(profile, macs: int = 10_800_000):  # the demo's MACs
-    from edgepack.compress.budgeted import required_saving
+    from edgepack.compress.prune.budgeted import required_saving
     from edgepack.stages.keys import stage_keys
 
     return stage_keys(profile=profile.to_dict(), model={"zoo": "demo"}, data="d", calibration="c", input_shape=(1, 1, 8, 8),
@@ -81,7 +81,7 @@ def _keys(profile, macs: int = 10_800_000):  # the demo's MACs
 
 
 def test_a_key_changes_with_what_its_stage_reads_and_nothing_else():
-    from edgepack.profiles import load_profile
+    from edgepack.profiles.loader import load_profile
 
     base = _keys(load_profile("cortex-m4"))
     # memory limits: read by the budget check and the bench, never by pruning or conversion
@@ -114,7 +114,7 @@ def test_the_code_fingerprint_changes_with_any_source_file(tmp_path):
 
 
 def test_remembered_computes_once_per_key_and_keeps_only_what_it_may(tmp_path):
-    from edgepack.cache import remembered
+    from edgepack.stages.cache import remembered
 
     c, _ = _cache(tmp_path)
     calls = []
@@ -135,9 +135,8 @@ def test_remembered_computes_once_per_key_and_keeps_only_what_it_may(tmp_path):
 
 def test_the_float_models_held_out_outputs_are_computed_once_per_model_data_and_code(tmp_path, monkeypatch):
     import numpy as np
-
-    from edgepack import training
-    from edgepack.profiles import load_profile
+    from edgepack.models import training
+    from edgepack.profiles.loader import load_profile
     from edgepack.progress import Reporter
     from edgepack.stages.inputs import load_inputs
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from edgepack.compress.bias_correction import _quantized_weights, correct_bias
-from edgepack.compress.calibrate import CalibSpec, calibrated_float, quantize_calibrated
-from edgepack.compress.equalize import equalize
-from edgepack.compress.layer_errors import layer_errors, match_layer_names
-from edgepack.compress.ranges import choose_range
-from edgepack.compress.tflite_graph import FloatGraph, TensorStats, run_all_tensors
+from edgepack.compress.quantize.bias_correction import _quantized_weights, correct_bias
+from edgepack.compress.quantize.calibrate import CalibSpec, calibrated_float, quantize_calibrated
+from edgepack.compress.quantize.equalize import equalize
+from edgepack.compress.quantize.layer_errors import layer_errors, match_layer_names
+from edgepack.compress.quantize.ranges import choose_range
+from edgepack.compress.quantize.tflite_graph import FloatGraph, TensorStats, run_all_tensors
 from edgepack.convert.tflite import convert_float, to_model_layout
-from edgepack.data import digits
+from edgepack.data.loaders import digits
 from edgepack.devices.host import HostRunner
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
-from edgepack.training import accuracy
+from edgepack.models.training import accuracy
 
 
 def _hist(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -4,14 +4,13 @@ is refused through the CLI with one line, exit status 2 and nothing written."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 import pytest
-
+from edgepack.data.calibration import load_calibration
+from edgepack.data.loaders import digits
 from helpers import ROOT, run_cli
-from edgepack.calibration import load_calibration
-from edgepack.data import digits
 
 SHAPE = (1, 1, 32, 32)
 PRE = '[preprocess]\nscale = 0.00392156862745098\nmean = [0.5]\nstd = [0.5]\nrange = [-1.0, 1.0]\n'

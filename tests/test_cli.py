@@ -7,7 +7,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, run_cli, write_profile
 
 
@@ -87,7 +86,7 @@ def test_build_rpi4_end_to_end(built):
     # the measurement stage's benches are in the bench history, by the artifacts' hashes
     import hashlib
 
-    from edgepack.store import BenchStore
+    from edgepack.measure.history import BenchStore
 
     rows = BenchStore().query(target="rpi4", sha256=hashlib.sha256(model).hexdigest())
     assert rows and rows[0]["artifact"] == "model.tflite" and rows[0]["runs"] == lat["runs"] and rows[0]["device_kind"] == "host"

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import run_cli
 
 SHORT = ("sparsity.epochs=1", "student.epochs=3", "quantization.levels_epochs=1", "pruning.recovery_epochs=1")
@@ -42,7 +41,7 @@ def rows(doc):
 
 
 def weights_of(folder, method):
-    from edgepack.compress.tflite_graph import weight_tensors
+    from edgepack.compress.quantize.tflite_graph import weight_tensors
 
     return weight_tensors((folder / "bundles" / method / "model.tflite").read_bytes())
 
@@ -55,8 +54,7 @@ def test_a_failing_method_is_a_row_with_its_reason_and_the_rest_go_on(compared):
 
 
 def test_results_follow_the_schema_and_the_report_is_complete(compared):
-    from edgepack.compare.report import SCHEMA, TOP_KEYS
-    from edgepack.compare.run import COLUMNS
+    from edgepack.compare.report import COLUMNS, SCHEMA, TOP_KEYS
 
     doc, folder = compared
     saved = json.loads((folder / "results.json").read_text())
@@ -142,7 +140,7 @@ def test_a_student_has_fewer_macs_than_its_teacher(compared):
 def test_every_method_is_a_valid_set_of_overrides(target):
     """Each method's settings load as a profile of the shipped targets (what `compare` builds)."""
     from edgepack.compare.methods import METHODS, select
-    from edgepack.profiles import load_profile
+    from edgepack.profiles.loader import load_profile
 
     assert len({m.name for m in METHODS}) == len(METHODS) == 26
     for m in METHODS:

@@ -9,11 +9,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-
-from edgepack.compress import levels, sparsity
-from edgepack.compress.activations import zero_fractions
-from edgepack.compress.finetune import FineTune
-from edgepack.compress.fold import fold_batchnorm
+from edgepack.compress.weights import levels, sparsity
+from edgepack.compress.weights.activations import zero_fractions
+from edgepack.compress.weights.finetune import FineTune
+from edgepack.compress.weights.fold import fold_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +137,7 @@ def test_kmeans_keeps_the_zeros_of_a_sparse_model(model):
 
 
 def test_qat_weights_sit_on_the_per_channel_int8_grid(model, small):
-    from edgepack.compress.qat import attach_fake_quant
+    from edgepack.compress.weights.qat import attach_fake_quant
 
     m = copy.deepcopy(model)
     fold_batchnorm(m, torch.zeros(1, 1, 32, 32))
@@ -155,11 +154,10 @@ def test_qat_weights_sit_on_the_per_channel_int8_grid(model, small):
 def test_pt2e_qat_fine_tunes_the_fake_quantized_graph_and_exports_a_program_that_runs(model, digits, small):
     """The .pte path's QAT: the exported graph has weights and activations fake-quantized, is
     trained, converted and lowered; the program runs in ExecuTorch's runtime and stays accurate."""
-    from torchao.quantization.pt2e import FakeQuantizeBase
-
-    from edgepack.compress.qat import finetune_exported
+    from edgepack.compress.weights.qat import finetune_exported
     from edgepack.convert import executorch as et
     from edgepack.devices.executorch import ExecuTorchRunner
+    from torchao.quantization.pt2e import FakeQuantizeBase
 
     m = copy.deepcopy(model)
     fold_batchnorm(m, torch.zeros(1, 1, 32, 32))
@@ -198,8 +196,8 @@ def test_a_qat_build_makes_its_pte_by_pt2e_qat(tmp_path):
 
 
 def test_a_student_is_narrower_and_untrained(model):
-    from edgepack.compress.prune import count_macs_params
-    from edgepack.compress.student import narrower
+    from edgepack.compress.prune.channels import count_macs_params
+    from edgepack.compress.weights.student import narrower
 
     x = torch.zeros(1, 1, 32, 32)
     s = narrower(model, x, 0.5)
@@ -221,8 +219,8 @@ def test_the_activation_penalty_raises_the_zero_fraction(model, digits):
 
 
 def test_digits_hard_is_deterministic_and_split_by_image():
-    from edgepack.data import digits
-    from edgepack.data_hard import make
+    from edgepack.data.hard import make
+    from edgepack.data.loaders import digits
 
     a = make(32, 32, 1, 0)
     b = digits(hard=True)

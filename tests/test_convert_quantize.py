@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from edgepack.compress.quantize import QuantSpec, quantize_int8
+from edgepack.compress.quantize.converter import QuantSpec, quantize_int8
 from edgepack.convert.tflite import convert_float, describe_io, to_model_layout, weight_scales
 from edgepack.devices.host import HostRunner
 from edgepack.errors import DataError, ValidationError
+from edgepack.measure.accuracy import check_float, int8_accuracy, torch_accuracy
 from edgepack.models import zoo
-from edgepack.validate import check_float, int8_accuracy, torch_accuracy
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from edgepack.data import digits, load_data, load_npz, npz_input_shape
+from edgepack.data.loaders import digits, load_data, load_npz, npz_input_shape
 from edgepack.errors import DataError
 
 
@@ -92,7 +91,7 @@ def test_digits_splits_are_kept_and_read_back_identically(tmp_path, monkeypatch)
     import subprocess
     import sys
 
-    from edgepack.data import _digits_file, digits
+    from edgepack.data.loaders import _digits_file, digits
 
     monkeypatch.setenv("EDGEPACK_CACHE_DIR", str(tmp_path))
     first = digits(height=12, width=12)
@@ -102,7 +101,7 @@ def test_digits_splits_are_kept_and_read_back_identically(tmp_path, monkeypatch)
     for k in ("x_train", "y_train", "x_calib", "y_calib", "x_eval", "y_eval"):
         assert np.array_equal(getattr(first, k), getattr(again, k)), k
     assert again.preprocessing == first.preprocessing
-    code = ("import sys; from edgepack.data import digits; digits(height=12, width=12); "
+    code = ("import sys; from edgepack.data.loaders import digits; digits(height=12, width=12); "
             "print('sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "EDGEPACK_CACHE_DIR": str(tmp_path)}).stdout.strip()

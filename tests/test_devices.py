@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from edgepack.devices.base import LatencyStats
 from edgepack.devices.host import HostRunner, dequantize_output, quantize_input
 

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-
-from edgepack.compress.distill import distillation_loss, recover  # noqa: F401
-from edgepack.compress.prune import PruneSpec, prune_channels
-from edgepack.training import accuracy, predict
+from edgepack.compress.prune.channels import PruneSpec, prune_channels
+from edgepack.compress.prune.distill import distillation_loss, recover  # noqa: F401
+from edgepack.models.training import accuracy, predict
 
 
 def test_distillation_loss_values():
@@ -42,7 +41,7 @@ def test_recovery_restores_accuracy_after_heavy_pruning(demo, digits):
 
 
 def test_recovery_modes(demo, digits):
-    from edgepack.compress.distill import recover
+    from edgepack.compress.prune.distill import recover
 
     x1 = torch.from_numpy(digits.x_eval[:1])
     base = prune_channels(demo.module, x1, PruneSpec(ratio=0.5, channel_multiple=4))
@@ -66,8 +65,7 @@ def test_recovery_keeps_the_epoch_with_the_lowest_validation_loss_and_stops_earl
     """Early stopping follows the validation loss (accuracy on a few hundred samples ties); the
     kept weights are the best epoch's, not the last one's."""
     import numpy as np
-
-    from edgepack.training import train
+    from edgepack.models.training import train
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))

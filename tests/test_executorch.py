@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from edgepack.convert import executorch as et
 from edgepack.devices.executorch import ExecuTorchRunner
 

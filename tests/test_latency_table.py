@@ -7,11 +7,10 @@ import shlex
 import sys
 
 import pytest
-
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.shell import LocalShell
-from edgepack.tune.latency_table import LatencyTable, Shape, layer_model, layer_shapes, measure_table, widths_of
 from edgepack.tune import predict
+from edgepack.tune.latency_table import LatencyTable, Shape, layer_model, layer_shapes, measure_table, widths_of
 from edgepack.tune.predict import Predictor
 
 
@@ -60,9 +59,8 @@ def test_lookups_use_the_measured_entry_or_the_kind_fit():
 
 def test_the_table_on_this_machine_and_the_predictors_factor(digits, tmp_path):
     import torch
-
-    from edgepack.cache import StageCache
     from edgepack.devices.host import HostRunner
+    from edgepack.stages.cache import StageCache
 
     small = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 32 * 32, 10)).eval()

@@ -13,11 +13,11 @@ import zlib
 
 import numpy as np
 import pytest
-
-from fixture_models import int8_model
 from edgepack.convert import arm_gcc, mcu_bundle
-from edgepack.convert.micro import estimate_flash, ops_used
+from edgepack.convert.micro import estimate_flash
 from edgepack.devices import serial_wire as wire
+from edgepack.devices.tflm import ops_used
+from fixture_models import int8_model
 
 MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 

@@ -4,11 +4,10 @@ alone; cores scaled; per-layer figures that add up; what `edgepack bench` shows 
 from __future__ import annotations
 
 import pytest
-
-from fixture_models import int8_model
-from helpers import run_cli
 from edgepack.mcu import cost
 from edgepack.mcu.layers import Layer, layers
+from fixture_models import int8_model
+from helpers import run_cli
 
 
 def _layer(kind: str, macs: int, *, op: str = "CONV_2D", outputs: int = 1000, filt=(8, 3, 3, 8), index: int = 0):
@@ -78,9 +77,8 @@ def test_a_pytorch_model_is_priced_as_its_tflite_is():
     """Pruning sizes an MCU model's MACs from the PyTorch model (no .tflite yet): its convolutions
     and dense layers must cost what the same layers of the converted model do."""
     import torch
-
-    from fixture_models import FIXTURES
     from edgepack.models import zoo
+    from fixture_models import FIXTURES
 
     arch, c, h, w, classes = FIXTURES["kws"]
     torch.manual_seed(0)
@@ -98,8 +96,8 @@ def test_a_pytorch_model_is_priced_as_its_tflite_is():
 def test_pruning_for_an_mcu_budget_uses_the_cost_models_rate():
     """The MACs a microcontroller's latency budget allows come from the same cycles per MAC as the
     latency figure it is judged by (not the profile's int8_macs_per_cycle)."""
-    from edgepack.energy import budget_macs
-    from edgepack.profiles import load_profile
+    from edgepack.measure.energy import budget_macs
+    from edgepack.profiles.loader import load_profile
 
     p = load_profile("cortex-m4", ["budgets.max_energy_mj=1000"])  # the latency budget binds
     cap = budget_macs(p, cycles_per_mac=5.0)
@@ -112,7 +110,6 @@ def _float_kws(tmp_path) -> bytes:
     """The kws fixture's architecture converted to a float32 .tflite (no quantization)."""
     import numpy as np
     import torch
-
     from edgepack.convert.tflite import convert_float
     from edgepack.models import zoo
 
@@ -125,8 +122,8 @@ def _float_kws(tmp_path) -> bytes:
 def test_a_float_model_gets_no_figure_from_the_int8_cost_model(tmp_path):
     """The cost model prices TFLM's int8 (CMSIS-NN) kernels; a float model runs other kernels, so
     its latency on an MCU is "not estimated" (never the int8 figure), and bench says so."""
-    from edgepack.mcu.estimate import estimated_latency, unpriced
-    from edgepack.profiles import load_profile
+    from edgepack.measure.mcu import estimated_latency, unpriced
+    from edgepack.profiles.loader import load_profile
 
     data = _float_kws(tmp_path)
     profile = load_profile("cortex-m4")

@@ -7,9 +7,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
-from fixture_models import int8_model
 from edgepack.progress import Reporter
+from fixture_models import int8_model
 
 MODEL = int8_model("kws")
 OTHER = int8_model("resnet8")
@@ -34,8 +33,8 @@ def no_host_timing(monkeypatch):
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m55-u55"])
 def test_bench_measure_stage_and_gate_never_time_an_mcu_on_the_host(no_host_timing, target, tmp_path):
     from edgepack import api
-    from edgepack.gate import _side_by_side
-    from edgepack.profiles import load_profile
+    from edgepack.profiles.loader import load_profile
+    from edgepack.ship.gate import _side_by_side
     from edgepack.stages.measure import run as measure_stage
 
     profile = load_profile(target)

@@ -3,15 +3,13 @@ third-party ones (MLPerf Tiny, when present) and on unsupported operators."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
-from fixture_models import FIXTURES, int8_model, third_party_model
-from edgepack.convert.micro import (DEFAULT_OP_CODE_BYTES, RUNTIME_CORE_BYTES, c_source, estimate_flash, measure_arena,
-                                    ops_used, run_tflm, tflm_interpreter)
+from edgepack.convert.micro import DEFAULT_OP_CODE_BYTES, RUNTIME_CORE_BYTES, c_source, estimate_flash
 from edgepack.devices.host import HostRunner
+from edgepack.devices.tflm import measure_arena, ops_used, run_tflm, tflm_interpreter
 from edgepack.errors import ConversionError
+from fixture_models import FIXTURES, int8_model, third_party_model
 
 MLPERF_INT8 = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]
 

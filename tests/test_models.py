@@ -6,11 +6,10 @@ import textwrap
 
 import pytest
 import torch
-from torch import nn
-
 from edgepack.errors import ModelLoadError
 from edgepack.models import zoo
 from edgepack.models.loader import load_model
+from torch import nn
 
 
 def test_demo_is_mobilenetv2_style():
@@ -28,7 +27,7 @@ def test_demo_is_mobilenetv2_style():
 
 def test_demo_trains_well_and_is_cached(demo, digits):
     assert demo.float_accuracy >= 97.0
-    from edgepack.models.loader import cache_dir
+    from edgepack.paths import cache_dir
 
     key = demo.origin.split("training key ")[1].rstrip(")")
     assert (cache_dir() / f"zoo-demo-{key}.pt").is_file()

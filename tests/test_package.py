@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from edgepack.errors import UsageError
-from edgepack.package import write_bundle
+from edgepack.ship.bundle import write_bundle
 
 
 def _files(tag: str) -> dict[str, bytes]:

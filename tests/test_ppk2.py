@@ -8,12 +8,11 @@ import json
 import math
 
 import pytest
-
 from board_double import BoardDouble
+from edgepack.measure.ppk2 import marked_window_energy
 from fixture_models import int8_model
 from helpers import run_cli
 from ppk2_double import ADC_VOLTS, R_OHM, PPK2Double, adc_code
-from edgepack.ppk2 import marked_window_energy
 
 MODEL = int8_model("kws")
 
@@ -52,7 +51,7 @@ def test_energy_is_measured_in_the_window_the_board_marks(tmp_path):
     expected_mj = (_amps(30.0) - _amps(5.0)) * 3.3 * latency_s * 1e3  # about 1.03 mJ
     assert e["basis"] == "measured" and e["value"] == pytest.approx(expected_mj, rel=0.05)
     assert "Nordic PPK2 on /dev/" in e["how"] and "logic input D0" in e["how"] and "idle baseline" in e["how"]
-    from edgepack.store import BenchStore
+    from edgepack.measure.history import BenchStore
 
     row = BenchStore(store).query()[0]
     assert row["energy_basis"] == "measured" and row["energy_mj"] == pytest.approx(e["value"])
@@ -73,6 +72,6 @@ def test_meter_faults_are_one_line_exit_5_and_nothing_recorded(tmp_path, fault, 
     assert proc.returncode == 5, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and __import__("re").search(message, lines[0]), proc.stderr
-    from edgepack.store import BenchStore
+    from edgepack.measure.history import BenchStore
 
     assert not store.exists() or BenchStore(store).query() == []

@@ -7,14 +7,13 @@ import sys
 
 import pytest
 import torch
-
-from helpers import ROOT
 from edgepack import api
-from edgepack.compress.prune import PruneSpec, prune_channels
-from edgepack.energy import estimate_energy, estimate_latency
+from edgepack.compress.prune.channels import PruneSpec, prune_channels
 from edgepack.errors import BudgetError, UsageError
+from edgepack.measure.energy import estimate_energy, estimate_latency
 from edgepack.models import zoo
-from edgepack.profiles import load_profile
+from edgepack.profiles.loader import load_profile
+from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 import outlier_net  # noqa: E402
@@ -63,8 +62,8 @@ def test_mcu_that_is_too_small_fails_with_needed_vs_available(tmp_path, demo):
 @pytest.fixture(scope="module")
 def outlier(tmp_path_factory):
     """The outlier model trained on 16x16 digits (int8 activations cannot represent it well)."""
-    from edgepack.data import digits
-    from edgepack.training import seed_everything, train
+    from edgepack.data.loaders import digits
+    from edgepack.models.training import seed_everything, train
 
     d = digits(height=16, width=16)
     seed_everything(0)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from helpers import ROOT, run_cli
 from edgepack.errors import ProfileError
-from edgepack.profiles import Profile, known_targets, load_profile
+from edgepack.profiles.loader import known_targets, load_profile
+from edgepack.profiles.sections import Profile
+from helpers import ROOT, run_cli
 
 SHIPPED = ["android-arm64", "cortex-m4", "cortex-m55-u55", "cortex-m7", "rpi4", "rpi5"]
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from edgepack.compress.prune import PruneSpec, count_macs_params, prune_channels
+from edgepack.compress.prune.channels import PruneSpec, count_macs_params, prune_channels
 from edgepack.errors import UsageError
 from edgepack.models import zoo
+from torch import nn
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +134,7 @@ def test_layer_report_says_why_a_layer_kept_its_channels(net):
 
 
 def test_the_back_off_halves_layer_ratios_too_then_builds_unpruned():
-    from edgepack.compress.budgeted import _describe, _halved, _prunes
+    from edgepack.compress.prune.budgeted import _describe, _halved, _prunes
 
     only_layers = (0.0, (("head.0", 0.6), ("stem.0", 0.05)))
     assert _prunes(only_layers) and not _prunes((0.0, ())) and not _prunes((0.0, (("head.0", 0.0),)))

@@ -8,10 +8,9 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-
+from edgepack.compress.quantize.pte_guard import FLOAT_LAYERS, guarded_export, recipes
+from edgepack.measure.accuracy import check_pte, paired_drop_ci95
 from helpers import ROOT
-from edgepack.compress.pte_guard import FLOAT_LAYERS, guarded_export, recipes
-from edgepack.validate import check_pte, paired_drop_ci95
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 import outlier_net  # noqa: E402
@@ -43,8 +42,8 @@ def test_recipes_follow_what_each_backend_offers():
 @pytest.fixture(scope="module")
 def outlier_model():
     """The outlier CNN (tests/fixtures/outlier_net.py), briefly trained on 16x16 digits."""
-    from edgepack.data import digits
-    from edgepack.training import seed_everything, train
+    from edgepack.data.loaders import digits
+    from edgepack.models.training import seed_everything, train
 
     d = digits(height=16, width=16)
     seed_everything(0)
@@ -55,7 +54,7 @@ def outlier_model():
 
 def test_xnnpack_program_that_loses_too_much_is_remedied_with_float_layers(outlier_model):
     from edgepack.convert.executorch import export_xnnpack
-    from edgepack.training import predict
+    from edgepack.models.training import predict
 
     model, d = outlier_model
     float_out = predict(model, d.x_eval)
@@ -84,7 +83,7 @@ def _activation_scales(graph) -> list[float]:
 def test_cortex_m_min_max_remedy_really_changes_the_ranges(outlier_model):
     """Min-max ranges cover every calibration value; the default histogram trims the tails."""
     from edgepack.convert.executorch import export_cortex_m
-    from edgepack.training import predict
+    from edgepack.models.training import predict
 
     model, d = outlier_model
     x, y = d.x_eval[:24], d.y_eval[:24]
@@ -106,7 +105,7 @@ def test_the_reference_graph_runs_in_batches_with_the_same_bits(outlier_model):
     one) only because that gives exactly the per-sample outputs; a graph that cannot is run one
     sample at a time."""
     from edgepack.convert.executorch import export_cortex_m
-    from edgepack.validate import _batch_free, run_graph
+    from edgepack.measure.accuracy import _batch_free, run_graph
 
     model, d = outlier_model
     x = d.x_eval[:40]

@@ -12,11 +12,10 @@ import zlib
 
 import numpy as np
 import pytest
-
 from board_double import BoardDouble
+from edgepack.devices import serial_wire as wire
 from fixture_models import int8_model
 from helpers import run_cli
-from edgepack.devices import serial_wire as wire
 
 MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 
@@ -54,16 +53,16 @@ def test_a_bench_over_serial_is_the_boards_cycles_over_its_clock(tmp_path):
     assert served == 2 * (1 + 1 + 20)  # per repeat: the output check, the rest of the warm-up, the timed runs
     assert r["device"]["kind"] == "serial" and "edgepack-harness 1 (double)" in r["device"]["description"]
     assert r["energy"]["basis"] == "estimated" and "measured on the device" in r["energy"]["how"]
-    from edgepack.store import BenchStore
+    from edgepack.measure.history import BenchStore
 
     row = BenchStore(store).query()[0]
     assert (row["device_kind"], row["emulated"], row["target"]) == ("serial", 0, "cortex-m4")
 
 
 def test_outputs_read_back_from_the_board_are_tflms(tmp_path):
-    from edgepack.convert.micro import run_tflm
     from edgepack.devices import connect
-    from edgepack.profiles import load_profile
+    from edgepack.devices.tflm import run_tflm
+    from edgepack.profiles.loader import load_profile
 
     x = np.random.default_rng(1).uniform(-1, 1, (5, 49, 10, 1)).astype(np.float32)
     with BoardDouble(MODEL.read_bytes()) as board:
@@ -103,6 +102,6 @@ def test_every_fault_is_one_line_exit_5_and_nothing_recorded(tmp_path, fault, me
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgepack: error: "), proc.stderr
     assert __import__("re").search(message, lines[0]), lines[0]
-    from edgepack.store import BenchStore
+    from edgepack.measure.history import BenchStore
 
     assert not store.exists() or BenchStore(store).query() == []

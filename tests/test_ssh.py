@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import sshd
-from fixture_models import int8_model
-from helpers import run_cli
 from edgepack.devices.device import ShellRunner
 from edgepack.devices.host import HostRunner
 from edgepack.devices.ssh import SSHShell
 from edgepack.errors import DeviceAuthError, DeviceDisconnected, DeviceUnreachable, HostKeyError
-from edgepack.store import BenchStore
+from edgepack.measure.history import BenchStore
+from fixture_models import int8_model
+from helpers import run_cli
 
 MODEL = int8_model("kws")  # a DS-CNN keyword spotter made by the tests (fixture_models.py)
 ODD_NAME = "kws $(touch PWNED) it's `id`; a&b.tflite"

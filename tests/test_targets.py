@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+from shutil import which as shutil_which
 
 import numpy as np
-from shutil import which as shutil_which
 import pytest
-
-from edgepack.convert.arm_gcc import gcc_cpu
-from edgepack.convert.mcu_bundle import FILES as MCU_FILES
 from edgepack import api
-from edgepack.attest import file_sha256
+from edgepack.convert.arm_gcc import gcc_cpu
 from edgepack.convert.executorch import FILES
+from edgepack.convert.mcu_bundle import FILES as MCU_FILES
 from edgepack.convert.tflite import weight_scales
 from edgepack.devices.executorch import ExecuTorchRunner
 from edgepack.devices.host import HostRunner
 from edgepack.errors import ValidationError
-from edgepack.profiles import load_profile
-
+from edgepack.fingerprint import file_sha256
+from edgepack.profiles.loader import load_profile
 from helpers import SHIPPED
 
 
@@ -65,7 +63,7 @@ def test_build_meets_profile(bundles, target):
         assert lat["measured_on"].startswith("host")
     assert m["estimates"]["latency"]["basis"] == "estimated" and m["estimates"]["energy"]["basis"] == "estimated"
     if p.is_mcu:  # the per-kernel cost model on the artifact's layers, the figure the measurement stage gave
-        from edgepack.mcu.estimate import estimated_latency
+        from edgepack.measure.mcu import estimated_latency
 
         expected_ms = estimated_latency(p, model)[0].value
         assert lat["median_ms"] == pytest.approx(expected_ms, rel=1e-4) and "per-kernel cost model" in lat["how"]
@@ -151,7 +149,7 @@ def test_pte_programs_sit_beside_the_tflite_one(bundles, target):
 
 def test_pte_and_tflite_agree_when_run_again(bundles):
     """Reload the bundle's files: the .pte in ExecuTorch's runtime and the .tflite in LiteRT agree."""
-    from edgepack.data import digits
+    from edgepack.data.loaders import digits
 
     out = bundles["rpi4"].out_dir
     x = digits().x_eval[:64]

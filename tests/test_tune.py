@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import postgres
+import pytest
 import sshd
 from helpers import EPOCH, ROOT, run_cli
 

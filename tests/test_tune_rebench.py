@@ -7,7 +7,6 @@ import copy
 from types import SimpleNamespace
 
 import pytest
-
 from edgepack.tune.rebench import near_front, rebench
 
 optuna = pytest.importorskip("optuna")
@@ -35,7 +34,7 @@ def test_the_trials_near_the_front_are_the_ones_benched_again():
 
 
 def test_rebench_puts_side_by_side_figures_in_the_rows_and_judges_the_budget_again(built, tmp_path):
-    from edgepack.profiles import load_profile
+    from edgepack.profiles.loader import load_profile
     from edgepack.progress import Reporter
     from edgepack.tune.study import storage
 

@@ -4,9 +4,8 @@ trial settings as --set overrides, the chosen profile, the Pareto front and the 
 from __future__ import annotations
 
 import pytest
-
 from edgepack.errors import BudgetError, ProfileError
-from edgepack.profiles import load_profile
+from edgepack.profiles.loader import load_profile
 from edgepack.tune import report, space
 
 

@@ -4,9 +4,8 @@ side-by-side re-bench, as `compare` and `tune` both do."""
 from __future__ import annotations
 
 import pytest
-
-from edgepack.profiles import load_profile
-from edgepack.verdicts import judge, retimed
+from edgepack.measure.verdicts import judge, retimed
+from edgepack.profiles.loader import load_profile
 
 
 @pytest.fixture(scope="module")

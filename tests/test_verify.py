@@ -7,7 +7,6 @@ import re
 import shutil
 
 import pytest
-
 from helpers import run_cli
 
 
@@ -82,7 +81,7 @@ def test_not_a_bundle_is_bad_input(tmp_path):
 
 
 def test_schema_is_shipped_and_documented():
-    from edgepack.resources import shipped_dir
+    from edgepack.paths import shipped_dir
     from helpers import ROOT
 
     schema = json.loads((shipped_dir("schemas") / "manifest-v1.schema.json").read_text())

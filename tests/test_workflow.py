@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from helpers import ROOT, SHIPPED
 
 WORKFLOW = ROOT / ".github" / "workflows" / "edgepack.yml"

@@ -6,15 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from edgepack.compress.prune import PruneSpec, prune_channels
-from edgepack.compress.quantize import QuantSpec, quantize_int8
+from edgepack.compress.prune.channels import PruneSpec, prune_channels
+from edgepack.compress.quantize.converter import QuantSpec, quantize_int8
 from edgepack.convert.tflite import convert_float, to_model_layout
-from edgepack.data import digits
+from edgepack.data.loaders import digits
 from edgepack.devices.host import HostRunner
+from edgepack.measure.accuracy import check_float
 from edgepack.models import zoo
-from edgepack.validate import check_float
+from torch import nn
 
 
 def _net(name: str) -> tuple[nn.Module, tuple[int, ...]]:

@@ -63,8 +63,8 @@ def build(
     of the profile's budgets (unless ``allow_budget_violation``). Nothing is written to ``out``
     unless every stage succeeded.
     """
-    from .cache import StageCache
     from .pipeline import build as run
+    from .stages.cache import StageCache
 
     rep = reporter or Reporter(total=len(STAGES), quiet=True)
     cache = StageCache(cache_dir, enabled=use_cache, warn=rep.warn)
@@ -120,15 +120,15 @@ def bench(
     For a microcontroller target, only a board on a serial port is benchmarked; without one TFLM
     runs the model on this machine and latency and energy are estimated (``mcu/estimate.py``; the
     result has ``"estimated": True`` and nothing is recorded).
-    The result is recorded in the bench history (``store``, default :func:`edgepack.store.default_path`)
+    The result is recorded in the bench history (``store``, default :func:`edgepack.measure.history.default_path`)
     unless ``record`` is False. Returns the result as a dict (latency, energy, warnings, device,
     artifact, record id). Raises UsageError for bad input and DeviceError subclasses for device
     faults; a failed bench records nothing.
     """
     from .devices import connect, is_serial
-    from .measure import history_row, measure, meter_for, read_artifact, sha256, threads_for
-    from .profiles import load_profile
-    from .store import BenchStore
+    from .measure.bench import history_row, measure, meter_for, read_artifact, sha256, threads_for
+    from .measure.history import BenchStore
+    from .profiles.loader import load_profile
 
     rep = reporter or Reporter(total=1, quiet=True)
     profile = load_profile(target)
@@ -143,7 +143,7 @@ def bench(
     repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s
     if profile.is_mcu and not is_serial(profile, device):
         # no board: TFLM runs the model here for what it can tell; the figures are estimates, never host time
-        from .mcu.estimate import bench_estimate
+        from .measure.mcu import bench_estimate
 
         with rep.stage(f"{Path(artifact).name} for {profile.name} (no board: estimates)"):
             return bench_estimate(profile, data, fmt, artifact=str(artifact), rep=rep)
@@ -171,8 +171,8 @@ def bench(
 
 
 def history(*, store: str | Path | None = None, **filters) -> list[dict]:
-    """Recorded benches, newest first; ``filters`` are those of :meth:`edgepack.store.BenchStore.query`."""
-    from .store import BenchStore
+    """Recorded benches, newest first; ``filters`` are those of :meth:`edgepack.measure.history.BenchStore.query`."""
+    from .measure.history import BenchStore
 
     with BenchStore(store) as db:
         return db.query(**filters)
@@ -242,8 +242,8 @@ def compare(
     from .compare.methods import select
     from .compare.report import write
     from .compare.run import compare as run
-    from .data import load_data
-    from .profiles import load_profile
+    from .data.loaders import load_data
+    from .profiles.loader import load_profile
     from .stages.inputs import default_input_shape
 
     chosen = select(methods)

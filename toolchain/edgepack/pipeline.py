@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .cache import StageCache
 from .progress import Reporter
+from .stages.cache import StageCache
 
 STAGES = (
     "load target profile",
@@ -72,10 +72,10 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
           measure_lock: Callable[[], AbstractContextManager] | None = None) -> BuildResult:
     """See ``api.build``. ``measure_lock`` is held while the artifacts are benched (``edgepack
     tune``: one worker at a time on a device)."""
+    from .compress.prune.budgeted import prune_spec
     from .convert.tflite import scratch_dir, to_model_layout
     from .devices.host import HostRunner
-    from .compress.budgeted import prune_spec
-    from .profiles import load_profile
+    from .profiles.loader import load_profile
     from .stages import budgets, bundle, convert, executorch, inputs, measure, prune, quantize, validate
     from .stages import weights as weights_stage
     from .stages.keys import stage_keys

@@ -13,6 +13,11 @@ import tempfile
 from pathlib import Path
 
 SCHEMA = "edgepack-compare/1"
+#: the columns of results.csv, in order (results.json holds the same per row)
+COLUMNS = ("method", "family", "status", "float_accuracy", "accuracy", "accuracy_drop", "size_bytes", "gzip_bytes",
+           "xz_bytes", "params", "nonzero_params", "weight_sparsity", "activation_zeros", "macs", "effective_macs",
+           "latency_ms", "latency_label", "peak_memory_kb", "memory_basis", "energy_mj", "energy_label",
+           "method_seconds", "build_seconds", "budgets_met", "reason")
 #: keys every results.json has (tests hold the schema to these)
 TOP_KEYS = ("schema", "target", "description", "model", "data", "device", "sets", "runtime", "threads", "rebenched",
             "budgets", "seconds", "rows", "recommendation")
@@ -56,7 +61,6 @@ def write(doc: dict, dest: Path, *, bundles: Path | None = None) -> Path:
     """Write results.json, results.csv, report.md, report.html and the plots to ``dest``, with the
     methods' bundles moved from ``bundles`` to ``dest/bundles`` (``dest`` replaced as a whole: a
     half-written report never appears). Returns ``dest``."""
-    from .run import COLUMNS
 
     doc = {"schema": SCHEMA, **doc}
     for cost, flag in (("latency_ms", "pareto_latency"), ("gzip_bytes", "pareto_size")):

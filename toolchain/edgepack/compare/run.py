@@ -15,12 +15,7 @@ from pathlib import Path
 from ..errors import EdgepackError
 from ..progress import Reporter
 from .methods import Method
-
-#: the columns of results.csv, in order (results.json holds the same per row)
-COLUMNS = ("method", "family", "status", "float_accuracy", "accuracy", "accuracy_drop", "size_bytes", "gzip_bytes",
-           "xz_bytes", "params", "nonzero_params", "weight_sparsity", "activation_zeros", "macs", "effective_macs",
-           "latency_ms", "latency_label", "peak_memory_kb", "memory_basis", "energy_mj", "energy_label",
-           "method_seconds", "build_seconds", "budgets_met", "reason")
+from .report import COLUMNS, recommend
 
 
 def artifact_figures(data: bytes) -> dict:
@@ -31,7 +26,7 @@ def artifact_figures(data: bytes) -> dict:
 
 
 def figures(method: Method, result, seconds: float) -> dict:
-    """One row from a finished build (``api.build``'s result)."""
+    """One row from a finished build (``pipeline.build``'s result)."""
     man, meas = result.manifest, result.measurements
     acc, pr, w = man["accuracy"], man["pruning"], man.get("weights") or {}
     data = (result.out_dir / "model.tflite").read_bytes()
@@ -86,8 +81,8 @@ def rebench(rows: list[dict], runner, profile, *, threads: int, label: str, roun
     judged by a measurement (on the target), it and an energy estimated from time are judged again
     on the new figure (``verdicts.retimed``), with ``budgets_met`` and ``broken``. ``folder``:
     where relative artifact paths (a written results.json's) are."""
-    from ..measure import side_by_side
-    from ..verdicts import retimed
+    from ..measure.bench import side_by_side
+    from ..measure.verdicts import retimed
 
     warmup, runs = profile.measure.warmup, profile.measure.runs
     ok = [r for r in rows if r["status"] == "ok"]
@@ -114,9 +109,9 @@ ZERO_SAMPLES = 64
 def _activation_zeros(result, data: str) -> float:
     """The deployed artifact's zero activations (``activations.artifact_zero_fraction``) on the first
     ``ZERO_SAMPLES`` held-out samples: every row measured alike, whatever the method."""
-    from ..compress.activations import artifact_zero_fraction
+    from ..compress.weights.activations import artifact_zero_fraction
     from ..convert.tflite import to_model_layout
-    from ..data import load_data
+    from ..data.loaders import load_data
 
     art = result.manifest["artifact"]
     shape = result.manifest["tensors"]["inputs"][0]["shape"]
@@ -131,8 +126,9 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
     document (``report.SCHEMA``). ``sets`` (``--set``) apply to every method, before its own
     settings. Bundles go to ``out/bundles/<method>/``. Raises EdgepackError only
     for what stops every method (an unknown target, unusable data)."""
-    from .. import api
-    from ..profiles import load_profile
+    from ..pipeline import STAGES, build
+    from ..profiles.loader import load_profile
+    from ..stages.cache import StageCache
 
     rep = reporter or Reporter(total=len(methods), quiet=True)
     profile = load_profile(target, sets)
@@ -145,8 +141,9 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
         t0 = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory() as scratch:
-                res = api.build(target, model=model, data=data, out=Path(scratch), device=device,
-                                overrides=(*base, *sets, *m.sets), allow_budget_violation=True)
+                res = build(target, model=model, data=data, out=Path(scratch), device=device,
+                            overrides=(*base, *sets, *m.sets), allow_budget_violation=True, cache=StageCache(),
+                            reporter=Reporter(total=len(STAGES), quiet=True))
                 row = figures(m, res, time.perf_counter() - t0)
                 row["activation_zeros"] = _activation_zeros(res, data)
                 dest = out / "bundles" / m.name
@@ -161,7 +158,7 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
                      f"({row['gzip_bytes']:,} gzip), {ms}, {row['build_seconds']:.0f} s")
         else:
             rep.warn(f"{m.name} failed: {row['reason']}")
-    from ..measure import rebench_runner
+    from ..measure.bench import rebench_runner
 
     how = rebench_runner(profile, device) if rebench_rounds > 0 else None
     threads = how[1] if how else profile.runtime.threads
@@ -171,7 +168,6 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
         with runner:
             rebench(rows, runner, profile, threads=threads, label=label, rounds=rebench_rounds)
     rebenched = how is not None
-    from .report import recommend
 
     return {"target": profile.name, "description": profile.description, "model": model, "data": data,
             "device": device, "sets": list(sets), "runtime": profile.runtime.name, "threads": threads, "rebenched": rebenched,

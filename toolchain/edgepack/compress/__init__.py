@@ -1,1 +1,2 @@
-"""Compression stages: structured pruning, distillation-based recovery, int8 quantization."""
+"""Compression, in the order a build applies it: structured pruning and recovery (``prune/``), the
+weight methods (``weights/``) and full-integer quantization (``quantize/``)."""

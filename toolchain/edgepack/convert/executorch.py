@@ -263,8 +263,10 @@ def export_xnnpack(model: torch.nn.Module, calib: np.ndarray, *, per_channel: bo
 
     def load():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                              get_symmetric_quantization_config)
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
         return XnnpackPartitioner, XNNPACKQuantizer, get_symmetric_quantization_config
 
     partitioner, quantizer, config = _backend_imports("XNNPACK", load)
@@ -341,8 +343,11 @@ def export_ethos_u(model: torch.nn.Module, calib: np.ndarray, workdir: Path, *, 
     ``.vela``. Raises ConversionError."""
     def load():
         from executorch.backends.arm.ethosu import EthosUCompileSpec, EthosUPartitioner
-        from executorch.backends.arm.quantizer import (EthosUQuantizer, get_symmetric_a16w8_quantization_config,
-                                                       get_symmetric_quantization_config)
+        from executorch.backends.arm.quantizer import (
+            EthosUQuantizer,
+            get_symmetric_a16w8_quantization_config,
+            get_symmetric_quantization_config,
+        )
         return (EthosUCompileSpec, EthosUPartitioner, EthosUQuantizer,
                 get_symmetric_a16w8_quantization_config if activations == "int16" else get_symmetric_quantization_config)
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-from .micro import c_source, ops_used
+from ..devices.tflm import ops_used
+from .micro import c_source
 
 STATIC_SOURCES = ("edgepack_wire.h", "edgepack_wire.c", "edgepack_harness.cc")
 #: Files the bundle holds beside model.tflite when the profile's formats include c-source.

@@ -136,7 +136,7 @@ class SerialBoard(Runner):
 
     def _check_model(self, model: bytes) -> tuple[dict, dict]:
         """Same model on the board as ``model``; returns the host TFLM's input and output details."""
-        from ..convert.micro import _as_litert_detail, tflm_interpreter
+        from .tflm import _as_litert_detail, tflm_interpreter
 
         info = self.connect()
         digest = wire.model_digest(model)
@@ -201,7 +201,7 @@ class SerialBoard(Runner):
         return cycles, cycles / self.info.clock_hz
 
     def _compare(self, model: bytes, x: np.ndarray, got: np.ndarray) -> None:
-        from ..convert.micro import tflm_interpreter
+        from .tflm import tflm_interpreter
 
         it = tflm_interpreter(model)
         it.set_input(x, 0)

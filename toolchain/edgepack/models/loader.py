@@ -18,17 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch import nn
 
-from ..data import Splits
+from ..data.splits import Splits
 from ..errors import ModelLoadError
+from ..paths import cache_dir
 from ..progress import Reporter
-from ..training import accuracy, predict, seed_everything, train
 from . import zoo
+from .training import accuracy, predict, seed_everything, train
 
-CACHE_ENV = "EDGEPACK_CACHE_DIR"
 #: Bump when the demo's training recipe changes so stale cached weights are not reused.
 TRAIN_RECIPE = {"epochs": 30, "lr": 0.01, "batch_size": 64, "seed": 0, "augment_px": 2, "recipe": 1}
 
@@ -44,11 +43,6 @@ class LoadedModel:
     eval_outputs: np.ndarray | None = field(default=None, repr=False)  # its logits on the held-out split
 
 
-def cache_dir() -> Path:
-    """Where trained zoo weights are kept (``$EDGEPACK_CACHE_DIR`` or ``~/.cache/edgepack``)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgepack")
-
-
 def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter: Reporter | None = None,
                outputs: Callable[[nn.Module], np.ndarray] | None = None) -> LoadedModel:
     """Resolve ``spec`` ("zoo:NAME", "demo", "file.py:factory" or "model.onnx") to a float model in eval mode,
@@ -57,7 +51,7 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
 
     Raises ModelLoadError when the spec, the factory or the checkpoint is unusable.
     """
-    from ..attest import portable_name
+    from ..fingerprint import portable_name
 
     if spec == "demo" or spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")

@@ -11,6 +11,6 @@
     bundle     manifest, report and files written atomically         (stages/bundle.py, not cached)
 
 Each cached stage has a key (``keys.py``) over everything that can change its output; its output
-is stored under that key in the stage cache (``edgepack.cache``) and read back instead of
+is stored under that key in the stage cache (``edgepack.stages.cache``) and read back instead of
 recomputed on the next build with the same key. ``pipeline.build`` composes them.
 """

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import BudgetError
+from ..measure.verdicts import judge as _budget
 from ..progress import Reporter
-from ..verdicts import judge as _budget
 
 
 @dataclass
@@ -22,7 +22,7 @@ def _needs(x: dict) -> str:
 
 def _arena_or_none(artifact: bytes) -> int | None:
     """TFLM's arena for a LiteRT target's model, when TFLM can load it (a proxy for tensor memory)."""
-    from ..convert.micro import measure_arena
+    from ..devices.tflm import measure_arena
     from ..errors import ConversionError
 
     try:
@@ -37,7 +37,7 @@ def _basis(figure) -> str:
 
 def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Reporter, *,
         allow_budget_violation: bool) -> BudgetsOut:
-    from ..energy import estimate_energy, estimate_latency
+    from ..measure.energy import estimate_energy, estimate_latency
 
     profile, b = inp.profile, inp.profile.budgets
     pr, artifact = pruned.result, quant.artifact
@@ -46,7 +46,7 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
     if meas.estimate is not None:  # an MCU with no board: the measure stage's cost-model figure
         est_lat = meas.estimate
     elif profile.is_mcu:  # measured on its board; the per-kernel cost model's figure beside it
-        from ..mcu.estimate import estimated_latency
+        from ..measure.mcu import estimated_latency
 
         est_lat = estimated_latency(profile, artifact)[0]
     else:

@@ -14,7 +14,7 @@ from .. import __version__
 def _tflite_entry(profile, quant, layout: str, tensors: dict, float_acc: float, samples: int,
                   drop_ci95: tuple[float, float]) -> dict:
     """The TFLite artifact described with the same fields as each .pte's."""
-    from ..package import sha256
+    from ..ship.bundle import sha256
 
     artifact, qspec, acc, guard = quant.artifact, quant.guard.chosen.qspec, quant.accuracy, quant.guard
     return {"file": "model.tflite", "format": "tflite", "backend": profile.runtime.name, "size_bytes": len(artifact),
@@ -56,11 +56,11 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         float_out: np.ndarray, keys: dict, versions: dict, stages: dict, stage_seconds: dict, device: str,
         out: Path) -> tuple[Path, dict, dict]:
     """Write the bundle to ``out/<target>/``; returns (folder, manifest, measurements)."""
-    from .. import attest
+    from .. import fingerprint as attest
     from ..convert.tflite import describe_io
-    from ..package import manifest_bytes, render_report, sha256, write_bundle
-    from ..validate import paired_drop_ci95
-    from ..verify import check_documents
+    from ..measure.accuracy import paired_drop_ci95
+    from ..ship.bundle import manifest_bytes, render_report, sha256, write_bundle
+    from ..ship.verify import check_documents
 
     profile, splits, loaded, guard = inp.profile, inp.splits, inp.loaded, quant.guard
     artifact, qspec = quant.artifact, guard.chosen.qspec

@@ -42,7 +42,7 @@ def _tar(folder: Path) -> bytes:
 
 def run(inp, pruned, work: Path, runner, rep: Reporter) -> ConvertOut:
     from ..convert.tflite import convert_float
-    from ..validate import check_float
+    from ..measure.accuracy import check_float
 
     conv = convert_float(pruned.result.model, inp.example, work / "convert", samples=inp.calibration["x"])
     check = check_float(pruned.result.model, conv.tflite, inp.splits.x_eval, conv.layout, runner)

@@ -16,8 +16,8 @@ def _kept(export: Callable, cache, base_key: str | None, backend: str) -> Callab
     model and the export settings, not on the TFLite artifact, so a quantization-only change finds
     it stored. Only host-runnable programs are kept (their check needs the bytes alone); the
     others carry graphs their check runs in PyTorch."""
-    from ..attest import key
-    from ..cache import remembered
+    from ..fingerprint import key
+    from .cache import remembered
 
     def run(**options):
         k = key("pte-export", base_key, backend, sorted(options.items())) if base_key else None
@@ -33,9 +33,9 @@ def _outputs_kept(cache, data_key: str) -> Callable:
     (nor loading ExecuTorch's runtime)."""
     import hashlib
 
-    from ..attest import key
-    from ..cache import remembered
-    from ..validate import pte_outputs
+    from ..fingerprint import key
+    from ..measure.accuracy import pte_outputs
+    from .cache import remembered
 
     def outputs(prog, x, *, reference_samples: int):
         k = key("pte-outputs", hashlib.sha256(prog.program).hexdigest(), prog.backend, data_key, reference_samples)
@@ -47,7 +47,7 @@ def _outputs_kept(cache, data_key: str) -> Callable:
 def _with_qat(export: Callable, splits, *, epochs: int, lr: float) -> Callable:
     """``export`` made PT2E QAT: the prepared graph is fine-tuned on the training split for
     ``epochs`` (compress/qat.finetune_exported) before conversion; the program records it."""
-    from ..compress.qat import finetune_exported
+    from ..compress.weights.qat import finetune_exported
 
     def run(**options):
         log: dict = {}
@@ -78,10 +78,10 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
         return []
     from functools import partial
 
-    from ..compress.pte_guard import guarded_export
+    from ..compress.quantize.pte_guard import guarded_export
     from ..convert import executorch as et
-    from ..package import sha256
-    from ..validate import check_pte
+    from ..measure.accuracy import check_pte
+    from ..ship.bundle import sha256
 
     x = profile.executorch
     calib = inp.calibration["x"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 from ..progress import Reporter
@@ -24,7 +25,7 @@ class Inputs:
 def model_identity(spec: str, weights: str | None, module) -> dict:
     """What identifies a float model for the stage keys: its source (a file's hash, a zoo name),
     the weights file's hash and the loaded state's hash."""
-    from ..attest import file_sha256, state_sha256
+    from ..fingerprint import file_sha256, state_sha256
 
     source = spec
     if spec.endswith(".onnx"):
@@ -39,11 +40,11 @@ def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: 
     """Everything a build starts from. The float model's held-out logits are kept in ``cache``
     under its identity, the data and ``code_version`` (edgepack's own code), so a rebuild does not
     run the float model over the held-out split again."""
-    from ..attest import key
-    from ..cache import remembered
-    from ..data import load_data
+    from ..data.loaders import load_data
+    from ..fingerprint import key
     from ..models.loader import load_model
-    from ..training import predict
+    from ..models.training import predict
+    from .cache import remembered
 
     splits = load_data(data, input_shape=input_shape or default_input_shape(model))
     calib_set = calibration_set(calibration, splits, profile, rep)
@@ -74,7 +75,7 @@ def default_input_shape(model: str) -> tuple[int, ...]:
 
 def calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dict:
     """The calibration samples (NCHW, preprocessed) and their description for the bundle manifest."""
-    from ..calibration import check_like_eval, load_calibration, samples_sha256
+    from ..data.calibration import check_like_eval, load_calibration, samples_sha256
     from ..errors import DataError
 
     minimum = profile.quantization.min_calibration_samples
@@ -93,8 +94,8 @@ def calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dic
     for w in cs.warnings:
         rep.warn(f"{manifest}: {w}")
     rep.info(f"calibration set {cs.name}: {len(cs.x)} of {cs.available} samples (seed {cs.seed}), sha256 {cs.sha256()[:12]}")
-    from ..attest import portable_name
-    from ..calibration import resolve_manifest
+    from ..data.calibration import resolve_manifest
+    from ..fingerprint import portable_name
 
     return {"x": cs.x, "describe": {**cs.describe(), "manifest": portable_name(resolve_manifest(manifest))}}
 

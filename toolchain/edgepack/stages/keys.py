@@ -8,7 +8,7 @@ downstream of it, and no other.
 
 from __future__ import annotations
 
-from ..attest import key
+from ..fingerprint import key
 
 
 def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input_shape: tuple, device: str,

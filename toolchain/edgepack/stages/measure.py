@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ..attest import key
-from ..cache import remembered
+from ..fingerprint import key
 from ..progress import Reporter
+from .cache import remembered
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _mcu_estimate(profile, artifact: bytes) -> MeasureOut:
     """A microcontroller with no board attached: latency ESTIMATED by the per-kernel cost model
     from the artifact's layers, never this machine's time (TFLM's host timing says nothing about an
     MCU)."""
-    from ..mcu.estimate import estimated_latency
+    from ..measure.mcu import estimated_latency
 
     est, macs, _, _ = estimated_latency(profile, artifact)
     lat = {"median_ms": est.to_dict()["value"], "basis": est.basis, "how": est.how, "macs": macs}
@@ -77,8 +77,8 @@ def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], 
 
     Returns {"on_target", "labels": {file: label}, file: Measurement} for model.tflite and each .pte benched."""
     from ..devices import connect
-    from ..measure import history_row, measure, meter_for, on_target, threads_for
-    from ..store import BenchStore
+    from ..measure.bench import history_row, measure, meter_for, on_target, threads_for
+    from ..measure.history import BenchStore
 
     m = profile.measure
     runner = connect(profile, device)

@@ -17,8 +17,8 @@ class PruneOut:
 
 
 def run(inp, rep: Reporter) -> PruneOut:
-    from ..compress.budgeted import prune_within_budget
-    from ..validate import torch_accuracy
+    from ..compress.prune.budgeted import prune_within_budget
+    from ..measure.accuracy import torch_accuracy
 
     stage = prune_within_budget(inp.loaded, inp.splits, inp.example, inp.profile, rep)
     pr = stage.result

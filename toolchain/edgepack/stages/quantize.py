@@ -33,8 +33,8 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, bas
     """Full-integer quantization under the accuracy guard. With ``cache`` and ``base_key`` (the
     convert stage's key, which covers the calibration samples), what does not depend on the
     calibration settings is kept: a calibration-method change recalibrates from stored statistics."""
-    from ..compress.guard import guarded_quantize
-    from ..compress.layer_errors import match_layer_names
+    from ..compress.quantize.guard import guarded_quantize
+    from ..compress.quantize.layer_errors import match_layer_names
     from ..convert.tflite import to_model_layout
     from .inputs import weighted_layers
 
@@ -68,10 +68,10 @@ def _weights_fixed(profile) -> bool:
 
 def _single(inp, conv, calib, work: Path, runner, rep: Reporter) -> QuantizeOut:
     """One artifact in the profile's mode, its held-out accuracy measured, no remedies."""
-    from ..compress.guard import Candidate, GuardResult
-    from ..compress.quantize import QuantSpec, convert_mode
+    from ..compress.quantize.converter import QuantSpec, convert_mode
+    from ..compress.quantize.guard import Candidate, GuardResult
     from ..convert.tflite import to_model_layout
-    from ..training import accuracy
+    from ..models.training import accuracy
 
     q = inp.profile.quantization
     model = convert_mode(conv.saved_model_dir(work), calib, q)
@@ -91,8 +91,8 @@ def _single(inp, conv, calib, work: Path, runner, rep: Reporter) -> QuantizeOut:
 
 
 def _memo(cache, base_key: str | None):
-    from ..attest import key
-    from ..cache import remembered
+    from ..fingerprint import key
+    from .cache import remembered
 
     def memo(name: str, compute):
         return remembered(cache, "calibration", key("calibration", base_key, name) if base_key else None, compute)

@@ -10,8 +10,8 @@ import pickle
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from ..cache import StageCache
 from ..progress import Reporter
+from .cache import StageCache
 
 T = TypeVar("T")
 _FILE = "output.pickle"

@@ -35,9 +35,10 @@ def run(inp, conv, quant, runner, rep: Reporter) -> dict | None:
     needs, and the flash estimate. None for other targets."""
     if not inp.profile.is_mcu:
         return None
-    from ..convert.micro import estimate_flash, measure_arena, run_tflm
+    from ..convert.micro import estimate_flash
     from ..convert.tflite import to_model_layout
     from ..devices.host import HostRunner, interpreter
+    from ..devices.tflm import measure_arena, run_tflm
     from ..errors import ValidationError
 
     artifact = quant.artifact

@@ -29,13 +29,13 @@ def needed(profile) -> bool:
 def run(inp, pruned, rep: Reporter):
     """A new PruneOut: the pruned model after the weight methods, its MACs, parameters and held-out
     float accuracy, and the record of what was done (``weights``)."""
-    from ..compress.budgeted import validation_split
-    from ..compress.finetune import FineTune
-    from ..compress.prune import count_macs_params
-    from ..compress.sparsity import effective_macs, sparsify, sparsity_report
-    from ..compress.activations import mean_zero_fraction, zero_fractions
-    from ..training import predict
-    from ..validate import torch_accuracy
+    from ..compress.prune.budgeted import validation_split
+    from ..compress.prune.channels import count_macs_params
+    from ..compress.weights.activations import mean_zero_fraction, zero_fractions
+    from ..compress.weights.finetune import FineTune
+    from ..compress.weights.sparsity import effective_macs, sparsify, sparsity_report
+    from ..measure.accuracy import torch_accuracy
+    from ..models.training import predict
 
     profile, splits, example = inp.profile, inp.splits, inp.example
     if not needed(profile):
@@ -65,7 +65,7 @@ def run(inp, pruned, rep: Reporter):
         tuner(s.learning_rate, "activation-penalty fine-tuning")(model, s.epochs)
         record["steps"].append("activation penalty")
     if q.weight_levels != "uniform" or q.qat_epochs > 0:
-        from ..compress.fold import fold_batchnorm
+        from ..compress.weights.fold import fold_batchnorm
 
         record["folded_batchnorms"] = fold_batchnorm(model, example)
     if q.weight_levels != "uniform":
@@ -86,8 +86,8 @@ def run(inp, pruned, rep: Reporter):
 
 
 def _student(model, inp, tuner, record: dict, rep: Reporter):
-    from ..compress.prune import count_macs_params
-    from ..compress.student import narrower
+    from ..compress.prune.channels import count_macs_params
+    from ..compress.weights.student import narrower
 
     st = inp.profile.student
     t0 = time.perf_counter()
@@ -104,7 +104,7 @@ def _student(model, inp, tuner, record: dict, rep: Reporter):
 
 
 def _levels(model, q, tune, record: dict, rep: Reporter) -> None:
-    from ..compress.levels import attach_levels, bake_weights, distinct_values
+    from ..compress.weights.levels import attach_levels, bake_weights, distinct_values
 
     t0 = time.perf_counter()
     per_channel = q.weights == "per-channel"
@@ -119,8 +119,8 @@ def _levels(model, q, tune, record: dict, rep: Reporter) -> None:
 
 
 def _qat(model, q, tune, record: dict, rep: Reporter) -> None:
-    from ..compress.levels import bake_weights
-    from ..compress.qat import attach_fake_quant
+    from ..compress.weights.levels import bake_weights
+    from ..compress.weights.qat import attach_fake_quant
 
     t0 = time.perf_counter()
     layers = attach_fake_quant(model)

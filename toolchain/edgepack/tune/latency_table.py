@@ -73,7 +73,7 @@ def single_layer_tflite(s: Shape, *, seed: int = 0) -> bytes:
     TensorFlow's and Keras's messages are kept off the terminal; a failure is a ConversionError."""
     import warnings
 
-    from ..compress.quantize import run_tf, tensorflow
+    from ..compress.quantize.converter import run_tf, tensorflow
 
     tf = tensorflow()
     rng = np.random.default_rng(seed)
@@ -161,8 +161,8 @@ def layer_model(s: Shape, cache=None) -> bytes:
     a table for another thread count or device converts nothing again."""
     import importlib.metadata
 
-    from ..attest import key
-    from ..cache import remembered
+    from ..fingerprint import key
+    from ..stages.cache import remembered
 
     try:
         version = importlib.metadata.version("tensorflow-cpu")

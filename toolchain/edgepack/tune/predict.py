@@ -57,9 +57,9 @@ class Predictor:
     def _measured(self, profile, threads: int) -> LatencyTable:
         import importlib.metadata
 
-        from ..attest import key
-        from ..cache import StageCache, remembered
         from ..devices import connect
+        from ..fingerprint import key
+        from ..stages.cache import StageCache, remembered
 
         module, example = self.s.inputs.loaded.module, self.s.inputs.example
         warmup, runs = max(2, profile.measure.warmup // 4), max(20, profile.measure.runs // 4)
@@ -81,8 +81,8 @@ class Predictor:
 
     def candidate_ms(self, profile) -> float:
         """The table's sum for the candidate ``profile`` (the target with the trial's overrides)."""
-        from ..compress.budgeted import prune_spec, validation_split
-        from ..compress.prune import prune_channels
+        from ..compress.prune.budgeted import prune_spec, validation_split
+        from ..compress.prune.channels import prune_channels
 
         module, example, splits = self.s.inputs.loaded.module, self.s.inputs.example, self.s.inputs.splits
         spec = prune_spec(profile, module, example)

@@ -19,7 +19,7 @@ from pathlib import Path
 SLACK = 0.15
 #: at most this many trials are benched again (the most accurate first)
 MAX_POINTS = 16
-from ..verdicts import TIMED  # the budgets the re-bench can change: not used to pick the trials to bench again
+from ..measure.verdicts import TIMED  # the budgets the re-bench can change: not used to pick the trials to bench again
 
 
 def near_front(rows: list[dict], *, slack: float = SLACK, limit: int = MAX_POINTS) -> list[dict]:
@@ -38,7 +38,7 @@ def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int | None = None, 
     ``feasible``. Returns the rows benched again (none when fewer than two could be: nothing to
     compare). A trial whose bundle is not on this machine (another worker's) keeps its figure.
     ``warmup`` and ``runs`` default to the profile's [measure], as the trials were benched."""
-    from ..measure import rebench_runner, side_by_side
+    from ..measure.bench import rebench_runner, side_by_side
     from .search import device_key
     from .study import leased, worker_id
 
@@ -70,7 +70,7 @@ def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int | None = None, 
 
 
 def _update(r: dict, ms: float, how: str, profile, threads: int) -> None:
-    from ..verdicts import retimed
+    from ..measure.verdicts import retimed
 
     r["trial_latency_ms"] = r["latency_ms"]
     r["latency_ms"] = round(ms, 6)

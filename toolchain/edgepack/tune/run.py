@@ -10,7 +10,7 @@ from . import rebench, report, search
 
 def _target_ref(target: str) -> str:
     """How chosen.toml names the target: a shipped name as is, a file by its absolute path."""
-    from ..profiles import known_targets
+    from ..profiles.loader import known_targets
 
     return target if target in known_targets() else str(Path(target).resolve())
 

@@ -75,9 +75,9 @@ def device_key(device: str, profile) -> str:
 
 def run_trial(s: Session, trial) -> tuple[float, ...]:
     """One trial: settings -> build -> figures. Returns the objectives' values."""
-    from ..cache import StageCache
-    from ..compress.budgeted import validation_split
+    from ..compress.prune.budgeted import validation_split
     from ..pipeline import build
+    from ..stages.cache import StageCache
 
     trial.set_user_attr("worker", worker_id())
     values = sp.suggest(trial, s.dims)
@@ -133,7 +133,7 @@ def _predict(s: Session, trial, overrides: list[str]) -> float | None:
     is hopeless: predicted over the latency budget by more than predict.MARGIN once calibrated."""
     import optuna
 
-    from ..profiles import load_profile
+    from ..profiles.loader import load_profile
     from .predict import CALIBRATED_AFTER, MARGIN, Predictor
 
     if s.predictor is None:
@@ -160,9 +160,9 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
     takes the target, model, data and space from the study. Raises StudyError, StorageError,
     ProfileError."""
     from .. import __version__
-    from ..cache import StageCache
     from ..pipeline import code_fingerprint
-    from ..profiles import load_profile
+    from ..profiles.loader import load_profile
+    from ..stages.cache import StageCache
     from ..stages.inputs import load_inputs
     from .stages import stage_layers
 
@@ -199,8 +199,8 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
     for n in fail_own_orphans(study):
         rep.warn(f"trial {n} was left running by a process that died; failed and queued again")
     out.mkdir(parents=True, exist_ok=True)
-    from ..compress.budgeted import validation_split
-    from ..training import accuracy, predict
+    from ..compress.prune.budgeted import validation_split
+    from ..models.training import accuracy, predict
 
     x, y = validation_split(inputs.splits)
     float_acc = float(accuracy(predict(inputs.loaded.module, x), y))

@@ -13,7 +13,7 @@ def stage_layers(model: nn.Module, example: torch.Tensor, *, stages: int, keep: 
     adjacent resolutions (merged evenly when the model has more resolutions than ``stages``).
     Layers in ``keep``, depthwise convolutions (they follow their producer's channels) and the
     layers that produce the model's output are left out. Returns [] when nothing is prunable."""
-    from ..compress.graph import output_layers
+    from ..compress.prune.graph import output_layers
     from ..models.calls import is_depthwise, layer_calls
 
     order = [(c.name, c.output_shape[-2:]) for c in layer_calls(

@@ -54,7 +54,7 @@ class Outcome:
 def validation_accuracy(artifact: bytes, fmt: str, layout: str, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 % of the deployed artifact on the validation samples (NCHW ``x``), run on this machine."""
     from ..convert.tflite import to_model_layout
-    from ..training import accuracy
+    from ..models.training import accuracy
 
     if fmt == "pte":
         from ..devices.executorch import ExecuTorchRunner
@@ -102,13 +102,13 @@ def judge(manifest: dict, measurements: dict, *, deployed: str, accuracy: float,
 def estimated_energy(profile, ms: float, latency_basis: str) -> tuple[float, str]:
     """(mJ, basis) of an inference of ``ms`` from the profile's active power, labelled ESTIMATED
     with the basis of the latency it rests on."""
-    from ..verdicts import energy_from_latency
+    from ..measure.verdicts import energy_from_latency
 
     return energy_from_latency(profile.power, ms, latency_basis)
 
 
 def verdict(name: str, value: float, limit: float | None, unit: str, basis: str) -> dict | None:
     """The budget's verdict (``verdicts.judge``), or None for a budget the profile does not set."""
-    from ..verdicts import judge
+    from ..measure.verdicts import judge
 
     return None if limit is None else judge(name, value, float(limit), unit, basis)

@@ -1,0 +1,122 @@
+"""Recovery after pruning: fine-tuning with knowledge distillation from the unpruned model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...data.splits import Splits
+from ...models.training import train
+from ...progress import Reporter
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``; labels are not read when alpha is 1.
+
+    The T^2 factor keeps the distillation gradients on the same scale as cross-entropy's
+    (Hinton et al., 2015).
+    """
+    t = temperature
+    kd = F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.log_softmax(teacher_logits / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+    if alpha >= 1.0:
+        return kd
+    return alpha * kd + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+RECOVERY = ("distill", "distill-unlabelled", "finetune", "bn-reestimate", "none")
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, x: np.ndarray, *, batch_size: int = 64) -> nn.Module:
+    """Recompute every BatchNorm's running mean and variance on ``x`` (no labels, no gradients).
+
+    The cheapest recovery: pruning changes the statistics each BatchNorm sees.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # a cumulative average over all batches
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(torch.from_numpy(x[i : i + batch_size]))
+    for bn in bns:
+        bn.momentum = 0.1
+    return model.eval()
+
+
+def recover(
+    student: nn.Module,
+    teacher: nn.Module,
+    data: Splits,
+    *,
+    epochs: int,
+    lr: float,
+    temperature: float,
+    alpha: float,
+    mode: str = "distill",
+    seed: int = 0,
+    max_seconds: float | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    patience: int = 0,
+    log: dict | None = None,
+    reporter: Reporter | None = None,
+) -> nn.Module:
+    """Recover ``student`` in place after pruning; returns it in eval mode.
+
+    ``mode``: "distill" (``alpha`` x KD + (1 - alpha) x cross-entropy), "distill-unlabelled" (KD
+    only: labels are never read), "finetune" (cross-entropy only), "bn-reestimate" (BatchNorm
+    statistics only, no training), "none". The teacher's logits are computed once for the
+    training split (no shift augmentation, so they stay exact), not at every step.
+    ``max_seconds``, ``validation`` (inputs, labels: the best epoch is kept) and ``patience``
+    (early stopping) make recovery cost-aware; ``log`` receives what happened (see ``train``).
+    """
+    from ...models.training import accuracy, predict
+
+    if mode not in RECOVERY:
+        raise ValueError(f"unknown recovery mode {mode!r}; known: {', '.join(RECOVERY)}")
+    if log is not None:
+        log.update({"mode": mode, "epochs_requested": epochs, "epochs_run": 0})
+    if mode == "none":
+        return student.eval()
+    if mode == "bn-reestimate":
+        return reestimate_batchnorm(student, data.x_train)
+    if epochs == 0:
+        return student.eval()
+    teacher.eval()
+    if mode == "finetune":
+        alpha = 0.0
+    elif mode == "distill-unlabelled":
+        alpha = 1.0
+    soft = predict(teacher, data.x_train) if alpha > 0 else None
+
+    def loss_fn(logits, labels, _inputs, teacher_logits):
+        if teacher_logits is None:
+            return F.cross_entropy(logits, labels)
+        return distillation_loss(logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
+
+    validate = None
+    if validation is not None:
+        vx, vy = validation
+
+        def validate(m):
+            logits = predict(m, vx)
+            return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
+    # label-free distillation must not read labels: hand the loop placeholders it cannot use
+    labels = np.full(len(data.x_train), -1, np.int64) if mode == "distill-unlabelled" else data.y_train
+    return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed, extra=soft,
+                 augment_px=0 if soft is not None else 2, max_seconds=max_seconds, validate=validate,
+                 patience=patience, log=log, reporter=reporter, label=f"recovery ({mode})")

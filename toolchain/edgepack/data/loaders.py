@@ -1,0 +1,223 @@
+"""Data sets for training, recovery, calibration and held-out evaluation.
+
+Three sources: the built-in ``digits`` set (scikit-learn's 8x8 handwritten digits, real data
+shipped inside scikit-learn, upscaled to 32x32), a user's ``.npz`` file with the splits, and a data
+manifest (the calibration manifests' format, ``calibration/README.md``: a folder of images in class
+sub-folders or a labelled array file, with its preprocessing) split into training, calibration
+and evaluation by its ``[splits]`` table.
+Arrays are NCHW float32 in the model's own preprocessing; the conversion stage transposes them
+to the converted model's layout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..paths import cache_dir
+from .splits import NPZ_KEYS, Splits
+
+DIGITS_SIZE = 32
+
+
+#: built-in data sets: name -> what it is (``--data NAME``)
+BUILT_IN = {
+    "digits": "scikit-learn's 8x8 handwritten digits, resized to the model's input (easy: ~98-99% for the demo)",
+    "digits-hard": "the same digits with seeded affine distortion, clutter, occlusion and noise (edgepack.data.hard): "
+                   "a task on which compression methods differ",
+}
+
+
+def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0,
+           hard: bool = False) -> Splits:
+    """scikit-learn's digits resized to ``height`` x ``width``, split 70/10/20 with stratification
+    (``hard``: the ``digits-hard`` draw of ``data_hard``, split by original image).
+
+    Preprocessing: pixel / 16, bilinear resize, then (x - 0.5) / 0.5 so inputs lie in [-1, 1];
+    the grey channel is repeated when ``channels`` is 3.
+    """
+    if channels not in (1, 3) or height < 8 or width < 8:
+        raise DataError(f"the digits data set gives 1 or 3 channels of at least 8x8 pixels, not {channels}x{height}x{width}")
+    name = "digits-hard" if hard else "digits"
+    if hard:
+        from .hard import VERSION
+
+        name += f"-v{VERSION}"
+    stored = _digits_file(name, height, width, channels, seed)
+    if stored.is_file():  # made before by the code below (importing scikit-learn alone takes seconds)
+        try:
+            with np.load(stored, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in (*NPZ_KEYS, "y_calib")}
+            return Splits(name=name.split("-v")[0], **arrays, num_classes=10, preprocessing=_preprocessing(hard, height, width, channels))
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: made again
+    if hard:
+        from . import hard as data_hard
+
+        splits = data_hard.make(height, width, channels, seed)
+    else:
+        splits = _make_digits(height, width, channels, seed)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stored.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **{k: getattr(splits, k) for k in (*NPZ_KEYS, "y_calib")})
+    os.replace(tmp, stored)
+    return splits
+
+
+def _preprocessing(hard: bool, height: int, width: int, channels: int) -> str:
+    if hard:
+        from .hard import preprocessing
+
+        return preprocessing(height, width, channels)
+    return _digits_preprocessing(height, width, channels)
+
+
+def _digits_preprocessing(height: int, width: int, channels: int) -> str:
+    return f"pixel/16, bilinear resize 8x8->{height}x{width}, (x-0.5)/0.5, {channels} channel(s); NCHW float32"
+
+
+def _digits_file(name: str, height: int, width: int, channels: int, seed: int) -> Path:
+    """Where the splits are kept: the cache folder, by size, seed and the versions that make them."""
+    import importlib.metadata
+
+
+    versions = "-".join(importlib.metadata.version(n) for n in ("scikit-learn", "torch", "numpy"))
+    return cache_dir() / "data" / f"{name}-{height}x{width}x{channels}-seed{seed}-{versions}.npz"
+
+
+def _make_digits(height: int, width: int, channels: int, seed: int) -> Splits:
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
+    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = ((x - 0.5) / 0.5).numpy().astype(np.float32)
+    x = x.repeat(channels, axis=1)
+    y = d.target.astype(np.int64)
+    x_rest, x_eval, y_rest, y_eval = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
+    x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=0.125, stratify=y_rest, random_state=seed)
+    return Splits(
+        name="digits",
+        x_train=x_train,
+        y_train=y_train,
+        x_calib=x_calib,
+        x_eval=x_eval,
+        y_eval=y_eval,
+        num_classes=10,
+        preprocessing=_digits_preprocessing(height, width, channels),
+        y_calib=y_calib,
+    )
+
+
+def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+    """Load a user's splits from an .npz holding :data:`NPZ_KEYS`. Raises DataError if malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from e
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: missing arrays {', '.join(missing)}; it must hold {', '.join(NPZ_KEYS)}")
+    sample = tuple(input_shape[1:])
+    for k in ("x_train", "x_calib", "x_eval"):
+        a = arrays[k]
+        if a.ndim < 2 or a.shape[0] == 0:
+            raise DataError(f"{path}: {k} is empty or has no batch axis (shape {a.shape})")
+        if tuple(a.shape[1:]) != sample:
+            raise DataError(f"{path}: {k} has samples of shape {tuple(a.shape[1:])}, the model takes {sample} (NCHW)")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise DataError(f"{path}: {k} has dtype {a.dtype}; give float32 inputs, already preprocessed")
+        if not np.isfinite(a).all():
+            raise DataError(f"{path}: {k} contains NaN or Inf values; clean the data first")
+    for xk, yk in (("x_train", "y_train"), ("x_eval", "y_eval")):
+        y = arrays[yk]
+        if y.ndim != 1 or len(y) != len(arrays[xk]) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: {yk} must be 1-D integer labels, one per sample of {xk}")
+        if y.min() < 0:
+            raise DataError(f"{path}: {yk} has negative labels")
+    num_classes = int(max(arrays["y_train"].max(), arrays["y_eval"].max())) + 1
+    return Splits(
+        name=path.name,
+        x_train=arrays["x_train"].astype(np.float32),
+        y_train=arrays["y_train"].astype(np.int64),
+        x_calib=arrays["x_calib"].astype(np.float32),
+        x_eval=arrays["x_eval"].astype(np.float32),
+        y_eval=arrays["y_eval"].astype(np.int64),
+        num_classes=num_classes,
+        preprocessing="as given in the .npz (already preprocessed, NCHW float32)",
+    )
+
+
+#: [splits] of a data manifest: fractions held out for calibration and evaluation, and the seed
+SPLIT_DEFAULTS = {"calibration": 0.1, "evaluation": 0.2, "seed": 0}
+
+
+def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+    """A labelled data set described by a manifest, split (stratified, seeded) into training,
+    calibration and evaluation as its ``[splits]`` table says. Raises DataError."""
+    from .calibration import load_calibration, load_manifest, resolve_manifest
+
+    path = resolve_manifest(spec)
+    where = str(path)
+    table = load_manifest(path).get("splits", {})
+    unknown = sorted(set(table) - set(SPLIT_DEFAULTS))
+    if not isinstance(table, dict) or unknown:
+        raise DataError(f"{where}: unknown key(s) in [splits]: {', '.join(unknown)}; known: {', '.join(SPLIT_DEFAULTS)}")
+    cfg = {**SPLIT_DEFAULTS, **table}
+    cal, ev = cfg["calibration"], cfg["evaluation"]
+    if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in (cal, ev)) or cal + ev >= 0.9:
+        raise DataError(f"{where}: [splits] calibration and evaluation must be fractions between 0 and 1 that leave at "
+                        f"least 10% for training, not {cal!r} and {ev!r}")
+    cs = load_calibration(path, input_shape=input_shape)
+    if cs.y is None:
+        raise DataError(f"{where}: --data needs labels: put images in one sub-folder per class, or set labels_key for an "
+                        "array file")
+    counts = np.bincount(cs.y)
+    if len(cs.y) < 20 or counts[counts > 0].min() < 3:
+        raise DataError(f"{where}: {len(cs.y)} labelled samples, the smallest class has {int(counts[counts > 0].min())}; "
+                        "give at least 3 per class (more for a trustworthy evaluation)")
+    from sklearn.model_selection import train_test_split
+
+    seed = int(cfg["seed"])
+    x_rest, x_eval, y_rest, y_eval = train_test_split(cs.x, cs.y, test_size=ev, stratify=cs.y, random_state=seed)
+    x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=cal / (1 - ev), stratify=y_rest,
+                                                          random_state=seed)
+    return Splits(name=cs.name, x_train=x_train, y_train=y_train, x_calib=x_calib, x_eval=x_eval, y_eval=y_eval,
+                  num_classes=int(cs.y.max()) + 1, y_calib=y_calib,
+                  preprocessing=f"{cs.kind} from {cs.source}, preprocessed as its manifest says: {cs.preprocess.to_dict()}")
+
+
+def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
+    """``"digits"`` (resized to the model's input), a path to an ``.npz``, or a data manifest
+    (``.toml``). Raises DataError."""
+    if len(input_shape) != 4 or input_shape[0] != 1:
+        raise DataError(f"input shape {input_shape} is not a batch-1 image shape 1,C,H,W")
+    if spec in BUILT_IN:
+        _, c, h, w = input_shape
+        return digits(height=h, width=w, channels=c, hard=spec == "digits-hard")
+    if spec.endswith(".npz"):
+        return load_npz(spec, input_shape=input_shape)
+    if spec.endswith(".toml"):
+        return load_manifest_data(spec, input_shape=input_shape)
+    raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, or a data manifest "
+                    "(.toml: an image folder or labelled arrays, see calibration/README.md)")
+
+
+def npz_input_shape(path: str | Path) -> tuple[int, ...]:
+    """Batch-1 input shape read from ``x_eval`` of an .npz. Raises DataError."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            shape = z["x_eval"].shape
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"cannot read x_eval from '{path}': {e}") from e
+    return (1, *shape[1:])

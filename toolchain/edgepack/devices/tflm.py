@@ -1,0 +1,84 @@
+"""TensorFlow Lite Micro's own interpreter (the ``tflite-micro`` package) on this machine: the int8
+model run with TFLM's reference kernels, the tensor arena it plans, and the operators it lacks
+named in one line."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .._stdio import native_stderr
+from ..errors import ConversionError, DependencyError
+from .host import dequantize_output, interpreter, quantize_input
+
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'")
+_ARENA = re.compile(r"Arena allocation (head|tail|total) (\d+) bytes")
+
+
+def _runtime():
+    try:
+        with native_stderr():
+            from tflite_micro.python.tflite_micro import runtime
+    except ImportError as e:
+        raise DependencyError("the tflite-micro package is not installed; run 'make setup'") from e
+    return runtime
+
+
+def ops_used(model: bytes) -> tuple[str, ...]:
+    """The distinct builtin operator names of a .tflite, in order of first use."""
+    names = [d["op_name"] for d in interpreter(model, allocate=False)._get_ops_details()]
+    return tuple(dict.fromkeys(names))
+
+
+def tflm_interpreter(model: bytes, *, runtime_name: str = "TFLM"):
+    """A TFLM interpreter for ``model``. Raises ConversionError naming operators TFLM lacks."""
+    runtime = _runtime()
+    try:
+        with native_stderr() as log:
+            it = runtime.Interpreter.from_bytes(model)
+    except Exception as e:  # TFLM raises RuntimeError with the reason only in its native log
+        missing = _MISSING_OP.findall(log.text)
+        if missing:
+            ops = ", ".join(dict.fromkeys(missing))
+            raise ConversionError(
+                f"{runtime_name} cannot run operator(s) {ops} (model uses {', '.join(ops_used(model))}); "
+                "replace them in the model or choose a target whose runtime has them"
+            ) from e
+        raise ConversionError(f"TFLM could not load the model: {e} {log.tail()}".strip()) from e
+    return it
+
+
+def measure_arena(model: bytes) -> int:
+    """Tensor-arena bytes TFLM allocates for ``model`` (activations plus persistent structures).
+
+    Measured on this 64-bit host, so the persistent part is an upper bound for a 32-bit MCU.
+    """
+    it = tflm_interpreter(model)
+    with native_stderr() as log:
+        it.print_allocations()
+    found = {k: int(v) for k, v in _ARENA.findall(log.text)}
+    if "total" in found:
+        return found["total"]
+    if "head" in found and "tail" in found:
+        return found["head"] + found["tail"]
+    raise ConversionError(f"could not read TFLM's arena size from its allocation report: {log.tail()}")
+
+
+def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
+    """Run ``model`` in TFLM on each float sample (model layout); returns dequantized float outputs."""
+    it = tflm_interpreter(model)
+    din, dout = _as_litert_detail(it.get_input_details(0)), _as_litert_detail(it.get_output_details(0))
+    outs = []
+    for i in range(len(inputs)):
+        it.set_input(quantize_input(inputs[i : i + 1], din), 0)
+        it.invoke()
+        outs.append(dequantize_output(it.get_output(0), dout)[0])
+    return np.stack(outs)
+
+
+def _as_litert_detail(d: dict) -> dict:
+    """TFLM's tensor details in LiteRT's shape: dtype and a per-tensor (scale, zero-point)."""
+    q = d["quantization_parameters"]
+    quant = (float(q["scales"][0]), int(q["zero_points"][0])) if len(q["scales"]) else (0.0, 0)
+    return {"dtype": d["dtype"], "quantization": quant}

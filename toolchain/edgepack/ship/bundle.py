@@ -1,0 +1,319 @@
+"""The deployable bundle: ``model.tflite``, ``manifest.json`` and ``report.md`` in ``OUT/TARGET/``.
+
+The bundle is written into a temporary sibling folder and renamed into place, so an interrupted
+build never leaves a half-written bundle, and an earlier bundle stays whole until the new one is
+complete. A folder holding anything but a bundle is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import UsageError
+
+#: Every file a bundle may hold (the ExecuTorch programs' names come from convert/executorch.py's FILES).
+BUNDLE_FILES = ("model.tflite", "manifest.json", "measurements.json", "report.md", "model_data.h", "model_data.cc",
+                "model_ops.h", "edgepack_wire.h", "edgepack_wire.c", "edgepack_harness.cc", "edgepack_model.cmake",
+                "model.pte", "model_cortex_m.pte", "model_ethos_u.pte")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_bundle(out_dir: Path, files: dict[str, bytes]) -> Path:
+    """Atomically (re)place ``out_dir`` with exactly ``files``. Returns ``out_dir``.
+
+    Raises UsageError if ``out_dir`` exists and holds files that are not a bundle's.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise UsageError(f"output path '{out_dir}' exists and is not a folder; choose another --out")
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in BUNDLE_FILES)
+        if foreign:
+            raise UsageError(
+                f"output folder '{out_dir}' holds files edgepack did not write ({', '.join(foreign[:3])}); "
+                "move them or choose another --out"
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a bundle is an ordinary folder
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / "bundle")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_est(figure: dict, unit: str) -> str:
+    """An estimate's value with its unit, or "no figure" where none could be made (its ``how`` or
+    ``basis`` says why)."""
+    return "no figure" if figure["value"] is None else f"{figure['value']:.4g} {unit}"
+
+
+def _fmt_limit(limit: float | None) -> str:
+    return "-" if limit is None else f"{limit:g}"
+
+
+def _db(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _quantization_section(m: dict) -> list[str]:
+    q, cal = m["quantization"], m["calibration"]
+    lines = [
+        "## Quantization",
+        "",
+        f"Calibration data: {cal['name']}, {cal['samples']} samples"
+        f"{' of ' + str(cal['available']) if cal.get('available') else ''} (seed {cal['seed']}), sha256 `{cal['sha256'][:16]}`."
+        + (f" Manifest `{cal['manifest']}`." if cal.get("manifest") else ""),
+        *[f"- warning: {w}" for w in cal.get("warnings", [])],
+        "",
+        f"Kept: **{q['chosen']}** ({q['equalized_pairs']} layer pair(s) equalised, {q['bias_corrected_layers']} "
+        f"bias(es) corrected{', layers kept in float: ' + ', '.join(q['float_layers']) if q['float_layers'] else ''}); "
+        f"accuracy budget {'met' if q['met_budget'] else '**NOT met**'}.",
+        "",
+        "| tried | why | accuracy % | drop | within budget |",
+        "|---|---|---:|---:|---|",
+        *[f"| {a['what']} | {a['why']} | {a['accuracy']:.2f} | {a['drop']:+.2f} | {'yes' if a['within_budget'] else 'no'} |"
+          for a in q["attempts"]],
+        "",
+        "Per-layer error of the kept model against float on calibration data, costliest first. SQNR (dB, higher is "
+        "better) includes what earlier layers pass on; channel SQNR is the median over output channels (low when a "
+        "shared range crushes most channels); added is how far a layer lowers the channel SQNR of its inputs.",
+        "",
+        "| layer | op | added dB | channel SQNR dB | SQNR dB | relative error |",
+        "|---|---|---:|---:|---:|---:|",
+        *[f"| {e['layer']} | {e['op']} | {_db(e['added_db'])} | {_db(e['channel_sqnr_db'])} | {_db(e['sqnr_db'])} | "
+          f"{e['rel_error']:.4f} |" for e in q["layers"][:10]],
+        "",
+    ]
+    return lines
+
+
+def _overrides(items: list[dict]) -> str:
+    return ", ".join(f"`{o['key']}={o['value']}`" for o in items)
+
+
+def render_report(m: dict) -> str:
+    """A readable Markdown summary of a manifest."""
+    acc, prune, io = m["accuracy"], m["pruning"], m["tensors"]
+    din, dout = io["inputs"][0], io["outputs"][0]
+    art = m["artifact"]
+    lines = [
+        f"# edgepack build: {m['model']['name']} for {m['target']['name']}",
+        "",
+        f"{m['target']['description']}",
+        "",
+        f"- edgepack {m['edgepack_version']}, built {m['built_at']}, profile `{m['target']['profile_file']}` "
+        f"(sha256 `{m['target']['profile_sha256'][:16]}`)",
+        *([f"- overrides (--set): {_overrides(m['overrides'])}"] if m.get("overrides") else []),
+        f"- model: {m['model']['origin']}",
+        f"- artifact: `model.tflite`, {_fmt_int(art['size_bytes'])} bytes, sha256 `{art['sha256'][:16]}...`; "
+        f"{art['quantization']['weights']} int8 weights, {art['quantization']['activations']} activations",
+        f"- input `{din['name']}` {din['dtype']} {din['shape']} (scale {din['scale']:.6g}, zero-point {din['zero_point']}), "
+        f"layout {art['input_layout']}",
+        f"- output `{dout['name']}` {dout['dtype']} {dout['shape']} (scale {dout['scale']:.6g}, zero-point {dout['zero_point']})",
+        "",
+        "## Budgets",
+        "",
+        "| budget | value | limit | basis | met |",
+        "|---|---:|---:|---|---|",
+        *[f"| {b['budget']} | {_fmt_est(b, b['unit'])} | {_fmt_limit(b['limit'])} | "
+          f"{b['basis']} | {'yes' if b['met'] else '**NO**'} |" for b in m["budgets"]],
+        "",
+        "## Accuracy (held-out set, top-1 %)",
+        "",
+        "| model | accuracy | vs original float |",
+        "|---|---:|---:|",
+        f"| original float (PyTorch) | {acc['float_original']:.2f} | |",
+        f"| pruned + recovered float (PyTorch) | {acc['float_pruned']:.2f} | {acc['float_pruned'] - acc['float_original']:+.2f} |",
+        f"| quantized artifact (LiteRT) | {acc['int8']:.2f} | {acc['int8'] - acc['float_original']:+.2f} |",
+        "",
+        f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
+        f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
+        f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
+        "",
+        *_quantization_section(m),
+        *_artifacts_section(m),
+    ]
+    if m.get("micro"):
+        mc = m["micro"]
+        fl = mc["flash"]
+        lines += [
+            "## Microcontroller (TensorFlow Lite Micro)",
+            "",
+            f"- TFLM runs the artifact; its outputs match LiteRT's reference kernels within {mc['tflm_vs_litert']['max_steps']:.0f} "
+            f"quantization step(s) on {mc['tflm_vs_litert']['samples']} samples (top-1 agreement "
+            f"{mc['tflm_vs_litert']['top1_agreement']:.1f}%; {mc['tflm_vs_litert']['top1_agreement_xnnpack']:.1f}% with XNNPACK).",
+            f"- tensor arena: {_fmt_int(mc['arena_bytes'])} bytes, measured by TFLM on a 64-bit host (an upper bound on a 32-bit MCU).",
+            f"- flash: {_fmt_int(fl['total_bytes'])} bytes = model {_fmt_int(fl['model_bytes'])} + runtime code "
+            f"{_fmt_int(fl['runtime_code_bytes_estimated'])} (**estimated**) for operators {', '.join(fl['ops'])}.",
+            "- firmware sources: `model_data.h`, `model_data.cc` (the model array, its sha256 and `kTensorArenaSize`), "
+            "`model_ops.h` (exactly the operators for a `MicroMutableOpResolver`), the serial harness for `edgepack bench "
+            "--device serial:PORT` (`edgepack_harness.cc`, `edgepack_wire.{h,c}`; docs/serial-protocol.md) and "
+            "`edgepack_model.cmake`."
+            if "c-source" in m["target"]["runtime"]["formats"] else "",
+            "",
+        ]
+    est = m["estimates"]
+    lines += [
+        "## Pruning",
+        "",
+        f"Structured channel pruning: {prune['scope']} ratio {prune['ratio']}"
+        f"{', per-layer ratios ' + ', '.join(f'{k} {v}' for k, v in prune['layer_ratios'].items()) if prune['layer_ratios'] else ''}, "
+        f"importance {prune['importance']}, {prune['steps']} step(s), channel counts rounded to multiples of "
+        f"{prune['channel_multiple']}; recovery: {m['target']['pruning']['recovery']}.",
+        "",
+        "| | before | after | ratio |",
+        "|---|---:|---:|---:|",
+        f"| MACs | {_fmt_int(prune['macs_before'])} | {_fmt_int(prune['macs_after'])} | {prune['macs_after'] / prune['macs_before']:.2f} |",
+        f"| parameters | {_fmt_int(prune['params_before'])} | {_fmt_int(prune['params_after'])} | {prune['params_after'] / prune['params_before']:.2f} |",
+        "",
+        "| layer | kind | channels before | after | MACs before | after | params before | after | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *[f"| {l['name']} | {l['kind']} | {l['channels_before']} | {l['channels_after']} | {_fmt_int(l['macs_before'])} | "
+          f"{_fmt_int(l['macs_after'])} | {_fmt_int(l['params_before'])} | {_fmt_int(l['params_after'])} | {l['note']} |"
+          for l in prune["layers"]],
+        "",
+        *_sensitivity_lines(prune, m.get("recovery"), m.get("pruning_attempts") or []),
+        "## Latency and energy",
+        "",
+        "What this build measured (latency of every artifact, where it was measured, each stage's time) is in "
+        "`measurements.json`, apart from this report: a measurement differs from run to run, the bundle does not. "
+        "`edgepack bench` measures again, on the device.",
+        "",
+        f"On the {m['target']['name']} (**estimated**, not measured):",
+        f"- latency {_fmt_est(est['latency'], 'ms')}: {est['latency']['how']}",
+        f"- energy {_fmt_est(est['energy'], 'mJ per inference')}: {est['energy']['how']}",
+        "",
+        "## Inputs and stage keys",
+        "",
+        "| input | name | sha256 |",
+        "|---|---|---|",
+        *[f"| {k} | {v['name'] if isinstance(v, dict) else ''} | `{(v['sha256'] if isinstance(v, dict) else v) or '-'}` |"
+          for k, v in m["inputs"].items()],
+        "",
+        "| stage | key |",
+        "|---|---|",
+        *[f"| {k} | `{v}` |" for k, v in m["cache_keys"].items()],
+        "",
+        "## Tools",
+        "",
+        ", ".join(f"{k} {v}" for k, v in m["tool_versions"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _artifacts_section(m: dict) -> list[str]:
+    """Every artifact side by side, then each ExecuTorch program's delegation and Vela's estimates."""
+    arts = m.get("artifacts") or []
+    if len(arts) < 2:
+        return []
+    lines = [
+        "## Artifacts (TFLite and ExecuTorch)",
+        "",
+        "| file | backend | bytes | int8 accuracy % | samples | top-1 agreement with TFLite % | runs on this host | checked by |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for a in arts:
+        acc = a["accuracy"]
+        lines.append(f"| `{a['file']}` | {a['backend']} | {_fmt_int(a['size_bytes'])} | {acc['int8']:.2f} | {acc['samples']} | "
+                     f"{acc['top1_agreement_with_tflite']:.1f} | {'yes' if a['runs_on_host'] else 'no'} | {acc['basis']} |")
+    lines.append("")
+    for a in arts:
+        d = a.get("delegation")
+        if not d:
+            continue
+        lines += [f"### `{a['file']}`: where each operator runs ({d['backend']})", "",
+                  f"{d['delegated_ops']} operator(s) delegated in {d['delegated_subgraphs']} subgraph(s); {d['cpu_ops']} run on "
+                  "the CPU. Quantize/dequantize pairs inside a delegate are folded into its int8 kernels and not listed.", "",
+                  "| operator | count | runs on | why |", "|---|---:|---|---|",
+                  *[f"| `{r['op']}` | {r['count']} | {r['where']} | {r.get('why', 'delegated')} |" for r in d["ops"]], ""]
+        lines += [f"- {n}" for n in a.get("notes") or []]
+        v = a.get("vela")
+        if v:
+            lines += [
+                "", f"Vela {v['vela_version']} **estimates** ({v['basis']}): {v['accelerator']}, system config "
+                f"`{v['system_config']}`, memory mode `{v['memory_mode']}`, NPU clock {v['npu_clock_mhz']:g} MHz.", "",
+                "| SRAM KB | flash KB | NPU cycles | total cycles | inference ms | MACs | NPU ops | CPU ops |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|",
+                f"| {v['sram_kb']:.2f} | {v['flash_kb']:.2f} | {_fmt_int(v['npu_cycles'])} | {_fmt_int(v['total_cycles'])} | "
+                f"{v['inference_ms']:.4f} | {_fmt_int(v['macs'])} | {v['npu_operators']} | {v['cpu_operators']} |",
+            ]
+        lines.append("")
+    return lines
+
+
+def _sensitivity_lines(prune: dict, recovery: dict | None, attempts: list[dict]) -> list[str]:
+    """The report's account of why pruning went where it did, and of recovery."""
+    lines = []
+    if len(attempts) > 1:
+        lines += ["Pruning was backed off because it cost more than its share of the accuracy budget (validation "
+                  "split, after recovery): " + "; ".join(
+                      f"ratio {a['ratio']:g}: {a['validation_loss']:.2f} ± {a.get('standard_error', 0):.2f} points"
+                      f"{' (kept)' if a['kept'] else ''}"
+                      for a in attempts) + ".", ""]
+    if prune.get("skipped"):
+        lines += [f"**The model was not pruned**: {prune['skipped']}.", ""]
+    for root, why in (prune.get("left_whole") or {}).items():
+        lines.append(f"- channel group at `{root}`: {why}")
+    if prune.get("left_whole"):
+        lines.append("")
+    plan = prune.get("sensitivity")
+    if plan:
+        lines += [
+            "### Sensitivity of each channel group",
+            "",
+            f"Each group's least important channels were silenced alone and the accuracy measured on {plan['samples']} "
+            f"labelled samples outside training and evaluation (baseline {plan['baseline_accuracy']:.2f}%), before any "
+            f"recovery. The ratio went where it cost least per MAC: about {_fmt_int(plan['planned_macs_saved'])} MACs "
+            f"removed of the {_fmt_int(plan['target_macs_saved'])} a uniform ratio would remove (estimates).",
+            "",
+            "| group (root layer) | channels | drop at each ratio tried (points) | chosen ratio | note |",
+            "|---|---:|---|---:|---|",
+            *[f"| {g['root']} | {g['channels']} | {_trials(g['trials'])} | {g['chosen_ratio']:g} | {g['note']} |"
+              for g in plan["groups"]],
+            "",
+        ]
+    if recovery and recovery.get("epochs_run"):
+        val = recovery.get("validation") or []
+        lines += [f"Recovery ({recovery['mode']}): {recovery['epochs_run']} of {recovery['epochs_requested']} epochs"
+                  f"{' (' + recovery['stopped'] + ')' if recovery.get('stopped') not in (None, 'done') else ''}"
+                  f"{'; validation accuracy per epoch ' + ', '.join(f'{v:.2f}' for v in val) if val else ''}"
+                  f"{'; kept epoch ' + str(recovery['kept_epoch']) + ' (lowest validation loss)' if recovery.get('kept_epoch') else ''}"
+                  ".", ""]
+    return lines
+
+
+def _trials(trials: list[dict]) -> str:
+    return ", ".join(f"{t['ratio']:g}: {t['drop']:.2f}" for t in trials) or "-"
