@@ -190,6 +190,59 @@ class ShuffleNetV2(nn.Module):
         return self.head(self.features(x))
 
 
+def view_shuffle(x, groups=2):
+    """The shuffle as torchvision writes it: view, transpose, contiguous, view with -1."""
+    n, c, h, w = x.size()
+    x = torch.transpose(x.view(n, groups, c // groups, h, w), 1, 2).contiguous()
+    return x.view(n, -1, h, w)
+
+
+class TorchvisionShuffleUnit(nn.Module):
+    """ShuffleNetV2's unit laid out as torchvision's definition: BatchNorm without ReLU after the
+    depthwise convolutions, an empty branch1 at stride 1, ``chunk`` then ``view(n, -1, h, w)``."""
+
+    def __init__(self, cin, cout, s):
+        super().__init__()
+        self.s, half = s, cout // 2
+        self.branch1 = (nn.Sequential(nn.Conv2d(cin, cin, 3, s, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                                      nn.Conv2d(cin, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True))
+                        if s > 1 else nn.Sequential())
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(cin if s > 1 else half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+            nn.Conv2d(half, half, 3, s, 1, groups=half, bias=False), nn.BatchNorm2d(half),
+            nn.Conv2d(half, half, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        if self.s == 1:
+            a, b = x.chunk(2, dim=1)
+            return view_shuffle(torch.cat((a, self.branch2(b)), dim=1))
+        return view_shuffle(torch.cat((self.branch1(x), self.branch2(x)), dim=1))
+
+
+class TorchvisionShuffleNetV2(nn.Module):
+    """ShuffleNetV2 x0.5 in torchvision's layout (stem conv + max-pool, stages of 4/8/4 units,
+    conv5, mean over H and W, fc): the model whose build raised torch-pruning's IndexError."""
+
+    def __init__(self, classes=10, repeats=(4, 8, 4), widths=(24, 48, 96, 192, 1024)):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                   nn.ReLU(inplace=True))
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        stages, cin = [], widths[0]
+        for n, cout in zip(repeats, widths[1:4]):
+            stages.append(nn.Sequential(*[TorchvisionShuffleUnit(cin if i == 0 else cout, cout, 2 if i == 0 else 1)
+                                          for i in range(n)]))
+            cin = cout
+        self.stage2, self.stage3, self.stage4 = stages
+        self.conv5 = nn.Sequential(nn.Conv2d(cin, widths[4], 1, bias=False), nn.BatchNorm2d(widths[4]),
+                                   nn.ReLU(inplace=True))
+        self.fc = nn.Linear(widths[4], classes)
+
+    def forward(self, x):
+        x = self.stage4(self.stage3(self.stage2(self.maxpool(self.conv1(x)))))
+        return self.fc(self.conv5(x).mean([2, 3]))
+
+
 # ---- ghost modules: cheap depthwise operations + concatenation (GhostNet style) ---------------
 class GhostModule(nn.Module):
     def __init__(self, cin, cout, relu=True):
@@ -501,6 +554,7 @@ ARCHITECTURES = {
     "mobilenetv3": ("squeeze-and-excitation, hard-swish/hard-sigmoid", MobileNetV3),
     "lcnet": ("depthwise-separable, hard-swish, SE, conv after pooling", LCNet),
     "shufflenetv2": ("channel split + shuffle", ShuffleNetV2),
+    "shufflenetv2-tv": ("torchvision's ShuffleNetV2 layout: chunk, view(-1) shuffle", TorchvisionShuffleNetV2),
     "ghostnet": ("ghost modules (cheap operations + concatenation, sliced)", GhostNet),
     "resnet18": ("residual, max-pool stem", ResNet),
     "resnet-d": ("deep stem, average-pool downsampling", lambda: ResNet(deep_stem=True, blocks=(1, 1, 1, 1))),

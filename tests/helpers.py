@@ -21,6 +21,8 @@ os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "test
 # Build stages are shared by the tests of one session (a fresh store each session, so a local run
 # behaves as CI's fresh clone does); trained weights persist in EDGEPACK_CACHE_DIR.
 os.environ.setdefault("EDGEPACK_STAGE_CACHE_DIR", tempfile.mkdtemp(prefix="edgepack-test-stages-"))
+# the secret that signs stage-cache entries: the session's own, never the user's
+os.environ.setdefault("EDGEPACK_CACHE_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="edgepack-test-key-"), "cache.key"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Benches recorded by the tests go to a history of their own, never the user's.
 os.environ.setdefault("EDGEPACK_HOME", tempfile.mkdtemp(prefix="edgepack-test-home-"))

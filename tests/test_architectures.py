@@ -197,7 +197,8 @@ def test_the_budgets_can_make_fragile_groups_go_cheapest_first(digits3):
 
 def test_budget_macs_is_the_estimates_inverse(tmp_path):
     """The MAC ceiling the budgets imply is what the build's own estimates would put at the budget."""
-    from edgepack.measure.energy import budget_macs, estimate_energy, estimate_latency
+    from edgepack.compress.prune.budgeted import budget_macs
+    from edgepack.measure.energy import estimate_energy, estimate_latency
     from edgepack.profiles.loader import load_profile
 
     for name in ("rpi4", "android-arm64"):  # a microcontroller's: test_mcu_cost (the cost model's rate)
@@ -516,3 +517,17 @@ def test_pruning_loss_is_judged_with_its_paired_standard_error():
     loss, se = paired_loss(b, a)
     assert loss == 0.0 and se == pytest.approx(100 * np.sqrt(10) / 180)
     assert paired_loss(before, before) == (0.0, 0.0)
+
+
+def test_torchvisions_shufflenet_layout_prunes_with_the_groups_torch_pruning_cannot_follow_left_whole(digits3):
+    """torch-pruning's index mapping raises IndexError for the groups that cross torchvision's
+    chunk + view(n, -1, h, w) shuffle; those layers stay whole with the reason, the rest prunes."""
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
+
+    x = torch.from_numpy(digits3.x_eval[:1])
+    r = prune_channels(A.make_model("shufflenetv2-tv").eval(), x, PruneSpec(ratio=0.3))
+    assert r.skipped is None and r.macs_after < 0.9 * r.macs_before
+    why = [w for w in r.left_whole.values() if "IndexError in its index mapping" in w]
+    assert why and all("\n" not in w for w in r.left_whole.values())
+    with torch.no_grad():
+        assert r.model(x).shape == (1, 10)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pickle
 import time
 
-from edgepack.stages.cache import StageCache
+import pytest
+
+from edgepack.errors import UsageError
+from edgepack.progress import Reporter
+from edgepack.stages.cache import StageCache, remembered
+from edgepack.stages.runner import Stages
 
 
 def _cache(tmp_path, **kw):
@@ -161,3 +169,59 @@ def test_the_float_models_held_out_outputs_are_computed_once_per_model_data_and_
     assert calls.count(n_eval) == 2
     load(cache=None)  # no cache: computed
     assert calls.count(n_eval) == 3
+
+
+class _Payload:
+    """What an attacker puts in a cache entry: unpickling it runs ``Path.touch`` on a marker."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
+def _plant(cache: StageCache, stage: str, key: str, name: str, data: bytes, mac: str | None = None) -> None:
+    """An entry written by someone who can write the cache folder but lacks the signing key: the
+    checksums right (anyone can compute them), the signature missing or made with another key."""
+    entry = cache.root / "stages" / stage / key
+    entry.mkdir(parents=True)
+    (entry / name).write_bytes(data)
+    meta = {"stage": stage, "key": key, "created": 0.0,
+            "files": {name: {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}}
+    if mac is not None:
+        meta["mac"] = mac
+    (entry / "entry.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("mac", [None, "0" * 64])
+def test_an_entry_someone_else_wrote_is_never_unpickled(tmp_path, mac):
+    marker = tmp_path / "code-ran"
+    c, warnings = _cache(tmp_path)
+    _plant(c, "quantize", "ab12", "output.pickle", pickle.dumps(_Payload(marker)), mac)
+    _plant(c, "bench", "cd34", "value.pickle", pickle.dumps(_Payload(marker)), mac)
+    out = Stages(c, Reporter(total=1, quiet=True)).run("quantize", "ab12", lambda: "computed")
+    assert out == "computed" and not marker.exists()
+    assert remembered(c, "bench", "cd34", lambda: "computed too") == "computed too" and not marker.exists()
+    assert any("quantize/ab12" in w and "not signed" in w and "runs again" in w for w in warnings), warnings
+    assert all("\n" not in w for w in warnings)
+    # the stage's own output replaced the planted entry, and reads back
+    assert Stages(c, Reporter(total=1, quiet=True)).run("quantize", "ab12", lambda: "again") == "computed"
+
+
+def test_an_entry_signed_with_another_key_is_never_read(tmp_path, monkeypatch):
+    c, _ = _cache(tmp_path)
+    c.put("convert", "ee01", {"model.tflite": b"theirs"})
+    monkeypatch.setenv("EDGEPACK_CACHE_KEY_FILE", str(tmp_path / "other.key"))
+    other, warnings = _cache(tmp_path)
+    assert other.get("convert", "ee01") is None and "not signed" in warnings[0]
+    assert (tmp_path / "other.key").stat().st_mode & 0o077 == 0  # made readable by its owner only
+
+
+def test_the_signing_key_must_live_outside_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPACK_CACHE_KEY_FILE", str(tmp_path / "c" / "cache.key"))
+    c, _ = _cache(tmp_path)
+    with pytest.raises(UsageError, match="inside the stage cache"):
+        c.put("convert", "ee02", {"x": b"1"})

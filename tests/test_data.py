@@ -74,7 +74,7 @@ def test_npz_errors(tmp_path, overrides, message):
 
 
 def test_data_spec_errors(tmp_path):
-    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard\), a .npz file holding .* or a data manifest"):
+    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard\), a .npz file holding .*, a data manifest .*, or an image folder with one sub-folder per class"):
         load_data("mnist", input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
         load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))
@@ -108,3 +108,26 @@ def test_digits_splits_are_kept_and_read_back_identically(tmp_path, monkeypatch)
     assert out == "False"  # read back without importing scikit-learn
     stored.write_bytes(b"not an npz")
     assert np.array_equal(digits(height=12, width=12).x_eval, first.x_eval)
+
+
+def test_an_image_folder_with_class_sub_folders_is_data(tmp_path):
+    # torchvision's ImageFolder convention: --data path/to/images, one sub-folder per class
+    from helpers import ROOT
+
+    folder = ROOT / "calibration" / "digits-png"
+    s = load_data(str(folder), input_shape=(1, 1, 32, 32))
+    n = len(s.x_train) + len(s.x_calib) + len(s.x_eval)
+    assert n == len(list(folder.rglob("*.png"))) and s.num_classes == 10
+    assert len(s.x_eval) == round(0.2 * n) and s.x_train.shape[1:] == (1, 32, 32)
+    assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0 and s.x_train.max() > 0.5  # pixels / 255
+    assert set(np.unique(s.y_eval)) == set(range(10))  # stratified
+    assert "image folder with class sub-folders" in s.preprocessing and "default preprocessing" in s.preprocessing
+    rgb = load_data(str(folder), input_shape=(1, 3, 24, 24))
+    assert rgb.x_eval.shape[1:] == (3, 24, 24)
+    with pytest.raises(DataError, match="gives 1 \\(grey\\) or 3 \\(RGB\\) channels and the model takes 2"):
+        load_data(str(folder), input_shape=(1, 2, 32, 32))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.png").write_bytes((folder / "0").iterdir().__next__().read_bytes())
+    with pytest.raises(DataError, match="--data needs labels: put images in one sub-folder per class"):
+        load_data(str(flat), input_shape=(1, 1, 32, 32))

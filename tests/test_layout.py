@@ -19,6 +19,28 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toolchain" / "edgepack"
 MAX_LINES = 520
 #: the most modules at the package root (the faces: api, pipeline, errors, progress, ...)
 MAX_ROOT_MODULES = 10
+#: the role packages, lowest first, in the order data flows (docs/design.md); a module imports only
+#: its own package and those of a lower rank. One rank may hold two packages that ignore each other.
+LAYERS = (
+    ("edgepack", "errors", "_stdio", "progress"),
+    ("paths",),
+    ("fingerprint",),
+    ("profiles",),
+    ("devices",),
+    ("data",),
+    ("models",),
+    ("mcu",),
+    ("compress", "compress.prune", "compress.quantize"),
+    ("compress.weights",),
+    ("convert",),
+    ("measure",),
+    ("ship",),
+    ("stages",),
+    ("pipeline",),
+    ("tune", "compare"),
+    ("api",),
+    ("cli",),
+)
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -132,6 +154,15 @@ def test_no_import_cycle_between_role_packages():
         roles.setdefault(role(mod), set()).update(role(d) for d in deps if role(d) != role(mod))
     found = cycles(roles)
     assert not found, "role packages that import each other: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_every_import_goes_down_the_layers():
+    rank = {name: i for i, names in enumerate(LAYERS) for name in names}
+    unranked = sorted({role(m) for m in import_graph()} - set(rank))
+    assert not unranked, f"role packages with no place in LAYERS: {unranked}"
+    up = sorted(f"{m} -> {d}" for m, deps in import_graph().items() for d in deps
+                if role(d) != role(m) and rank[role(d)] >= rank[role(m)])
+    assert not up, "imports that run up (or across) the layers: " + "; ".join(up)
 
 
 @pytest.mark.parametrize("face", ["edgepack.api", "edgepack.cli.main", "edgepack.pipeline"])

@@ -96,7 +96,7 @@ def test_a_pytorch_model_is_priced_as_its_tflite_is():
 def test_pruning_for_an_mcu_budget_uses_the_cost_models_rate():
     """The MACs a microcontroller's latency budget allows come from the same cycles per MAC as the
     latency figure it is judged by (not the profile's int8_macs_per_cycle)."""
-    from edgepack.measure.energy import budget_macs
+    from edgepack.compress.prune.budgeted import budget_macs
     from edgepack.profiles.loader import load_profile
 
     p = load_profile("cortex-m4", ["budgets.max_energy_mj=1000"])  # the latency budget binds

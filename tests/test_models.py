@@ -125,3 +125,17 @@ def test_model_with_wrong_output_is_rejected(tmp_path, digits):
     torch.save(_nn.Conv2d(1, 4, 3).state_dict(), ckpt)
     with pytest.raises(ModelLoadError, match=r"must return logits of shape \[batch, 10\]; it returned \(2, 4, 30, 30\)"):
         load_model(f"{path}:make", digits, weights=str(ckpt))
+
+
+def test_a_checkpoint_of_other_sizes_is_a_one_line_error(user_model, digits, tmp_path):
+    # the most common mistake when loading weights: the checkpoint of a wider or narrower model
+    path, _ = user_model
+    other = tmp_path / "other.pt"
+    state = {"conv.weight": torch.zeros(4, 1, 3, 3), "conv.bias": torch.zeros(4), "fc.weight": torch.zeros(10, 4),
+             "fc.bias": torch.zeros(10)}
+    torch.save(state, other)
+    with pytest.raises(ModelLoadError) as e:
+        load_model(f"{path}:make", digits, weights=str(other))
+    msg = str(e.value)
+    assert "\n" not in msg and "does not fit the model: 3 tensor(s) have other shapes" in msg
+    assert "conv.weight: [4, 1, 3, 3] in the checkpoint, [8, 1, 3, 3] in the model" in msg

@@ -52,7 +52,7 @@ def test_wheel_ships_profiles_calibration_schemas_and_license(wheel):
     for t in SHIPPED:
         assert f"edgepack/targets/{t}.toml" in names
     assert {"edgepack/calibration_sets/digits-png.toml", "edgepack/calibration_sets/digits_source.py",
-            "edgepack/schemas/manifest-v1.schema.json", "edgepack/schemas/measurements-v1.schema.json"} <= set(names)
+            "edgepack/ship/schemas/manifest-v1.schema.json", "edgepack/ship/schemas/measurements-v1.schema.json"} <= set(names)
     assert sum(n.startswith("edgepack/calibration_sets/digits-png/") and n.endswith(".png") for n in names) >= 100
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()

@@ -1,4 +1,4 @@
-"""The ExecuTorch programs' accuracy guard (compress/pte_guard.py) and the paired interval of a drop."""
+"""The ExecuTorch programs' accuracy guard (compress/quantize/pte_guard.py) and the paired interval of a drop."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ with the same key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import UsageError
@@ -21,6 +22,10 @@ __all__ = ["STAGES", "BuildResult", "TFLM_MAX_STEPS", "bench", "build", "compare
            "tool_versions", "tune"]
 
 
+#: the largest input ``--input-shape`` accepts: a sample of 4096x4096 RGB is 48M values
+MAX_INPUT_CHANNELS, MAX_INPUT_SIDE, MAX_INPUT_VALUES = 4096, 8192, 64 * 1024 * 1024
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """"1,3,32,32" -> (1, 3, 32, 32). Raises UsageError for anything else."""
     try:
@@ -29,6 +34,11 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
         shape = ()
     if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
         raise UsageError(f"input shape '{text}' is not N,C,H,W with N=1, e.g. 1,3,32,32")
+    values = shape[1] * shape[2] * shape[3]
+    if shape[1] > MAX_INPUT_CHANNELS or max(shape[2:]) > MAX_INPUT_SIDE or values > MAX_INPUT_VALUES:
+        raise UsageError(f"input shape '{text}' is too large for an edge model ({values:,} values per sample; at most "
+                         f"{MAX_INPUT_CHANNELS} channels, {MAX_INPUT_SIDE} pixels a side and {MAX_INPUT_VALUES:,} "
+                         "values, e.g. 1,3,224,224)")
     return shape
 
 
@@ -118,7 +128,7 @@ def bench(
     Settings default to the profile's [runtime] threads and [measure] section. Energy is measured
     when the profile names a power meter (``energy=False`` skips it), else estimated and labelled.
     For a microcontroller target, only a board on a serial port is benchmarked; without one TFLM
-    runs the model on this machine and latency and energy are estimated (``mcu/estimate.py``; the
+    runs the model on this machine and latency and energy are estimated (``measure/mcu.py``; the
     result has ``"estimated": True`` and nothing is recorded).
     The result is recorded in the bench history (``store``, default :func:`edgepack.measure.history.default_path`)
     unless ``record`` is False. Returns the result as a dict (latency, energy, warnings, device,
@@ -206,6 +216,9 @@ def tune(
     device cannot be reached, BudgetError when no trial meets every budget."""
     from .tune.run import run
 
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", study):
+        raise UsageError(f"--study {study!r}: a study name is a plain name of letters, digits, '.', '_' and '-' (no '/' "
+                         "or '..'), at most 64 characters: it names a folder under --out")
     if not worker and target is None:
         raise UsageError("--target is needed to start or continue a study (a --worker takes it from the study)")
     for name, value in (("trials", trials), ("time-budget", time_budget_min)):

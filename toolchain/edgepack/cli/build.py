@@ -51,12 +51,13 @@ def add(sub) -> None:
                    help="state_dict checkpoint for --model (loaded with weights_only=True); required for file.py:factory")
     b.add_argument("--input-shape", metavar="1,C,H,W",
                    help="the model's input shape, NCHW with batch 1 (default 1,1,32,32, or the shape of --data)")
-    b.add_argument("--data", default="digits", metavar="digits|digits-hard|FILE.npz|MANIFEST.toml",
+    b.add_argument("--data", default="digits", metavar="digits|digits-hard|FILE.npz|MANIFEST.toml|FOLDER",
                    help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
                         "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
                         "task on which compression methods differ), an .npz with x_train, y_train, x_calib, x_eval, y_eval, or a data "
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
-                        "[splits] table; see calibration/README.md)")
+                        "[splits] table; see calibration/README.md), or an image folder with one sub-folder per "
+                        "class (resized to the input, pixels / 255, split 70/10/20)")
     b.add_argument("--calibration", metavar="MANIFEST.toml",
                    help="calibration data set manifest (see calibration/README.md), or the name of a shipped one "
                         "(digits-png, digits-callable); default: the data set's calibration split")

@@ -1,4 +1,4 @@
-"""``edgepack compare``: its arguments and its command (registered by cli.py)."""
+"""``edgepack compare``: its arguments and its command (registered by main.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``edgepack tune``: its arguments and its command (registered by cli.py)."""
+"""``edgepack tune``: its arguments and its command (registered by main.py)."""
 
 from __future__ import annotations
 

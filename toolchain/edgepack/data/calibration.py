@@ -169,15 +169,19 @@ def _preprocess(where: str, d: dict) -> Preprocess:
                       mean=_floats(where, "preprocess.mean", d.get("mean", 0.0)), std=std, range=rng)
 
 
-def load_calibration(path: str | Path, *, input_shape: tuple[int, ...]) -> CalibrationSet:
-    """Read the manifest at ``path`` and return its checked, preprocessed samples for ``input_shape``.
+def load_calibration(path: str | Path, *, input_shape: tuple[int, ...], manifest: dict | None = None) -> CalibrationSet:
+    """Read the manifest at ``path`` and return its checked, preprocessed samples for ``input_shape``;
+    ``manifest`` is one made for ``path`` instead of read from it (an image folder given as --data).
 
     Raises DataError with one line naming the manifest and the problem.
     """
-    path = resolve_manifest(path)
-    m = load_manifest(path)
+    if manifest is None:
+        path = resolve_manifest(path)
+        m = load_manifest(path)
+    else:
+        path, m = Path(path), manifest
     where = str(path)
-    # "splits" belongs to data manifests (--data, see data.py): the same file can serve both
+    # "splits" belongs to data manifests (--data, see loaders.py): the same file can serve both
     known = {"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples", "preprocess",
              "splits"}
     extra = sorted(set(m) - known)

@@ -34,7 +34,7 @@ BUILT_IN = {
 def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0,
            hard: bool = False) -> Splits:
     """scikit-learn's digits resized to ``height`` x ``width``, split 70/10/20 with stratification
-    (``hard``: the ``digits-hard`` draw of ``data_hard``, split by original image).
+    (``hard``: the ``digits-hard`` draw of ``hard.py``, split by original image).
 
     Preprocessing: pixel / 16, bilinear resize, then (x - 0.5) / 0.5 so inputs lie in [-1, 1];
     the grey channel is repeated when ``channels`` is 3.
@@ -55,9 +55,9 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
         except (OSError, ValueError, KeyError):
             pass  # damaged: made again
     if hard:
-        from . import hard as data_hard
+        from . import hard
 
-        splits = data_hard.make(height, width, channels, seed)
+        splits = hard.make(height, width, channels, seed)
     else:
         splits = _make_digits(height, width, channels, seed)
     stored.parent.mkdir(parents=True, exist_ok=True)
@@ -165,11 +165,39 @@ SPLIT_DEFAULTS = {"calibration": 0.1, "evaluation": 0.2, "seed": 0}
 def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
     """A labelled data set described by a manifest, split (stratified, seeded) into training,
     calibration and evaluation as its ``[splits]`` table says. Raises DataError."""
-    from .calibration import load_calibration, load_manifest, resolve_manifest
+    from .calibration import load_manifest, resolve_manifest
 
     path = resolve_manifest(spec)
+    return _split_labelled(path, load_manifest(path), input_shape=input_shape)
+
+
+def folder_manifest(folder: Path, *, input_shape: tuple[int, ...]) -> dict:
+    """The data manifest an image folder with one sub-folder per class stands for (torchvision's
+    ImageFolder convention): every image resized to the model's input, grey or RGB as its channels
+    say, pixels scaled to [0, 1], split by the default [splits]. Raises DataError for a model that
+    takes neither 1 nor 3 channels."""
+    _, c, h, w = input_shape
+    if c not in (1, 3):
+        raise DataError(f"{folder}: an image folder gives 1 (grey) or 3 (RGB) channels and the model takes {c}; "
+                        "describe the data with a manifest (calibration/README.md)")
+    return {"kind": "images", "path": str(folder.resolve()), "name": folder.resolve().name,
+            "preprocess": {"resize": [h, w], "color": "rgb" if c == 3 else "grey", "scale": 1 / 255}}
+
+
+def load_folder_data(folder: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+    """An image folder with class sub-folders as ``--data`` (see ``folder_manifest``). Raises DataError."""
+    folder = Path(folder)
+    return _split_labelled(folder, folder_manifest(folder, input_shape=input_shape), input_shape=input_shape,
+                           made=True)
+
+
+def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...], made: bool = False) -> Splits:
+    """The labelled samples of ``manifest`` split as its [splits] table says (``made``: a manifest
+    edgepack made for an image folder, named so in the data's description)."""
+    from .calibration import load_calibration
+
     where = str(path)
-    table = load_manifest(path).get("splits", {})
+    table = manifest.get("splits", {})
     unknown = sorted(set(table) - set(SPLIT_DEFAULTS))
     if not isinstance(table, dict) or unknown:
         raise DataError(f"{where}: unknown key(s) in [splits]: {', '.join(unknown)}; known: {', '.join(SPLIT_DEFAULTS)}")
@@ -178,7 +206,7 @@ def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...]) -> Spl
     if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in (cal, ev)) or cal + ev >= 0.9:
         raise DataError(f"{where}: [splits] calibration and evaluation must be fractions between 0 and 1 that leave at "
                         f"least 10% for training, not {cal!r} and {ev!r}")
-    cs = load_calibration(path, input_shape=input_shape)
+    cs = load_calibration(path, input_shape=input_shape, manifest=manifest if made else None)
     if cs.y is None:
         raise DataError(f"{where}: --data needs labels: put images in one sub-folder per class, or set labels_key for an "
                         "array file")
@@ -194,7 +222,9 @@ def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...]) -> Spl
                                                           random_state=seed)
     return Splits(name=cs.name, x_train=x_train, y_train=y_train, x_calib=x_calib, x_eval=x_eval, y_eval=y_eval,
                   num_classes=int(cs.y.max()) + 1, y_calib=y_calib,
-                  preprocessing=f"{cs.kind} from {cs.source}, preprocessed as its manifest says: {cs.preprocess.to_dict()}")
+                  preprocessing=(f"{cs.kind} from {cs.source}, " + (
+                      "an image folder with class sub-folders, edgepack's default preprocessing (write a data manifest "
+                      "to choose another): " if made else "preprocessed as its manifest says: ") + str(cs.preprocess.to_dict())))
 
 
 def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
@@ -209,8 +239,11 @@ def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
         return load_npz(spec, input_shape=input_shape)
     if spec.endswith(".toml"):
         return load_manifest_data(spec, input_shape=input_shape)
-    raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, or a data manifest "
-                    "(.toml: an image folder or labelled arrays, see calibration/README.md)")
+    if Path(spec).is_dir():
+        return load_folder_data(spec, input_shape=input_shape)
+    raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, a data manifest "
+                    "(.toml: an image folder or labelled arrays, see calibration/README.md), or an image folder with one "
+                    "sub-folder per class")
 
 
 def npz_input_shape(path: str | Path) -> tuple[int, ...]:

@@ -27,14 +27,9 @@ class Figure:
         return f"{'-' if self.value is None else f'{self.value:.4g}'} {self.unit} ({self.basis}: {self.how})"
 
 
-def mac_rate(hw: Hardware, *, threads: int) -> float:
-    """int8 MACs per second the estimates assume: MACs per cycle x clock x threads."""
-    return hw.int8_macs_per_cycle * hw.clock_mhz * 1e6 * threads
-
-
 def estimate_latency(macs: int, hw: Hardware, *, threads: int) -> Figure:
     """Compute-bound latency: MACs / (int8 MACs per cycle x clock x threads). Ignores memory stalls."""
-    ms = macs / mac_rate(hw, threads=threads) * 1e3
+    ms = macs / hw.mac_rate(threads=threads) * 1e3
     return Figure(ms, "ms", "estimated",
                   f"{macs:,} MACs / ({hw.int8_macs_per_cycle:g} MACs/cycle x {hw.clock_mhz} MHz x {threads} thread(s)) "
                   f"from the profile's [hardware]")
@@ -50,31 +45,6 @@ def estimate_energy(macs: int, latency: Figure, power: Power) -> Figure:
     mj = power.active_mw * latency.value / 1e3
     return Figure(mj, "mJ", "estimated",
                   f"{power.active_mw:g} mW active power x {latency.value:.4g} ms {latency.basis} latency, from the profile's [power]")
-
-
-def budget_macs(profile, cycles_per_mac: float | None = None) -> int | None:
-    """The most MACs the profile's latency and energy budgets allow under the estimates above (the
-    inverse of estimate_latency and estimate_energy), or None when it sets neither. For a
-    microcontroller the rate is the per-kernel cost model's (mcu/cost.py), as its latency figures
-    are: ``cycles_per_mac`` of the model being pruned (``mcu.cost.module_cycles``), or without one
-    the model's KxK convolution figure for the profile's core."""
-    b, power = profile.budgets, profile.power
-    if profile.is_mcu:
-        from ..mcu.cost import CORES, M4, core_class
-
-        per_mac = cycles_per_mac if cycles_per_mac is not None else M4.conv * CORES[core_class(profile.hardware.cpu)][0]
-        rate = profile.hardware.clock_mhz * 1e6 / per_mac
-    else:
-        rate = mac_rate(profile.hardware, threads=profile.runtime.threads)
-    caps = []
-    if b.max_latency_ms is not None:
-        caps.append(b.max_latency_ms / 1e3 * rate)
-    if b.max_energy_mj is not None:
-        if power.energy_per_mac_pj is not None:
-            caps.append(b.max_energy_mj / (power.energy_per_mac_pj * 1e-9))
-        else:
-            caps.append(b.max_energy_mj / power.active_mw * rate)  # mJ / mW = seconds
-    return int(min(caps)) if caps else None
 
 
 # --- measured energy: power meters ----------------------------------------------------------------

@@ -130,7 +130,19 @@ def _load_state_dict(module: nn.Module, weights: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ModelLoadError(f"checkpoint '{weights}' holds a {type(state).__name__}, not a state_dict")
-    result = module.load_state_dict(state, strict=False)
+    own = module.state_dict()
+    other = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+             if k in own and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(own[k].shape)]
+    if other:
+        name, theirs, ours = other[0]
+        raise ModelLoadError(f"checkpoint '{weights}' does not fit the model: {len(other)} tensor(s) have other shapes "
+                             f"(e.g. {name}: {list(theirs)} in the checkpoint, {list(ours)} in the model); load the "
+                             "checkpoint saved from this architecture, or make the model with the sizes it was trained with")
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, ValueError) as e:  # e.g. a value that is not a tensor
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"checkpoint '{weights}' does not fit the model: {first}") from e
     if result.missing_keys or result.unexpected_keys:
         parts = []
         if result.missing_keys:

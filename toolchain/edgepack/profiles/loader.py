@@ -26,6 +26,8 @@ from .typed import _build, _Where
 TARGET_PATH_ENV = "EDGEPACK_TARGET_PATH"
 #: How many ``extends`` links a profile may follow.
 MAX_EXTENDS_DEPTH = 8
+#: How deeply a profile's tables and values may nest ([tune.space] values are tables in a table).
+MAX_DEPTH = 8
 
 
 def search_dirs() -> list[Path]:
@@ -85,8 +87,13 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
         raise ProfileError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. --set pruning.ratio=0.45")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        if _depth(value) > MAX_DEPTH:
+            raise RecursionError
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+    except RecursionError as e:
+        raise ProfileError(f"--set {key.strip()}: the value is nested too deeply; give a number, a word or a "
+                           "flat list") from e
     return dotted, value
 
 
@@ -113,13 +120,34 @@ def _apply_overrides(merged: dict, where: "_Where", overrides) -> tuple[tuple[st
 
 def _read(path: Path) -> tuple[dict, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except (OSError, UnicodeDecodeError) as e:
         raise ProfileError(f"{path}: cannot read profile: {e}") from e
     try:
-        return tomllib.loads(text), text
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise ProfileError(f"{path}: not valid TOML for a profile: tables or values nested too deeply "
+                           "(a profile's tables are one or two levels deep)") from e
+    if _depth(data) > MAX_DEPTH:
+        raise ProfileError(f"{path}: tables or values nested too deeply ({_depth(data)} levels); a profile's are at most "
+                           f"{MAX_DEPTH} (e.g. [tune.space])")
+    return data, text
+
+
+def _depth(value) -> int:
+    """How deeply tables and lists nest in ``value`` (without recursion: a hostile file may nest
+    thousands of levels)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        v, d = todo.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            todo.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            todo.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def _load_chain(path: Path, seen: list[Path]) -> tuple[dict, "_Where"]:

@@ -1,5 +1,5 @@
 """The sections of a target profile (``[hardware]``, ``[runtime]``, ... ``[tune]``): typed, frozen
-records whose field metadata (range, doc) the strict loader in ``profiles.py`` checks against and
+records whose field metadata (range, doc) the strict reader in ``typed.py`` checks against and
 ``edgepack targets show`` prints."""
 
 from __future__ import annotations
@@ -17,19 +17,23 @@ def _spec(*, lo: float | None = None, hi: float | None = None, lo_open: bool = F
 @dataclass(frozen=True)
 class Hardware:
     cpu: str = field(metadata=_spec(doc="processor core, e.g. Cortex-A72"))
-    cores: int = field(metadata=_spec(lo=1, doc="CPU cores"))
-    clock_mhz: int = field(metadata=_spec(lo=1, doc="core clock in MHz"))
-    ram_kb: int = field(metadata=_spec(lo=1, doc="RAM (SRAM on a microcontroller) in KB"))
-    int8_macs_per_cycle: float = field(metadata=_spec(
+    cores: int = field(metadata=_spec(hi=1024, lo=1, doc="CPU cores"))
+    clock_mhz: int = field(metadata=_spec(hi=10_000, lo=1, doc="core clock in MHz"))
+    ram_kb: int = field(metadata=_spec(hi=2**31, lo=1, doc="RAM (SRAM on a microcontroller) in KB"))
+    int8_macs_per_cycle: float = field(metadata=_spec(hi=65536.0,
         lo=0.0, lo_open=True, doc="sustained int8 multiply-accumulates per cycle per core (for estimates only; unused for microcontrollers, which the per-kernel cost model prices)"))
-    flash_kb: int | None = field(default=None, metadata=_spec(lo=1, doc="flash in KB (microcontrollers)"))
+    flash_kb: int | None = field(default=None, metadata=_spec(hi=2**24, lo=1, doc="flash in KB (microcontrollers)"))
     accelerator: str | None = field(default=None, metadata=_spec(doc="NPU, e.g. Ethos-U55-128"))
+
+    def mac_rate(self, *, threads: int) -> float:
+        """int8 MACs per second the estimates assume: MACs per cycle x clock x threads."""
+        return self.int8_macs_per_cycle * self.clock_mhz * 1e6 * threads
 
 
 @dataclass(frozen=True)
 class Runtime:
     name: Literal["litert", "tflm"] = field(metadata=_spec(doc="inference runtime on the device"))
-    threads: int = field(metadata=_spec(lo=1, doc="inference threads"))
+    threads: int = field(metadata=_spec(hi=1024, lo=1, doc="inference threads"))
     formats: tuple[Literal["tflite", "c-source", "pte"], ...] = field(metadata=_spec(
         doc="artifact formats to produce: tflite, c-source (microcontrollers), pte (ExecuTorch, see [executorch])"))
 
@@ -48,7 +52,7 @@ class ExecuTorch:
         doc="ethos-u backend: Vela system configuration (clocks, memory bandwidths); default: ExecuTorch's for the NPU"))
     vela_memory_mode: str | None = field(default=None, metadata=_spec(
         doc="ethos-u backend: Vela memory mode (where weights and activations live); default: ExecuTorch's for the NPU"))
-    reference_samples: int = field(default=400, metadata=_spec(
+    reference_samples: int = field(default=400, metadata=_spec(hi=100_000,
         lo=1, doc="cortex-m backend: held-out samples (at most) run through the lowered program with ExecuTorch's "
                   "Python reference operators (about 0.03 s each for the demo, in batches); the default covers the "
                   "demo's 360, so one image is never the verdict"))
@@ -70,17 +74,17 @@ class Quantization:
         doc="remove the mean output shift int8 weights cause, from calibration statistics"))
     max_float_layers: int = field(default=0, metadata=_spec(
         lo=0, hi=16, doc="accuracy guard: how many of the worst layers may stay float (0: never; the runtime must run float ops)"))
-    min_calibration_samples: int = field(default=32, metadata=_spec(
+    min_calibration_samples: int = field(default=32, metadata=_spec(hi=1_000_000,
         lo=1, doc="fewer calibration samples than this is an error"))
     mode: Literal["int8", "int16x8", "dynamic-range", "float16", "float32"] = field(default="int8", metadata=_spec(
         doc="int8: full-integer static (calibrated, under the accuracy guard); int16x8: int16 activations, int8 weights; "
             "dynamic-range: int8 weights, float activations (no calibration); float16: float16 weights; float32: none"))
     weight_levels: Literal["uniform", "kmeans", "pow2", "ternary", "binary"] = field(default="uniform", metadata=_spec(
         doc="non-uniform weights before int8: k-means clusters, powers of two, ternary or binary values per layer, "
-            "fine-tuned in place (compress/levels.py), each output channel with its own scale"))
+            "fine-tuned in place (compress/weights/levels.py), each output channel with its own scale"))
     clusters: int = field(default=16, metadata=_spec(lo=2, hi=256, doc="weight_levels kmeans / pow2: values per layer"))
-    levels_epochs: int = field(default=4, metadata=_spec(lo=0, doc="fine-tuning epochs with the weight levels in place"))
-    qat_epochs: int = field(default=0, metadata=_spec(
+    levels_epochs: int = field(default=4, metadata=_spec(hi=1000, lo=0, doc="fine-tuning epochs with the weight levels in place"))
+    qat_epochs: int = field(default=0, metadata=_spec(hi=1000,
         lo=0, doc="quantization-aware training: epochs of fine-tuning with int8 fake-quantized weights before export"))
     sparse_encoding: bool = field(default=False, metadata=_spec(
         doc="mode float32: store sparse weight tensors in TFLite's sparse format (XNNPACK may then run sparse kernels)"))
@@ -89,11 +93,11 @@ class Quantization:
 @dataclass(frozen=True)
 class Pruning:
     ratio: float = field(metadata=_spec(lo=0.0, hi=1.0, hi_open=True, doc="fraction of channels removed"))
-    channel_multiple: int = field(metadata=_spec(lo=1, doc="kept channel counts are rounded to this multiple"))
-    recovery_epochs: int = field(metadata=_spec(lo=0, doc="fine-tuning epochs after pruning"))
-    distill_temperature: float = field(metadata=_spec(lo=0.0, lo_open=True, doc="softmax temperature for distillation"))
+    channel_multiple: int = field(metadata=_spec(hi=1024, lo=1, doc="kept channel counts are rounded to this multiple"))
+    recovery_epochs: int = field(metadata=_spec(hi=1000, lo=0, doc="fine-tuning epochs after pruning"))
+    distill_temperature: float = field(metadata=_spec(hi=100.0, lo=0.0, lo_open=True, doc="softmax temperature for distillation"))
     distill_alpha: float = field(metadata=_spec(lo=0.0, hi=1.0, doc="weight of the distillation term"))
-    learning_rate: float = field(metadata=_spec(lo=0.0, lo_open=True, doc="recovery fine-tuning learning rate"))
+    learning_rate: float = field(metadata=_spec(hi=10.0, lo=0.0, lo_open=True, doc="recovery fine-tuning learning rate"))
     max_ratio: float = field(default=0.9, metadata=_spec(lo=0.0, hi=1.0, hi_open=True,
                                                          doc="largest ratio this target accepts"))
     keep_layers: tuple[str, ...] = field(default=(), metadata=_spec(doc="module names whose channels are never pruned"))
@@ -102,16 +106,16 @@ class Pruning:
     scope: Literal["sensitivity", "uniform", "global"] = field(default="sensitivity", metadata=_spec(
         doc="spend the ratio where each channel group's measured accuracy sensitivity is lowest (fragile groups stay "
             "whole), the same ratio in every layer, or one ranking across layers"))
-    fragile_drop: float = field(default=5.0, metadata=_spec(lo=0.0, lo_open=True, doc=(
+    fragile_drop: float = field(default=5.0, metadata=_spec(hi=100.0, lo=0.0, lo_open=True, doc=(
         "scope sensitivity: no channel group is cut so far that, alone and before recovery, it costs more than this "
         "many points of accuracy")))
-    recovery_seconds: float | None = field(default=None, metadata=_spec(lo=0.0, lo_open=True, doc=(
+    recovery_seconds: float | None = field(default=None, metadata=_spec(hi=604800.0, lo=0.0, lo_open=True, doc=(
         "time budget for recovery: fewer epochs are run when the requested ones would not fit (measured on the "
         "first batches)")))
     accuracy_share: float = field(default=0.6, metadata=_spec(lo=0.0, lo_open=True, hi=1.0, doc=(
         "share of budgets.max_accuracy_drop pruning may use (on the validation split, after recovery); beyond it "
         "pruning is redone at half the ratio, then skipped")))
-    early_stop_patience: int = field(default=2, metadata=_spec(lo=0, doc=(
+    early_stop_patience: int = field(default=2, metadata=_spec(hi=1000, lo=0, doc=(
         "stop recovery after this many epochs without a lower validation loss; the best epoch is kept (0: never stop early)")))
     layer_ratios: tuple[tuple[str, float], ...] = field(default=(), metadata=_spec(
         lo=0.0, hi=1.0, hi_open=True, doc="a table of layer name = ratio, overriding ratio for those layers"))
@@ -123,60 +127,60 @@ class Pruning:
 
 @dataclass(frozen=True)
 class Sparsity:
-    """Unstructured sparsity after channel pruning (compress/sparsity.py)."""
+    """Unstructured sparsity after channel pruning (compress/weights/sparsity.py)."""
 
     method: Literal["none", "magnitude", "global-magnitude", "l1", "rigl", "set"] = field(default="none", metadata=_spec(
         doc="none; gradual magnitude pruning per layer or global; L1-regularised training then thresholding; dynamic "
             "sparse training (rigl: regrow by gradient, set: at random)"))
     target: float = field(default=0.7, metadata=_spec(lo=0.0, hi=1.0, hi_open=True,
                                                       doc="fraction of conv and linear weights set to zero"))
-    epochs: int = field(default=6, metadata=_spec(lo=0, doc="training epochs of the sparsity method (with distillation)"))
-    learning_rate: float = field(default=0.002, metadata=_spec(lo=0.0, lo_open=True, doc="its learning rate"))
-    l1_strength: float = field(default=0.5, metadata=_spec(lo=0.0, doc="method l1: weight of the mean |w| penalty"))
-    activation_penalty: float = field(default=0.0, metadata=_spec(
+    epochs: int = field(default=6, metadata=_spec(hi=1000, lo=0, doc="training epochs of the sparsity method (with distillation)"))
+    learning_rate: float = field(default=0.002, metadata=_spec(hi=10.0, lo=0.0, lo_open=True, doc="its learning rate"))
+    l1_strength: float = field(default=0.5, metadata=_spec(hi=1000.0, lo=0.0, doc="method l1: weight of the mean |w| penalty"))
+    activation_penalty: float = field(default=0.0, metadata=_spec(hi=1000.0,
         lo=0.0, doc="weight of the mean |activation| penalty after ReLU layers (raises activation sparsity); "
                     "with method none it runs sparsity.epochs of fine-tuning on its own"))
 
 
 @dataclass(frozen=True)
 class Student:
-    """Distillation into a narrower student of the same family (compress/student.py)."""
+    """Distillation into a narrower student of the same family (compress/weights/student.py)."""
 
     width: float = field(default=1.0, metadata=_spec(lo=0.0, lo_open=True, hi=1.0, doc=(
         "fraction of each layer's channels the student keeps; 1.0: no student (the model itself is deployed)")))
     distill: bool = field(default=True, metadata=_spec(
         doc="train the student on the teacher's soft targets (pruning.distill_temperature / distill_alpha) and the "
             "labels; false: on the labels alone"))
-    epochs: int = field(default=30, metadata=_spec(lo=1, doc="student training epochs (from scratch)"))
-    learning_rate: float = field(default=0.01, metadata=_spec(lo=0.0, lo_open=True, doc="student learning rate"))
+    epochs: int = field(default=30, metadata=_spec(hi=1000, lo=1, doc="student training epochs (from scratch)"))
+    learning_rate: float = field(default=0.01, metadata=_spec(hi=10.0, lo=0.0, lo_open=True, doc="student learning rate"))
 
 
 @dataclass(frozen=True)
 class Budgets:
-    max_accuracy_drop: float = field(metadata=_spec(
+    max_accuracy_drop: float = field(metadata=_spec(hi=100.0,
         lo=0.0, doc="allowed accuracy loss of the int8 artifact vs the original float model, in points"))
-    max_model_kb: float | None = field(default=None, metadata=_spec(lo=0.0, lo_open=True, doc="largest artifact, KB"))
-    max_peak_memory_kb: float | None = field(default=None, metadata=_spec(
+    max_model_kb: float | None = field(default=None, metadata=_spec(hi=2**31, lo=0.0, lo_open=True, doc="largest artifact, KB"))
+    max_peak_memory_kb: float | None = field(default=None, metadata=_spec(hi=2**31,
         lo=0.0, lo_open=True, doc="largest tensor arena (activation memory), KB"))
-    max_latency_ms: float | None = field(default=None, metadata=_spec(
+    max_latency_ms: float | None = field(default=None, metadata=_spec(hi=3.6e6,
         lo=0.0, lo_open=True, doc="slowest inference, ms (on-device figure, else the estimate)"))
-    max_energy_mj: float | None = field(default=None, metadata=_spec(
+    max_energy_mj: float | None = field(default=None, metadata=_spec(hi=1e9,
         lo=0.0, lo_open=True, doc="most energy per inference, mJ (estimate from [power])"))
 
 
 @dataclass(frozen=True)
 class Measure:
-    warmup: int = field(metadata=_spec(lo=0, doc="untimed runs before timing"))
-    runs: int = field(metadata=_spec(lo=1, doc="timed runs"))
-    min_seconds: float = field(default=1.0, metadata=_spec(
+    warmup: int = field(metadata=_spec(hi=100_000, lo=0, doc="untimed runs before timing"))
+    runs: int = field(metadata=_spec(hi=1_000_000, lo=1, doc="timed runs"))
+    min_seconds: float = field(default=1.0, metadata=_spec(hi=3600.0,
         lo=0.0, doc="keep timing past `runs` until this long has passed (short loops of fast models are noisy)"))
-    repeats: int = field(default=1, metadata=_spec(lo=1, doc="benches per measurement; the median of their medians is reported"))
-    cooldown_s: float = field(default=0.0, metadata=_spec(lo=0.0, doc="pause before each bench, seconds (lets the device cool)"))
-    max_cv: float = field(default=0.1, metadata=_spec(
+    repeats: int = field(default=1, metadata=_spec(hi=1000, lo=1, doc="benches per measurement; the median of their medians is reported"))
+    cooldown_s: float = field(default=0.0, metadata=_spec(hi=3600.0, lo=0.0, doc="pause before each bench, seconds (lets the device cool)"))
+    max_cv: float = field(default=0.1, metadata=_spec(hi=10.0,
         lo=0.0, lo_open=True, doc="coefficient of variation above which a bench is flagged as too noisy to trust"))
-    energy_seconds: float = field(default=10.0, metadata=_spec(
+    energy_seconds: float = field(default=10.0, metadata=_spec(hi=3600.0,
         lo=1.0, doc="length of the inference loop sampled by a power meter, seconds"))
-    idle_seconds: float = field(default=3.0, metadata=_spec(
+    idle_seconds: float = field(default=3.0, metadata=_spec(hi=3600.0,
         lo=0.5, doc="idle sampling before it, for the baseline that is subtracted, seconds"))
 
 
@@ -205,14 +209,14 @@ class Connection:
     meter_supply_mv: int = field(default=3300, metadata=_spec(
         lo=800, hi=5000, doc="ppk2: the supply voltage it gives the board (source-meter mode), mV"))
     retries: int = field(default=2, metadata=_spec(lo=0, hi=10, doc="retries after a dropped or refused connection"))
-    timeout_s: float = field(default=600.0, metadata=_spec(lo=1.0, doc="limit for each command on the device, seconds"))
+    timeout_s: float = field(default=600.0, metadata=_spec(hi=86400.0, lo=1.0, doc="limit for each command on the device, seconds"))
 
 
 @dataclass(frozen=True)
 class Power:
-    idle_mw: float = field(metadata=_spec(lo=0.0, doc="board power when idle, mW"))
-    active_mw: float = field(metadata=_spec(lo=0.0, lo_open=True, doc="board power while inferring, mW"))
-    energy_per_mac_pj: float | None = field(default=None, metadata=_spec(
+    idle_mw: float = field(metadata=_spec(hi=1e7, lo=0.0, doc="board power when idle, mW"))
+    active_mw: float = field(metadata=_spec(hi=1e7, lo=0.0, lo_open=True, doc="board power while inferring, mW"))
+    energy_per_mac_pj: float | None = field(default=None, metadata=_spec(hi=1e6,
         lo=0.0, lo_open=True, doc="energy per int8 MAC, pJ (if set, used instead of active power x time)"))
 
 
@@ -220,11 +224,11 @@ class Power:
 class CI:
     """Thresholds of the regression gate (`edgepack check NEW --baseline OLD`)."""
 
-    max_accuracy_drop: float = field(default=0.5, metadata=_spec(
+    max_accuracy_drop: float = field(default=0.5, metadata=_spec(hi=100.0,
         lo=0.0, doc="points of int8 accuracy the new bundle may lose against the baseline"))
-    max_size_increase_pct: float = field(default=5.0, metadata=_spec(
+    max_size_increase_pct: float = field(default=5.0, metadata=_spec(hi=1e4,
         lo=0.0, doc="percent an artifact may grow against the baseline's"))
-    max_latency_increase_pct: float = field(default=10.0, metadata=_spec(
+    max_latency_increase_pct: float = field(default=10.0, metadata=_spec(hi=1e4,
         lo=0.0, doc="percent the median latency may rise, measured side by side in the same run"))
     bench_repeats: int = field(default=5, metadata=_spec(
         lo=1, hi=100, doc="benches of each artifact, alternating new and baseline; the median of their medians is compared"))
@@ -241,7 +245,7 @@ class Tune:
                 "size (minimised); the [budgets] are hard constraints either way"))
     sampler: Literal["tpe", "nsga2", "random"] = field(default="tpe", metadata=_spec(
         doc="Optuna sampler: multi-objective TPE (sample-efficient for tens of trials), NSGA-II (for hundreds), or random"))
-    seed: int = field(default=0, metadata=_spec(lo=0, doc="the sampler's seed"))
+    seed: int = field(default=0, metadata=_spec(hi=2**32 - 1, lo=0, doc="the sampler's seed"))
     deploy: tuple[Literal["tflite", "pte"], ...] = field(default=("tflite",), metadata=_spec(
         doc="artifact formats a trial may deploy (its accuracy, latency and size are that artifact's); pte needs "
             "[executorch] backends"))

@@ -4,6 +4,7 @@ range, choices), every error a ProfileError naming the file, the line and the ke
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -117,6 +118,9 @@ def _convert(tp: Any, value: Any, f: dataclasses.Field, where: _Where, dotted: t
         raise where.error(dotted, f"expected {tp.__name__}, got {_describe(value)}")
     if tp is str and not value.strip():
         raise where.error(dotted, "must not be empty")
+    if tp is float and not math.isfinite(value):
+        raise where.error(dotted, f"{value!r} is not a finite number; give a number"
+                          + (" (leave the key out for no limit)" if f.default is None else ""))
     m = f.metadata
     lo, hi = m.get("lo"), m.get("hi")
     too_low = lo is not None and (value <= lo if m.get("lo_open") else value < lo)

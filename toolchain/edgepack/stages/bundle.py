@@ -56,7 +56,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         float_out: np.ndarray, keys: dict, versions: dict, stages: dict, stage_seconds: dict, device: str,
         out: Path) -> tuple[Path, dict, dict]:
     """Write the bundle to ``out/<target>/``; returns (folder, manifest, measurements)."""
-    from .. import fingerprint as attest
+    from .. import fingerprint
     from ..convert.tflite import describe_io
     from ..measure.accuracy import paired_drop_ci95
     from ..ship.bundle import manifest_bytes, render_report, sha256, write_bundle
@@ -66,9 +66,9 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
     artifact, qspec = quant.artifact, guard.chosen.qspec
     tensors = describe_io(artifact)
     data_sha = splits.fingerprint()
-    inputs = {"profile": attest.describe_file(profile.source), "data": data_sha,
+    inputs = {"profile": fingerprint.describe_file(profile.source), "data": data_sha,
               "calibration": inp.calibration["describe"]["sha256"],
-              "model": attest.describe_file(inp.weights) if inp.weights else attest.describe_file(inp.model_spec)
+              "model": fingerprint.describe_file(inp.weights) if inp.weights else fingerprint.describe_file(inp.model_spec)
               if inp.model_spec.endswith(".onnx") else {"name": inp.model_spec, "sha256": None}}
     # a measured latency or energy budget holds this run's timing: it goes with the measurements
     timed = {"max_latency_ms", "max_energy_mj"} if meas.on_target else set()
@@ -79,9 +79,9 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         files.update(firmware_sources(artifact, arena_bytes=judged.arena))
     fcheck = conv.check
     manifest = {
-        "schema_version": attest.SCHEMA_VERSION,
+        "schema_version": fingerprint.SCHEMA_VERSION,
         "edgepack_version": __version__,
-        "built_at": attest.build_time(),
+        "built_at": fingerprint.build_time(),
         "target": {**profile.to_dict(), "profile_file": inputs["profile"]["name"],
                    "profile_sha256": inputs["profile"]["sha256"]},
         "overrides": [{"key": k, "value": v} for k, v in profile.overrides],
@@ -119,7 +119,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         "budgets": [x for x in judged.budgets if x["budget"] not in timed],
         "budgets_met": all(x["met"] for x in judged.budgets),
         "inputs": inputs,
-        "cache_keys": {**keys, "bundle": attest.key("bundle", keys, profile.to_dict())},
+        "cache_keys": {**keys, "bundle": fingerprint.key("bundle", keys, profile.to_dict())},
         "tool_versions": versions,
     }
     files["report.md"] = render_report(manifest).encode()
@@ -127,7 +127,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
     files["manifest.json"] = mbytes = manifest_bytes(manifest)
     lat = meas.latency
     measurements = {
-        "schema_version": attest.SCHEMA_VERSION,
+        "schema_version": fingerprint.SCHEMA_VERSION,
         "manifest_sha256": sha256(mbytes),
         "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": device_line(profile, device),

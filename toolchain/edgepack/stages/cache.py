@@ -1,19 +1,28 @@
 """Content-addressed store of build stages' outputs.
 
 An entry is one stage's output under its key (a hash of everything that can change that output,
-see ``attest.key``): a folder ``<root>/stages/<stage>/<key>/`` holding the output's files and
+see ``fingerprint.key``): a folder ``<root>/stages/<stage>/<key>/`` holding the output's files and
 ``entry.json`` with each file's size and sha256. Entries are written into a private temporary
 folder and renamed into place, so a reader sees a whole entry or none; every read checks the
 checksums, and an entry that does not match (truncated, a flipped byte, a file missing) is
 reported in one line, removed and treated as absent, never used. The store keeps under a size cap
 by removing the least recently used entries; ``info`` and ``clear`` back ``edgepack cache``.
+
+Entries hold pickles, and reading a pickle can run code, so every entry is signed: ``entry.json``
+carries an HMAC-SHA256 over the stage, the key and every file's size and sha256, made with a secret
+kept outside the cache folder (``key_file()``: ``$EDGEPACK_CACHE_KEY_FILE``, default
+``~/.config/edgepack/cache.key``, created on first use, readable by its owner only). An entry whose
+signature does not verify (written by someone without the secret, or by an edgepack before entries
+were signed) is never deserialised: it is reported in one line and the stage runs again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import time
 import uuid
@@ -21,11 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import UsageError
+
 DEFAULT_CAP_BYTES = 5 * 1024**3
 _META = "entry.json"
 
 
 STAGE_CACHE_ENV = "EDGEPACK_STAGE_CACHE_DIR"
+#: the file holding the secret that signs this user's cache entries (never inside the cache folder)
+KEY_FILE_ENV = "EDGEPACK_CACHE_KEY_FILE"
+_SECRET_BYTES = 32
 
 
 def default_root() -> Path:
@@ -35,6 +49,50 @@ def default_root() -> Path:
 
     own = os.environ.get(STAGE_CACHE_ENV)
     return Path(own) if own else cache_dir()
+
+
+def key_file() -> Path:
+    """Where the secret that signs cache entries is kept: ``$EDGEPACK_CACHE_KEY_FILE``, else
+    ``$XDG_CONFIG_HOME/edgepack/cache.key`` (``~/.config/edgepack/cache.key``)."""
+    own = os.environ.get(KEY_FILE_ENV)
+    if own:
+        return Path(own)
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "edgepack" / "cache.key"
+
+
+def _secret(root: Path) -> bytes:
+    """The signing secret, made (owner-only) on first use. Raises UsageError for a key file inside
+    the cache folder (anyone who can write the cache could then sign entries) or a damaged one."""
+    path = key_file()
+    if path.resolve().is_relative_to(root.resolve()):
+        raise UsageError(f"the cache key file {path} is inside the stage cache {root}: anyone who can write the cache "
+                         f"could sign entries with it; set {KEY_FILE_ENV} to a file outside {root}")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(_SECRET_BYTES))
+        try:
+            os.link(tmp, path)  # never replaces a key another build made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read the cache key {path} ({e.strerror}); fix its permissions or set "
+                         f"{KEY_FILE_ENV}") from e
+    if len(data) < _SECRET_BYTES:
+        raise UsageError(f"{path} is not an edgepack cache key ({len(data)} bytes, {_SECRET_BYTES} expected); "
+                         "delete it (a new one is made, and older entries are then rebuilt)")
+    return data
+
+
+def _signature(secret: bytes, stage: str, key: str, files: dict) -> str:
+    body = json.dumps({"stage": stage, "key": key, "files": files}, sort_keys=True).encode()
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def _sha256(data: bytes) -> str:
@@ -60,6 +118,13 @@ class StageCache:
         self.enabled = enabled
         self.cap_bytes = cap_bytes
         self.warn = warn or (lambda _msg: None)
+        self._key: bytes | None = None
+
+    @property
+    def _secret(self) -> bytes:
+        if self._key is None:
+            self._key = _secret(self.root)
+        return self._key
 
     @property
     def _stages(self) -> Path:
@@ -80,6 +145,12 @@ class StageCache:
             return None
         try:
             meta = json.loads(meta_file.read_text())
+            want_mac = _signature(self._secret, stage, key, meta["files"])
+            if not isinstance(meta.get("mac"), str) or not hmac.compare_digest(meta["mac"], want_mac):
+                self.warn(f"cache entry {stage}/{key[:12]} is not signed with this user's cache key ({key_file()}): "
+                          "it is never read (written by someone else, or before entries were signed); the stage "
+                          "runs again")
+                return None
             files = {}
             for name, want in meta["files"].items():
                 data = (path / name).read_bytes()
@@ -106,8 +177,9 @@ class StageCache:
         tmp = self.root / "tmp" / f"{stage}-{key[:12]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True, exist_ok=True)
         try:
-            meta = {"stage": stage, "key": key, "created": time.time(),
-                    "files": {n: {"size_bytes": len(d), "sha256": _sha256(d)} for n, d in sorted(files.items())}}
+            listed = {n: {"size_bytes": len(d), "sha256": _sha256(d)} for n, d in sorted(files.items())}
+            meta = {"stage": stage, "key": key, "created": time.time(), "files": listed,
+                    "mac": _signature(self._secret, stage, key, listed)}
             for name, data in files.items():
                 if "/" in name or name in (_META, "", ".", ".."):
                     raise ValueError(f"bad cache file name {name!r}")

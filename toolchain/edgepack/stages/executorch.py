@@ -64,7 +64,7 @@ def _with_qat(export: Callable, splits, *, epochs: int, lr: float) -> Callable:
 def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work: Path, rep: Reporter, *,
         cache=None, export_key: str | None = None) -> list[dict]:
     """One program per backend (when the profile's formats include pte), each checked on the host
-    as far as the host can run it and guarded like the TFLite artifact (compress/pte_guard.py).
+    as far as the host can run it and guarded like the TFLite artifact (compress/quantize/pte_guard.py).
     ``cache`` and ``export_key`` keep each recipe's lowered program (see ``_kept``).
     Returns [{"bytes", "entry", "host_runnable"}]."""
     from .quantize import pruning_loss

@@ -17,7 +17,7 @@ def stage_keys(*, profile: dict, model: dict, data: str, calibration: str, input
     ``model`` what identifies the float model (its source and weights' hashes and its state's),
     ``data`` and ``calibration`` the hashes of the data splits and the calibration samples,
     ``versions`` the tools' (edgepack's with its code's fingerprint), ``required_saving`` the MACs
-    the latency and energy budgets need pruning to remove (``compress.budgeted.required_saving``:
+    the latency and energy budgets need pruning to remove (``compress.prune.budgeted.required_saving``:
     all pruning reads of the budgets, hardware and power sections, so a memory limit, a meter or a
     budget the model already meets changes no pruning)."""
     p, v = profile, versions

@@ -11,7 +11,7 @@ from ..progress import Reporter
 
 @dataclass
 class QuantizeOut:
-    guard: object  # compress.guard.GuardResult: the chosen candidate, the attempts, the per-layer errors
+    guard: object  # compress.quantize.guard.GuardResult: the chosen candidate, the attempts, the per-layer errors
 
     @property
     def artifact(self) -> bytes:

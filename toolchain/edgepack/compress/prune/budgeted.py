@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ...measure.energy import budget_macs
 from ...progress import Reporter
 from .channels import PruneResult, PruneSpec, count_macs_params, prune_channels, unpruned
 
@@ -29,6 +28,31 @@ class PruneStage:
     result: PruneResult
     recovery: dict
     attempts: list[dict] = field(default_factory=list)
+
+
+def budget_macs(profile, cycles_per_mac: float | None = None) -> int | None:
+    """The most MACs the profile's latency and energy budgets allow under the profile's estimates (the
+    inverse of ``measure.energy.estimate_latency`` and ``estimate_energy``), or None when it sets neither. For a
+    microcontroller the rate is the per-kernel cost model's (``mcu/cost.py``), as its latency figures
+    are: ``cycles_per_mac`` of the model being pruned (``mcu.cost.module_cycles``), or without one
+    the model's KxK convolution figure for the profile's core."""
+    b, power = profile.budgets, profile.power
+    if profile.is_mcu:
+        from ...mcu.cost import CORES, M4, core_class
+
+        per_mac = cycles_per_mac if cycles_per_mac is not None else M4.conv * CORES[core_class(profile.hardware.cpu)][0]
+        rate = profile.hardware.clock_mhz * 1e6 / per_mac
+    else:
+        rate = profile.hardware.mac_rate(threads=profile.runtime.threads)
+    caps = []
+    if b.max_latency_ms is not None:
+        caps.append(b.max_latency_ms / 1e3 * rate)
+    if b.max_energy_mj is not None:
+        if power.energy_per_mac_pj is not None:
+            caps.append(b.max_energy_mj / (power.energy_per_mac_pj * 1e-9))
+        else:
+            caps.append(b.max_energy_mj / power.active_mw * rate)  # mJ / mW = seconds
+    return int(min(caps)) if caps else None
 
 
 def validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +95,7 @@ def prune_spec(profile, module: torch.nn.Module, example: torch.Tensor) -> Prune
 def required_saving(profile, macs: int, cycles_per_mac: float | None = None) -> int:
     """MACs a model of ``macs`` must lose for the latency and energy budgets (0 when it fits): all
     pruning reads of the budgets, the hardware and the power model (``cycles_per_mac``: a
-    microcontroller's, see ``energy.budget_macs``). 2% under the ceiling: channel rounding and the
+    microcontroller's, see ``budget_macs``). 2% under the ceiling: channel rounding and the
     estimate's own MAC count differ slightly."""
     cap = budget_macs(profile, cycles_per_mac)
     return 0 if cap is None else max(0, int(macs - 0.98 * cap))

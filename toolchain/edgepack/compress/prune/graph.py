@@ -124,20 +124,51 @@ def _upstream_layer(node, names: dict) -> str | None:
     return None
 
 
+#: what torch-pruning raises from its index mapping for a group it cannot follow (seen: IndexError
+#: through torchvision's ShuffleNetV2 channel split + shuffle)
+MAPPING_ERRORS = (IndexError, KeyError, ValueError, RuntimeError, ZeroDivisionError)
+
+
+def traceable_groups(dg, names: dict) -> tuple[list, dict[str, str]]:
+    """torch-pruning's groups rooted at each conv / linear layer (what ``get_all_groups`` yields),
+    and {layer name: why it is left whole} for the roots whose group torch-pruning fails to build:
+    one such group no longer stops the others."""
+    groups, failed, visited = [], {}, set()
+    for m in list(dg.module2node):
+        if not isinstance(m, (nn.Conv2d, nn.Linear)) or id(m) in visited:
+            continue
+        pruner = dg.get_pruner_of_module(m)
+        if pruner is None or pruner.get_out_channels(m) is None:
+            continue
+        try:
+            group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m))))
+        except MAPPING_ERRORS as e:
+            if m in names:
+                failed[names[m]] = ("left whole: torch-pruning cannot follow its channels through this model's "
+                                    f"split / reshape ({type(e).__name__} in its index mapping)")
+            continue
+        for dep, _ in group:
+            if dg.is_out_channel_pruning_fn(dep.handler):
+                visited.add(id(dep.target.module))
+        groups.append(group)
+    return groups, failed
+
+
 def groups_through_unmapped(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
     """Conv / linear layers whose output channels belong to a group that passes a reshape the graph
-    could not map: {layer name: why it must stay whole}. Empty for most models."""
+    could not map, or whose group torch-pruning fails to build: {layer name: why it must stay
+    whole}. Empty for most models."""
     import torch_pruning as tp
 
     model = copy.deepcopy(model).eval()
     names = {m: n for n, m in model.named_modules()}
     dg = dependency_graph(model, example)
+    groups, out = traceable_groups(dg, names)
     bad = unmapped_reshapes(dg)
     if not bad:
-        return {}
+        return out
     bad_ids = {id(n) for n in bad}
-    out: dict[str, str] = {}
-    for group in dg.get_all_groups(root_module_types=[nn.Conv2d, nn.Linear]):
+    for group in groups:
         through = [d.target for d, _ in group if id(d.target) in bad_ids] + \
                   [d.source for d, _ in group if id(d.source) in bad_ids]
         if not through:
