@@ -103,3 +103,78 @@ def test_a_study_name_is_a_plain_name(tmp_path, study):
 def test_finite_numbers_still_load():
     p = load_profile("rpi4", ["pruning.ratio=0.45", "budgets.max_latency_ms=12.5"])
     assert p.pruning.ratio == 0.45 and math.isfinite(p.budgets.max_latency_ms)
+
+
+def _number_actions():
+    """Every option of every command whose value is a number: (command, flag, type)."""
+    import argparse
+
+    from edgepack.cli.main import _parser
+
+    def walk(parser, name):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, p in a.choices.items():
+                    yield from walk(p, f"{name} {sub}".strip())
+            elif a.type is not None and a.option_strings:
+                yield name, a.option_strings[-1], a.type
+
+    return list(walk(_parser(), ""))
+
+
+def test_every_number_on_the_command_line_is_bounded_and_finite():
+    import argparse
+
+    numbers = [(c, f, t) for c, f, t in _number_actions() if getattr(t, "__name__", "") in ("int", "float")]
+    assert len(numbers) >= 14  # bench, tune, compare, check, history and cache all take numbers
+    plain = [f"{c} {f}" for c, f, t in numbers if t in (int, float)]
+    assert not plain, f"options parsed as a plain int/float, unbounded: {plain}"
+    for cmd, flag, parse in numbers:
+        for text in ("nan", "inf", "-inf", "1e30", "-1e30"):
+            with pytest.raises(argparse.ArgumentTypeError):
+                parse(text)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--runs", "1000000000000"], "argument --runs: 1000000000000 is out of range; expected >= 1 and <= 1000000"),
+    (["bench", "--threads", "100000"], "argument --threads: 100000 is out of range"),
+    (["bench", "--cooldown", "nan"], "argument --cooldown: nan is not a finite number"),
+    (["tune", "--target", "rpi4", "--time-budget", "inf"], "argument --time-budget: inf is not a finite number"),
+    (["compare", "--target", "rpi4", "--rounds", "x"], "argument --rounds: 'x' is not a whole number"),
+])
+def test_nonsense_numbers_on_the_command_line_are_one_line_errors(tmp_path, args, message):
+    proc = run_cli(*args, "--out", str(tmp_path / "out")) if args[0] != "bench" else run_cli(*args)
+    _one_line_error(proc, message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[preprocess]\nscale = nan\n', "preprocess.scale"),
+    ('[preprocess]\nmean = [inf]\n', "preprocess.mean"),
+    ('[preprocess]\nstd = [1e300]\n', "preprocess.std"),
+    ('[preprocess]\nresize = [100000, 100000]\n', "preprocess.resize"),
+    ('[preprocess]\nresize = [31.5, 32]\n', "preprocess.resize"),
+])
+def test_calibration_manifest_numbers_are_finite_and_bounded(tmp_path, body, message):
+    from edgepack.data.calibration import load_calibration
+    from edgepack.errors import DataError
+
+    (tmp_path / "imgs").mkdir()
+    path = tmp_path / "cal.toml"
+    path.write_text('kind = "images"\npath = "imgs"\n' + body)
+    with pytest.raises(DataError, match=message):
+        load_calibration(path, input_shape=(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("seed", ['"abc"', "-1", "4294967296", "1.5", "true"])
+def test_a_data_manifest_split_seed_is_a_32_bit_whole_number(tmp_path, seed):
+    from edgepack.data.loaders import load_manifest_data
+    from edgepack.errors import DataError
+
+    ROOT_DATA = ROOT / "calibration" / "digits-png"
+    assert ROOT_DATA.is_dir()
+    path = tmp_path / "data.toml"
+    path.write_text(f'kind = "images"\npath = "{ROOT_DATA}"\n[preprocess]\nscale = 0.00392156862745098\n'
+                    f'[splits]\nseed = {seed}\n')
+    with pytest.raises(DataError, match=r"\[splits\] seed must be a whole number"):
+        load_manifest_data(path, input_shape=(1, 1, 32, 32))

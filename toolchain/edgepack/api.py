@@ -139,15 +139,16 @@ def bench(
     from .measure.bench import history_row, measure, meter_for, read_artifact, sha256, threads_for
     from .measure.history import BenchStore
     from .profiles.loader import load_profile
+    from .profiles.sections import Measure, Runtime
+    from .profiles.typed import check_field
 
     rep = reporter or Reporter(total=1, quiet=True)
     profile = load_profile(target)
     data, fmt = read_artifact(artifact)
-    for name, value in (("runs", runs), ("repeats", repeats), ("threads", threads)):
-        if value is not None and value < 1:
-            raise UsageError(f"--{name} {value}: must be at least 1")
-    if (warmup is not None and warmup < 0) or (cooldown_s is not None and cooldown_s < 0):
-        raise UsageError("--warmup and --cooldown must not be negative")
+    for cls, name, value, label in ((Measure, "runs", runs, "--runs"), (Measure, "repeats", repeats, "--repeats"),
+                                    (Runtime, "threads", threads, "--threads"), (Measure, "warmup", warmup, "--warmup"),
+                                    (Measure, "cooldown_s", cooldown_s, "--cooldown")):
+        check_field(cls, name, value, label)  # the profile's own bounds: a count a device could need, never NaN
     m = profile.measure
     runs, warmup = runs or m.runs, m.warmup if warmup is None else warmup
     repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ExitStatus
+from ..profiles.sections import Measure, Runtime
 from .build import _fmt
+from .options import add_device, like_field
 
 BENCH_EPILOG = """\
 devices: the profile's [connection] says how to reach the device (ssh: host, user, port, key,
@@ -44,14 +46,12 @@ def add(sub) -> None:
                         epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     bn.add_argument("artifact", metavar="MODEL.tflite|MODEL.pte", help="the artifact to benchmark")
     bn.add_argument("--target", required=True, metavar="NAME|PATH", help="the target profile (threads, [measure], [connection], [power])")
-    bn.add_argument("--device", default="profile", metavar="DEVICE",
-                    help="profile (default: the profile's [connection]), host, ssh://user@host[:port], adb, adb:SERIAL, "
-                         "serial:PORT[:BAUD], qemu-arm64")
-    bn.add_argument("--runs", type=int, metavar="N", help="timed runs per bench (default: [measure] runs)")
-    bn.add_argument("--warmup", type=int, metavar="N", help="untimed runs first (default: [measure] warmup)")
-    bn.add_argument("--threads", type=int, metavar="N", help="inference threads (default: [runtime] threads)")
-    bn.add_argument("--repeats", type=int, metavar="N", help="benches in a row; the median one is reported (default: [measure] repeats)")
-    bn.add_argument("--cooldown", type=float, metavar="SECONDS", help="pause before each bench (default: [measure] cooldown_s)")
+    add_device(bn, default="profile", what="the artifact runs", extra=", serial:PORT[:BAUD], qemu-arm64")
+    bn.add_argument("--runs", type=like_field(Measure, "runs"), metavar="N", help="timed runs per bench (default: [measure] runs)")
+    bn.add_argument("--warmup", type=like_field(Measure, "warmup"), metavar="N", help="untimed runs first (default: [measure] warmup)")
+    bn.add_argument("--threads", type=like_field(Runtime, "threads"), metavar="N", help="inference threads (default: [runtime] threads)")
+    bn.add_argument("--repeats", type=like_field(Measure, "repeats"), metavar="N", help="benches in a row; the median one is reported (default: [measure] repeats)")
+    bn.add_argument("--cooldown", type=like_field(Measure, "cooldown_s"), metavar="SECONDS", help="pause before each bench (default: [measure] cooldown_s)")
     bn.add_argument("--op-profile", action="store_true", help="per-operator times (benchmark_model only)")
     bn.add_argument("--no-energy", action="store_true", help="skip the power meter's long run (energy is estimated)")
     bn.add_argument("--store", metavar="FILE", help="bench history file (default $EDGEPACK_HOME/bench.sqlite or ~/.local/share/edgepack/bench.sqlite)")

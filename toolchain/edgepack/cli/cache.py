@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ExitStatus, UsageError
+from .options import number
 
 
 def add(sub) -> None:
@@ -20,7 +21,7 @@ def add(sub) -> None:
     ci.set_defaults(func=_cmd_cache_info)
     cc = csub.add_parser("clear", help="remove entries", description="Remove every stage cache entry, or those not used "
                                                                      "for DAYS days.")
-    cc.add_argument("--older-than", type=float, metavar="DAYS", help="only entries last used more than DAYS days ago")
+    cc.add_argument("--older-than", type=number(0.0, 36_500.0), metavar="DAYS", help="only entries last used more than DAYS days ago")
     cc.set_defaults(func=_cmd_cache_clear)
  
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ExitStatus
+from ..profiles.sections import CI
+from .options import add_device, like_field
 
 CHECK_EPILOG = """\
 examples:
@@ -28,12 +30,11 @@ def add(sub) -> None:
     c.add_argument("new", metavar="NEW", help="the bundle under test (e.g. dist/rpi4)")
     c.add_argument("--baseline", required=True, metavar="OLD", help="the bundle to compare against (e.g. the last main build's)")
     c.add_argument("--target", metavar="NAME|PATH", help="profile for the [ci] thresholds and the runner (default: the bundles' target)")
-    c.add_argument("--device", default="host", metavar="DEVICE", help="where to bench both: host (default), profile, "
-                                                                        "ssh://user@host[:port], adb[:SERIAL]")
-    c.add_argument("--max-accuracy-drop", type=float, metavar="POINTS", help="default: [ci] max_accuracy_drop (0.5)")
-    c.add_argument("--max-size-increase", type=float, metavar="PERCENT", help="default: [ci] max_size_increase_pct (5)")
-    c.add_argument("--max-latency-increase", type=float, metavar="PERCENT", help="default: [ci] max_latency_increase_pct (10)")
-    c.add_argument("--repeats", type=int, metavar="N", help="alternating benches of each (default: [ci] bench_repeats, 5)")
+    add_device(c, default="host", what="both are benched")
+    c.add_argument("--max-accuracy-drop", type=like_field(CI, "max_accuracy_drop"), metavar="POINTS", help="default: [ci] max_accuracy_drop (0.5)")
+    c.add_argument("--max-size-increase", type=like_field(CI, "max_size_increase_pct"), metavar="PERCENT", help="default: [ci] max_size_increase_pct (5)")
+    c.add_argument("--max-latency-increase", type=like_field(CI, "max_latency_increase_pct"), metavar="PERCENT", help="default: [ci] max_latency_increase_pct (10)")
+    c.add_argument("--repeats", type=like_field(CI, "bench_repeats"), metavar="N", help="alternating benches of each (default: [ci] bench_repeats, 5)")
     c.add_argument("--no-latency", action="store_true", help="compare accuracy and size only (no benches)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")

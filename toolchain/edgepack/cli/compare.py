@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..errors import ExitStatus
+from .options import add_data, add_device, add_model, count
 
 COMPARE_EPILOG = """\
 Every method is a normal build of the target with a few --set overrides (edgepack compare --list
@@ -40,16 +41,15 @@ def add(sub) -> None:
                                    "artifact the same way, and write a table, plots and a recommendation.",
                        epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--target", metavar="NAME|FILE.toml", help="target profile")
-    c.add_argument("--model", default="demo", help="demo, zoo:NAME, file.py:factory or model.onnx (default demo)")
-    c.add_argument("--data", default="digits", help="digits, digits-hard, FILE.npz or a data manifest (default digits)")
+    add_model(c, weights=False)
+    add_data(c, calibration=False)
     c.add_argument("--methods", default="all", metavar="all|LIST",
                    help="comma-separated method or family names (default all; see --list)")
-    c.add_argument("--device", default="host", metavar="DEVICE",
-                   help="where artifacts are benched: host (default, labelled as such), profile, ssh://..., adb[:SERIAL]")
+    add_device(c, default="host", what="artifacts are benched (host figures are labelled as such)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="profile override applied to every method before its own settings (repeatable), e.g. "
                         "sparsity.epochs=2")
-    c.add_argument("--rounds", type=int, default=3, metavar="N",
+    c.add_argument("--rounds", type=count(0, 100), default=3, metavar="N",
                    help="side-by-side re-bench rounds on the bench device (0: keep each build's own bench; default 3)")
     c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
     c.add_argument("--list", action="store_true", help="list the methods and their settings, then exit")

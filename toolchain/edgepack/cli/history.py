@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import ExitStatus
 from .build import _fmt
+from .options import count
 
 
 def add(sub) -> None:
@@ -16,7 +17,7 @@ def add(sub) -> None:
     h.add_argument("--device", metavar="KIND|ADDRESS", help="only this device kind (host, ssh, adb, emulated arm64) or address")
     h.add_argument("--sha", metavar="PREFIX", help="only artifacts whose sha256 starts with PREFIX")
     h.add_argument("--artifact", metavar="TEXT", help="only artifacts whose file name contains TEXT")
-    h.add_argument("--limit", type=int, default=20, metavar="N", help="at most N rows (default 20)")
+    h.add_argument("--limit", type=count(1, 1_000_000), default=20, metavar="N", help="at most N rows (default 20)")
     h.add_argument("--store", metavar="FILE", help="bench history file (default as for bench)")
     h.add_argument("--json", action="store_true", help="print the rows as JSON")
     h.set_defaults(func=_cmd_history)

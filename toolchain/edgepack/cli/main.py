@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import EdgepackError, ExitStatus
 from . import bench, build, cache, check, history, targets, tune, verify
 from . import compare as compare_cmd
+from .options import Parser
 
 DESCRIPTION = """\
 Compress a PyTorch model, convert it to full-integer TFLite (and ExecuTorch .pte) and measure it, driven by a
@@ -20,8 +21,8 @@ target profile (targets/NAME.toml)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgepack", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="edgepack", description=DESCRIPTION,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"edgepack {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

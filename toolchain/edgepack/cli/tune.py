@@ -6,6 +6,8 @@ import argparse
 import json
 
 from ..errors import ExitStatus
+from ..profiles.sections import Tune
+from .options import add_data, add_device, add_model, like_field, number
 
 TUNE_EPILOG = """\
 Each trial is a build of the target with settings drawn from the profile's [tune] space (see
@@ -37,16 +39,14 @@ def add(sub) -> None:
                                    "within its budgets, measuring every trial on the device.",
                        epilog=TUNE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--target", metavar="NAME|FILE.toml", help="target profile (not needed with --worker)")
-    t.add_argument("--model", default="demo", help="demo, zoo:NAME, file.py:factory or model.onnx (default demo)")
-    t.add_argument("--weights", metavar="FILE", help="state_dict for a file.py:factory model")
-    t.add_argument("--data", default="digits", help="data set: digits, digits-hard or a data manifest (default digits)")
-    t.add_argument("--calibration", metavar="MANIFEST.toml", help="calibration data set manifest or shipped name")
-    t.add_argument("--device", default="host", metavar="DEVICE",
-                   help="where trials are benched: host (default, labelled as such), profile, ssh://user@host[:port], "
-                        "adb[:SERIAL]")
+    add_model(t)
+    add_data(t)
+    add_device(t, default="host", what="trials are benched (host figures are labelled as such)")
     n = t.add_mutually_exclusive_group()
-    n.add_argument("--trials", type=int, metavar="N", help="complete trials in the study (default: the profile's tune.trials)")
-    n.add_argument("--time-budget", type=float, metavar="MIN", help="search for this many minutes")
+    n.add_argument("--trials", type=like_field(Tune, "trials"), metavar="N",
+                   help="complete trials in the study (default: the profile's tune.trials)")
+    n.add_argument("--time-budget", type=number(0.0, 7 * 24 * 60, lo_open=True), metavar="MIN",
+                   help="search for this many minutes (at most a week)")
     t.add_argument("--study", default="default", metavar="NAME", help="study name (default: default)")
     t.add_argument("--storage", metavar="URL",
                    help="study database: sqlite:///file.db or postgresql://user@host/db (default sqlite in DIR/STUDY/)")

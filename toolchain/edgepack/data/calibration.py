@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,8 @@ from ..fingerprint import portable_name
 KINDS = ("images", "arrays", "callable")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LAYOUTS = ("NCHW", "NHWC")
+#: the largest image side a manifest may resize to (the bound of --input-shape, api.MAX_INPUT_SIDE)
+MAX_SIDE = 8192
 DTYPES = ("uint8", "int8", "uint16", "int16", "float16", "float32", "float64")
 
 
@@ -102,11 +105,16 @@ def _fail(where: str, msg: str) -> DataError:
     return DataError(f"{where}: {msg}")
 
 
-def _floats(where: str, key: str, v, n: int | None = None) -> tuple[float, ...]:
+def _floats(where: str, key: str, v, n: int | None = None, *, limit: float = 1e6) -> tuple[float, ...]:
+    """``v`` as numbers (one, a list, or exactly ``n``), each finite and within +-``limit``."""
     vals = v if isinstance(v, list) else [v]
-    if not vals or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in vals) or (n and len(vals) != n):
-        want = f"{n} numbers" if n else "a number or a list of numbers"
+    if (not vals or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in vals)
+            or (n and len(vals) != n) or (not n and len(vals) > 4)):
+        want = f"{n} numbers" if n else "a number or a list of up to 4 numbers (one per channel)"
         raise _fail(where, f"'{key}' must be {want}, not {v!r}")
+    bad = [a for a in vals if not math.isfinite(a) or abs(a) > limit]
+    if bad:
+        raise _fail(where, f"'{key}' must hold finite numbers within +-{limit:g}, not {bad[0]!r}")
     return tuple(float(a) for a in vals)
 
 
@@ -155,7 +163,11 @@ def _preprocess(where: str, d: dict) -> Preprocess:
         raise _fail(where, f"preprocess.color must be 'grey' or 'rgb', not {color!r}")
     resize = d.get("resize")
     if resize is not None:
-        resize = tuple(int(v) for v in _floats(where, "preprocess.resize", resize, 2))
+        resize = _floats(where, "preprocess.resize", resize, 2, limit=MAX_SIDE)
+        if not all(v >= 1 and v == int(v) for v in resize):
+            raise _fail(where, f"preprocess.resize must be [height, width] in whole pixels from 1 to {MAX_SIDE}, "
+                               f"not {d.get('resize')!r}")
+        resize = tuple(int(v) for v in resize)
     std = _floats(where, "preprocess.std", d.get("std", 1.0))
     if any(s == 0 for s in std):
         raise _fail(where, "preprocess.std must not contain 0")

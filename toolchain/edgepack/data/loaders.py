@@ -216,7 +216,9 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
                         "give at least 3 per class (more for a trustworthy evaluation)")
     from sklearn.model_selection import train_test_split
 
-    seed = int(cfg["seed"])
+    seed = cfg["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise DataError(f"{where}: [splits] seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
     x_rest, x_eval, y_rest, y_eval = train_test_split(cs.x, cs.y, test_size=ev, stratify=cs.y, random_state=seed)
     x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=cal / (1 - ev), stratify=y_rest,
                                                           random_state=seed)

@@ -9,9 +9,10 @@ import re
 import types
 import typing
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from ..errors import ProfileError
+from ..errors import ProfileError, UsageError
 
 
 class _Where:
@@ -118,18 +119,42 @@ def _convert(tp: Any, value: Any, f: dataclasses.Field, where: _Where, dotted: t
         raise where.error(dotted, f"expected {tp.__name__}, got {_describe(value)}")
     if tp is str and not value.strip():
         raise where.error(dotted, "must not be empty")
-    if tp is float and not math.isfinite(value):
-        raise where.error(dotted, f"{value!r} is not a finite number; give a number"
-                          + (" (leave the key out for no limit)" if f.default is None else ""))
-    m = f.metadata
-    lo, hi = m.get("lo"), m.get("hi")
-    too_low = lo is not None and (value <= lo if m.get("lo_open") else value < lo)
-    too_high = hi is not None and (value >= hi if m.get("hi_open") else value > hi)
-    if too_low or too_high:
-        parts = []
-        if lo is not None:
-            parts.append(f"{'>' if m.get('lo_open') else '>='} {lo}")
-        if hi is not None:
-            parts.append(f"{'<' if m.get('hi_open') else '<='} {hi}")
-        raise where.error(dotted, f"{value!r} is out of range; expected {' and '.join(parts)}")
+    if tp in (int, float):
+        problem = range_problem(value, f.metadata)
+        if problem:
+            raise where.error(dotted, problem + (" (leave the key out for no limit)"
+                                                 if f.default is None and not math.isfinite(value) else ""))
     return value
+
+
+def range_problem(value: float, spec: Mapping[str, Any]) -> str | None:
+    """Why ``value`` breaks a field's bounds (``_spec``'s lo/hi), NaN and infinities included; None if it does not."""
+    if not math.isfinite(value):
+        return f"{value!r} is not a finite number; give a number"
+    lo, hi = spec.get("lo"), spec.get("hi")
+    too_low = lo is not None and (value <= lo if spec.get("lo_open") else value < lo)
+    too_high = hi is not None and (value >= hi if spec.get("hi_open") else value > hi)
+    if not (too_low or too_high):
+        return None
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if spec.get('lo_open') else '>='} {lo}")
+    if hi is not None:
+        parts.append(f"{'<' if spec.get('hi_open') else '<='} {hi}")
+    return f"{value!r} is out of range; expected {' and '.join(parts)}"
+
+
+def field_spec(cls: type, name: str) -> tuple[type, Mapping[str, Any]]:
+    """The number type (int or float) and the bounds of profile field ``cls.name``."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    text = f.type if isinstance(f.type, str) else f.type.__name__
+    return (int if text.startswith("int") else float), f.metadata
+
+
+def check_field(cls: type, name: str, value: float | None, label: str) -> None:
+    """Raise UsageError when ``value`` (given as ``label``, e.g. ``--runs``) breaks field ``cls.name``'s bounds."""
+    if value is None:
+        return
+    problem = range_problem(value, field_spec(cls, name)[1])
+    if problem:
+        raise UsageError(f"{label} {problem}")
