@@ -22,10 +22,21 @@ class ExitStatus(enum.IntEnum):
     INTERRUPTED = 130
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: its non-blank lines joined with "; " (a third-party message often spans several)."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 class EdgepackError(Exception):
-    """Base class. ``str(e)`` is one line meant for the user."""
+    """Base class. ``str(e)`` is one line meant for the user: a message that spans several lines
+    (a third-party tool's, passed on) is joined onto one."""
 
     exit_status = ExitStatus.ERROR
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str) and ("\n" in args[0] or "\r" in args[0]):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
 
 
 class UsageError(EdgepackError):

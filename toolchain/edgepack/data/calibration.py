@@ -16,13 +16,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..fingerprint import portable_name
 
 KINDS = ("images", "arrays", "callable")
@@ -139,12 +138,10 @@ def resolve_manifest(spec: str | Path) -> Path:
 
 
 def load_manifest(path: str | Path) -> dict:
+    from ..profiles.loader import read_toml
+
     path = resolve_manifest(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise DataError(f"{path}: not valid TOML ({e})") from e
+    return read_toml(path, DataError, "manifest", 3, "a manifest's tables are one level deep, e.g. [preprocess]")[0]
 
 
 def _preprocess(where: str, d: dict) -> Preprocess:
@@ -203,6 +200,10 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...], manifest
     if kind not in KINDS:
         raise _fail(where, f"'kind' must be one of {', '.join(KINDS)}, not {kind!r}")
     pre = _preprocess(where, m.get("preprocess", {}))
+    if kind == "images" and pre.resize and len(input_shape) == 4 and pre.resize != tuple(input_shape[2:]):
+        h, w = input_shape[2:]  # refused before any image is read (and resized to something huge)
+        raise _fail(where, f"preprocess.resize = {list(pre.resize)} but the model takes {h}x{w} images; set "
+                           f"resize = [{h}, {w}]")
     seed = m.get("seed", 0)
     want = m.get("samples")
     min_samples = m.get("min_samples", 1)
@@ -212,15 +213,15 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...], manifest
     base = path.parent
     if kind == "callable":
         spec = m.get("callable")
-        if not isinstance(spec, str) or ":" not in spec:
+        if not isinstance(spec, str) or ":" not in spec or "\0" in spec:
             raise _fail(where, "a callable set needs callable = \"file.py:function\"")
         file, _, func = spec.rpartition(":")
         raw, labels = _from_callable(where, base, spec), None
         source = f"{portable_name(file)}:{func}" if Path(file).is_absolute() else spec
     else:
         rel = m.get("path")
-        if not isinstance(rel, str):
-            raise _fail(where, f"an {kind} set needs path = \"...\" (relative to the manifest)")
+        if not isinstance(rel, str) or not rel or "\0" in rel:
+            raise _fail(where, f"an {kind} set needs path = \"...\" (a file or folder, relative to the manifest)")
         src = (base / rel).resolve()
         source = portable_name(src) if Path(rel).is_absolute() else rel  # never the machine's folders in a manifest
         if kind == "images":
@@ -237,11 +238,11 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...], manifest
         raise _fail(where, f"the calibration set has {len(idx)} sample(s), fewer than min_samples = {min_samples}; "
                            "add samples or lower min_samples")
     if kind == "images":  # only the selected files are read
-        x = np.stack([_read_image(where, raw[i], pre) for i in idx]).astype(np.float32)
+        x = _stack_images(where, [raw[i] for i in idx], pre)
     else:
         _check_raw(where, raw, pre, input_shape)
         x = np.stack([pre.apply(raw[i]) for i in idx]).astype(np.float32)
-    y = None if labels is None else np.asarray(labels)[idx].astype(np.int64)
+    y = None if labels is None else _labels(where, np.asarray(labels), available, m.get("labels_key"))[idx]
     warnings = _check_samples(where, x, pre, input_shape)
     return CalibrationSet(name=m.get("name", path.stem), kind=kind, source=source, x=x, y=y, seed=seed,
                           available=available, preprocess=pre, warnings=tuple(warnings))
@@ -257,6 +258,26 @@ def _image_files(where: str, folder: Path) -> tuple[list[Path], list[int] | None
     return files, ([classes.index(p.parent.name) for p in files] if labelled else None)
 
 
+def _labels(where: str, y: np.ndarray, n: int, key) -> np.ndarray:
+    from .splits import MAX_CLASSES
+
+    if (y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer)
+            or (y.size and (y.min() < 0 or y.max() >= MAX_CLASSES))):
+        raise _fail(where, f"labels ('{key}') must be {n} class indices (1-D integers from 0 to {MAX_CLASSES - 1}), one per "
+                           f"sample; got shape {y.shape}, dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _stack_images(where: str, files: list[Path], pre: Preprocess) -> np.ndarray:
+    xs = []
+    for p in files:
+        xs.append(_read_image(where, p, pre))
+        if xs[-1].shape != xs[0].shape:
+            raise _fail(where, f"images differ in size: '{files[0].name}' gives {xs[0].shape} (CHW), '{p.name}' "
+                               f"{xs[-1].shape}; set preprocess.resize = [height, width] to bring them to the model's")
+    return np.stack(xs).astype(np.float32)
+
+
 def _read_image(where: str, path: Path, pre: Preprocess) -> np.ndarray:
     """One image file, converted, resized and preprocessed (read as HWC)."""
     from PIL import Image
@@ -267,26 +288,24 @@ def _read_image(where: str, path: Path, pre: Preprocess) -> np.ndarray:
             if pre.resize:
                 im = im.resize((pre.resize[1], pre.resize[0]), Image.BILINEAR)
             hwc = np.asarray(im, dtype=np.uint8)
-    except OSError as e:
-        raise _fail(where, f"cannot read image '{path}': {e}") from e
+    except Exception as e:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError...
+        raise _fail(where, f"cannot read image '{path}': {one_line(str(e)) or type(e).__name__}") from e
     return replace(pre, layout="NHWC").apply(hwc)
 
 
 def _arrays(where: str, file: Path, key: str, labels_key: str | None):
+    from .splits import read_arrays
+
     if not file.is_file():
         raise _fail(where, f"array file '{file}' does not exist")
-    try:
-        if file.suffix == ".npy":
-            return np.load(file, allow_pickle=False), None
-        if file.suffix == ".npz":
-            with np.load(file, allow_pickle=False) as z:
-                if key not in z.files:
-                    raise _fail(where, f"'{file.name}' has no array '{key}' (it has {', '.join(z.files) or 'none'}); set key = \"...\"")
-                y = z[labels_key] if labels_key and labels_key in z.files else None
-                return z[key], y
-    except (OSError, ValueError) as e:
-        raise _fail(where, f"cannot read '{file}': {e}") from e
-    raise _fail(where, f"'{file.name}' is not a .npy or .npz file")
+    if file.suffix not in (".npy", ".npz"):
+        raise _fail(where, f"'{file.name}' is not a .npy or .npz file")
+    arrays = read_arrays(file, where)
+    if file.suffix == ".npy":
+        return arrays[""], None
+    if key not in arrays:
+        raise _fail(where, f"'{file.name}' has no array '{key}' (it has {', '.join(arrays) or 'none'}); set key = \"...\"")
+    return arrays[key], arrays.get(labels_key) if labels_key else None
 
 
 def _from_callable(where: str, base: Path, spec: str):

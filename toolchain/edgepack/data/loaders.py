@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 from ..paths import cache_dir
-from .splits import NPZ_KEYS, Splits
+from .splits import MAX_CLASSES, NPZ_KEYS, Splits, read_arrays
 
 DIGITS_SIZE = 32
 
@@ -120,11 +120,7 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e}); save it with numpy.savez") from e
+    arrays = read_arrays(path)
     missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
         raise DataError(f"{path}: missing arrays {', '.join(missing)}; it must hold {', '.join(NPZ_KEYS)}")
@@ -143,8 +139,9 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
         y = arrays[yk]
         if y.ndim != 1 or len(y) != len(arrays[xk]) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{path}: {yk} must be 1-D integer labels, one per sample of {xk}")
-        if y.min() < 0:
-            raise DataError(f"{path}: {yk} has negative labels")
+        if y.min() < 0 or y.max() >= MAX_CLASSES:
+            raise DataError(f"{path}: {yk} has labels outside 0 .. {MAX_CLASSES - 1} ({int(y.min())} .. {int(y.max())}); "
+                            "give class indices")
     num_classes = int(max(arrays["y_train"].max(), arrays["y_eval"].max())) + 1
     return Splits(
         name=path.name,
@@ -219,9 +216,13 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
     seed = cfg["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise DataError(f"{where}: [splits] seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
-    x_rest, x_eval, y_rest, y_eval = train_test_split(cs.x, cs.y, test_size=ev, stratify=cs.y, random_state=seed)
-    x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=cal / (1 - ev), stratify=y_rest,
-                                                          random_state=seed)
+    try:
+        x_rest, x_eval, y_rest, y_eval = train_test_split(cs.x, cs.y, test_size=ev, stratify=cs.y, random_state=seed)
+        x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=cal / (1 - ev), stratify=y_rest,
+                                                              random_state=seed)
+    except ValueError as e:  # a split too small to hold every class once
+        raise DataError(f"{where}: {len(cs.y)} samples of {int((counts > 0).sum())} classes cannot be split as [splits] "
+                        f"says ({one_line(str(e))}); give more samples or larger calibration/evaluation fractions") from e
     return Splits(name=cs.name, x_train=x_train, y_train=y_train, x_calib=x_calib, x_eval=x_eval, y_eval=y_eval,
                   num_classes=int(cs.y.max()) + 1, y_calib=y_calib,
                   preprocessing=(f"{cs.kind} from {cs.source}, " + (
@@ -253,6 +254,6 @@ def npz_input_shape(path: str | Path) -> tuple[int, ...]:
     try:
         with np.load(path, allow_pickle=False) as z:
             shape = z["x_eval"].shape
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"cannot read x_eval from '{path}': {e}") from e
+    except Exception as e:  # noqa: BLE001 - numpy, zipfile and zlib raise a dozen kinds for a damaged file
+        raise DataError(f"cannot read x_eval from '{path}': {one_line(str(e)) or type(e).__name__}") from e
     return (1, *shape[1:])

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, one_line
+
 #: Keys a user's .npz must hold (x_* are float32 NCHW inputs, y_* integer class labels).
 NPZ_KEYS = ("x_train", "y_train", "x_calib", "x_eval", "y_eval")
+#: class labels run from 0 to below this (an edge classifier with more classes is not one)
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,20 @@ class Splits:
             done = h.hexdigest()
             object.__setattr__(self, "_fingerprint", done)
         return done
+
+
+def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (or the one of an ``.npy``, under the key ``""``), read without
+    pickle. Raises DataError for a file that is not one: damaged or truncated, an archive numpy
+    cannot open, or Python objects inside (pickles are never loaded)."""
+    npy = path.suffix == ".npy"
+    try:
+        if npy:
+            return {"": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # numpy, zipfile and zlib raise a dozen kinds for a damaged file
+        reason = ("it holds Python objects (pickled data), which edgepack never loads" if "allow_pickle" in str(e)
+                  else one_line(str(e)) or type(e).__name__)
+        raise DataError(f"{where or path}: cannot read '{path.name}' as {'an .npy' if npy else 'an .npz'} file "
+                        f"({reason}); save it with numpy.{'save' if npy else 'savez'}") from e

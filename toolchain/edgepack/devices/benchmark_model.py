@@ -15,6 +15,7 @@ section adds a per-operator table, read into :class:`OpProfile` rows.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -65,8 +66,22 @@ class BenchmarkModelParseError(ValueError):
     """The text is not a complete benchmark_model run (it crashed or was cut off)."""
 
 
+def _float(v: str) -> float | None:
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _kb(mb: str) -> float | None:
+    f = _float(mb)
+    return None if f is None else f * 1024
+
+
 def _stat(rest: str) -> dict[str, float]:
-    return {k: float(v) for k, v in _KV.findall(rest)}
+    """The ``key=number`` pairs of a statistics line (a figure that is not a finite number is left out)."""
+    return {k: f for k, v in _KV.findall(rest) if (f := _float(v)) is not None}
 
 
 def _ops(lines: list[str]) -> list[OpProfile]:
@@ -91,8 +106,12 @@ def _ops(lines: list[str]) -> list[OpProfile]:
         if len(cells) < len(header):
             continue
         row = dict(zip(header, cells))
-        ops.append(OpProfile(node_type=row["node type"], name=row.get("name", ""), avg_ms=float(row["avg ms"]),
-                             percent=float(row["%"].rstrip("%")), times_called=int(float(row.get("times called", "1")))))
+        avg, pct = _float(row.get("avg ms", "")), _float(row.get("%", "").rstrip("%"))
+        called = _float(row.get("times called", "1"))
+        if "node type" not in row or avg is None or pct is None or called is None:
+            continue  # a row that is not one of the table's (a cut-off or garbled line)
+        ops.append(OpProfile(node_type=row["node type"], name=row.get("name", ""), avg_ms=avg, percent=pct,
+                             times_called=int(called)))
     return ops
 
 
@@ -113,6 +132,9 @@ def parse(text: str) -> BenchmarkModelResult:
     count, s = stats[1] if len(stats) > 1 else stats[0]
     if "avg" not in s:
         raise BenchmarkModelParseError(f"benchmark_model's timed runs have no spread (all {count} the same): 'count={count} ...'")
+    if count < 1 or "min" not in s or "max" not in s:
+        raise BenchmarkModelParseError(f"benchmark_model's timed runs are incomplete ('count={count}' without a finite "
+                                       f"min, max and avg)")
     warm = stats[0] if len(stats) > 1 else None
     parts = dict(p.split(": ", 1) for p in timings.split(", ") if ": " in p)
     ms = lambda v: None if v is None else v / 1000.0  # noqa: E731
@@ -123,8 +145,8 @@ def parse(text: str) -> BenchmarkModelResult:
         count=count, avg_ms=ms(s["avg"]), std_ms=ms(s.get("std", 0.0)), min_ms=ms(s["min"]), max_ms=ms(s["max"]),
         median_ms=ms(s.get("median")), p5_ms=ms(s.get("p5")), p95_ms=ms(s.get("p95")),
         warmup_count=warm[0] if warm else None, warmup_avg_ms=ms(warm[1].get("avg")) if warm else None,
-        init_ms=ms(float(parts["Init"])) if "Init" in parts else None, threads=threads,
-        footprint_overall_kb=float(foot.group(2)) * 1024 if foot else None,
-        peak_memory_kb=float(peak.group(1)) * 1024 if peak else None,
+        init_ms=ms(_float(parts.get("Init", ""))), threads=threads,
+        footprint_overall_kb=_kb(foot.group(2)) if foot else None,
+        peak_memory_kb=_kb(peak.group(1)) if peak else None,
         ops=_ops(lines),
     )

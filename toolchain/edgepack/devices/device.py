@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -44,16 +45,23 @@ def parse_state(text: str) -> dict:
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "thermal":
-            try:
-                t = float(parts[-1])
-            except ValueError:
+            t = _finite(parts[-1])
+            if t is None:
                 continue
             thermal[" ".join(parts[1:-1])] = round(t / 1000.0 if abs(t) > 200 else t, 1)  # millidegrees on Linux
         elif len(parts) >= 3 and parts[0] == "cpu":
             cpus[parts[1]] = {"governor": parts[2], **({"khz": int(parts[3])} if len(parts) > 3 and parts[3].isdigit() else {})}
         elif parts[:1] == ["load"] and len(parts) > 1:
-            load = float(parts[1])
+            load = _finite(parts[1])
     return {k: v for k, v in {"thermal_c": thermal, "cpus": cpus, "load_1min": load}.items() if v}
+
+
+def _finite(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
 
 
 class ShellRunner(Runner):
@@ -161,7 +169,8 @@ class ShellRunner(Runner):
             np.save(buf, np.ascontiguousarray(inputs, dtype=np.float32))
             self.push("inputs.npy", buf.getvalue())
             self._program(f"--model {quote(name)} --threads {threads} --inputs inputs.npy --outputs outputs.npy")
-            return np.load(io.BytesIO(self.shell.get(f"{self._scratch()}/outputs.npy", timeout=self.timeout_s)))
+            return _outputs(self.shell.get(f"{self._scratch()}/outputs.npy", timeout=self.timeout_s), len(inputs),
+                            self.shell.address())
         return self._retrying(attempt)
 
     def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int, name: str = "model.tflite",
@@ -195,15 +204,20 @@ class ShellRunner(Runner):
         def attempt():
             self.push("models.tar", buf.getvalue())
             res = self._program(f"--archive models.tar --threads {threads} --warmup {warmup} --runs {runs}")
-            return {name: float(res["medians_ms"][f"{name}.tflite"]) for name in models}
+            medians = res.get("medians_ms")
+            got = {name: medians.get(f"{name}.tflite") if isinstance(medians, dict) else None for name in models}
+            if not all(_number(v) for v in got.values()):
+                raise DeviceError(f"{self.shell.address()}: the bench program's result lacks a median for every "
+                                  f"model; nothing was recorded")
+            return {name: float(v) for name, v in got.items()}
         return self._retrying(attempt)
 
     def _pin(self) -> str:
         return f"taskset {quote(self.cpu_affinity)} " if self.cpu_affinity else ""
 
     def _bench_program(self, name: str, *, threads: int, warmup: int, runs: int, min_seconds: float) -> LatencyStats:
-        res = self._program(f"--model {quote(name)} --threads {threads} --warmup {warmup} --runs {runs} "
-                            f"--min-seconds {min_seconds}")
+        res = _checked(self._program(f"--model {quote(name)} --threads {threads} --warmup {warmup} --runs {runs} "
+                                     f"--min-seconds {min_seconds}"), self.shell.address())
         peak = res.get("peak_rss_kb")
         return LatencyStats.from_samples(
             res["samples_ms"], warmup=warmup, threads=threads, measured_on=self.kind, device=self.describe(),
@@ -265,10 +279,14 @@ def _loop(wall_s: float, end_uptime: str) -> dict:
 
 
 def read_program_output(r, address: str, python: str) -> dict:
-    """The bench program's result line; a DeviceError naming what went wrong when there is none."""
+    """The bench program's result line; a DeviceError naming what went wrong when there is none
+    (or when the line is not the program's: a device's output is never trusted to be well formed)."""
     for line in r.out.splitlines():
         if line.startswith("EDGEPACK-ERROR "):
-            err = json.loads(line[len("EDGEPACK-ERROR "):])
+            err = _json(line[len("EDGEPACK-ERROR "):])
+            if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+                raise DeviceError(f"{address}: the bench program failed and its error report is garbled "
+                                  f"({line[:120]!r}); nothing was recorded")
             cls = RuntimeMissing if err.get("kind") == "runtime-missing" else ValidationError
             raise cls(f"{address}: {err['message']}")
     if r.rc in (126, 127):
@@ -278,4 +296,54 @@ def read_program_output(r, address: str, python: str) -> dict:
     if r.rc != 0 or not results:
         raise DeviceError(f"{address}: the bench program ended with status {r.rc} before reporting a result "
                                  f"({(r.err or r.out).strip()[-200:] or 'no output'}); nothing was recorded")
-    return json.loads(results[-1][len("EDGEPACK-RESULT "):])
+    res = _json(results[-1][len("EDGEPACK-RESULT "):])
+    if not isinstance(res, dict):
+        raise DeviceError(f"{address}: the bench program's result is garbled ({results[-1][:120]!r}); nothing was recorded")
+    return res
+
+
+def _json(text: str):
+    try:
+        return json.loads(text, parse_constant=lambda c: None)  # NaN and Infinity are not figures
+    except ValueError:
+        return None
+
+
+def _number(v, lo: float = 0.0) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo
+
+
+#: what the bench program's result holds: the fields LatencyStats is made from
+_TEXT_FIELDS = ("runtime", "runtime_version", "python", "machine")
+_OPTIONAL_NUMBERS = ("peak_rss_kb", "rss_start_kb", "uptime_start_s", "uptime_end_s")
+
+
+def _checked(res: dict, address: str) -> dict:
+    """``res`` when it is a bench result: per-run times (finite, non-negative), the runtime's
+    description and the loop's wall time; else DeviceError."""
+    samples = res.get("samples_ms")
+    problem = None
+    if not isinstance(samples, list) or not samples or not all(_number(v) for v in samples):
+        problem = "no per-run times (samples_ms) that are finite non-negative numbers"
+    elif not all(isinstance(res.get(k), str) for k in _TEXT_FIELDS):
+        problem = f"no runtime description ({', '.join(_TEXT_FIELDS)})"
+    elif not _number(res.get("wall_s")):
+        problem = "no wall time (wall_s)"
+    elif not all(res.get(k) is None or _number(res.get(k)) for k in _OPTIONAL_NUMBERS):
+        problem = f"a field of {', '.join(_OPTIONAL_NUMBERS)} that is not a finite number"
+    if problem:
+        raise DeviceError(f"{address}: the bench program's result has {problem}; nothing was recorded")
+    return res
+
+
+def _outputs(data: bytes, n: int, address: str) -> np.ndarray:
+    """The outputs the bench program saved (an .npy, one row per input), or DeviceError."""
+    try:
+        out = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy raises several kinds for bytes that are not an .npy
+        raise DeviceError(f"{address}: the model's outputs came back unreadable ({type(e).__name__}); nothing was "
+                          f"used") from e
+    if out.ndim < 1 or len(out) != n or not np.issubdtype(out.dtype, np.number):
+        raise DeviceError(f"{address}: the model's outputs came back as {out.dtype} {out.shape}, not one row per "
+                          f"input ({n}); nothing was used")
+    return out

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import DependencyError, ValidationError
+from ..errors import DependencyError, ValidationError, one_line
 from .base import LatencyStats, Runner, time_runs
 
 
@@ -70,3 +74,40 @@ class ExecuTorchRunner(Runner):
         x = [torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))]
         samples = time_runs(lambda: method.execute(x), warmup=warmup, runs=runs)
         return LatencyStats.from_samples(samples, warmup=warmup, threads=threads, measured_on=self.kind, device=self.describe())
+
+
+_PROBE = """
+import json, sys
+from edgepack.devices.executorch import _method
+try:
+    meta = _method(open(sys.argv[1], "rb").read(), 1).metadata
+    print(json.dumps({"shape": [int(d) for d in meta.input_tensor_meta(0).sizes()]}))
+except Exception as e:
+    print(json.dumps({"error": str(e).splitlines()[0] if str(e) else type(e).__name__}))
+"""
+
+
+def input_shape_isolated(path: Path, *, timeout_s: float = 300.0) -> list[int]:
+    """The first input shape of the ExecuTorch program at ``path``, read by the runtime in a child
+    process: the runtime checks a program with assertions, so a damaged or hostile file can abort
+    the process that loads it, and that must never be edgepack's. Raises ValidationError."""
+    import edgepack
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(edgepack.__file__).parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
+                           timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise ValidationError(f"ExecuTorch's runtime took over {timeout_s:.0f} s to load it") from e
+    if r.returncode < 0:
+        raise ValidationError(f"ExecuTorch's runtime crashed loading it (signal {-r.returncode})")
+    lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
+    try:
+        got = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise ValidationError(f"ExecuTorch's runtime failed loading it (status {r.returncode}: "
+                              f"{one_line(r.stderr)[-200:] or 'no message'})") from None
+    if "error" in got:
+        raise ValidationError(str(got["error"]))
+    return got["shape"]

@@ -60,7 +60,12 @@ class SerialBoard(Runner):
         self._link.reset_input_buffer()
         reply = self._request(wire.Msg.HELLO, wire.CODE.pack(wire.PROTOCOL_VERSION), wire.Msg.HELLO_OK,
                               allow_boot=True)
-        info = wire.BoardInfo.unpack(reply.payload)
+        try:
+            info = wire.BoardInfo.unpack(reply.payload)
+        except wire.FrameError as e:
+            self.cleanup()
+            raise DeviceError(f"garbled HELLO_OK from the board on {self.port}: {e}; flash the harness from this "
+                              f"bundle's mcu/ folder") from e
         if info.protocol != wire.PROTOCOL_VERSION:
             self.cleanup()
             raise DeviceError(f"the board on {self.port} runs firmware '{info.firmware}' speaking edgepack serial protocol "
@@ -116,6 +121,15 @@ class SerialBoard(Runner):
                               f"{frame.name} #{frame.seq}; reset the board and try again")
         return frame
 
+    def _fields(self, layout, frame: wire.Frame, *, at_least: bool = False) -> tuple:
+        """The fixed fields at the start of ``frame``'s payload; DeviceError when it is too short
+        (or, unless ``at_least``, longer than they are)."""
+        n = len(frame.payload)
+        if n < layout.size or (n != layout.size and not at_least):
+            raise DeviceError(f"garbled {frame.name} from the board on {self.port}: a {n}-byte payload where "
+                              f"{layout.size} bytes{' or more' if at_least else ''} belong; reset the board and try again")
+        return layout.unpack_from(frame.payload)
+
     def cleanup(self) -> None:
         link, self._link, self.info = self._link, None, None
         if link is not None:
@@ -151,7 +165,7 @@ class SerialBoard(Runner):
 
     def _infer(self, raw: bytes, out_shape: tuple, out_dtype) -> tuple[np.ndarray, int]:
         frame = self._request(wire.Msg.INFER, raw, wire.Msg.OUTPUT)
-        (cycles,) = wire.CYCLES.unpack_from(frame.payload)
+        (cycles,) = self._fields(wire.CYCLES, frame, at_least=True)
         data = frame.payload[wire.CYCLES.size:]
         expected = int(np.prod(out_shape)) * np.dtype(out_dtype).itemsize
         if len(data) != expected:
@@ -195,7 +209,7 @@ class SerialBoard(Runner):
         payload = wire.LOOP.pack(n)
         # the loop's own time plus the usual margin: at 1 MHz a million-cycle inference takes 1 s
         frame = self._request(wire.Msg.LOOP, payload, wire.Msg.LOOP_DONE, timeout_s=self.timeout_s + n * 10.0)
-        done, cycles = wire.LOOP_DONE.unpack(frame.payload)
+        done, cycles = self._fields(wire.LOOP_DONE, frame)
         if done != n:
             raise DeviceError(f"the board on {self.port} ran {done} of {n} inferences of the loop")
         return cycles, cycles / self.info.clock_hz

@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProfileError
+from ..errors import EdgepackError, ProfileError
 from .sections import Profile
 from .tune_section import check_tune
 from .typed import _build, _Where
@@ -119,20 +119,26 @@ def _apply_overrides(merged: dict, where: "_Where", overrides) -> tuple[tuple[st
 # --- reading files and following `extends` -------------------------------------------------
 
 def _read(path: Path) -> tuple[dict, str]:
+    return read_toml(path, ProfileError, "profile", MAX_DEPTH, "a profile's tables are one or two levels deep, e.g. "
+                                                                "[tune.space]")
+
+
+def read_toml(path: Path, error: type[EdgepackError], what: str, max_depth: int, shape: str) -> tuple[dict, str]:
+    """A TOML file's data and text, as users save them (a byte-order mark is not content), or
+    ``error`` with one line: unreadable, not UTF-8, not TOML, or nested deeper than ``max_depth``
+    (``shape`` says how deep the file's tables go)."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except (OSError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{path}: cannot read profile: {e}") from e
+        raise error(f"{path}: cannot read {what}: {e}; save it as UTF-8 TOML") from e
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from e
+        raise error(f"{path}: not valid TOML: {e}") from e
     except RecursionError as e:
-        raise ProfileError(f"{path}: not valid TOML for a profile: tables or values nested too deeply "
-                           "(a profile's tables are one or two levels deep)") from e
-    if _depth(data) > MAX_DEPTH:
-        raise ProfileError(f"{path}: tables or values nested too deeply ({_depth(data)} levels); a profile's are at most "
-                           f"{MAX_DEPTH} (e.g. [tune.space])")
+        raise error(f"{path}: not valid TOML for a {what}: tables or values nested too deeply ({shape})") from e
+    if _depth(data) > max_depth:
+        raise error(f"{path}: tables or values nested too deeply ({_depth(data)} levels; {shape})")
     return data, text
 
 

@@ -157,6 +157,9 @@ def _check_tflite(bundle: Path, manifest: dict) -> None:
         raise BundleError(f"{path}: LiteRT cannot read it ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
     for side in ("inputs", "outputs"):
         want = manifest["tensors"][side]
+        if not all(isinstance(w, dict) and {"name", "shape", "dtype", "scale", "zero_point"} <= set(w) for w in want):
+            raise BundleError(f"{bundle / 'manifest.json'}: a tensor of tensors.{side} lacks its name, shape, dtype, "
+                              f"scale or zero_point; the file was altered")
         if len(want) != len(got[side]):
             raise BundleError(f"{path}: {len(got[side])} {side} but the manifest lists {len(want)}")
         for w, g in zip(want, got[side]):
@@ -172,14 +175,13 @@ def _check_pte(path: Path, art: dict) -> str:
         raise BundleError(f"{path}: not an ExecuTorch program (no ETxx file identifier)")
     if not art["runs_on_host"]:
         return f"{path.name} is an ExecuTorch program ({art['backend']}: the host runtime cannot load it to read shapes)"
-    from ..devices.executorch import _method
+    from ..devices.executorch import input_shape_isolated
     from ..errors import ValidationError
 
     try:
-        meta = _method(data, 1).metadata
+        shape = input_shape_isolated(path)
     except ValidationError as e:
         raise BundleError(f"{path}: ExecuTorch cannot load it ({e})") from e
-    shape = list(meta.input_tensor_meta(0).sizes())
     want = art["tensors"]["inputs"][0]["shape"]
     if shape != want:
         raise BundleError(f"{path}: input shape {shape} but the manifest says {want}")
