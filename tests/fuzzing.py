@@ -256,7 +256,7 @@ SURFACES = [
     Surface("artifact bytes -> verify", lambda m: fi.artifacts(m.bundle, resign=True), _verify_artifact,
             frozenset({INVALID}), slow=True),
     Surface("manifest/measurements -> verify, check", lambda m: fi.documents(m.bundle), _documents,
-            frozenset({USAGE, REGRESSION, INVALID})),
+            frozenset({USAGE, REGRESSION, INVALID}), slow=True),
     Surface("serial frames", lambda m: fi.serial_streams((m.bundle / "model.tflite").read_bytes()), _serial,
             frozenset({DEVICE})),
     Surface("ssh/adb replies", lambda m: fi.device_replies(), _device, frozenset({STAGE, DEVICE})),

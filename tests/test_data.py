@@ -63,7 +63,7 @@ def test_npz_loads_and_gives_input_shape(tmp_path):
         ({"x_train": np.zeros((20, 3, 8, 8), np.uint8)}, "x_train has dtype uint8; give float32 inputs, already preprocessed"),
         ({"x_calib": np.full((5, 3, 8, 8), np.nan, np.float32)}, "x_calib contains NaN or Inf values; clean the data first"),
         ({"y_eval": np.zeros(9, np.int64)}, "y_eval must be 1-D integer labels, one per sample of x_eval"),
-        ({"y_train": -np.ones(20, np.int64)}, "y_train has negative labels"),
+        ({"y_train": -np.ones(20, np.int64)}, "y_train has labels outside 0 .. 99999 (-1 .. -1); give class indices"),
     ],
 )
 def test_npz_errors(tmp_path, overrides, message):

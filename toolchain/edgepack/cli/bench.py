@@ -32,8 +32,9 @@ examples:
   edgepack bench --target rpi4 --device host --repeats 5 dist/rpi4/model.pte
   edgepack history --target rpi4
 
-exit status: 0 measured; 2 bad arguments, profile or artifact; 5 the device could not be reached,
-refused us, or failed mid-run (nothing recorded); 130 interrupted."""
+exit status: 0 measured; 2 bad arguments, profile or artifact; 3 the device's runtime cannot run
+the artifact (a damaged or unsupported model; nothing recorded); 5 the device could not be
+reached, refused us, or failed mid-run (nothing recorded); 130 interrupted."""
 
 
 def add(sub) -> None:

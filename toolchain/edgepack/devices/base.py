@@ -65,8 +65,9 @@ class LatencyStats:
         return cls(
             runs=len(a), warmup=warmup, threads=threads,
             median_ms=float(np.median(a)), p90_ms=float(np.percentile(a, 90)), p95_ms=float(np.percentile(a, 95)),
-            mean_ms=float(a.mean()), min_ms=float(a.min()), stdev_ms=stdev, cv=stdev / float(a.mean()),
-            robust_cv=float(1.4826 * np.median(np.abs(a - np.median(a))) / np.median(a)),
+            mean_ms=float(a.mean()), min_ms=float(a.min()), stdev_ms=stdev,
+            cv=stdev / float(a.mean()) if a.mean() > 0 else 0.0,  # all-zero times (a board's cycle count of 0)
+            robust_cv=float(1.4826 * np.median(np.abs(a - np.median(a))) / np.median(a)) if np.median(a) > 0 else 0.0,
             measured_on=measured_on, device=device, **extra,
         )
 
