@@ -276,16 +276,11 @@ def documents(draw, bundle: Path):
 
 def _reference(model: bytes) -> bytes:
     """The output bytes TFLM gives for the input SerialBoard.benchmark sends: a board's right answer."""
+    from edgepack.devices.serial_board import bench_input
     from edgepack.devices.tflm import tflm_interpreter
 
     it = tflm_interpreter(model)
-    din = it.get_input_details(0)
-    dtype = np.dtype(din["dtype"])
-    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-    rng = np.random.default_rng(0)
-    shape = tuple(din["shape"])
-    x = (rng.integers(info.min, info.max + 1, size=shape) if info else rng.standard_normal(shape)).astype(dtype)
-    it.set_input(x, 0)
+    it.set_input(bench_input(it.get_input_details(0)), 0)
     it.invoke()
     return it.get_output(0).tobytes()
 

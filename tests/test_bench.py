@@ -89,7 +89,7 @@ def test_noise_over_the_profile_limit_is_flagged(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["/etc/hostname"], "not a .tflite or .pte file"),
     (["missing.tflite"], "no such file"),
-    (["--runs", "0", str(MODEL)], "--runs 0: must be at least 1"),
+    (["--runs", "0", str(MODEL)], "argument --runs: 0 is out of range; expected >= 1"),
     (["--device", "bluetooth", str(MODEL)], "unknown device 'bluetooth'"),
 ])
 def test_bad_input_is_one_line_and_records_nothing(tmp_path, args, message):

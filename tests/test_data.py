@@ -79,7 +79,7 @@ def test_data_spec_errors(tmp_path):
     with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
         load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="not a readable .npz file"):
+    with pytest.raises(DataError, match=r"'junk.npz' is not a readable .npz file \(neither a zip archive"):
         load_data(str(tmp_path / "junk.npz"), input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match=r"input shape \(2, 1, 32, 32\) is not a batch-1 image shape"):
         load_data("digits", input_shape=(2, 1, 32, 32))

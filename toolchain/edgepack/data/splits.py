@@ -55,6 +55,16 @@ def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:
     pickle. Raises DataError for a file that is not one: damaged or truncated, an archive numpy
     cannot open, or Python objects inside (pickles are never loaded)."""
     npy = path.suffix == ".npy"
+    ext, saver = (".npy", "numpy.save") if npy else (".npz", "numpy.savez")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise DataError(f"{where or path}: cannot read '{path.name}' ({one_line(str(e))})") from e
+    if head[:6] != b"\x93NUMPY" and head[:2] != b"PK":
+        # numpy would try the bytes as a pickle and complain about allow_pickle: say what they are not
+        raise DataError(f"{where or path}: '{path.name}' is not a readable {ext} file (neither a zip archive "
+                        f"nor a numpy array); save it with {saver}")
     try:
         if npy:
             return {"": np.load(path, allow_pickle=False)}
@@ -63,5 +73,5 @@ def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:
     except Exception as e:  # numpy, zipfile and zlib raise a dozen kinds for a damaged file
         reason = ("it holds Python objects (pickled data), which edgepack never loads" if "allow_pickle" in str(e)
                   else one_line(str(e)) or type(e).__name__)
-        raise DataError(f"{where or path}: cannot read '{path.name}' as {'an .npy' if npy else 'an .npz'} file "
-                        f"({reason}); save it with numpy.{'save' if npy else 'savez'}") from e
+        raise DataError(f"{where or path}: '{path.name}' is not a readable {ext} file "
+                        f"({reason}); save it with {saver}") from e

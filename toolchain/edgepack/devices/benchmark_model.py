@@ -66,7 +66,8 @@ class BenchmarkModelParseError(ValueError):
     """The text is not a complete benchmark_model run (it crashed or was cut off)."""
 
 
-def _float(v: str) -> float | None:
+def finite_number(v: str) -> float | None:
+    """``v`` as a float when it is a finite number, else None (device output is never trusted)."""
     try:
         f = float(v)
     except ValueError:
@@ -75,13 +76,13 @@ def _float(v: str) -> float | None:
 
 
 def _kb(mb: str) -> float | None:
-    f = _float(mb)
+    f = finite_number(mb)
     return None if f is None else f * 1024
 
 
 def _stat(rest: str) -> dict[str, float]:
     """The ``key=number`` pairs of a statistics line (a figure that is not a finite number is left out)."""
-    return {k: f for k, v in _KV.findall(rest) if (f := _float(v)) is not None}
+    return {k: f for k, v in _KV.findall(rest) if (f := finite_number(v)) is not None}
 
 
 def _ops(lines: list[str]) -> list[OpProfile]:
@@ -106,8 +107,8 @@ def _ops(lines: list[str]) -> list[OpProfile]:
         if len(cells) < len(header):
             continue
         row = dict(zip(header, cells))
-        avg, pct = _float(row.get("avg ms", "")), _float(row.get("%", "").rstrip("%"))
-        called = _float(row.get("times called", "1"))
+        avg, pct = finite_number(row.get("avg ms", "")), finite_number(row.get("%", "").rstrip("%"))
+        called = finite_number(row.get("times called", "1"))
         if "node type" not in row or avg is None or pct is None or called is None:
             continue  # a row that is not one of the table's (a cut-off or garbled line)
         ops.append(OpProfile(node_type=row["node type"], name=row.get("name", ""), avg_ms=avg, percent=pct,
@@ -145,7 +146,7 @@ def parse(text: str) -> BenchmarkModelResult:
         count=count, avg_ms=ms(s["avg"]), std_ms=ms(s.get("std", 0.0)), min_ms=ms(s["min"]), max_ms=ms(s["max"]),
         median_ms=ms(s.get("median")), p5_ms=ms(s.get("p5")), p95_ms=ms(s.get("p95")),
         warmup_count=warm[0] if warm else None, warmup_avg_ms=ms(warm[1].get("avg")) if warm else None,
-        init_ms=ms(_float(parts.get("Init", ""))), threads=threads,
+        init_ms=ms(finite_number(parts.get("Init", ""))), threads=threads,
         footprint_overall_kb=_kb(foot.group(2)) if foot else None,
         peak_memory_kb=_kb(peak.group(1)) if peak else None,
         ops=_ops(lines),

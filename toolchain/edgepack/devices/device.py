@@ -45,23 +45,15 @@ def parse_state(text: str) -> dict:
     for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[0] == "thermal":
-            t = _finite(parts[-1])
+            t = bm.finite_number(parts[-1])
             if t is None:
                 continue
             thermal[" ".join(parts[1:-1])] = round(t / 1000.0 if abs(t) > 200 else t, 1)  # millidegrees on Linux
         elif len(parts) >= 3 and parts[0] == "cpu":
             cpus[parts[1]] = {"governor": parts[2], **({"khz": int(parts[3])} if len(parts) > 3 and parts[3].isdigit() else {})}
         elif parts[:1] == ["load"] and len(parts) > 1:
-            load = _finite(parts[1])
+            load = bm.finite_number(parts[1])
     return {k: v for k, v in {"thermal_c": thermal, "cpus": cpus, "load_1min": load}.items() if v}
-
-
-def _finite(text: str) -> float | None:
-    try:
-        v = float(text)
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
 
 
 class ShellRunner(Runner):

@@ -187,10 +187,7 @@ class SerialBoard(Runner):
         """``runs`` inferences after ``warmup``, each timed by the board's DWT cycle counter; the
         first output is compared with TFLM's on this machine for the same input."""
         din, dout = self._check_model(model)
-        rng = np.random.default_rng(0)
-        info = np.iinfo(din["dtype"]) if np.issubdtype(din["dtype"], np.integer) else None
-        x = (rng.integers(info.min, info.max + 1, size=din["shape"]) if info else rng.standard_normal(din["shape"]))
-        x = x.astype(din["dtype"])
+        x = bench_input(din)
         got, _ = self._infer(x.tobytes(), dout["shape"], dout["dtype"])
         self._compare(model, x, got)
         for _ in range(max(0, warmup - 1)):
@@ -226,6 +223,16 @@ class SerialBoard(Runner):
             raise DeviceError(f"the board on {self.port} computes other outputs than TFLM on this machine (they differ by "
                               f"up to {diff} steps, {MAX_OUTPUT_STEPS} allowed): its kernels or model differ; nothing "
                               f"was recorded")
+
+
+def bench_input(detail: dict) -> np.ndarray:
+    """The input ``benchmark`` sends for a tensor with ``detail``'s shape and dtype (seeded: the
+    same every time, so TFLM's output for it is the board's right answer)."""
+    rng = np.random.default_rng(0)
+    shape, dtype = tuple(detail["shape"]), np.dtype(detail["dtype"])
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    x = rng.integers(info.min, info.max + 1, size=shape) if info else rng.standard_normal(shape)
+    return x.astype(dtype)
 
 
 def _reason(e: Exception) -> str:
