@@ -43,7 +43,12 @@ def correct_bias(graph: FloatGraph, stats: TensorStats, per_channel: bool) -> in
                 continue
             eps = dW.reshape(-1, dW.shape[-1]).sum(0) * mean
         elif kind == "CONV_2D":
-            eps = dW.reshape(dW.shape[0], -1, dW.shape[-1]).sum(1) @ mean
+            per = dW.shape[-1]  # a grouped filter is [O, H, W, I/G]: output o sees group o // (O/G)
+            groups = mean.shape[-1] // per if per and mean.shape[-1] % per == 0 else 0
+            if not groups or dW.shape[0] % groups:
+                continue
+            d = dW.reshape(groups, dW.shape[0] // groups, -1, per).sum(2)  # [G, O/G, I/G]
+            eps = np.einsum("goj,gj->go", d, mean.reshape(groups, per)).reshape(-1)
         else:
             if dW.shape[-1] != mean.shape[-1]:
                 continue

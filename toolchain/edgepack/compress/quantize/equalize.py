@@ -1,4 +1,9 @@
-"""Cross-layer equalisation of a float TFLite model before int8 quantization."""
+"""Cross-layer equalisation of a float TFLite model before int8 quantization.
+
+Grouped convolutions are handled in general: a TFLite CONV_2D with G groups keeps its filter as
+[O, H, W, I/G], and input channel c = g * (I/G) + j meets only the output rows of group g, at
+position j of the last axis. A depthwise B with a channel multiplier above 1 is skipped.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +39,11 @@ def equalize(graph: FloatGraph, stats: TensorStats, sweeps: int = 4) -> list[tup
         wb, _ = weights_bias(graph, kb)
         if ba is None or any(graph.buffer_users(t) != 1 for t in (wa, ba, wb)):
             continue
-        if tb == "DEPTHWISE_CONV_2D" and graph.array(wb).shape[-1] != graph.array(wa).shape[out_axis(ta)]:
+        channels = graph.array(wa).shape[out_axis(ta)]
+        if tb == "DEPTHWISE_CONV_2D" and graph.array(wb).shape[-1] != channels:
             continue  # channel multiplier > 1
+        if tb == "CONV_2D" and not _groups(graph.array(wb), channels):
+            continue  # B's filter does not split A's channels into whole groups (not a convolution of A)
         pairs.append((k, kb, out, wa, ba, wb))
     for _ in range(sweeps):
         for k, kb, out, wa, ba, wb in pairs:
@@ -43,8 +51,7 @@ def equalize(graph: FloatGraph, stats: TensorStats, sweeps: int = 4) -> list[tup
             WA, BA, WB = graph.array(wa), graph.array(ba), graph.array(wb)
             axis_a = out_axis(ta)
             ra = np.abs(np.moveaxis(WA, axis_a, 0)).reshape(WA.shape[axis_a], -1).max(1)
-            # B's input channel axis: last for CONV_2D [O,H,W,I]; last for DEPTHWISE (= its output channel)
-            rb = np.abs(np.moveaxis(WB, -1, 0)).reshape(WB.shape[-1], -1).max(1)
+            rb, by_input = _input_ranges(WB, tb, WA.shape[axis_a])
             with np.errstate(divide="ignore", invalid="ignore"):
                 s = np.sqrt(ra / rb)
             s[~np.isfinite(s) | (s <= 0)] = 1.0
@@ -55,7 +62,29 @@ def equalize(graph: FloatGraph, stats: TensorStats, sweeps: int = 4) -> list[tup
             shape_a[axis_a] = -1
             graph.set_array(wa, WA / s.reshape(shape_a))
             graph.set_array(ba, BA / s)
-            graph.set_array(wb, WB * s.reshape([1] * (WB.ndim - 1) + [-1]))
+            graph.set_array(wb, by_input(s))
             stats.ch_max[out] = stats.ch_max[out] / s
     return [(graph.tensor_name(out), graph.tensor_name(int(graph.sg.operators[kb].outputs[0])))
             for _, kb, out, *_ in pairs]
+
+
+def _groups(wb: np.ndarray, channels: int) -> int:
+    """The group count of a CONV_2D filter [O, H, W, I/G] fed ``channels`` channels (0: none fits)."""
+    per = wb.shape[-1]
+    if per == 0 or channels % per or wb.shape[0] % (channels // per):
+        return 0
+    return channels // per
+
+
+def _input_ranges(wb: np.ndarray, op_type: str, channels: int):
+    """B's largest |weight| for each of its ``channels`` input channels, and a function that
+    returns B's filter with input channel c multiplied by s[c]."""
+    if op_type == "DEPTHWISE_CONV_2D":  # [1, H, W, C]: input channel c is output channel c, the last axis
+        ranges = np.abs(np.moveaxis(wb, -1, 0)).reshape(channels, -1).max(1)
+        return ranges, lambda s: wb * s.reshape([1] * (wb.ndim - 1) + [-1])
+    g = _groups(wb, channels)
+    per = wb.shape[-1]
+    grouped = wb.reshape(g, wb.shape[0] // g, *wb.shape[1:-1], per)  # [G, O/G, H, W, I/G]
+    ranges = np.abs(grouped).max(axis=tuple(range(1, grouped.ndim - 1))).reshape(channels)
+    shape = [g] + [1] * (grouped.ndim - 2) + [per]
+    return ranges, lambda s: (grouped * s.reshape(shape)).reshape(wb.shape)

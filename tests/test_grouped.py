@@ -1,0 +1,80 @@
+"""Grouped convolutions of any group width through the int8 path's graph rewrites: cross-layer
+equalisation and bias correction keep the float function and reach the grouped layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgepack.compress.quantize.bias_correction import correct_bias
+from edgepack.compress.quantize.calibrate import calibrated_float
+from edgepack.compress.quantize.equalize import equalize
+from edgepack.compress.quantize.tflite_graph import FloatGraph, TensorStats, run_all_tensors
+from edgepack.convert.tflite import convert_float, to_model_layout
+
+
+class Grouped(nn.Module):
+    """stem -> grouped 3x3 (``width`` channels a group) -> 1x1, on 48 channels (2, 3 or 6 groups)."""
+
+    def __init__(self, width: int, channels: int = 48):
+        super().__init__()
+        self.stem = nn.Conv2d(3, channels, 3, padding=1)
+        self.grouped = nn.Conv2d(channels, channels, 3, padding=1, groups=channels // width)
+        self.point = nn.Conv2d(channels, 16, 1)
+        with torch.no_grad():  # output channels of the stem spread over 10^3, as trained networks have them
+            self.stem.weight.mul_(torch.logspace(-1.5, 1.5, channels).reshape(-1, 1, 1, 1))
+            self.stem.bias.mul_(torch.logspace(-1.5, 1.5, channels))
+
+    def forward(self, x):
+        return self.point(torch.relu(self.grouped(self.stem(x))))
+
+
+def _outputs(model: bytes, x: np.ndarray) -> np.ndarray:
+    g = FloatGraph(model)
+    got = []
+    run_all_tensors(model, x, [int(g.sg.outputs[0])], lambda t, v: got.append(v.copy()))
+    return np.concatenate(got)
+
+
+@pytest.mark.parametrize("width", [8, 16, 24])
+def test_equalisation_and_bias_correction_handle_any_group_width(tmp_path, width):
+    torch.manual_seed(width)
+    model = Grouped(width).eval()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3, 12, 12)).astype(np.float32)
+    conv = convert_float(model, torch.from_numpy(x[:1]), tmp_path, samples=x)
+    nhwc = to_model_layout(x, conv.layout)
+    cal = calibrated_float(conv.saved_model_dir, nhwc[:32])
+    g = FloatGraph(cal)
+    kinds = [g.op_type(k) for k in range(len(g.sg.operators))]
+    grouped = [k for k, t in enumerate(kinds) if t == "CONV_2D" and g.array(int(g.sg.operators[k].inputs[1])).shape[-1] == width]
+    assert grouped, f"the converter kept no grouped CONV_2D: {kinds}"
+
+    stats = TensorStats(g, nhwc[:32]).collect()
+    pairs = equalize(g, stats)
+    grouped_out = g.tensor_name(int(g.sg.operators[grouped[0]].outputs[0]))
+    assert any(b == grouped_out for _, b in pairs), pairs  # stem -> grouped was equalised
+    assert correct_bias(g, stats, per_channel=True) >= 3  # the grouped layer too
+
+    before, after = _outputs(cal, nhwc[32:]), _outputs(g.to_bytes(), nhwc[32:])
+    # equalisation keeps the function exactly; bias correction moves it by int8 rounding's mean only
+    assert np.abs(before - after).max() <= 0.05 * np.abs(before).max()
+    stem_out = int(g.sg.operators[kinds.index("CONV_2D")].outputs[0])
+    live = stats.ch_max[stem_out] > 0
+    spread = stats.ch_max[stem_out][live]
+    assert spread.max() / spread.min() < 100  # 10^3 apart before
+
+
+def test_equalisation_alone_keeps_a_grouped_network_exactly(tmp_path):
+    torch.manual_seed(0)
+    model = Grouped(16).eval()
+    x = np.random.default_rng(1).standard_normal((24, 3, 12, 12)).astype(np.float32)
+    conv = convert_float(model, torch.from_numpy(x[:1]), tmp_path, samples=x)
+    nhwc = to_model_layout(x, conv.layout)
+    cal = calibrated_float(conv.saved_model_dir, nhwc)
+    g = FloatGraph(cal)
+    assert equalize(g, TensorStats(g, nhwc).collect())
+    before, after = _outputs(cal, nhwc), _outputs(g.to_bytes(), nhwc)
+    assert np.abs(before - after).max() <= 1e-4 * np.abs(before).max()
