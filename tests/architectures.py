@@ -13,6 +13,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+try:
+    from modern_architectures import MODERN
+except ImportError:  # loaded by file path (edgepack's --model file.py:factory): import its neighbour
+    import importlib.util as _util
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _spec = _util.spec_from_file_location("modern_architectures", _Path(__file__).with_name("modern_architectures.py"))
+    _mod = _util.module_from_spec(_spec)
+    _sys.modules["modern_architectures"] = _mod
+    _spec.loader.exec_module(_mod)
+    MODERN = _mod.MODERN
+
 
 def cbr(cin, cout, k=3, s=1, groups=1, act=nn.ReLU):
     """conv -> BatchNorm -> activation (``act=None`` for none)."""
@@ -567,6 +580,7 @@ ARCHITECTURES = {
     "inception": ("parallel branches concatenated", Inception),
     "unet-classifier": ("upsampling decoder with skip concatenations", UNetClassifier),
 }
+ARCHITECTURES.update(MODERN)
 
 
 def make_model(name: str) -> nn.Module:
@@ -593,7 +607,8 @@ def trained_weights(name: str, cache_dir, *, size: int = 32):
     # keyed by the source of the classes the model is made of, so editing another architecture
     # does not retrain this one
     model = make_model(name)
-    classes = sorted({type(m) for m in model.modules() if type(m).__module__ == __name__}, key=lambda c: c.__name__)
+    ours = {__name__, "modern_architectures"}
+    classes = sorted({type(m) for m in model.modules() if type(m).__module__ in ours}, key=lambda c: c.__name__)
     src = "".join(inspect.getsource(c) for c in classes)
     key = hashlib.sha256(f"{name}|{size}|{TRAINING}|{torch.__version__}|{src}".encode()).hexdigest()[:16]
     path = Path(cache_dir) / "architectures" / f"{name}-{key}.pt"

@@ -281,7 +281,8 @@ def test_a_real_conversion_failure_names_the_layer():
 
 def test_onnx_names_are_made_valid_for_tensorflow(tmp_path):
     import onnx
-    from edgepack.convert.tflite import _TF_NAME, export_onnx, sanitize_names
+    from edgepack.convert.onnx_rewrites import _TF_NAME, sanitize_names
+    from edgepack.convert.tflite import export_onnx
 
     model = A.make_model("resnext").eval()
     path = tmp_path / "m.onnx"

@@ -26,6 +26,7 @@ from ..errors import ModelLoadError
 from ..paths import cache_dir
 from ..progress import Reporter
 from . import zoo
+from .attention import split_attention
 from .training import accuracy, predict, seed_everything, train
 
 #: Bump when the demo's training recipe changes so stale cached weights are not reused.
@@ -81,6 +82,9 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
         origin = f"{portable_name(file)}:{factory} + {portable_name(weights)}"
         name = Path(spec.rsplit(":", 1)[0]).stem
     module.eval()
+    # packed attention becomes separate q/k/v linears (same function): what ONNX, onnx2tf and
+    # torch-pruning can follow (models/attention.py)
+    split_attention(module)
     _check_runs(module, data)
     logits = outputs(module) if outputs else predict(module, data.x_eval)
     return LoadedModel(module=module, name=name, origin=origin, float_accuracy=accuracy(logits, data.y_eval),

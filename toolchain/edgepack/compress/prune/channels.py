@@ -102,9 +102,9 @@ def _layer_stats(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[str
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
             kind = "depthwise conv" if m.groups == m.in_channels and m.groups > 1 else "conv"
-            out[name] = (kind, m.out_channels, int(layer_macs.get(m, 0)), int(layer_params.get(m, 0)))
+            out[name] = (kind, m.out_channels, int(layer_macs.get(m) or 0), int(layer_params.get(m) or 0))
         elif isinstance(m, nn.Linear):
-            out[name] = ("linear", m.out_features, int(layer_macs.get(m, 0)), int(layer_params.get(m, 0)))
+            out[name] = ("linear", m.out_features, int(layer_macs.get(m) or 0), int(layer_params.get(m) or 0))
     return out
 
 
@@ -191,7 +191,7 @@ def prune_channels(
                     plan = plan_ratios(candidate, example, ratio=spec.ratio, max_ratio=spec.max_ratio,
                                        channel_multiple=spec.channel_multiple, importance=importance, ignored=ignored,
                                        validation=validation, fragile_drop=spec.fragile_drop,
-                                       unprunable=left_whole, required_saving=spec.required_saving)
+                                       unprunable=left_whole, required_saving=spec.required_saving, say=say)
                     candidate.zero_grad(set_to_none=True)
                     ratios = {**plan.ratios, **dict(spec.layer_ratios)}
                     _run_pruner(candidate, example, spec, importance, ratio=0.0, ratios=ratios, ignored=ignored,

@@ -20,6 +20,8 @@ alone), and the ratios handed to torch-pruning keep exactly the channel counts m
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +61,11 @@ class Plan:
     baseline_accuracy: float
     samples: int
     required_macs_saved: int = 0  # what the profile's latency and energy budgets need removed
+    seconds: float = 0.0  # the analysis' own time
 
     def to_dict(self) -> dict:
         return {"target_macs_saved": self.target_macs_saved, "planned_macs_saved": self.planned_macs_saved,
-                "required_macs_saved": self.required_macs_saved,
+                "required_macs_saved": self.required_macs_saved, "seconds": round(self.seconds, 2),
                 "baseline_accuracy": round(self.baseline_accuracy, 4), "samples": self.samples,
                 "groups": [g.to_dict() for g in self.groups]}
 
@@ -157,7 +160,8 @@ def _macs_saved(cuts, layer_macs: dict) -> int:
 def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ratio: float, channel_multiple: int,
                 importance, ignored: list[nn.Module], validation: tuple[np.ndarray, np.ndarray],
                 fragile_drop: float, unprunable: dict[str, str] | None = None, max_samples: int = 128,
-                min_share: float = 0.005, required_saving: int = 0) -> Plan:
+                min_share: float = 0.005, required_saving: int = 0, max_groups: int = 64,
+                say: Callable[[str], None] | None = None) -> Plan:
     """Measure every prunable group of ``model`` (left unchanged) and choose a ratio per group.
 
     Probes each group at ``ratio`` and at min(2 x ratio, ``max_ratio``); the greedy allocation then
@@ -167,30 +171,35 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
     ``unprunable`` maps root names to a reason they must stay whole. Groups holding less than
     ``min_share`` of the model's MACs are not worth measuring and stay whole; a group's second
     level is probed only when its first is affordable; at most ``max_samples`` validation samples.
-    Returns the plan (per-group ratios by root layer name)."""
+    The cost is bounded in the number of groups: only the ``max_groups`` groups holding the most
+    MACs are measured (ranking costs nothing), the rest stay whole with that reason. ``say`` gets
+    a progress line at most every 10 s. Returns the plan (per-group ratios by root layer name)."""
     import torch_pruning as tp
 
     model.eval()
     names = {m: n for n, m in model.named_modules()}
     _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example, layer_wise=True)
-    layer_macs = {m: int(v) for m, v in per_layer.items() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
+    layer_macs = {m: int(v or 0) for m, v in per_layer.items() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
     dg = dependency_graph(model, example)
     x = torch.from_numpy(validation[0][:max_samples])
     y = torch.from_numpy(validation[1][:max_samples])
     if x.ndim == 4:  # channels-last runs the many evaluations below about 1.7x faster on CPU
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    started = time.perf_counter()
     try:
-        return _plan(model, dg, names, layer_macs, x, y, ratio=ratio, max_ratio=max_ratio,
+        plan = _plan(model, dg, names, layer_macs, x, y, ratio=ratio, max_ratio=max_ratio,
                      channel_multiple=channel_multiple, importance=importance, ignored=ignored,
                      fragile_drop=fragile_drop, unprunable=unprunable or {}, min_share=min_share,
-                     required_saving=required_saving)
+                     required_saving=required_saving, max_groups=max_groups, say=say or (lambda _: None))
+        plan.seconds = time.perf_counter() - started
+        return plan
     finally:
         model.to(memory_format=torch.contiguous_format)
 
 
 def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multiple, importance, ignored,
-          fragile_drop, unprunable, min_share, required_saving) -> Plan:
+          fragile_drop, unprunable, min_share, required_saving, max_groups, say) -> Plan:
     total_macs = max(sum(layer_macs.values()), 1)
     base = _accuracy(model, x, y)
     levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
@@ -198,20 +207,31 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
     exact: dict[tuple[str, float], float] = {}  # (root, level) -> the ratio torch-pruning turns into that channel count
     options: dict[str, list[tuple[float, float, dict]]] = {}  # root -> [(ratio, drop, cut)]
     fragile: dict[str, list[tuple[float, float, dict]]] = {}  # the same for groups beyond fragile_drop
+    measured = []
     for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
         root_mod = group[0].dep.target.module
         root = names.get(root_mod, "?")
         layers = sorted({names[d.target.module] for d, _ in group
                          if d.target.module in layer_macs and not isinstance(d.target.module, nn.BatchNorm2d)})
-        n = len(group[0].idxs)
-        g = GroupSensitivity(root, layers, n, sum(layer_macs[m] for m, _ in _group_cut(group, layer_macs)))
+        g = GroupSensitivity(root, layers, len(group[0].idxs), sum(layer_macs[m] for m, _ in _group_cut(group, layer_macs)))
         groups.append(g)
         if root in unprunable:
             g.note = unprunable[root]
-            continue
-        if g.macs < min_share * total_macs:
+        elif g.macs < min_share * total_macs:
             g.note = f"left whole: its layers hold {100 * g.macs / total_macs:.2f}% of the MACs, too little to be worth a cut"
-            continue
+        else:
+            measured.append((group, g))
+    if len(measured) > max_groups:  # bound the analysis: measure the groups that hold the most MACs
+        measured.sort(key=lambda gg: -gg[1].macs)
+        for _, g in measured[max_groups:]:
+            g.note = f"left whole: not measured (only the {max_groups} groups holding the most MACs are)"
+        measured = measured[:max_groups]
+    last = start = time.perf_counter()
+    for i, (group, g) in enumerate(measured):
+        if time.perf_counter() - last >= 10:
+            last = time.perf_counter()
+            say(f"sensitivity analysis: {i}/{len(measured)} channel groups measured ({last - start:.0f} s)")
+        root_mod, root, n = group[0].dep.target.module, g.root, g.channels
         scores = importance(group)
         if scores is None:
             g.note = "the importance criterion cannot score this group; left whole"

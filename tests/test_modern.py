@@ -1,0 +1,199 @@
+"""Transformer-era blocks through the float conversion: multi-head attention split into linears
+(the same function), LayerNorm in both layouts, GELU in both forms, patch unfold/fold, layer scale,
+stochastic depth; each converts to TFLite builtins only and agrees with PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import modern_architectures as arch
+from edgepack.compress.quantize.tflite_graph import FloatGraph
+from edgepack.convert.onnx_rewrites import constants_as_initializers, full_rank_constants, rewrite_erf_gelus
+from edgepack.convert.channels_last import channels_last_islands
+from edgepack.convert.tflite import convert_float, export_onnx, to_model_layout
+from edgepack.devices.host import interpreter
+from edgepack.models.attention import SplitAttention, split_attention
+
+
+# ---- attention split into linears: the same function --------------------------------------------
+@pytest.mark.parametrize("kwargs", [
+    {"batch_first": True}, {"batch_first": False}, {"batch_first": True, "bias": False},
+    {"batch_first": True, "kdim": 12, "vdim": 20}, {"batch_first": True, "add_bias_kv": True, "add_zero_attn": True},
+])
+def test_split_attention_computes_what_multihead_attention_computes(kwargs):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, **kwargs).eval()
+    split = SplitAttention(mha).eval()
+    b, n, m = 2, 5, 7
+    q = torch.randn(b, n, 16) if kwargs["batch_first"] else torch.randn(n, b, 16)
+    k = torch.randn(b, m, kwargs.get("kdim", 16)) if kwargs["batch_first"] else torch.randn(m, b, 16)
+    v = torch.randn(b, m, kwargs.get("vdim", 16)) if kwargs["batch_first"] else torch.randn(m, b, 16)
+    masks = [{}, {"key_padding_mask": torch.tensor([[False] * (m - 2) + [True] * 2, [False] * m])},
+             {"attn_mask": torch.randn(n, m)}, {"attn_mask": torch.rand(n, m) > 0.7}]
+    if kwargs.get("add_bias_kv"):
+        masks = masks[:1]  # the extra key/value columns change the mask widths
+    for mask in masks:
+        want, want_w = mha(q, k, v, **mask)
+        got, got_w = split(q, k, v, **mask)
+        assert torch.allclose(got, want, atol=1e-5), mask.keys()
+        assert torch.allclose(got_w, want_w, atol=1e-6)
+    assert split(q, k, v, need_weights=False)[1] is None
+
+
+def test_split_attention_replaces_every_module_in_place_and_keeps_the_function():
+    torch.manual_seed(0)
+    model = arch.ViTTiny().eval()
+    x = torch.randn(2, 3, 32, 32)
+    want = model(x)
+    assert split_attention(model) == ["blocks.0.self_attn", "blocks.1.self_attn"]
+    assert not any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
+    assert torch.allclose(model(x), want, atol=1e-5)
+    model.train()
+    model(x).sum().backward()  # trains: every projection gets a gradient
+    assert all(p.grad is not None for p in model.blocks[0].self_attn.parameters())
+
+
+# ---- ONNX rewrites ---------------------------------------------------------------------------------
+def _ops(path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+class ChannelsLast(nn.Module):
+    """ConvNeXt's MLP: permute to channels-last, LayerNorm, linear, GELU, linear, layer scale, back."""
+
+    def __init__(self, c=12):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, c, 3, padding=1), nn.LayerNorm(c)
+        self.fc1, self.fc2 = nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+        self.gamma = nn.Parameter(torch.linspace(0.1, 1.0, c))
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = self.gamma * self.fc2(nn.functional.gelu(self.fc1(self.norm(y.permute(0, 2, 3, 1)))))
+        return y + z.permute(0, 3, 1, 2)
+
+
+def test_the_channels_last_island_becomes_nchw_with_the_same_function(tmp_path):
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model, x = ChannelsLast().eval(), torch.randn(1, 3, 8, 8)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, x, path)
+    constants_as_initializers(path)  # as the conversion does first
+    before = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    assert channels_last_islands(path) == 1
+    ops = _ops(path)
+    assert "Transpose" not in ops and "LayerNormalization" not in ops and ops.count("Conv") == 3
+    after = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    assert np.abs(after - before).max() < 1e-5
+    # the exact GELU's erf (a Flex operator in TFLite) becomes one Gelu node
+    assert rewrite_erf_gelus(path) == 1 and "Erf" not in _ops(path) and "Gelu" in _ops(path)
+
+
+def test_an_island_with_an_operation_it_cannot_rewrite_is_left_alone(tmp_path):
+    class Softmaxed(ChannelsLast):
+        def forward(self, x):
+            y = self.conv(x)
+            return y + torch.softmax(self.norm(y.permute(0, 2, 3, 1)), -1).permute(0, 3, 1, 2)
+
+    path = tmp_path / "m.onnx"
+    export_onnx(Softmaxed().eval(), torch.randn(1, 3, 8, 8), path)
+    before = _ops(path)
+    assert channels_last_islands(path) == 0 and _ops(path) == before
+
+
+def test_constants_get_the_rank_of_the_tensor_they_meet(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.g = nn.Conv2d(3, 6, 1), nn.Parameter(torch.linspace(0.5, 2, 6).reshape(6, 1, 1))
+
+        def forward(self, x):
+            return self.g * self.conv(x)
+
+    path, x = tmp_path / "m.onnx", torch.randn(1, 3, 4, 4)
+    export_onnx(Scaled().eval(), x, path)
+    before = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    assert full_rank_constants(path) == 1
+    m = onnx.load(str(path))
+    mul = next(n for n in m.graph.node if n.op_type == "Mul")
+    shapes = {i.name: list(i.dims) for i in m.graph.initializer}
+    assert shapes[mul.input[1]] == [1, 6, 1, 1]  # the tensor first, the constant whole
+    assert np.abs(ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0] - before).max() < 1e-6
+
+
+# ---- each block class converts to builtins only and agrees with PyTorch ----------------------------
+class Tokens(nn.Module):
+    """Patch embedding -> a token block -> mean over tokens -> classes."""
+
+    def __init__(self, body, d=48):
+        super().__init__()
+        self.embed, self.body, self.fc = nn.Conv2d(3, d, 4, 4), body, nn.Linear(d, 10)
+
+    def forward(self, x):
+        return self.fc(self.body(self.embed(x).flatten(2).transpose(1, 2)).mean(1))
+
+
+class Gelus(nn.Module):
+    def __init__(self, approximate):
+        super().__init__()
+        self.conv, self.act, self.fc = nn.Conv2d(3, 16, 3, 2, 1), nn.GELU(approximate=approximate), nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+class ChannelsFirstNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 16, 3, 2, 1), arch.LayerNorm2d(16)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (y + self.norm(y)).mean((2, 3))
+
+
+BLOCKS = {
+    "layernorm-channels-first": ChannelsFirstNorm,
+    "layernorm-channels-last": lambda: nn.Sequential(ChannelsLast(16), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    "gelu-erf": lambda: Gelus("none"),
+    "gelu-tanh": lambda: Gelus("tanh"),
+    "attention-hand-written": lambda: Tokens(arch.HandBlock(48, 4, 96)),
+    "attention-encoder-layer": lambda: Tokens(nn.TransformerEncoderLayer(48, 4, 96, batch_first=True, norm_first=True)),
+    "attention-multihead-unfold-fold": lambda: nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1), arch.MobileViTBlock(24, 32),
+                                                             nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    "convnext": arch.ConvNeXt,
+}
+
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+def test_each_block_converts_to_builtins_only_and_agrees_with_pytorch(tmp_path, name):
+    torch.manual_seed(0)
+    model = BLOCKS[name]().eval()
+    split_attention(model)
+    x = torch.randn(4, 3, 32, 32)
+    conv = convert_float(model, x[:1], tmp_path, samples=x.numpy())
+    graph = FloatGraph(conv.tflite)
+    ops = {graph.op_type(k) for k in range(len(graph.sg.operators))}
+    assert not {"CUSTOM", "FLEX"} & ops and not any(o.startswith("Flex") for o in ops), ops
+    it = interpreter(conv.tflite)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = []
+    for xi in to_model_layout(x.numpy(), conv.layout):
+        it.set_tensor(inp["index"], xi[None])
+        it.invoke()
+        got.append(it.get_tensor(out["index"])[0])
+    assert np.abs(np.stack(got) - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), name
+    if name.startswith("gelu"):
+        assert ("GELU" in ops) == (name == "gelu-erf") or "TANH" in ops
