@@ -142,3 +142,60 @@ def test_the_back_off_halves_layer_ratios_too_then_builds_unpruned():
     assert _halved((0.7, ())) == (0.35, ())
     assert _describe((0.7, ())) == "at ratio 0.7"
     assert _describe(only_layers) == "at ratio 0 (2 layers at ratios of their own, up to 0.6)"
+
+
+def test_the_sensitivity_analysis_is_bounded_in_groups_and_timed(net, digits):
+    import torch_pruning as tp
+
+    from edgepack.compress.prune.sensitivity import plan_ratios
+
+    x = torch.zeros(1, 1, 32, 32)
+    common = dict(ratio=0.3, max_ratio=0.6, channel_multiple=4, importance=tp.importance.MagnitudeImportance(p=1),
+                  ignored=[net.classifier], validation=(digits.x_eval[:64], digits.y_eval[:64]), fragile_drop=5.0)
+    full = plan_ratios(net, x, **common)
+    measured = [g for g in full.groups if g.trials]
+    assert len(measured) > 3 and full.seconds > 0 and full.to_dict()["seconds"] >= 0
+    lines = []
+    capped = plan_ratios(net, x, max_groups=3, say=lines.append, **common)
+    kept = [g for g in capped.groups if g.trials]
+    assert len(kept) == 3
+    # the three measured are the ones holding the most MACs; the rest say why they were not
+    assert sorted(g.macs for g in kept) == sorted(g.macs for g in measured)[-3:]
+    skipped = [g for g in capped.groups if "not measured" in g.note]
+    assert len(skipped) == len(measured) - 3 and all("3 groups holding the most MACs" in g.note for g in skipped)
+
+
+@pytest.mark.parametrize("width", [8, 16, 24])
+def test_grouped_convolutions_prune_to_whole_groups(width):
+    import modern_architectures as arch
+
+    torch.manual_seed(0)
+    model = arch.RegNet(group_width=width, widths=(48, 96, 144)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    r = prune_channels(model, x[:1], PruneSpec(ratio=0.3, channel_multiple=1))
+    assert r.model(x).shape == (2, 10) and r.macs_after < r.macs_before
+    for m in r.model.modules():
+        if isinstance(m, nn.Conv2d) and m.groups > 1:
+            assert m.in_channels % m.groups == 0 and m.out_channels % m.groups == 0
+
+
+def test_an_attention_model_prunes_its_mlp_widths_and_still_computes(digits):
+    import modern_architectures as arch
+
+    from edgepack.models.attention import split_attention
+
+    torch.manual_seed(0)
+    model = arch.ViTTiny().eval()
+    split_attention(model)
+    x = torch.randn(2, 3, 32, 32)
+    r = prune_channels(model, x[:1], PruneSpec(ratio=0.3, channel_multiple=4))
+    assert r.model(x).shape == (2, 10)
+    widths = [b.linear1.out_features for b in r.model.blocks]
+    assert all(w < 128 for w in widths), widths  # the MLP hidden widths were cut
+    assert r.macs_after < r.macs_before
+    for b in r.model.blocks:  # the heads are whole: q, k and v keep their widths, in step with each other
+        a = b.self_attn
+        assert a.q.out_features == a.k.out_features == a.v.out_features == 64
+        assert a.q.in_features == b.linear1.in_features  # the embedding width, pruned consistently
+    notes = {l.name: l.note for l in r.layers}
+    assert "attention heads are kept whole" in notes["blocks.0.self_attn.q"]

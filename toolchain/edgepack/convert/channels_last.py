@@ -29,10 +29,10 @@ def channels_last_islands(onnx_path: Path) -> int:
     import onnx
     from onnx import numpy_helper
 
-    from .onnx_rewrites import _static_shapes
+    from .onnx_rewrites import static_shapes
 
     m = onnx.load(str(onnx_path))
-    shapes = _static_shapes(m)
+    shapes = static_shapes(m)
     consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     consumers: dict[str, list] = {}
     for n in m.graph.node:

@@ -1,8 +1,8 @@
 """Rewrites of the exported ONNX graph that onnx2tf needs to convert it right, each the same
 function in a form onnx2tf keeps on the right axis or turns into TFLite builtins.
 
-:func:`prepare_for_onnx2tf` runs them in order; each one alone leaves a file it does not apply to
-unchanged and returns how many places it rewrote.
+``convert.tflite.prepare_for_onnx2tf`` runs them in order; each one alone leaves a file it does
+not apply to unchanged and returns how many places it rewrote.
 """
 
 from __future__ import annotations
@@ -15,17 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from .._stdio import native_stderr
-
-
-def prepare_for_onnx2tf(onnx_path: Path) -> dict[str, int]:
-    """Every rewrite, in order, on the ONNX file at ``onnx_path``. Returns {rewrite: places}."""
-    from .channels_last import channels_last_islands
-
-    done = {"fold_constants": int(fold_constants(onnx_path))}
-    for step in (constants_as_initializers, full_rank_constants, rewrite_erf_gelus, channels_last_islands, drop_noop_slices,
-                 rewrite_channel_shuffles, rewrite_hard_sigmoids, sanitize_names):
-        done[step.__name__] = step(onnx_path)
-    return done
 
 
 #: what TensorFlow accepts as an op name (onnx2tf derives variable names from ONNX node names)
@@ -56,7 +45,7 @@ def sanitize_names(onnx_path: Path) -> int:
     return renamed
 
 
-def _static_shapes(m) -> dict[str, list[int]]:
+def static_shapes(m) -> dict[str, list[int]]:
     """Value name -> shape, for the values of an ONNX model whose shape inference gives every dimension."""
     import onnx
 
@@ -120,7 +109,7 @@ def full_rank_constants(onnx_path: Path) -> int:
     from onnx import numpy_helper
 
     m = onnx.load(str(onnx_path))
-    shapes = _static_shapes(m)
+    shapes = static_shapes(m)
     inits = {i.name: i for i in m.graph.initializer}
     changed, added = 0, {}
     for n in m.graph.node:
@@ -218,7 +207,7 @@ def drop_noop_slices(onnx_path: Path) -> int:
     import onnx
 
     m = onnx.load(str(onnx_path))
-    shapes = _static_shapes(m)
+    shapes = static_shapes(m)
     outputs = {o.name for o in m.graph.output}
     drop = {}
     for node in m.graph.node:
@@ -248,7 +237,7 @@ def rewrite_channel_shuffles(onnx_path: Path) -> int:
     from onnx import helper, numpy_helper
 
     m = onnx.load(str(onnx_path))
-    shapes = _static_shapes(m)
+    shapes = static_shapes(m)
     consumers: dict[str, list] = {}
     for n in m.graph.node:
         for i in n.input:

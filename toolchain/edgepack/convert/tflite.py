@@ -22,7 +22,8 @@ from torch import nn
 
 from .._stdio import native_stderr
 from ..errors import ConversionError, DependencyError
-from .onnx_rewrites import prepare_for_onnx2tf
+from . import onnx_rewrites as rw
+from .channels_last import channels_last_islands
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,16 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
                               input_names=["input"], output_names=["output"], do_constant_folding=True)
     except Exception as e:
         raise ConversionError(f"export to ONNX failed: {type(e).__name__}: {e}") from e
+
+
+def prepare_for_onnx2tf(onnx_path: Path) -> dict[str, int]:
+    """Every rewrite of ``convert.onnx_rewrites`` and ``convert.channels_last``, in order, on the
+    ONNX file at ``onnx_path``. Returns {rewrite: places rewritten}."""
+    done = {"fold_constants": int(rw.fold_constants(onnx_path))}
+    for step in (rw.constants_as_initializers, rw.full_rank_constants, rw.rewrite_erf_gelus, channels_last_islands,
+                 rw.drop_noop_slices, rw.rewrite_channel_shuffles, rw.rewrite_hard_sigmoids, rw.sanitize_names):
+        done[step.__name__] = step(onnx_path)
+    return done
 
 
 @contextlib.contextmanager

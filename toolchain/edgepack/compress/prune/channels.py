@@ -108,6 +108,16 @@ def _layer_stats(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[str
     return out
 
 
+def _attention_projections(model: nn.Module) -> dict[str, str]:
+    """The q, k and v projections of each attention (their output channels pair up across a matmul
+    that torch-pruning does not see as a dependency): kept whole, with the reason. Their input
+    channels still follow the embedding width, and the MLP widths prune as usual."""
+    from ...models.attention import SplitAttention
+
+    return {f"{name}.{p}": "attention heads are kept whole (the q, k, v widths pair up across the scores)"
+            for name, m in model.named_modules() if isinstance(m, SplitAttention) for p in ("q", "k", "v")}
+
+
 def _importance(name: str):
     import torch_pruning as tp
 
@@ -174,6 +184,7 @@ def prune_channels(
         return unpruned(pruned, example, spec, reason)
     protected = {n: "it produces the model's output" for n in outputs}
     protected.update({n: "protected by keep_layers" for n in spec.keep_layers})
+    protected.update(_attention_projections(pruned))
     left_whole: dict[str, str] = {n: why for n, why in groups_through_unmapped(pruned, example).items()
                                   if n not in protected}
     for n, why in left_whole.items():
