@@ -61,6 +61,11 @@ def test_equalisation_and_bias_correction_handle_any_group_width(tmp_path, width
     before, after = _outputs(cal, nhwc[32:]), _outputs(g.to_bytes(), nhwc[32:])
     # equalisation keeps the function exactly; bias correction moves it by int8 rounding's mean only
     assert np.abs(before - after).max() <= 0.05 * np.abs(before).max()
+    # the MCU cost model prices the grouped layer at its real MACs: each output sees width inputs
+    from edgepack.mcu.layers import layers
+
+    row = next(r for r in layers(cal) if r.index == grouped[0])
+    assert row.kind == "conv" and row.macs == 48 * 12 * 12 * 9 * width
     stem_out = int(g.sg.operators[kinds.index("CONV_2D")].outputs[0])
     live = stats.ch_max[stem_out] > 0
     spread = stats.ch_max[stem_out][live]
