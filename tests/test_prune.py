@@ -193,9 +193,29 @@ def test_an_attention_model_prunes_its_mlp_widths_and_still_computes(digits):
     widths = [b.linear1.out_features for b in r.model.blocks]
     assert all(w < 128 for w in widths), widths  # the MLP hidden widths were cut
     assert r.macs_after < r.macs_before
-    for b in r.model.blocks:  # the heads are whole: q, k and v keep their widths, in step with each other
+    for b in r.model.blocks:  # whole heads: 4 -> 3 at ratio 0.3, q, k and v in step, 16 channels a head
         a = b.self_attn
-        assert a.q.out_features == a.k.out_features == a.v.out_features == 64
-        assert a.q.in_features == b.linear1.in_features  # the embedding width, pruned consistently
+        assert a.heads == 3 and a.q.out_features == a.k.out_features == a.v.out_features == 48
+        assert a.proj.in_features == 48 and a.q.in_features == b.linear1.in_features  # the embedding width
     notes = {l.name: l.note for l in r.layers}
-    assert "attention heads are kept whole" in notes["blocks.0.self_attn.q"]
+    assert notes["blocks.0.self_attn.q"] == "pruned"
+    small = prune_channels(model, x[:1], PruneSpec(ratio=0.2, channel_multiple=4))  # 0.8 of a head: none
+    assert all(b.self_attn.heads == 4 for b in small.model.blocks)
+    assert "whole heads only" in {l.name: l.note for l in small.layers}["blocks.0.self_attn.q"]
+
+
+def test_removing_heads_keeps_the_other_heads_function():
+    from edgepack.models.attention import SplitAttention, head_scores, prune_heads
+
+    torch.manual_seed(0)
+    a = SplitAttention(nn.MultiheadAttention(32, 4, batch_first=True)).eval()
+    x = torch.randn(2, 5, 32)
+    with torch.no_grad():  # silence head 2 by hand: the same function as removing it
+        want = a(x, x, x)[0]
+        width = 8
+        a.proj.weight[:, 2 * width:3 * width] = 0
+        silenced = a(x, x, x)[0]
+    prune_heads(a, [0, 1, 3])
+    assert a.heads == 3 and a.q.out_features == 24 and a.proj.in_features == 24
+    assert torch.allclose(a(x, x, x)[0], silenced, atol=1e-6) and not torch.allclose(silenced, want)
+    assert head_scores(a).shape == (3,)

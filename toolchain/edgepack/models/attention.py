@@ -12,6 +12,8 @@ onnx2tf (FULLY_CONNECTED, BATCH_MATMUL and SOFTMAX, all TFLite builtins) and Exe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -109,4 +111,56 @@ def split_attention(model: nn.Module) -> list[str]:
                 split = SplitAttention(child).train(child.training)
                 setattr(parent, child_name, split)
                 done.append(f"{name}.{child_name}" if name else child_name)
+    return done
+
+
+def head_scores(attn: SplitAttention) -> torch.Tensor:
+    """One importance per head: the L2 norm of everything that only that head uses (its rows of
+    q, k and v, and its columns of the output projection)."""
+    h = attn.heads
+    parts = [attn.q.weight.reshape(h, -1), attn.k.weight.reshape(h, -1), attn.v.weight.reshape(h, -1),
+             attn.proj.weight.reshape(attn.proj.out_features, h, -1).transpose(0, 1).reshape(h, -1)]
+    return torch.cat(parts, 1).detach().norm(dim=1)
+
+
+def prune_heads(attn: SplitAttention, keep: list[int]) -> None:
+    """Keep only heads ``keep`` of ``attn``, in place: q, k and v lose those heads' rows, the
+    output projection their columns; the head width is unchanged."""
+    width = attn.q.out_features // attn.heads
+    rows = torch.tensor([i * width + j for i in sorted(keep) for j in range(width)])
+    with torch.no_grad():
+        for name in ("q", "k", "v"):
+            old = getattr(attn, name)
+            new = nn.Linear(old.in_features, len(rows), bias=old.bias is not None)
+            new.weight.copy_(old.weight[rows])
+            if old.bias is not None:
+                new.bias.copy_(old.bias[rows])
+            setattr(attn, name, new)
+        old = attn.proj
+        new = nn.Linear(len(rows), old.out_features, bias=old.bias is not None)
+        new.weight.copy_(old.weight[:, rows])
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+        attn.proj = new
+    attn.heads = attn.num_heads = len(keep)
+    if attn.bias_k is not None:
+        attn.bias_k = nn.Parameter(attn.bias_k.detach()[..., rows])
+        attn.bias_v = nn.Parameter(attn.bias_v.detach()[..., rows])
+
+
+def prune_attention_heads(model: nn.Module, ratio_of: Callable[[str], float]) -> dict[str, tuple[int, int]]:
+    """Remove whole heads from every :class:`SplitAttention` of ``model``, in place: the
+    ``ratio_of(name)`` share of its heads (rounded down, at least one head kept) with the lowest
+    :func:`head_scores`. Returns {name: (heads before, heads after)} for those cut."""
+    done = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, SplitAttention):
+            continue
+        cut = min(int(m.heads * ratio_of(name)), m.heads - 1)
+        if cut <= 0:
+            continue
+        order = torch.argsort(head_scores(m), descending=True)
+        before = m.heads
+        prune_heads(m, order[: m.heads - cut].tolist())
+        done[name] = (before, m.heads)
     return done

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import UsageError
+from ...models.attention import prune_attention_heads
 from .graph import coupled_to_protected, dependency_graph, groups_through_unmapped, output_layers, traced_shapes
 from .sensitivity import plan_ratios
 
@@ -110,11 +111,13 @@ def _layer_stats(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[str
 
 def _attention_projections(model: nn.Module) -> dict[str, str]:
     """The q, k and v projections of each attention (their output channels pair up across a matmul
-    that torch-pruning does not see as a dependency): kept whole, with the reason. Their input
-    channels still follow the embedding width, and the MLP widths prune as usual."""
+    that torch-pruning does not see as a dependency): out of torch-pruning's reach, with the
+    reason; ``prune_attention_heads`` removes whole heads from them instead. Their input channels
+    still follow the embedding width, and the MLP widths prune as usual."""
     from ...models.attention import SplitAttention
 
-    return {f"{name}.{p}": "attention heads are kept whole (the q, k, v widths pair up across the scores)"
+    return {f"{name}.{p}": "attention: pruned by whole heads only (q, k and v pair up across the scores); "
+                           "too few heads to remove one at this ratio"
             for name, m in model.named_modules() if isinstance(m, SplitAttention) for p in ("q", "k", "v")}
 
 
@@ -210,6 +213,10 @@ def prune_channels(
                 else:
                     _run_pruner(candidate, example, spec, importance, ratio=spec.ratio, ratios=dict(spec.layer_ratios),
                                 ignored=ignored, calibration=calibration, between_steps=between_steps)
+                ratios_now = dict(spec.layer_ratios)
+                for name, (h0, h1) in prune_attention_heads(
+                        candidate, lambda n: ratios_now.get(f"{n}.q", spec.ratio)).items():
+                    say(f"{name}: {h0 - h1} of {h0} attention heads removed")
                 broken = _breaks(candidate, example, out_shape)
             except (UsageError, KeyboardInterrupt):
                 raise
