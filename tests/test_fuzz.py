@@ -11,7 +11,7 @@ from fuzzing import SURFACES, Materials, by_name, check
 from hypothesis import HealthCheck, given, settings
 
 #: inputs per surface: a few hundred where each takes milliseconds, a dozen where each starts a runtime
-FAST, SLOW = 250, 12
+FAST, SLOW = 250, 8
 
 
 @pytest.fixture(scope="module")
