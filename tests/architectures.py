@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 try:
-    from modern_architectures import MODERN
+    from modern_architectures import MODERN, cbr
 except ImportError:  # loaded by file path (edgepack's --model file.py:factory): import its neighbour
     import importlib.util as _util
     import sys as _sys
@@ -24,15 +24,7 @@ except ImportError:  # loaded by file path (edgepack's --model file.py:factory):
     _mod = _util.module_from_spec(_spec)
     _sys.modules["modern_architectures"] = _mod
     _spec.loader.exec_module(_mod)
-    MODERN = _mod.MODERN
-
-
-def cbr(cin, cout, k=3, s=1, groups=1, act=nn.ReLU):
-    """conv -> BatchNorm -> activation (``act=None`` for none)."""
-    layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    if act is not None:
-        layers.append(act())
-    return nn.Sequential(*layers)
+    MODERN, cbr = _mod.MODERN, _mod.cbr
 
 
 class Head(nn.Module):

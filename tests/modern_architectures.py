@@ -37,6 +37,7 @@ def _divisible(v: float, d: int = 8) -> int:
 
 
 def cbr(cin, cout, k=3, s=1, groups=1, act=nn.ReLU):
+    """conv -> BatchNorm -> activation (``act=None`` for none); ``architectures.py`` uses it too."""
     layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     if act is not None:
         layers.append(act())
@@ -73,13 +74,16 @@ class LayerNorm2d(nn.Module):
 
 # ---- ViT ---------------------------------------------------------------------------------------
 class ViTTiny(nn.Module):
-    def __init__(self, classes=10, size=32, patch=4, dim=64, depth=2, heads=4, mlp=128):
+    """Patch embedding, a learned position embedding, ``depth`` blocks, LayerNorm, mean over tokens.
+    The blocks are ``nn.TransformerEncoderLayer`` unless ``block(dim, heads, mlp)`` makes them."""
+
+    def __init__(self, classes=10, size=32, patch=4, dim=64, depth=2, heads=4, mlp=128, block=None):
         super().__init__()
         self.embed = nn.Conv2d(3, dim, patch, patch)
         self.pos = nn.Parameter(torch.randn(1, (size // patch) ** 2, dim) * 0.02)
-        self.blocks = nn.Sequential(*[
-            nn.TransformerEncoderLayer(dim, heads, mlp, dropout=0.1, activation="gelu", batch_first=True,
-                                       norm_first=True) for _ in range(depth)])
+        block = block or (lambda d, h, m: nn.TransformerEncoderLayer(d, h, m, dropout=0.1, activation="gelu",
+                                                                       batch_first=True, norm_first=True))
+        self.blocks = nn.Sequential(*[block(dim, heads, mlp) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, classes)
 
@@ -121,18 +125,9 @@ class HandBlock(nn.Module):
         return x + self.drop(self.gamma * self.mlp(self.n2(x)))
 
 
-class HandViT(nn.Module):
-    def __init__(self, classes=10, size=32, patch=4, dim=64, depth=2, heads=4, mlp=128):
-        super().__init__()
-        self.embed = nn.Conv2d(3, dim, patch, patch)
-        self.pos = nn.Parameter(torch.randn(1, (size // patch) ** 2, dim) * 0.02)
-        self.blocks = nn.Sequential(*[HandBlock(dim, heads, mlp) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim)
-        self.fc = nn.Linear(dim, classes)
-
-    def forward(self, x):
-        t = self.embed(x).flatten(2).transpose(1, 2) + self.pos
-        return self.fc(self.norm(self.blocks(t)).mean(1))
+class HandViT(ViTTiny):
+    def __init__(self, classes=10, **kwargs):
+        super().__init__(classes, block=HandBlock, **kwargs)
 
 
 # ---- MobileViT ---------------------------------------------------------------------------------

@@ -29,15 +29,12 @@ def channels_last_islands(onnx_path: Path) -> int:
     import onnx
     from onnx import numpy_helper
 
-    from .onnx_rewrites import static_shapes
+    from .onnx_rewrites import consumers_of, static_shapes
 
     m = onnx.load(str(onnx_path))
     shapes = static_shapes(m)
     consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    consumers: dict[str, list] = {}
-    for n in m.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = consumers_of(m)
     outputs = {o.name for o in m.graph.output}
     rewritten = 0
     for t1 in list(m.graph.node):
@@ -50,10 +47,7 @@ def channels_last_islands(onnx_path: Path) -> int:
         _rewrite(m, t1, nodes, exits, consts)
         rewritten += 1
         consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-        consumers = {}
-        for n in m.graph.node:
-            for i in n.input:
-                consumers.setdefault(i, []).append(n)
+        consumers = consumers_of(m)
     if rewritten:
         onnx.save(m, str(onnx_path))
     return rewritten

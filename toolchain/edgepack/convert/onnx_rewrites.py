@@ -57,6 +57,24 @@ def static_shapes(m) -> dict[str, list[int]]:
     return shapes
 
 
+def consumers_of(m) -> dict[str, list]:
+    """Value name -> the nodes of ONNX model ``m`` that read it."""
+    out: dict[str, list] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def save_nodes(m, nodes: list, onnx_path: Path) -> None:
+    """Give ONNX model ``m`` the node list ``nodes`` and save it to ``onnx_path``."""
+    import onnx
+
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    onnx.save(m, str(onnx_path))
+
+
 def fold_constants(onnx_path: Path) -> bool:
     """Fold shape arithmetic into constants with onnxsim (``x.chunk(2, dim=1)`` exports as slices
     whose bounds are computed from the input's shape; onnx2tf places such slices on the wrong axis
@@ -94,9 +112,7 @@ def constants_as_initializers(onnx_path: Path) -> int:
         m.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(value), n.output[0]))
         moved += 1
     if moved:
-        del m.graph.node[:]
-        m.graph.node.extend(kept)
-        onnx.save(m, str(onnx_path))
+        save_nodes(m, kept, onnx_path)
     return moved
 
 
@@ -146,16 +162,14 @@ def _scalar(m, name: str) -> float | None:
 
 def rewrite_erf_gelus(onnx_path: Path) -> int:
     """Replace each exact GELU as torch exports it, x * (erf(x / sqrt 2) + 1) * 0.5 (or without the
-    0.5, which the simplifier may fold into the next layer), by an ONNX Gelu node: onnx2tf turns that into TFLite's builtin GELU, where the Erf would otherwise stay a
-    Select TensorFlow (Flex) operator that no shipped runtime has. Returns how many."""
+    0.5, which the simplifier may fold into the next layer), by an ONNX Gelu node: onnx2tf turns
+    that into TFLite's builtin GELU, where the Erf would otherwise stay a Select TensorFlow (Flex)
+    operator that no shipped runtime has. Returns how many."""
     import onnx
 
     m = onnx.load(str(onnx_path))
     producer = {o: n for n in m.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in m.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = consumers_of(m)
 
     def only_user(name: str, op: str):
         users = consumers.get(name, [])
@@ -172,7 +186,10 @@ def rewrite_erf_gelus(onnx_path: Path) -> int:
         if div is None or div.op_type not in ("Div", "Mul"):
             continue
         x, k = div.input[0], _scalar(m, div.input[1])
-        if k is None or not np.isclose(k if div.op_type == "Div" else 1 / k if k else 0, np.sqrt(2), rtol=1e-5):
+        if not k:
+            continue
+        divisor = k if div.op_type == "Div" else 1 / k  # x / sqrt 2, or x * (1 / sqrt 2)
+        if not np.isclose(divisor, np.sqrt(2), rtol=1e-5):
             continue
         add = only_user(erf.output[0], "Add")
         mul1 = add and only_user(add.output[0], "Mul")
@@ -194,9 +211,7 @@ def rewrite_erf_gelus(onnx_path: Path) -> int:
     if not replace:
         return 0
     nodes = [r for n in m.graph.node if id(n) not in remove for r in replace.get(id(n), [n])]
-    del m.graph.node[:]
-    m.graph.node.extend(nodes)
-    onnx.save(m, str(onnx_path))
+    save_nodes(m, nodes, onnx_path)
     return len(replace)
 
 
@@ -223,9 +238,7 @@ def drop_noop_slices(onnx_path: Path) -> int:
             while name in drop:
                 name = drop[name]
             n.input[i] = name
-    del m.graph.node[:]
-    m.graph.node.extend(kept)
-    onnx.save(m, str(onnx_path))
+    save_nodes(m, kept, onnx_path)
     return len(drop)
 
 
@@ -238,10 +251,7 @@ def rewrite_channel_shuffles(onnx_path: Path) -> int:
 
     m = onnx.load(str(onnx_path))
     shapes = static_shapes(m)
-    consumers: dict[str, list] = {}
-    for n in m.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = consumers_of(m)
     remove, add, count = set(), [], 0
     for r1 in m.graph.node:
         if r1.op_type != "Reshape" or len(shapes.get(r1.output[0], [])) != 5:
@@ -277,9 +287,7 @@ def rewrite_channel_shuffles(onnx_path: Path) -> int:
             nodes.append(replacement[id(n)])
         elif id(n) not in remove:
             nodes.append(n)
-    del m.graph.node[:]
-    m.graph.node.extend(nodes)
-    onnx.save(m, str(onnx_path))
+    save_nodes(m, nodes, onnx_path)
     return count
 
 
@@ -310,7 +318,5 @@ def rewrite_hard_sigmoids(onnx_path: Path) -> int:
                   helper.make_node("Mul", [f"{base}_clipped", f"{base}_sixth"], [n.output[0]], name=f"{base}_out")]
         count += 1
     if count:
-        del m.graph.node[:]
-        m.graph.node.extend(nodes)
-        onnx.save(m, str(onnx_path))
+        save_nodes(m, nodes, onnx_path)
     return count

@@ -32,7 +32,6 @@ class SplitAttention(nn.Module):
     def __init__(self, mha: nn.MultiheadAttention):
         super().__init__()
         self.heads, self.batch_first, self.dropout = mha.num_heads, mha.batch_first, mha.dropout
-        self.num_heads, self.embed_dim = mha.num_heads, mha.embed_dim
         d, kd, vd = mha.embed_dim, mha.kdim, mha.vdim
         bias = mha.in_proj_bias is not None
         self.q, self.k, self.v = nn.Linear(d, d, bias=bias), nn.Linear(kd, d, bias=bias), nn.Linear(vd, d, bias=bias)
@@ -50,6 +49,14 @@ class SplitAttention(nn.Module):
             self.proj.weight.copy_(mha.out_proj.weight)
             if mha.out_proj.bias is not None:
                 self.proj.bias.copy_(mha.out_proj.bias)
+
+    @property
+    def num_heads(self) -> int:  # nn.MultiheadAttention's names, read by code written for it
+        return self.heads
+
+    @property
+    def embed_dim(self) -> int:  # follows pruning of the embedding width
+        return self.proj.out_features
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
@@ -142,7 +149,7 @@ def prune_heads(attn: SplitAttention, keep: list[int]) -> None:
         if old.bias is not None:
             new.bias.copy_(old.bias)
         attn.proj = new
-    attn.heads = attn.num_heads = len(keep)
+    attn.heads = len(keep)
     if attn.bias_k is not None:
         attn.bias_k = nn.Parameter(attn.bias_k.detach()[..., rows])
         attn.bias_v = nn.Parameter(attn.bias_v.detach()[..., rows])

@@ -135,7 +135,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         "artifacts": {"model.tflite": {**lat, "label": meas.label}, **meas.ptes},
         "budgets": [x for x in judged.budgets if x["budget"] in timed],
         "stage_seconds": dict(stage_seconds), "recovery_seconds": pruned.recovery.get("seconds"),
-        "sensitivity_seconds": (getattr(pruned.result, "plan", None) or {}).get("seconds"),
+        "sensitivity_seconds": (pruned.result.plan or {}).get("seconds"),
         "stages": stages,
     }
     files["measurements.json"] = manifest_bytes(measurements)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import UsageError
-from ...models.attention import prune_attention_heads
+from ...models.attention import SplitAttention, prune_attention_heads
 from .graph import coupled_to_protected, dependency_graph, groups_through_unmapped, output_layers, traced_shapes
 from .sensitivity import plan_ratios
 
@@ -114,8 +114,6 @@ def _attention_projections(model: nn.Module) -> dict[str, str]:
     that torch-pruning does not see as a dependency): out of torch-pruning's reach, with the
     reason; ``prune_attention_heads`` removes whole heads from them instead. Their input channels
     still follow the embedding width, and the MLP widths prune as usual."""
-    from ...models.attention import SplitAttention
-
     return {f"{name}.{p}": "attention: pruned by whole heads only (q, k and v pair up across the scores); "
                            "too few heads to remove one at this ratio"
             for name, m in model.named_modules() if isinstance(m, SplitAttention) for p in ("q", "k", "v")}
