@@ -116,6 +116,10 @@ def test_energy_arithmetic():
     f = energy_from_samples(samples, loop_start=11, loop_end=21, idle_end=10, inferences=100, loop_wall_s=10.0, meter=meter)
     assert f.basis == "measured" and f.unit == "mJ"
     assert f.value == pytest.approx(2.0 * 10.0 / 100 * 1e3)  # 2 W extra x 0.1 s = 200 mJ
+    # the first readings of the idle window still show the latency runs that came before: not baseline
+    settling = [(0.0, 3.0), (0.1, 3.0)] + samples[2:]
+    g = energy_from_samples(settling, loop_start=11, loop_end=21, idle_end=10, inferences=100, loop_wall_s=10.0, meter=meter)
+    assert g.value == pytest.approx(f.value) and "baseline 1000 mW" in g.how
     with pytest.raises(ValueError, match="too few power samples"):
         energy_from_samples(samples[:2], loop_start=11, loop_end=21, idle_end=10, inferences=100, loop_wall_s=10, meter=meter)
 

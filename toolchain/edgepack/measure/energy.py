@@ -187,10 +187,14 @@ def energy_from_samples(samples: list[tuple[float, float]], *, loop_start: float
                         inferences: int, loop_wall_s: float, meter: PowerMeter) -> Figure:
     """Energy per inference: (mean power during the timed loop - mean idle power) x loop time / inferences.
 
-    Samples are (device uptime s, W); idle ones are those before ``idle_end``, active ones those
-    inside [loop_start, loop_end]. Raises ValueError when either phase has fewer than 3 samples.
+    Samples are (device uptime s, W); idle ones are those before ``idle_end`` less the first fifth of
+    the idle window (the device settling after the latency runs that came just before: its clocks and
+    the gauge's own averaging lag the load by a reading or two), active ones those inside
+    [loop_start, loop_end]. Raises ValueError when either phase has fewer than 3 samples.
     """
-    idle = [w for t, w in samples if t <= idle_end]
+    first = min((t for t, _ in samples), default=idle_end)
+    settled = first + 0.2 * max(idle_end - first, 0.0)
+    idle = [w for t, w in samples if settled <= t <= idle_end]
     active = [w for t, w in samples if loop_start <= t <= loop_end]
     if len(idle) < 3 or len(active) < 3:
         raise ValueError(f"too few power samples ({len(idle)} idle, {len(active)} during inference); "
