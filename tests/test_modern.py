@@ -12,8 +12,10 @@ from torch import nn
 import modern_architectures as arch
 from edgepack.compress.quantize.tflite_graph import FloatGraph
 from edgepack.convert.onnx_rewrites import constants_as_initializers, full_rank_constants, rewrite_erf_gelus
+from edgepack.convert.attention_heads import split_heads
 from edgepack.convert.channels_last import channels_last_islands
 from edgepack.convert.tflite import convert_float, export_onnx, to_model_layout
+from edgepack.convert.tokens import squeeze_token_batch
 from edgepack.devices.host import interpreter
 from edgepack.models.attention import SplitAttention, split_attention
 
@@ -131,6 +133,48 @@ def test_constants_get_the_rank_of_the_tensor_they_meet(tmp_path):
     assert np.abs(ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0] - before).max() < 1e-6
 
 
+def _ranks(path) -> dict[str, int]:
+    import onnx
+
+    from edgepack.convert.onnx_rewrites import static_shapes
+
+    return {k: len(v) for k, v in static_shapes(onnx.load(str(path))).items()}
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_token_tensors_lose_their_batch_axis_and_attention_is_written_per_head(tmp_path, norm_first):
+    import onnxruntime as ort
+
+    from edgepack.convert.onnx_rewrites import constants_as_initializers, fold_constants
+
+    torch.manual_seed(0)
+    model = Tokens(nn.TransformerEncoderLayer(48, 4, 96, batch_first=True, norm_first=norm_first)).eval()
+    split_attention(model)
+    path, x = tmp_path / "m.onnx", torch.randn(1, 3, 32, 32)
+    export_onnx(model, x, path)
+    fold_constants(path)
+    constants_as_initializers(path)
+    before = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    assert max(_ranks(path).values()) == 4 and 3 in _ranks(path).values()
+    assert squeeze_token_batch(path) > 0
+    assert split_heads(path) == 3  # q, k and v, each cut into its 4 heads
+    ranks = _ranks(path)
+    # the feature map and its one channels-last view are 4-D; every token and head tensor is 2-D
+    assert sorted(v for v in ranks.values() if v > 2) == [4, 4, 4], ranks
+    ops = _ops(path)
+    assert ops.count("Slice") == 12 and ops.count("Gemm") >= 4 and ops.count("Softmax") == 4
+    after = ort.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    assert np.abs(after - before).max() < 1e-5
+
+
+def test_token_rewrites_leave_a_convolutional_graph_alone(tmp_path):
+    path = tmp_path / "m.onnx"
+    export_onnx(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval(),
+                torch.randn(1, 3, 16, 16), path)
+    before = path.read_bytes()
+    assert squeeze_token_batch(path) == 0 and split_heads(path) == 0 and path.read_bytes() == before
+
+
 # ---- each block class converts to builtins only and agrees with PyTorch ----------------------------
 class Tokens(nn.Module):
     """Patch embedding -> a token block -> mean over tokens -> classes."""
@@ -172,6 +216,10 @@ BLOCKS = {
     "attention-multihead-unfold-fold": lambda: nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1), arch.MobileViTBlock(24, 32),
                                                              nn.AdaptiveAvgPool2d(1), nn.Flatten()),
     "convnext": arch.ConvNeXt,
+    # tokens as many as their width (64 x 64): onnx2tf cannot tell such a tensor from its transpose
+    "vit-square-tokens": arch.ViTTiny,
+    "attention-encoder-layer-post-norm": lambda: Tokens(nn.TransformerEncoderLayer(64, 4, 96, batch_first=True), d=64),
+    "efficientformer-hybrid": arch.EfficientFormer,
 }
 
 

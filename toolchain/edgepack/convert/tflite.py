@@ -24,6 +24,8 @@ from .._stdio import native_stderr
 from ..errors import ConversionError, DependencyError
 from . import onnx_rewrites as rw
 from .channels_last import channels_last_islands
+from .attention_heads import split_heads
+from .tokens import squeeze_token_batch
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,18 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise ConversionError(f"export to ONNX failed: {type(e).__name__}: {e}") from e
 
 
-def prepare_for_onnx2tf(onnx_path: Path) -> dict[str, int]:
-    """Every rewrite of ``convert.onnx_rewrites`` and ``convert.channels_last``, in order, on the
-    ONNX file at ``onnx_path``. Returns {rewrite: places rewritten}."""
+def prepare_for_onnx2tf(onnx_path: Path, *, token_entries: str = "transpose") -> dict[str, int]:
+    """Every rewrite of ``convert.onnx_rewrites``, ``convert.tokens``, ``convert.attention_heads``
+    and ``convert.channels_last``, in order, on the ONNX file at ``onnx_path``. ``token_entries``
+    says how a feature map becomes tokens (see ``tokens.squeeze_token_batch``). Returns
+    {rewrite: places rewritten}."""
     done = {"fold_constants": int(rw.fold_constants(onnx_path))}
-    for step in (rw.constants_as_initializers, rw.full_rank_constants, rw.rewrite_erf_gelus, channels_last_islands,
-                 rw.drop_noop_slices, rw.rewrite_channel_shuffles, rw.rewrite_hard_sigmoids, rw.sanitize_names):
-        done[step.__name__] = step(onnx_path)
+    for step in (rw.constants_as_initializers, rw.full_rank_constants,
+                 lambda p: squeeze_token_batch(p, entries=token_entries), split_heads, rw.rewrite_erf_gelus,
+                 channels_last_islands, rw.drop_noop_slices, rw.rewrite_channel_shuffles, rw.rewrite_hard_sigmoids,
+                 rw.sanitize_names):
+        name = "squeeze_token_batch" if step.__name__ == "<lambda>" else step.__name__
+        done[name] = step(onnx_path)
     return done
 
 
@@ -106,20 +113,67 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
         shutil.copyfile(model.onnx_path, onnx_path)
     else:
         export_onnx(model, example, onnx_path)
-    prepare_for_onnx2tf(onnx_path)
+    original = onnx_path.read_bytes()
     saved = workdir / "saved_model"
+    # onnx2tf guesses the layout of token tensors; the two ways of turning a feature map into tokens
+    # fail on different models, so a token model's conversion is checked and the other way tried
+    styles = ("transpose", "reshape")
+    for k, style in enumerate(styles):
+        if k:
+            import shutil
+
+            onnx_path.write_bytes(original)
+            shutil.rmtree(saved, ignore_errors=True)
+            tf.keras.backend.clear_session()
+        done = prepare_for_onnx2tf(onnx_path, token_entries=style)
+        tokens = done.get("squeeze_token_batch", 0) > 0
+        try:
+            tflite = _convert_once(onnx2tf, tf, onnx_path, saved, example, samples)
+        except ConversionError:
+            if tokens and k + 1 < len(styles):
+                continue
+            raise
+        layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
+        if not tokens or k + 1 == len(styles) or _agrees(original, tflite, layout, example, samples):
+            break
+    return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+
+
+def _convert_once(onnx2tf, tf, onnx_path: Path, saved: Path, example: torch.Tensor, samples) -> bytes:
     log = io.StringIO()
     try:
         with _local_sample_images(onnx2tf, example, samples), native_stderr() as native, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            tflite = _keras_to_files(onnx2tf, tf, onnx_path, saved)
+            return _keras_to_files(onnx2tf, tf, onnx_path, saved)
     except BaseException as e:  # onnx2tf calls sys.exit() on some failures
         if isinstance(e, KeyboardInterrupt):
             raise
         from .diagnose import explain_onnx2tf
 
         raise ConversionError(explain_onnx2tf(e, log.getvalue() or native.tail())) from e
-    layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
-    return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+
+
+def _agrees(onnx_bytes: bytes, tflite: bytes, layout: str, example: torch.Tensor, samples, rel_tol: float = 1e-3) -> bool:
+    """Whether the float TFLite computes what the exported ONNX model does, on up to 4 inputs."""
+    import onnxruntime as ort
+
+    from ..devices.host import interpreter
+
+    x = (samples[:4] if samples is not None and samples.shape[1:] == tuple(example.shape[1:]) else example.numpy()).astype(np.float32)
+    try:
+        sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        want = np.concatenate([sess.run(None, {name: xi[None]})[0] for xi in x])
+        it = interpreter(tflite)
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        got = []
+        for xi in to_model_layout(x, layout):
+            it.set_tensor(inp["index"], xi[None])
+            it.invoke()
+            got.append(it.get_tensor(out["index"])[0])
+        got = np.stack(got)
+    except Exception:  # noqa: BLE001 - a model that cannot be compared here is judged by the float check
+        return True
+    return got.shape == want.shape and float(np.abs(got - want).max()) <= rel_tol * max(float(np.abs(want).max()), 1e-6)
 
 
 def _keras_to_files(onnx2tf, tf, onnx_path: Path, saved: Path) -> bytes:
