@@ -220,7 +220,10 @@ BLOCKS = {
     "vit-square-tokens": arch.ViTTiny,
     "attention-encoder-layer-post-norm": lambda: Tokens(nn.TransformerEncoderLayer(64, 4, 96, batch_first=True), d=64),
     "efficientformer-hybrid": arch.EfficientFormer,
+    # 256 tokens: onnxsim writes the second block's linears 2-D, so its heads start from a 2-D tensor
+    "vit-64px": arch.ViTTiny,
 }
+SIZES = {"vit-64px": 64}
 
 
 @pytest.mark.parametrize("name", list(BLOCKS))
@@ -228,7 +231,7 @@ def test_each_block_converts_to_builtins_only_and_agrees_with_pytorch(tmp_path, 
     torch.manual_seed(0)
     model = BLOCKS[name]().eval()
     split_attention(model)
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(4, 3, SIZES.get(name, 32), SIZES.get(name, 32))
     conv = convert_float(model, x[:1], tmp_path, samples=x.numpy())
     graph = FloatGraph(conv.tflite)
     ops = {graph.op_type(k) for k in range(len(graph.sg.operators))}
@@ -245,3 +248,30 @@ def test_each_block_converts_to_builtins_only_and_agrees_with_pytorch(tmp_path, 
     assert np.abs(np.stack(got) - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), name
     if name.startswith("gelu"):
         assert ("GELU" in ops) == (name == "gelu-erf") or "TANH" in ops
+
+
+def test_gelu_for_a_runtime_without_it_is_the_tanh_form_and_says_so(tmp_path):
+    from edgepack.convert.onnx_rewrites import TANH_GELU
+
+    x64 = torch.linspace(-10, 10, 200_001, dtype=torch.float64)
+    gap = float((nn.functional.gelu(x64) - nn.functional.gelu(x64, approximate="tanh")).abs().max())
+    assert 4.7e-4 < gap < 4.8e-4  # the figure rw.TANH_GELU's comment states
+    torch.manual_seed(0)
+    model, x = Gelus("none").eval(), torch.randn(4, 3, 32, 32)
+    conv = convert_float(model, x[:1], tmp_path, samples=x.numpy(), runtime="tflm")
+    graph = FloatGraph(conv.tflite)
+    ops = {graph.op_type(k) for k in range(len(graph.sg.operators))}
+    assert "GELU" not in ops and "TANH" in ops, ops
+    assert len(conv.notes) == 1 and TANH_GELU in conv.notes[0] and "TFLM has no GELU" in conv.notes[0]
+    it = interpreter(conv.tflite)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = []
+    for xi in to_model_layout(x.numpy(), conv.layout):
+        it.set_tensor(inp["index"], xi[None])
+        it.invoke()
+        got.append(it.get_tensor(out["index"])[0])
+    assert 0 < np.abs(np.stack(got) - want).max() < 1e-3
+    # the same model for LiteRT keeps the builtin GELU and says nothing
+    assert convert_float(model, x[:1], tmp_path / "litert", samples=x.numpy()).notes == ()

@@ -303,8 +303,13 @@ class _Squeezer:
         t = [int(v) for v in target]
         if 0 in t and x in self.sq:
             return False
-        # tokens start at a rank-3 target; a longer one only continues them (a 4-D one from 2-D is a map)
-        squeeze = (len(t) == 3 or len(t) > 3 and x in self.sq) and t[0] == 1 and self._squeezable_out(node.output[0])
+        # tokens start at a rank-3 target, or a [N, D] -> [1, N, heads, D/heads] one (onnxsim's linears
+        # are 2-D); a longer one otherwise only continues them ([H*W, C] -> [1, H, W, C] is a map)
+        s = self.shapes.get(x)
+        o = self.shapes.get(node.output[0]) or t
+        heads = len(o) == 4 and s is not None and len(s) == 2 and o[1] == s[0] and o[2] * o[3] == s[1]
+        squeeze = ((len(t) == 3 or heads or len(t) > 3 and x in self.sq) and t[0] == 1
+                   and self._squeezable_out(node.output[0]))
         if x not in self.sq and not squeeze:
             return False
         new_t = t[1:] if squeeze else t
