@@ -36,6 +36,7 @@ class FloatConversion:
     saved_model_dir: Path
     tflite: bytes
     layout: str  # "NHWC" when onnx2tf moved channels last, otherwise "as-is"
+    notes: tuple[str, ...] = ()  # where the TFLite computes something other than the model, and why
 
 
 def to_model_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
@@ -54,16 +55,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise ConversionError(f"export to ONNX failed: {type(e).__name__}: {e}") from e
 
 
-def prepare_for_onnx2tf(onnx_path: Path, *, token_entries: str = "transpose") -> dict[str, int]:
+def prepare_for_onnx2tf(onnx_path: Path, *, token_entries: str = "transpose", runtime: str = "litert") -> dict[str, int]:
     """Every rewrite of ``convert.onnx_rewrites``, ``convert.tokens``, ``convert.attention_heads``
     and ``convert.channels_last``, in order, on the ONNX file at ``onnx_path``. ``token_entries``
-    says how a feature map becomes tokens (see ``tokens.squeeze_token_batch``). Returns
-    {rewrite: places rewritten}."""
+    says how a feature map becomes tokens (see ``tokens.squeeze_token_batch``); for ``runtime``
+    "tflm", which has no GELU kernel, GELU is written in its tanh form. Returns {rewrite: places
+    rewritten}."""
     done = {"fold_constants": int(rw.fold_constants(onnx_path))}
     for step in (rw.constants_as_initializers, rw.full_rank_constants,
                  lambda p: squeeze_token_batch(p, entries=token_entries), split_heads, rw.rewrite_erf_gelus,
                  channels_last_islands, rw.drop_noop_slices, rw.rewrite_channel_shuffles, rw.rewrite_hard_sigmoids,
-                 rw.sanitize_names):
+                 *([rw.gelus_as_tanh] if runtime == "tflm" else []), rw.sanitize_names):
         name = "squeeze_token_batch" if step.__name__ == "<lambda>" else step.__name__
         done[name] = step(onnx_path)
     return done
@@ -85,8 +87,10 @@ def _attention_fastpath_off():
             mha.set_fastpath_enabled(before)
 
 
-def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, samples: np.ndarray | None = None) -> FloatConversion:
-    """Convert ``model`` to a SavedModel and a float32 TFLite in ``workdir``.
+def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, samples: np.ndarray | None = None,
+                  runtime: str = "litert") -> FloatConversion:
+    """Convert ``model`` to a SavedModel and a float32 TFLite in ``workdir``, for the profile's
+    ``runtime`` ("litert" or "tflm": what it lacks is written in operators it has, and said in ``notes``).
 
     ``samples`` (NCHW float32, e.g. the calibration set) feed onnx2tf's own output check; without
     them it uses seeded random inputs. Raises DependencyError if onnx2tf is missing,
@@ -125,7 +129,7 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
             onnx_path.write_bytes(original)
             shutil.rmtree(saved, ignore_errors=True)
             tf.keras.backend.clear_session()
-        done = prepare_for_onnx2tf(onnx_path, token_entries=style)
+        done = prepare_for_onnx2tf(onnx_path, token_entries=style, runtime=runtime)
         tokens = done.get("squeeze_token_batch", 0) > 0
         try:
             tflite = _convert_once(onnx2tf, tf, onnx_path, saved, example, samples)
@@ -136,7 +140,8 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
         layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
         if not tokens or k + 1 == len(styles) or _agrees(original, tflite, layout, example, samples):
             break
-    return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout)
+    notes = (f"{done['gelus_as_tanh']} GELU(s) as {rw.TANH_GELU}: TFLM has no GELU kernel",) if done.get("gelus_as_tanh") else ()
+    return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout, notes=notes)
 
 
 def _convert_once(onnx2tf, tf, onnx_path: Path, saved: Path, example: torch.Tensor, samples) -> bytes:

@@ -161,6 +161,7 @@ def render_report(m: dict) -> str:
         f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
         f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
         f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
+        *[f"Converted for the runtime: {note}." for note in m["validation"].get("conversion_notes", [])],
         "",
         *_quantization_section(m),
         *_artifacts_section(m),

@@ -16,6 +16,7 @@ class ConvertOut:
     layout: str  # "NHWC" or "as-is"
     saved_model: bytes  # the SavedModel folder as a tar (calibration converts from it)
     check: object  # validate.FloatCheck: float TFLite vs PyTorch
+    notes: tuple[str, ...] = ()  # where the TFLite computes something other than the model (for the runtime)
 
     def saved_model_dir(self, work: Path) -> Path:
         """The SavedModel unpacked under ``work``."""
@@ -44,8 +45,11 @@ def run(inp, pruned, work: Path, runner, rep: Reporter) -> ConvertOut:
     from ..convert.tflite import convert_float
     from ..measure.accuracy import check_float
 
-    conv = convert_float(pruned.result.model, inp.example, work / "convert", samples=inp.calibration["x"])
+    conv = convert_float(pruned.result.model, inp.example, work / "convert", samples=inp.calibration["x"],
+                         runtime=inp.profile.runtime.name)
+    for note in conv.notes:
+        rep.warn(note)
     check = check_float(pruned.result.model, conv.tflite, inp.splits.x_eval, conv.layout, runner)
     rep.info(f"float TFLite {len(conv.tflite):,} bytes, input layout {conv.layout}; vs PyTorch max |diff| "
              f"{check.max_abs_diff:.2e}")
-    return ConvertOut(conv.tflite, conv.layout, _tar(conv.saved_model_dir), check)
+    return ConvertOut(conv.tflite, conv.layout, _tar(conv.saved_model_dir), check, conv.notes)
