@@ -71,6 +71,10 @@ class ConversionError(StageError):
     """Export to ONNX, conversion to TFLite or quantization failed."""
 
 
+class StageCeilingError(StageError):
+    """A stage ran past the time ceiling its profile and the model's size give it."""
+
+
 class ValidationError(StageError):
     """A converted model disagrees with its source beyond tolerance."""
 

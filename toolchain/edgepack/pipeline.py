@@ -42,6 +42,22 @@ class BuildResult:
     measurements: dict
 
 
+def _ceilings(profile, inp) -> dict[str, tuple[float, str]]:
+    """Each stage's time ceiling (see ``ceilings``); {} when they are off or the model cannot be
+    timed here (an ONNX model run by onnxruntime)."""
+    from .stages.ceilings import stage_ceilings, step_seconds
+
+    if not profile.limits.ceiling_scale:
+        return {}
+    try:
+        step = step_seconds(inp.loaded.module, inp.example)
+    except Exception:  # noqa: BLE001 - no trainable module: the stages keep no ceiling
+        return {}
+    s = inp.splits
+    return stage_ceilings(profile, STAGES, step_s=step, n_train=len(s.y_train), n_calib=len(inp.calibration["x"]),
+                          n_eval=len(s.y_eval))
+
+
 def tool_versions() -> dict[str, str]:
     """Installed versions of the tools a build uses (``"missing"`` for one not installed)."""
     out = {"python": platform.python_version()}
@@ -71,7 +87,20 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
           cache: StageCache | None = None, reporter: Reporter | None = None,
           measure_lock: Callable[[], AbstractContextManager] | None = None) -> BuildResult:
     """See ``api.build``. ``measure_lock`` is held while the artifacts are benched (``edgepack
-    tune``: one worker at a time on a device)."""
+    tune``: one worker at a time on a device). A stage past its time ceiling raises StageCeilingError."""
+    from .errors import StageCeilingError
+    from .progress import CeilingReached
+
+    try:
+        return _build(target, model=model, weights=weights, input_shape=input_shape, data=data, calibration=calibration,
+                      out=out, allow_budget_violation=allow_budget_violation, device=device, overrides=overrides,
+                      cache=cache, reporter=reporter, measure_lock=measure_lock)
+    except CeilingReached as e:
+        raise StageCeilingError(str(e)) from None
+
+
+def _build(target, *, model, weights, input_shape, data, calibration, out, allow_budget_violation, device, overrides,
+           cache, reporter, measure_lock) -> BuildResult:
     from .compress.prune.budgeted import prune_spec
     from .convert.tflite import scratch_dir, to_model_layout
     from .devices.host import HostRunner
@@ -86,6 +115,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
         profile = load_profile(target, overrides)
         rep.info(f"{profile.name}: {profile.description} ({profile.source})"
                  + (f"; overrides: {', '.join(f'{k}={v}' for k, v in profile.overrides)}" if profile.overrides else ""))
+        rep.heartbeat_seconds = profile.limits.heartbeat_seconds
     cache = cache or StageCache(warn=rep.warn)
     with build_lock(Path(out) / profile.name, cache.root / "locks", rep):
         with rep.stage(STAGES[1]):
@@ -97,6 +127,7 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
                               calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
                               device=device, versions={**versions, "edgepack": ours},
                               required_saving=prune_spec(profile, inp.loaded.module, inp.example).required_saving)
+            rep.ceilings = _ceilings(profile, inp)
         st = Stages(cache, rep)
         runner = HostRunner()
         with scratch_dir() as work:

@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 import time
 from typing import Iterator
 
@@ -47,6 +48,50 @@ class _Task:
             self._reporter._end_task(self._id)
 
 
+class CeilingReached(Exception):
+    """A stage ran past its time ceiling (``pipeline.build`` raises it as errors.StageCeilingError)."""
+
+
+class _Watch:
+    """The thread beside a running stage: the heartbeat line, and the stage's time ceiling."""
+
+    def __init__(self, reporter: "Reporter", stage: str, ceiling: float, how: str):
+        self.reporter, self.stage, self.ceiling, self.how = reporter, stage, ceiling, how
+        self.fired = False
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        main = threading.current_thread() is threading.main_thread()
+        self._armed = bool(ceiling) and main  # only the main thread can be interrupted
+        if self._armed or not reporter.quiet:
+            self._thread = threading.Thread(target=self._run, name=f"watch {stage}", daemon=True)
+            self._thread.start()
+        else:
+            self._thread = None
+
+    def _run(self) -> None:
+        import signal
+
+        r = self.reporter
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            if not r.quiet and now - r._last_line >= r.heartbeat_seconds:
+                r.info(f"still working on '{self.stage}': {now - self.start:.0f} s so far")
+            if self._armed and now - self.start > self.ceiling:
+                self.fired = True  # a real SIGINT to the main thread: it also ends a blocking wait there
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                return
+
+    def message(self) -> str:
+        return (f"stage '{self.stage}' ran past its ceiling of {self.ceiling:.0f} s ({self.how}); raise "
+                f"[limits] ceiling_scale (e.g. --set limits.ceiling_scale=3, or 0 for no ceiling) if the work is "
+                f"expected to take this long, or give the stage less work")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
 class Reporter:
     """Shows progress of a run of ``total`` stages and records how long each took."""
 
@@ -55,30 +100,46 @@ class Reporter:
         self.quiet = quiet
         self.console = console or (None if quiet else _stderr_console())
         self.stage_seconds: dict[str, float] = {}
+        self.heartbeat_seconds = 30.0  # a stage silent this long says it is still working
+        self.ceilings: dict[str, tuple[float, str]] = {}  # stage -> (seconds, how the ceiling was set)
         self._index = 0
         self._progress: Progress | None = None
+        self._last_line = time.monotonic()
 
     def info(self, message: str) -> None:
         """A line under the current stage."""
+        self._last_line = time.monotonic()
         if not self.quiet:
             self.console.print(f"      {message}", markup=False)
 
     def warn(self, message: str) -> None:
+        self._last_line = time.monotonic()
         if not self.quiet:
             self.console.print(f"      [yellow]warning:[/yellow] {message}")
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Run one stage: number it, record its wall time (also on failure), say how long it took."""
+        """Run one stage: number it, record its wall time (also on failure), say how long it took.
+
+        While it runs, a stage that prints nothing for ``heartbeat_seconds`` gets a line saying it
+        is still working, and one that runs past its entry in ``ceilings`` is stopped (in the main
+        thread) with CeilingReached naming the stage, its ceiling and what to set."""
         self._index += 1
         start = time.perf_counter()
+        self._last_line = time.monotonic()
         if not self.quiet:
             self.console.print(f"[bold][{self._index}/{self.total}] {name}[/bold]")
+        watch = _Watch(self, name, *self.ceilings.get(name, (0.0, "")))
         ok = False
         try:
             yield
             ok = True
+        except KeyboardInterrupt:
+            if watch.fired:
+                raise CeilingReached(watch.message()) from None
+            raise
         finally:
+            watch.stop()
             seconds = time.perf_counter() - start
             self.stage_seconds[name] = round(seconds, 3)
             self._end_task(None)

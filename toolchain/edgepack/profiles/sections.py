@@ -264,6 +264,17 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How long a build's stages may run before the build stops and says which one (stages/ceilings.py)."""
+
+    ceiling_scale: float = field(default=1.0, metadata=_spec(lo=0.0, hi=1000.0, doc=(
+        "multiplies every stage's time ceiling, which follows from the model's measured training-step time and the "
+        "work the profile asks of the stage (10 minutes at least; stages/ceilings.py); 0 turns the ceilings off")))
+    heartbeat_seconds: float = field(default=30.0, metadata=_spec(lo=1.0, hi=3600.0, doc=(
+        "a stage that has printed nothing for this long prints a line saying it is still working")))
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = field(metadata=_spec(doc="target name"))
     description: str = field(metadata=_spec(doc="one line about the device"))
@@ -280,6 +291,7 @@ class Profile:
     tune: Tune = field(default_factory=Tune)
     sparsity: Sparsity = field(default_factory=Sparsity)
     student: Student = field(default_factory=Student)
+    limits: Limits = field(default_factory=Limits)
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})
