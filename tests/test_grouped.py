@@ -1,4 +1,5 @@
-"""Grouped convolutions of any group width through the int8 path's graph rewrites: cross-layer
+"""Grouped convolutions of any group width: pruned with the same channels in every group (the
+function of what is kept unchanged), and through the int8 path's graph rewrites: cross-layer
 equalisation and bias correction keep the float function and reach the grouped layers."""
 
 from __future__ import annotations
@@ -83,3 +84,81 @@ def test_equalisation_alone_keeps_a_grouped_network_exactly(tmp_path):
     assert equalize(g, TensorStats(g, nhwc).collect())
     before, after = _outputs(cal, nhwc), _outputs(g.to_bytes(), nhwc)
     assert np.abs(before - after).max() <= 1e-4 * np.abs(before).max()
+
+
+# ---- pruning: the same channels in every group ------------------------------------------------------
+def _dead_positions_model():
+    """1x1 (16) -> grouped 3x3 (4 groups of 4) -> 1x1, whose position 1 of every input group and
+    position 2 of every output group carry nothing: pruning exactly those keeps the function."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1, groups=4), nn.ReLU(),
+                      nn.Conv2d(16, 8, 1))
+    dead_in, dead_out = [1, 5, 9, 13], [2, 6, 10, 14]
+    with torch.no_grad():
+        m[0].weight[dead_in] = 0  # what the grouped convolution reads at position 1 is always 0
+        m[0].bias[dead_in] = 0
+        m[2].weight[dead_out] = 0
+        m[2].bias[dead_out] = 0
+        m[4].weight[:, dead_out] = 0
+    return m.eval()
+
+
+def test_grouped_pruning_removes_the_same_positions_in_every_group_and_keeps_the_function():
+    import torch_pruning as tp
+
+    from edgepack.compress.prune.grouped import prune_grouped
+
+    x = torch.randn(2, 3, 8, 8)
+    m = _dead_positions_model()
+    want = m(x)
+    assert prune_grouped(m, x[:1], lambda name: 0.25) == {"2": (16, 12, 16, 12)}
+    assert m[2].groups == 4 and m[2].weight.shape == (12, 3, 3, 3)
+    assert (m(x) - want).abs().max() < 1e-5
+    # why edgepack does this itself: torch-pruning 1.6 prunes the grouped convolution's input
+    # positions apart from the channels it removes upstream, and the function changes
+    t = _dead_positions_model()
+    tp.pruner.MetaPruner(t, x[:1], importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.25,
+                         ignored_layers=[t[4]]).step()
+    assert (t(x) - want).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("width", [8, 16, 24])
+def test_a_grouped_network_pruned_computes_what_the_original_does_with_those_channels_silenced(width):
+    import modern_architectures as arch
+
+    from edgepack.compress.prune import grouped
+
+    torch.manual_seed(0)
+    model = arch.RegNet(group_width=width, widths=(48, 96, 144)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    chosen = []
+    real = grouped._positions
+    pruned = __import__("copy").deepcopy(model)
+    try:
+        grouped._positions = lambda scores, cut: chosen.append(real(scores, cut)) or chosen[-1]
+        done = grouped.prune_grouped(pruned, x[:1], lambda name: 0.3)
+    finally:
+        grouped._positions = real
+    assert len(done) == 6 and all(i1 < i0 and o1 < o0 for i0, i1, o0, o1 in done.values())
+    # the original with the pruned positions zeroed where they enter the grouped convolution and
+    # where its outputs enter the next 1x1
+    hooks = []
+    for k, name in enumerate(done):
+        g = model.get_submodule(name)
+        gw = g.in_channels // g.groups
+        cut_in = [j * gw + p for j in range(g.groups) for p in chosen[2 * k]]
+        cut_out = [j * gw + p for j in range(g.groups) for p in chosen[2 * k + 1]]
+
+        def silence(idx):
+            def pre(module, args):
+                y = args[0].clone()
+                y[:, idx] = 0
+                return (y,)
+            return pre
+
+        hooks.append(g.register_forward_pre_hook(silence(cut_in)))
+        hooks.append(model.get_submodule(name.rsplit(".", 2)[0] + ".2.0").register_forward_pre_hook(silence(cut_out)))
+    with torch.no_grad():
+        assert (pruned(x) - model(x)).abs().max() < 1e-4
+    for h in hooks:
+        h.remove()

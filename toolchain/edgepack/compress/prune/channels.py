@@ -19,6 +19,7 @@ from torch import nn
 
 from ...errors import UsageError
 from ...models.attention import SplitAttention, prune_attention_heads
+from .grouped import grouped_layers, grouped_ratios, prune_grouped
 from .graph import coupled_to_protected, dependency_graph, groups_through_unmapped, output_layers, traced_shapes
 from .sensitivity import plan_ratios
 
@@ -186,11 +187,19 @@ def prune_channels(
     protected = {n: "it produces the model's output" for n in outputs}
     protected.update({n: "protected by keep_layers" for n in spec.keep_layers})
     protected.update(_attention_projections(pruned))
+    for n, why in grouped_layers(pruned, example).items():  # out of torch-pruning's reach (grouped.py)
+        protected.setdefault(n, why)
     left_whole: dict[str, str] = {n: why for n, why in groups_through_unmapped(pruned, example).items()
                                   if n not in protected}
     for n, why in left_whole.items():
         say(f"{n} {why}")
     plan = None
+    g_ratios = {}  # scope "sensitivity": grouped convolutions measured alone (grouped.py)
+    if spec.scope == "sensitivity" and spec.ratio > 0 and validation is not None:
+        measured = grouped_ratios(model, example, ratio=spec.ratio, validation=validation,
+                                  fragile_drop=spec.fragile_drop, multiple=spec.channel_multiple, say=say)
+        g_ratios = {n: r for n, (r, _) in measured.items()}
+        protected.update({n: why for n, (_, why) in measured.items() if why})
     if spec.ratio > 0 or spec.layer_ratios:
         for _attempt in range(8):  # each failed group is left whole and the pruning redone
             candidate = copy.deepcopy(model).eval()
@@ -215,6 +224,12 @@ def prune_channels(
                 for name, (h0, h1) in prune_attention_heads(
                         candidate, lambda n: ratios_now.get(f"{n}.q", spec.ratio)).items():
                     say(f"{name}: {h0 - h1} of {h0} attention heads removed")
+                keep = {n for n, why in protected.items() if "grouped convolution" not in why}
+                for name, (i0, i1, o0, o1) in prune_grouped(candidate, example,
+                                                            lambda n: ratios_now.get(n, g_ratios.get(n, spec.ratio)),
+                                                            multiple=spec.channel_multiple, keep=keep).items():
+                    say(f"{name}: grouped convolution {i0}->{i1} input and {o0}->{o1} output channels, "
+                        f"the same in every group")
                 broken = _breaks(candidate, example, out_shape)
             except (UsageError, KeyboardInterrupt):
                 raise
