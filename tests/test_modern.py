@@ -58,6 +58,43 @@ def test_split_attention_replaces_every_module_in_place_and_keeps_the_function()
     assert all(p.grad is not None for p in model.blocks[0].self_attn.parameters())
 
 
+class PackedAttention(nn.Module):
+    """timm's layout: one packed qkv linear, num_heads, a scale, a proj; ``scale`` other than
+    d_head ** -0.5 makes it something else."""
+
+    def __init__(self, dim=24, num_heads=3, scale=None):
+        super().__init__()
+        self.num_heads, self.scale = num_heads, scale or (dim // num_heads) ** -0.5
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        a = ((q @ k.transpose(-2, -1)) * self.scale).softmax(-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def test_hand_written_self_attention_is_adopted_only_where_it_computes_the_same():
+    from edgepack.models.attention import prune_attention_heads
+    from edgepack.models.hand_attention import SelfAttention, adopt_self_attention
+
+    torch.manual_seed(0)
+    vit, x = arch.HandViT().eval(), torch.randn(2, 3, 32, 32)
+    want = vit(x)
+    assert adopt_self_attention(vit) == ["blocks.0.attn", "blocks.1.attn"]
+    assert isinstance(vit.blocks[0].attn, SelfAttention) and torch.allclose(vit(x), want, atol=1e-6)
+    # now its heads prune whole, and the model still computes (4 heads -> 3)
+    assert prune_attention_heads(vit, lambda name: 0.25) == {"blocks.0.attn": (4, 3), "blocks.1.attn": (4, 3)}
+    assert vit(x).shape == (2, 10) and vit.blocks[0].attn.q.out_features == 48
+
+    tokens = torch.randn(2, 9, 24)
+    holder = nn.Sequential(PackedAttention(), PackedAttention(scale=0.5)).eval()
+    want = holder(tokens)
+    assert adopt_self_attention(holder) == ["0"]  # the packed one; the one with another scale is left
+    assert isinstance(holder[0], SelfAttention) and isinstance(holder[1], PackedAttention)
+    assert torch.allclose(holder(tokens), want, atol=1e-5)
+
+
 # ---- ONNX rewrites ---------------------------------------------------------------------------------
 def _ops(path) -> list[str]:
     import onnx

@@ -50,6 +50,19 @@ class SplitAttention(nn.Module):
             if mha.out_proj.bias is not None:
                 self.proj.bias.copy_(mha.out_proj.bias)
 
+    @classmethod
+    def from_linears(cls, q: nn.Linear, k: nn.Linear, v: nn.Linear, proj: nn.Linear, heads: int) -> "SplitAttention":
+        """Batch-first attention over copies of the given projections (no bias_k, no zero attention)."""
+        import copy
+
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.heads, self.batch_first, self.dropout = heads, True, 0.0
+        self.q, self.k, self.v, self.proj = (copy.deepcopy(m) for m in (q, k, v, proj))
+        self.bias_k = self.bias_v = None
+        self.zero = False
+        return self
+
     @property
     def num_heads(self) -> int:  # nn.MultiheadAttention's names, read by code written for it
         return self.heads

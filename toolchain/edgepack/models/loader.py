@@ -27,6 +27,7 @@ from ..paths import cache_dir
 from ..progress import Reporter
 from . import zoo
 from .attention import split_attention
+from .hand_attention import adopt_self_attention
 from .training import accuracy, predict, seed_everything, train
 
 #: Bump when the demo's training recipe changes so stale cached weights are not reused.
@@ -85,6 +86,9 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
     # packed attention becomes separate q/k/v linears (same function): what ONNX, onnx2tf and
     # torch-pruning can follow (models/attention.py)
     split_attention(module)
+    adopted = adopt_self_attention(module)  # hand-written self-attention that computes the same, likewise
+    if adopted and reporter is not None:
+        reporter.info(f"hand-written self-attention recognised (pruned by whole heads): {', '.join(adopted)}")
     _check_runs(module, data)
     logits = outputs(module) if outputs else predict(module, data.x_eval)
     return LoadedModel(module=module, name=name, origin=origin, float_accuracy=accuracy(logits, data.y_eval),
