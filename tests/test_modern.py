@@ -312,3 +312,18 @@ def test_gelu_for_a_runtime_without_it_is_the_tanh_form_and_says_so(tmp_path):
     assert 0 < np.abs(np.stack(got) - want).max() < 1e-3
     # the same model for LiteRT keeps the builtin GELU and says nothing
     assert convert_float(model, x[:1], tmp_path / "litert", samples=x.numpy()).notes == ()
+
+
+def test_a_six_dimensional_transpose_for_tflm_is_refused_in_one_line_that_says_why(tmp_path):
+    from edgepack.devices.tflm import tflm_interpreter
+    from edgepack.errors import ConversionError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1), arch.MobileViTBlock(24, 32), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    split_attention(model)
+    x = torch.randn(2, 3, 32, 32)
+    conv = convert_float(model, x[:1], tmp_path, samples=x.numpy(), runtime="tflm")
+    with pytest.raises(ConversionError) as e:
+        tflm_interpreter(conv.tflite)
+    msg = str(e.value)
+    assert "\n" not in msg and "at most 5 dimensions" in msg and "patch" in msg and "LiteRT" in msg

@@ -45,6 +45,11 @@ def tflm_interpreter(model: bytes, *, runtime_name: str = "TFLM"):
                 f"{runtime_name} cannot run operator(s) {ops} (model uses {', '.join(ops_used(model))}); "
                 "replace them in the model or choose a target whose runtime has them"
             ) from e
+        if "Transpose op only supports 1D-5D" in log.text:
+            raise ConversionError(
+                f"{runtime_name} cannot run this model: its TRANSPOSE kernel takes at most 5 dimensions and the model "
+                "transposes a 6-D tensor (a patch unfold or fold written with separate patch axes, as MobileViT's); "
+                "fold the patch axes together in the model, or choose a target whose runtime is LiteRT") from e
         raise ConversionError(f"TFLM could not load the model: {e} {log.tail()}".strip()) from e
     return it
 
