@@ -1,7 +1,7 @@
 """Benchmark: how edgepack copes with the architectures users bring, in one run.
 
 Each architecture of tests/architectures.py (the tests' own definitions, one per family) is
-trained briefly on digits at 3x32x32 (cached), then built with the real CLI, as a user would:
+trained briefly on digits at 3x32x32 (or --size) (cached), then built with the real CLI, as a user would:
 
     edgepack build --target T --model tests/architectures.py:NAME --weights W --input-shape 1,3,32,32
 
@@ -12,7 +12,7 @@ traceback (status 1). For the built ones it reports float / pruned / int8 accura
 bundle's manifest, float-TFLite agreement with PyTorch, and the seconds of each stage.
 
     .venv/bin/python benchmarks/coverage.py [--targets rpi4,android-arm64,cortex-m7] [--archs all]
-        [--epochs 2] [--json results.json]
+        [--epochs 2] [--size 32] [--json results.json]
     .venv/bin/python benchmarks/coverage.py --build-time    # the 3x64x64 mobile model, profile defaults
 """
 
@@ -110,6 +110,7 @@ def main() -> int:
     ap.add_argument("--targets", default="rpi4,android-arm64,cortex-m7")
     ap.add_argument("--archs", default="all")
     ap.add_argument("--epochs", type=int, default=2, help="recovery epochs (default 2)")
+    ap.add_argument("--size", type=int, default=32, help="input height and width the models are trained and built at")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ap.add_argument("--build-time", action="store_true",
                     help="time the 3x64x64 mobile model (about 50 MMACs) for rpi4 with the profile's own settings")
@@ -124,10 +125,10 @@ def main() -> int:
             print(json.dumps(row, indent=1), flush=True)
         else:
             names = list(architectures.ARCHITECTURES) if args.archs == "all" else args.archs.split(",")
-            weights = {n: architectures.trained_weights(n, cache_dir()) for n in names}
+            weights = {n: architectures.trained_weights(n, cache_dir(), size=args.size) for n in names}
             for target in args.targets.split(","):
                 for n in names:
-                    row = build(target, n, weights[n], size=32, epochs=args.epochs, work=work, formats='["tflite"]')
+                    row = build(target, n, weights[n], size=args.size, epochs=args.epochs, work=work, formats='["tflite"]')
                     rows.append(row)
                     print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
                           f"{row.get('int8', row.get('error', ''))}", flush=True)

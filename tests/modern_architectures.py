@@ -88,8 +88,13 @@ class ViTTiny(nn.Module):
         self.fc = nn.Linear(dim, classes)
 
     def forward(self, x):
-        t = self.embed(x).flatten(2).transpose(1, 2) + self.pos
-        return self.fc(self.norm(self.blocks(t)).mean(1))
+        t = self.embed(x)
+        pos, (h, w) = self.pos, t.shape[-2:]
+        if pos.shape[1] != h * w:  # another input size: the position grid resized, as ViTs are fine-tuned at other sizes
+            g = math.isqrt(pos.shape[1])
+            pos = F.interpolate(pos.transpose(1, 2).reshape(1, -1, g, g), size=(h, w), mode="bilinear",
+                                align_corners=False).flatten(2).transpose(1, 2)
+        return self.fc(self.norm(self.blocks(t.flatten(2).transpose(1, 2) + pos)).mean(1))
 
 
 class Attention(nn.Module):
