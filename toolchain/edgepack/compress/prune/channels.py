@@ -225,11 +225,14 @@ def prune_channels(
                         candidate, lambda n: ratios_now.get(f"{n}.q", spec.ratio)).items():
                     say(f"{name}: {h0 - h1} of {h0} attention heads removed")
                 keep = {n for n, why in protected.items() if "grouped convolution" not in why}
+                whole: dict[str, str] = {}
                 for name, (i0, i1, o0, o1) in prune_grouped(candidate, example,
                                                             lambda n: ratios_now.get(n, g_ratios.get(n, spec.ratio)),
-                                                            multiple=spec.channel_multiple, keep=keep).items():
+                                                            multiple=spec.channel_multiple, keep=keep,
+                                                            skipped=whole).items():
                     say(f"{name}: grouped convolution {i0}->{i1} input and {o0}->{o1} output channels, "
                         f"the same in every group")
+                protected.update(whole)
                 broken = _breaks(candidate, example, out_shape)
             except (UsageError, KeyboardInterrupt):
                 raise

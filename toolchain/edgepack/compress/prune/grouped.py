@@ -93,11 +93,13 @@ def _cut(width: int, groups: int, ratio: float, multiple: int) -> int:
 
 
 def prune_grouped(model: nn.Module, example: torch.Tensor, ratio_of: Callable[[str], float], *,
-                  multiple: int = 1, keep: set[str] = frozenset()) -> dict[str, tuple[int, int, int, int]]:
+                  multiple: int = 1, keep: set[str] = frozenset(),
+                  skipped: dict[str, str] | None = None) -> dict[str, tuple[int, int, int, int]]:
     """Prune every grouped convolution of ``model`` in place, ``ratio_of(name)`` of each group's
     input and output positions, the same positions in every group; a side whose dependency group
     holds a layer of ``keep`` (the model's outputs, keep_layers) is left whole. Returns {name: (in
-    before, in after, out before, out after)} for those cut."""
+    before, in after, out before, out after)} for those cut; ``skipped`` gets {name: why} for the
+    grouped convolutions a positive ratio left whole."""
     import torch_pruning as tp
 
     names = [n for n, m in model.named_modules() if is_grouped(m)]
@@ -132,6 +134,10 @@ def prune_grouped(model: nn.Module, example: torch.Tensor, ratio_of: Callable[[s
             prune(g, tp.prune_conv_out_channels, [k * gw_out + p for k in range(g.groups) for p in pos])
         if (g.in_channels, g.out_channels) != before:
             done[name] = (before[0], g.in_channels, before[1], g.out_channels)
+        elif skipped is not None and ratio > 0:
+            skipped[name] = (f"grouped convolution kept whole: no cut of at most {ratio:g} of each group's {gw_in} "
+                             f"channels leaves a multiple of {multiple} over its {g.groups} groups, or what it "
+                             f"couples to is kept")
     return done
 
 
