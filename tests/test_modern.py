@@ -285,6 +285,8 @@ def test_each_block_converts_to_builtins_only_and_agrees_with_pytorch(tmp_path, 
     assert np.abs(np.stack(got) - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), name
     if name.startswith("gelu"):
         assert ("GELU" in ops) == (name == "gelu-erf") or "TANH" in ops
+    if name.startswith("layernorm") or name == "convnext":  # 1 / sqrt as RSQRT: TFLM has no int8 SQRT
+        assert "RSQRT" in ops and not {"SQRT", "DIV"} & ops, ops
 
 
 def test_gelu_for_a_runtime_without_it_is_the_tanh_form_and_says_so(tmp_path):
@@ -327,3 +329,25 @@ def test_a_six_dimensional_transpose_for_tflm_is_refused_in_one_line_that_says_w
         tflm_interpreter(conv.tflite)
     msg = str(e.value)
     assert "\n" not in msg and "at most 5 dimensions" in msg and "patch" in msg and "LiteRT" in msg
+
+
+def test_an_int8_operator_tflm_has_only_in_float_is_named_in_one_line(tmp_path):
+    from edgepack.compress.quantize.converter import QuantSpec, quantize_int8
+    from edgepack.devices.tflm import run_tflm
+    from edgepack.errors import ConversionError
+
+    class Root(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+
+        def forward(self, x):
+            return torch.sqrt(self.conv(x).abs() + 1.0).mean((2, 3))
+
+    x = torch.randn(16, 3, 16, 16)
+    conv = convert_float(Root().eval(), x[:1], tmp_path)
+    int8 = quantize_int8(conv.saved_model_dir, to_model_layout(x.numpy(), conv.layout), QuantSpec())
+    with pytest.raises(ConversionError) as e:
+        run_tflm(int8, to_model_layout(x.numpy()[:1], conv.layout))
+    msg = str(e.value)
+    assert "\n" not in msg and "SQRT kernel" in msg and "float32 only, not int8" in msg and "LiteRT" in msg

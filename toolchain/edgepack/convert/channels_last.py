@@ -128,7 +128,9 @@ def _rewrite(m, t1, nodes, exits, consts) -> None:
     new_inits, replaced = [], {}
 
     def const(name: str, value: np.ndarray) -> str:
-        new_inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        # (np.ascontiguousarray makes a 0-D value 1-D; a [1] epsilon kept the converter from fusing
+        # the division by sqrt(var + eps) into RSQRT, and TFLM has no int8 SQRT)
+        new_inits.append(numpy_helper.from_array(np.ascontiguousarray(value).reshape(np.shape(value)), name))
         return name
 
     for n in nodes:

@@ -77,9 +77,31 @@ def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
     outs = []
     for i in range(len(inputs)):
         it.set_input(quantize_input(inputs[i : i + 1], din), 0)
-        it.invoke()
+        _invoke(it)
         outs.append(dequantize_output(it.get_output(0), dout)[0])
     return np.stack(outs)
+
+
+_FAILED_NODE = re.compile(r"Node ([A-Z0-9_]+) \(number (\d+)\) failed to invoke")
+_TYPE = re.compile(r"\((INT8|INT16|UINT8) != (FLOAT32)\)")
+
+
+def _invoke(it) -> None:
+    """``it.invoke()``; raises ConversionError naming the operator TFLM failed on and why."""
+    with native_stderr() as log:
+        try:
+            it.invoke()
+            return
+        except RuntimeError as e:
+            error = e
+    node, kind = _FAILED_NODE.search(log.text), _TYPE.search(log.text)
+    if node and kind:
+        raise ConversionError(
+            f"TFLM cannot run the quantized model: its {node.group(1)} kernel (operator #{node.group(2)}) takes "
+            f"{kind.group(2).lower()} only, not {kind.group(1).lower()}; replace that operation in the model (a "
+            "square root: divide by it, which the converter turns into RSQRT) or choose a target whose runtime is "
+            "LiteRT") from error
+    raise ConversionError(f"TFLM failed to run the model: {log.tail() or error}") from error
 
 
 def _as_litert_detail(d: dict) -> dict:
