@@ -263,6 +263,19 @@ BLOCKS = {
 SIZES = {"vit-64px": 64}
 
 
+def _ops_and_outputs(conv, x: torch.Tensor) -> tuple[set[str], np.ndarray]:
+    """The float TFLite's operator names, and its outputs on NCHW ``x`` (one sample at a time)."""
+    graph = FloatGraph(conv.tflite)
+    it = interpreter(conv.tflite)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    got = []
+    for xi in to_model_layout(x.numpy(), conv.layout):
+        it.set_tensor(inp["index"], xi[None])
+        it.invoke()
+        got.append(it.get_tensor(out["index"])[0])
+    return {graph.op_type(k) for k in range(len(graph.sg.operators))}, np.stack(got)
+
+
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_each_block_converts_to_builtins_only_and_agrees_with_pytorch(tmp_path, name):
     torch.manual_seed(0)
@@ -270,19 +283,11 @@ def test_each_block_converts_to_builtins_only_and_agrees_with_pytorch(tmp_path, 
     split_attention(model)
     x = torch.randn(4, 3, SIZES.get(name, 32), SIZES.get(name, 32))
     conv = convert_float(model, x[:1], tmp_path, samples=x.numpy())
-    graph = FloatGraph(conv.tflite)
-    ops = {graph.op_type(k) for k in range(len(graph.sg.operators))}
+    ops, got = _ops_and_outputs(conv, x)
     assert not {"CUSTOM", "FLEX"} & ops and not any(o.startswith("Flex") for o in ops), ops
-    it = interpreter(conv.tflite)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
     with torch.no_grad():
         want = model(x).numpy()
-    got = []
-    for xi in to_model_layout(x.numpy(), conv.layout):
-        it.set_tensor(inp["index"], xi[None])
-        it.invoke()
-        got.append(it.get_tensor(out["index"])[0])
-    assert np.abs(np.stack(got) - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), name
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max()), name
     if name.startswith("gelu"):
         assert ("GELU" in ops) == (name == "gelu-erf") or "TANH" in ops
     if name.startswith("layernorm") or name == "convnext":  # 1 / sqrt as RSQRT: TFLM has no int8 SQRT
@@ -298,20 +303,12 @@ def test_gelu_for_a_runtime_without_it_is_the_tanh_form_and_says_so(tmp_path):
     torch.manual_seed(0)
     model, x = Gelus("none").eval(), torch.randn(4, 3, 32, 32)
     conv = convert_float(model, x[:1], tmp_path, samples=x.numpy(), runtime="tflm")
-    graph = FloatGraph(conv.tflite)
-    ops = {graph.op_type(k) for k in range(len(graph.sg.operators))}
+    ops, got = _ops_and_outputs(conv, x)
     assert "GELU" not in ops and "TANH" in ops, ops
     assert len(conv.notes) == 1 and TANH_GELU in conv.notes[0] and "TFLM has no GELU" in conv.notes[0]
-    it = interpreter(conv.tflite)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
     with torch.no_grad():
         want = model(x).numpy()
-    got = []
-    for xi in to_model_layout(x.numpy(), conv.layout):
-        it.set_tensor(inp["index"], xi[None])
-        it.invoke()
-        got.append(it.get_tensor(out["index"])[0])
-    assert 0 < np.abs(np.stack(got) - want).max() < 1e-3
+    assert 0 < np.abs(got - want).max() < 1e-3
     # the same model for LiteRT keeps the builtin GELU and says nothing
     assert convert_float(model, x[:1], tmp_path / "litert", samples=x.numpy()).notes == ()
 
