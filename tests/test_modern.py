@@ -259,8 +259,23 @@ BLOCKS = {
     "efficientformer-hybrid": arch.EfficientFormer,
     # 256 tokens: onnxsim writes the second block's linears 2-D, so its heads start from a 2-D tensor
     "vit-64px": arch.ViTTiny,
+    # 32 channels on a 32x32 map, with LayerNorm scales and layer scales that are not 1 (trained):
+    # onnx2tf placed such a [1, C, 1, 1] constant along the height until they became 1x1 convolutions
+    "convnext-64px-trained-scales": lambda: _scrambled_scales(arch.ConvNeXt()),
 }
-SIZES = {"vit-64px": 64}
+SIZES = {"vit-64px": 64, "convnext-64px-trained-scales": 64}
+
+
+def _scrambled_scales(model: nn.Module) -> nn.Module:
+    """``model`` with every 1-D parameter (LayerNorm weights and biases, layer scales, biases) drawn
+    at random, as training leaves them."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3 if name.endswith("bias") else
+                        torch.rand(p.shape, generator=g) * 1.5 + 0.25)
+    return model
 
 
 def _ops_and_outputs(conv, x: torch.Tensor) -> tuple[set[str], np.ndarray]:

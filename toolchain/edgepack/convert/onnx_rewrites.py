@@ -49,6 +49,14 @@ def static_shapes(m) -> dict[str, list[int]]:
     """Value name -> shape, for the values of an ONNX model whose shape inference gives every dimension."""
     import onnx
 
+    if any(n.op_type == "Gelu" for n in m.graph.node):  # an opset-20 operator in an opset-17 graph, which
+        copy = onnx.ModelProto()                        # shape inference stops at: the same shape out as in
+        copy.CopyFrom(m)
+        for n in copy.graph.node:
+            if n.op_type == "Gelu":
+                n.op_type = "Identity"
+                del n.attribute[:]
+        m = copy
     shapes = {}
     for vi in [*onnx.shape_inference.infer_shapes(m).graph.value_info, *m.graph.input, *m.graph.output]:
         dims = vi.type.tensor_type.shape.dim
@@ -148,6 +156,39 @@ def full_rank_constants(onnx_path: Path) -> int:
         m.graph.initializer.extend(added.values())
         onnx.save(m, str(onnx_path))
     return changed
+
+
+def per_channel_constants_as_convs(onnx_path: Path) -> int:
+    """Replace each Mul or Add of a [1, C, H, W] map by a [1, C, 1, 1] constant (a LayerNorm's scale
+    and shift, a layer scale), where C equals H or W, by a 1x1 depthwise convolution with that
+    scale or shift: onnx2tf places such a constant by matching its shape against the map's, and a
+    channel count equal to a spatial size sent a trained ConvNeXt's scales along the height. A
+    convolution's weights it lays out by their role. Returns how many."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(onnx_path))
+    shapes = static_shapes(m)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    nodes, count = [], 0
+    for n in m.graph.node:
+        s = shapes.get(n.input[0]) if n.op_type in ("Mul", "Add") and len(n.input) == 2 else None
+        c = inits.get(n.input[1]) if s else None
+        if c is None or len(s) != 4 or s[0] != 1 or s[1] not in (s[2], s[3]) or c.shape != (1, s[1], 1, 1) \
+                or n.input[0] in inits:
+            nodes.append(n)
+            continue
+        ch, base = s[1], f"{n.name or n.output[0]}/as_conv"
+        scale = c.reshape(ch) if n.op_type == "Mul" else np.ones(ch, np.float32)
+        shift = c.reshape(ch) if n.op_type == "Add" else np.zeros(ch, np.float32)
+        m.graph.initializer.extend([numpy_helper.from_array(scale.astype(np.float32).reshape(ch, 1, 1, 1), f"{base}/w"),
+                                    numpy_helper.from_array(shift.astype(np.float32), f"{base}/b")])
+        nodes.append(onnx.helper.make_node("Conv", [n.input[0], f"{base}/w", f"{base}/b"], list(n.output), name=base,
+                                           group=ch, kernel_shape=[1, 1]))
+        count += 1
+    if count:
+        save_nodes(m, nodes, onnx_path)
+    return count
 
 
 def _scalar(m, name: str) -> float | None:
