@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokens import same_function
+from .tokens import add_constant, attribute, checked_rewrite
 
 _UNARY = {"Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "Identity", "Sqrt", "Reciprocal"}
 _BINARY = {"Add", "Sub", "Mul", "Div"}
@@ -28,24 +28,7 @@ TAG = "/head"
 def split_heads(onnx_path: Path, *, atol: float = 1e-4) -> int:
     """Rewrite the attention of the ONNX model at ``onnx_path`` per head (see the module's
     docstring). Returns how many [N, D] tensors were split into heads (0: the file is unchanged)."""
-    import onnx
-
-    from .onnx_rewrites import static_shapes
-
-    m = onnx.load(str(onnx_path))
-    try:
-        shapes = static_shapes(m)
-    except Exception:  # noqa: BLE001 - a graph shape inference cannot follow is left as it is
-        return 0
-    original = m.SerializeToString()
-    split = _Heads(m, shapes).run()
-    if not split:
-        return 0
-    del m.graph.value_info[:]
-    if not same_function(original, m, atol):
-        return 0
-    onnx.save(m, str(onnx_path))
-    return split
+    return checked_rewrite(onnx_path, lambda m, shapes: _Heads(m, shapes).run(), atol)
 
 
 class _Heads:
@@ -90,22 +73,9 @@ class _Heads:
         return output
 
     def _const(self, a: np.ndarray, hint: str) -> str:
-        from onnx import numpy_helper
+        return add_constant(self.m, self.consts, a, f"{hint}{TAG}")
 
-        name, k = f"{hint}{TAG}", 0
-        while name in self.consts and not (self.consts[name].shape == a.shape and np.array_equal(self.consts[name], a)):
-            k += 1
-            name = f"{hint}{TAG}_{k}"
-        if name not in self.consts:
-            self.consts[name] = a
-            self.m.graph.initializer.append(numpy_helper.from_array(a, name))
-        return name
-
-    @staticmethod
-    def _attr(node, key, default=None):
-        import onnx
-
-        return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == key), default)
+    _attr = staticmethod(attribute)
 
     def _materialize(self, name: str) -> None:
         """Make ``name`` exist in its original form (for a reader this rewrite does not know)."""

@@ -35,27 +35,59 @@ def squeeze_token_batch(onnx_path: Path, *, entries: str = "transpose", atol: fl
     becomes tokens (``_Squeezer.channels_last_entries``); ``"reshape"`` leaves that as exported.
     Returns how many tensors lost it (0: the file is unchanged, also when the rewrite would not
     compute the same)."""
+    def rewrite(m, shapes) -> int:
+        dims = m.graph.input[0].type.tensor_type.shape.dim if m.graph.input else []
+        if not dims or dims[0].dim_value != 1:
+            return 0
+        return _Squeezer(m, shapes).run(entries == "transpose")
+
+    return checked_rewrite(onnx_path, rewrite, atol)
+
+
+def add_constant(m, consts: dict, a: np.ndarray, name: str) -> str:
+    """An initializer of ONNX model ``m`` holding ``a``, named ``name`` (or ``name_k`` where that is
+    taken by another value); ``consts`` (name -> array) is kept up to date. Returns its name."""
+    from onnx import numpy_helper
+
+    base, k = name, 0
+    while name in consts and not (consts[name].shape == a.shape and np.array_equal(consts[name], a)):
+        k += 1
+        name = f"{base}_{k}"
+    if name not in consts:
+        consts[name] = a
+        m.graph.initializer.append(numpy_helper.from_array(a, name))
+    return name
+
+
+def attribute(node, key: str, default=None):
+    """The value of ONNX ``node``'s attribute ``key``, or ``default``."""
+    import onnx
+
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == key), default)
+
+
+def checked_rewrite(onnx_path: Path, rewrite, atol: float) -> int:
+    """Apply ``rewrite(model, shapes) -> places`` to the ONNX model at ``onnx_path`` and save it only
+    if it rewrote something and onnxruntime finds the same function (:func:`same_function`).
+    Returns the places rewritten, 0 when the file is left unchanged."""
     import onnx
 
     from .onnx_rewrites import static_shapes
 
     m = onnx.load(str(onnx_path))
-    ins = m.graph.input
-    if not ins or not ins[0].type.tensor_type.shape.dim or ins[0].type.tensor_type.shape.dim[0].dim_value != 1:
-        return 0
     try:
         shapes = static_shapes(m)
     except Exception:  # noqa: BLE001 - a graph shape inference cannot follow is left as it is
         return 0
     original = m.SerializeToString()
-    squeezed = _Squeezer(m, shapes).run(entries == "transpose")
-    if not squeezed:
+    done = rewrite(m, shapes)
+    if not done:
         return 0
     del m.graph.value_info[:]
     if not same_function(original, m, atol):
         return 0
     onnx.save(m, str(onnx_path))
-    return squeezed
+    return done
 
 
 class _Squeezer:
@@ -136,17 +168,7 @@ class _Squeezer:
                 self._restore(i)
 
     def _const(self, a: np.ndarray, hint: str) -> str:
-        from onnx import numpy_helper
-
-        name = f"{hint}{SUFFIX}"
-        k = 0
-        while name in self.consts and not (self.consts[name].shape == a.shape and np.array_equal(self.consts[name], a)):
-            k += 1
-            name = f"{hint}{SUFFIX}_{k}"
-        if name not in self.consts:
-            self.consts[name] = a
-            self.m.graph.initializer.append(numpy_helper.from_array(a, name))
-        return name
+        return add_constant(self.m, self.consts, a, f"{hint}{SUFFIX}")
 
     def _squeezable_out(self, name: str) -> bool:
         """Whether ``name`` can lose its leading 1: it has one, it is of rank 2 or more, and
@@ -186,11 +208,7 @@ class _Squeezer:
             return name
         return None
 
-    @staticmethod
-    def _attr(node, key, default=None):
-        import onnx
-
-        return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == key), default)
+    _attr = staticmethod(attribute)
 
     # ---- the rewrite of one node --------------------------------------------------------------
     def _rewrite(self, node) -> bool:
