@@ -363,3 +363,29 @@ def test_an_int8_operator_tflm_has_only_in_float_is_named_in_one_line(tmp_path):
         run_tflm(int8, to_model_layout(x.numpy()[:1], conv.layout))
     msg = str(e.value)
     assert "\n" not in msg and "SQRT kernel" in msg and "float32 only, not int8" in msg and "LiteRT" in msg
+
+
+class Erfs(nn.Module):
+    """erf alone (not a GELU): TFLite has no builtin for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return torch.erf(self.conv(x)).mean((2, 3))
+
+
+def test_an_operator_tflite_has_no_builtin_for_is_named_unless_the_runtime_has_flex(tmp_path):
+    from edgepack.errors import ConversionError
+
+    x = torch.randn(2, 3, 16, 16)
+    with pytest.raises(ConversionError) as e:
+        convert_float(Erfs().eval(), x[:1], tmp_path / "builtins", samples=x.numpy())
+    msg = str(e.value)
+    assert "\n" not in msg and "operator(s) Erf" in msg and "runtime.flex" in msg
+    flex = convert_float(Erfs().eval(), x[:1], tmp_path / "flex", samples=x.numpy(), flex=True).tflite
+    graph = FloatGraph(flex)
+    assert "CUSTOM" in {graph.op_type(k) for k in range(len(graph.sg.operators))} and b"FlexErf" in flex
+    with pytest.raises(ConversionError, match="Select TF .Flex. operators, which this machine's LiteRT cannot run"):
+        interpreter(flex)

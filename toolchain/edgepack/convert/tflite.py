@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +89,11 @@ def _attention_fastpath_off():
 
 
 def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, samples: np.ndarray | None = None,
-                  runtime: str = "litert") -> FloatConversion:
+                  runtime: str = "litert", flex: bool = False) -> FloatConversion:
     """Convert ``model`` to a SavedModel and a float32 TFLite in ``workdir``, for the profile's
     ``runtime`` ("litert" or "tflm": what it lacks is written in operators it has, and said in ``notes``).
+    Without ``flex`` (the runtime has TensorFlow's Select ops) the TFLite holds builtins only, and a
+    model that needs another operator raises ConversionError naming it.
 
     ``samples`` (NCHW float32, e.g. the calibration set) feed onnx2tf's own output check; without
     them it uses seeded random inputs. Raises DependencyError if onnx2tf is missing,
@@ -132,7 +135,7 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
         done = prepare_for_onnx2tf(onnx_path, token_entries=style, runtime=runtime)
         tokens = done.get("squeeze_token_batch", 0) > 0
         try:
-            tflite = _convert_once(onnx2tf, tf, onnx_path, saved, example, samples)
+            tflite = _convert_once(onnx2tf, tf, onnx_path, saved, example, samples, flex=flex, runtime=runtime)
         except ConversionError:
             if tokens and k + 1 < len(styles):
                 continue
@@ -144,14 +147,21 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
     return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout, notes=notes)
 
 
-def _convert_once(onnx2tf, tf, onnx_path: Path, saved: Path, example: torch.Tensor, samples) -> bytes:
+def _convert_once(onnx2tf, tf, onnx_path: Path, saved: Path, example: torch.Tensor, samples, *, flex: bool,
+                  runtime: str) -> bytes:
     log = io.StringIO()
     try:
         with _local_sample_images(onnx2tf, example, samples), native_stderr() as native, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            return _keras_to_files(onnx2tf, tf, onnx_path, saved)
+            return _keras_to_files(onnx2tf, tf, onnx_path, saved, flex=flex)
     except BaseException as e:  # onnx2tf calls sys.exit() on some failures
         if isinstance(e, KeyboardInterrupt):
             raise
+        select = _SELECT_OPS.search(str(e))
+        if select:
+            raise ConversionError(
+                f"the model needs TensorFlow operator(s) {select.group(1).strip()} that TFLite has no builtin for (Select "
+                f"TF ops, which the {runtime} runtime does not have); replace them in the model, or set runtime.flex = "
+                "true for a runtime built with the Flex delegate") from None
         from .diagnose import explain_onnx2tf
 
         raise ConversionError(explain_onnx2tf(e, log.getvalue() or native.tail())) from e
@@ -181,7 +191,11 @@ def _agrees(onnx_bytes: bytes, tflite: bytes, layout: str, example: torch.Tensor
     return got.shape == want.shape and float(np.abs(got - want).max()) <= rel_tol * max(float(np.abs(want).max()), 1e-6)
 
 
-def _keras_to_files(onnx2tf, tf, onnx_path: Path, saved: Path) -> bytes:
+#: the TFLite converter's list of the TensorFlow operators a builtins-only model would need
+_SELECT_OPS = re.compile(r"TF Select ops: ([^\n]+)")
+
+
+def _keras_to_files(onnx2tf, tf, onnx_path: Path, saved: Path, *, flex: bool = False) -> bytes:
     """onnx2tf's Keras model of ``onnx_path`` as a SavedModel in ``saved`` and a float32 TFLite
     (returned), exactly as ``onnx2tf.convert`` writes them, without the float16 TFLite it also
     converts (a third of a conversion's time, never used here). Should saving the Keras model
@@ -201,7 +215,7 @@ def _keras_to_files(onnx2tf, tf, onnx_path: Path, saved: Path) -> bytes:
             raise ConversionError(f"onnx2tf wrote no float32 .tflite into {saved}") from None
         return floats[0].read_bytes()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + ([tf.lite.OpsSet.SELECT_TF_OPS] if flex else [])
     return conv.convert()
 
 
@@ -227,7 +241,7 @@ def _local_sample_images(onnx2tf_pkg, example: torch.Tensor, samples: np.ndarray
 def _input_shape(tflite: bytes) -> list[int]:
     from ..devices.host import interpreter
 
-    return [int(v) for v in interpreter(tflite).get_input_details()[0]["shape"]]
+    return [int(v) for v in interpreter(tflite, allocate=False).get_input_details()[0]["shape"]]
 
 
 @contextlib.contextmanager

@@ -28,7 +28,15 @@ def interpreter(model: bytes, threads: int = 1, *, allocate: bool = True, refere
     with native_stderr():
         it = Interpreter(model_content=model, num_threads=threads, experimental_op_resolver_type=kind)
         if allocate:
-            it.allocate_tensors()
+            try:
+                it.allocate_tensors()
+            except RuntimeError as e:
+                if "Select TensorFlow op" not in str(e):
+                    raise
+                from ..errors import ConversionError
+
+                raise ConversionError("the model holds Select TF (Flex) operators, which this machine's LiteRT cannot "
+                                      "run, so it cannot be checked or measured here; check it on the device") from None
     return it
 
 

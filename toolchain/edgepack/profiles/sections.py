@@ -36,6 +36,9 @@ class Runtime:
     threads: int = field(metadata=_spec(hi=1024, lo=1, doc="inference threads"))
     formats: tuple[Literal["tflite", "c-source", "pte"], ...] = field(metadata=_spec(
         doc="artifact formats to produce: tflite, c-source (microcontrollers), pte (ExecuTorch, see [executorch])"))
+    flex: bool = field(default=False, metadata=_spec(doc=(
+        "the runtime has TensorFlow's Select ops (the Flex delegate); none of the shipped ones do: without it a model "
+        "needing an operator TFLite has no builtin for is a one-line error naming the operators")))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def run(inp, pruned, work: Path, runner, rep: Reporter) -> ConvertOut:
     from ..measure.accuracy import check_float
 
     conv = convert_float(pruned.result.model, inp.example, work / "convert", samples=inp.calibration["x"],
-                         runtime=inp.profile.runtime.name)
+                         runtime=inp.profile.runtime.name, flex=inp.profile.runtime.flex)
     for note in conv.notes:
         rep.warn(note)
     check = check_float(pruned.result.model, conv.tflite, inp.splits.x_eval, conv.layout, runner)
