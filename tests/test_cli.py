@@ -211,7 +211,9 @@ def test_interrupted_build_writes_nothing(tmp_path):
             p.send_signal(signal.SIGINT)
             break
     rest = p.communicate(timeout=300)[1]
-    assert p.returncode == 130, "".join(seen) + rest
+    # 130, or killed by the SIGINT itself after the message (-2, which a shell also reports as 130):
+    # seen about 1 run in 8 on a loaded machine, with this session's code and with 94785c1's alike
+    assert p.returncode in (130, -signal.SIGINT), "".join(seen) + rest
     assert rest.strip().splitlines()[-1] == "edgepack: interrupted; nothing was written"
     assert not out.exists()
 
