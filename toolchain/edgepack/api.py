@@ -48,10 +48,11 @@ def build(
     model: str = "demo",
     weights: str | None = None,
     input_shape: tuple[int, ...] | None = None,
-    data: str = "digits",
+    data: str | None = None,
     calibration: str | None = None,
     out: str | Path = "dist",
     allow_budget_violation: bool = False,
+    task: str | None = None,
     device: str = "host",
     overrides: tuple[str, ...] | list[str] = (),
     use_cache: bool = True,
@@ -61,7 +62,10 @@ def build(
     """Build the deployable bundle for ``target`` into ``out/<target name>/``.
 
     ``overrides`` are profile values as ``"SECTION.KEY=VALUE"`` (``--set``), validated like the
-    profile file. ``calibration`` is a calibration manifest (``calibration/*.toml``); without one
+    profile file. ``data`` defaults to the zoo model's own built-in set (``digits`` for the demo).
+    ``task`` ("kind" or "kind:metric", see ``edgepack.tasks``) declares what the model is for;
+    without it the data set's own task is used or inferred from its targets and the model's
+    output. ``calibration`` is a calibration manifest (``calibration/*.toml``); without one
     the data set's own calibration split is used. ``device`` is where the measurement stage
     benchmarks the artifacts (see :func:`edgepack.devices.connect`; default this machine,
     labelled "host"); a figure measured on the target itself (ssh, adb) is what the latency and
@@ -80,7 +84,7 @@ def build(
     cache = StageCache(cache_dir, enabled=use_cache, warn=rep.warn)
     return run(target, model=model, weights=weights, input_shape=input_shape, data=data, calibration=calibration,
                out=out, allow_budget_violation=allow_budget_violation, device=device, overrides=tuple(overrides),
-               cache=cache, reporter=rep)
+               cache=cache, reporter=rep, task=task)
 
 
 def summary(result: BuildResult) -> dict:

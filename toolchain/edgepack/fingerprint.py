@@ -17,7 +17,7 @@ from pathlib import Path
 from .errors import UsageError
 
 #: Version of the manifest's layout; bumped with every incompatible change (schemas/manifest-vN.schema.json).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def build_time() -> str:

@@ -82,10 +82,10 @@ def code_fingerprint(root: Path = Path(__file__).parent) -> str:
 
 
 def build(target: str, *, model: str = "demo", weights: str | None = None, input_shape: tuple[int, ...] | None = None,
-          data: str = "digits", calibration: str | None = None, out: str | Path = "dist",
+          data: str | None = None, calibration: str | None = None, out: str | Path = "dist",
           allow_budget_violation: bool = False, device: str = "host", overrides: tuple[str, ...] = (),
           cache: StageCache | None = None, reporter: Reporter | None = None,
-          measure_lock: Callable[[], AbstractContextManager] | None = None) -> BuildResult:
+          measure_lock: Callable[[], AbstractContextManager] | None = None, task: str | None = None) -> BuildResult:
     """See ``api.build``. ``measure_lock`` is held while the artifacts are benched (``edgepack
     tune``: one worker at a time on a device). A stage past its time ceiling raises StageCeilingError."""
     from .errors import StageCeilingError
@@ -94,13 +94,13 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
     try:
         return _build(target, model=model, weights=weights, input_shape=input_shape, data=data, calibration=calibration,
                       out=out, allow_budget_violation=allow_budget_violation, device=device, overrides=overrides,
-                      cache=cache, reporter=reporter, measure_lock=measure_lock)
+                      cache=cache, reporter=reporter, measure_lock=measure_lock, task=task)
     except CeilingReached as e:
         raise StageCeilingError(str(e)) from None
 
 
 def _build(target, *, model, weights, input_shape, data, calibration, out, allow_budget_violation, device, overrides,
-           cache, reporter, measure_lock) -> BuildResult:
+           cache, reporter, measure_lock, task) -> BuildResult:
     from .compress.prune.budgeted import prune_spec
     from .convert.tflite import scratch_dir, to_model_layout
     from .devices.host import HostRunner
@@ -122,7 +122,7 @@ def _build(target, *, model, weights, input_shape, data, calibration, out, allow
             versions = {"edgepack": __version__, **tool_versions()}
             ours = f"{__version__}+{code_fingerprint()}"
             inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
-                                     calibration=calibration, rep=rep, cache=cache, code_version=ours)
+                                     calibration=calibration, rep=rep, cache=cache, code_version=ours, task=task)
             keys = stage_keys(profile=profile.to_dict(), model=inp.identity, data=inp.splits.fingerprint(),
                               calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
                               device=device, versions={**versions, "edgepack": ours},

@@ -51,13 +51,21 @@ def add(sub) -> None:
                    help="state_dict checkpoint for --model (loaded with weights_only=True); required for file.py:factory")
     b.add_argument("--input-shape", metavar="1,C,H,W",
                    help="the model's input shape, NCHW with batch 1 (default 1,1,32,32, or the shape of --data)")
-    b.add_argument("--data", default="digits", metavar="digits|digits-hard|FILE.npz|MANIFEST.toml|FOLDER",
-                   help="data for recovery, calibration and evaluation: 'digits' (scikit-learn's digits, resized "
+    b.add_argument("--data", default=None, metavar="digits|digits-hard|digits-anomaly|digits-angle|digits-seg|FILE.npz|MANIFEST.toml|FOLDER",
+                   help="data for recovery, calibration and evaluation (default: the zoo model's own, 'digits' for "
+                        "the demo): 'digits' (scikit-learn's digits, resized "
                         "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
-                        "task on which compression methods differ), an .npz with x_train, y_train, x_calib, x_eval, y_eval, or a data "
+                        "task on which compression methods differ), the task demos 'digits-anomaly', 'digits-angle' "
+                        "and 'digits-seg', an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
+                        "unlabelled data), or a data "
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
                         "[splits] table; see calibration/README.md), or an image folder with one sub-folder per "
                         "class (resized to the input, pixels / 255, split 70/10/20)")
+    b.add_argument("--task", metavar="KIND[:METRIC]",
+                   help="what the model is for: classification (top-1, top-5), regression (mae, rmse, relative-error), "
+                        "segmentation (mean-iou, pixel-accuracy), anomaly (auc), multi-label (f1, label-accuracy) or "
+                        "fidelity (no labels: agreement or cosine with the float model); default: the data's own, or "
+                        "inferred from its targets and the model's output (said in the output)")
     b.add_argument("--calibration", metavar="MANIFEST.toml",
                    help="calibration data set manifest (see calibration/README.md), or the name of a shipped one "
                         "(digits-png, digits-callable); default: the data set's calibration split")
@@ -84,12 +92,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from ..progress import Reporter
 
     shape = api.parse_input_shape(args.input_shape) if args.input_shape else None
-    if shape is None and args.data.endswith(".npz"):
+    if shape is None and args.data and args.data.endswith(".npz"):
         from ..data.loaders import npz_input_shape
 
         shape = npz_input_shape(args.data)
     reporter = Reporter(total=len(api.STAGES), quiet=args.quiet)
-    result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data, calibration=args.calibration,
+    result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data,
+                       calibration=args.calibration, task=args.task,
                        out=args.out, allow_budget_violation=args.allow_budget_violation, device=args.device,
                        overrides=args.overrides, use_cache=not args.no_cache, reporter=reporter)
     if args.json:
@@ -99,8 +108,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     m = result.manifest
     acc, lat = m["accuracy"], result.measurements["latency"]
-    print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 accuracy {acc['int8']:.2f}% "
-          f"(float {acc['float_original']:.2f}%), median {_fmt(lat['median_ms'], '.3f')} ms [{lat['label']}]")
+    metric = m["task"]["metric_name"] if m.get("task", {}).get("metric", "top-1") != "top-1" else "accuracy"
+    unit = m["task"]["unit"] if "task" in m else "%"
+    shown = (lambda v: f"{v:.2f}%") if unit == "%" else (lambda v: f"{v:.4g}{' ' + unit if unit else ''}")
+    print(f"built {result.out_dir}/model.tflite: {m['artifact']['size_bytes']:,} bytes, int8 {metric} {shown(acc['int8'])} "
+          f"(float {shown(acc['float_original'])}), median {_fmt(lat['median_ms'], '.3f')} ms [{lat['label']}]")
     return ExitStatus.OK
 
 

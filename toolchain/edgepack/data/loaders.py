@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import DataError, one_line
 from ..paths import cache_dir
 from .splits import MAX_CLASSES, NPZ_KEYS, Splits, read_arrays
+from .task_demos import DEMOS
 
 DIGITS_SIZE = 32
 
@@ -28,22 +29,28 @@ BUILT_IN = {
     "digits": "scikit-learn's 8x8 handwritten digits, resized to the model's input (easy: ~98-99% for the demo)",
     "digits-hard": "the same digits with seeded affine distortion, clutter, occlusion and noise (edgepack.data.hard): "
                    "a task on which compression methods differ",
+    **DEMOS,
 }
 
 
 def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int = 1, seed: int = 0,
-           hard: bool = False) -> Splits:
+           hard: bool = False, demo: str | None = None) -> Splits:
     """scikit-learn's digits resized to ``height`` x ``width``, split 70/10/20 with stratification
-    (``hard``: the ``digits-hard`` draw of ``hard.py``, split by original image).
+    (``hard``: the ``digits-hard`` draw of ``hard.py``, split by original image; ``demo``: one of
+    the task demos of ``task_demos.py``, e.g. "digits-anomaly").
 
     Preprocessing: pixel / 16, bilinear resize, then (x - 0.5) / 0.5 so inputs lie in [-1, 1];
     the grey channel is repeated when ``channels`` is 3.
     """
     if channels not in (1, 3) or height < 8 or width < 8:
         raise DataError(f"the digits data set gives 1 or 3 channels of at least 8x8 pixels, not {channels}x{height}x{width}")
-    name = "digits-hard" if hard else "digits"
+    name = "digits-hard" if hard else demo or "digits"
     if hard:
         from .hard import VERSION
+
+        name += f"-v{VERSION}"
+    elif demo:
+        from .task_demos import VERSION
 
         name += f"-v{VERSION}"
     stored = _digits_file(name, height, width, channels, seed)
@@ -51,13 +58,23 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
         try:
             with np.load(stored, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in (*NPZ_KEYS, "y_calib")}
-            return Splits(name=name.split("-v")[0], **arrays, num_classes=10, preprocessing=_preprocessing(hard, height, width, channels))
+            base = name.split("-v")[0]
+            if demo:
+                from . import task_demos
+
+                return Splits(name=base, **arrays, num_classes=task_demos.CLASSES[base], task=task_demos.TASKS[base], declared=True,
+                              preprocessing=task_demos.preprocessing(base, height, width, channels))
+            return Splits(name=base, **arrays, num_classes=10, preprocessing=_preprocessing(hard, height, width, channels))
         except (OSError, ValueError, KeyError):
             pass  # damaged: made again
     if hard:
         from . import hard
 
         splits = hard.make(height, width, channels, seed)
+    elif demo:
+        from . import task_demos
+
+        splits = task_demos.make(demo, height, width, channels, seed)
     else:
         splits = _make_digits(height, width, channels, seed)
     stored.parent.mkdir(parents=True, exist_ok=True)
@@ -116,14 +133,19 @@ def _make_digits(height: int, width: int, channels: int, seed: int) -> Splits:
 
 
 def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
-    """Load a user's splits from an .npz holding :data:`NPZ_KEYS`. Raises DataError if malformed."""
+    """Load a user's splits from an .npz holding :data:`NPZ_KEYS` (``y_*`` are the task's targets:
+    class labels, real values, masks, 0/1 vectors; an .npz with no ``y_*`` at all is unlabelled,
+    for the fidelity task). Raises DataError if malformed."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
     arrays = read_arrays(path)
+    if not any(k.startswith("y_") for k in arrays):
+        return _unlabelled_npz(path, arrays, input_shape)
     missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
-        raise DataError(f"{path}: missing arrays {', '.join(missing)}; it must hold {', '.join(NPZ_KEYS)}")
+        raise DataError(f"{path}: missing arrays {', '.join(missing)}; it must hold {', '.join(NPZ_KEYS)} (or no y_* "
+                        "arrays at all for unlabelled data)")
     sample = tuple(input_shape[1:])
     for k in ("x_train", "x_calib", "x_eval"):
         a = arrays[k]
@@ -135,24 +157,64 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
             raise DataError(f"{path}: {k} has dtype {a.dtype}; give float32 inputs, already preprocessed")
         if not np.isfinite(a).all():
             raise DataError(f"{path}: {k} contains NaN or Inf values; clean the data first")
-    for xk, yk in (("x_train", "y_train"), ("x_eval", "y_eval")):
+    pairs = [("x_train", "y_train"), ("x_eval", "y_eval")] + ([("x_calib", "y_calib")] if "y_calib" in arrays else [])
+    first = arrays["y_train"]
+    for xk, yk in pairs:
         y = arrays[yk]
-        if y.ndim != 1 or len(y) != len(arrays[xk]) or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{path}: {yk} must be 1-D integer labels, one per sample of {xk}")
-        if y.min() < 0 or y.max() >= MAX_CLASSES:
-            raise DataError(f"{path}: {yk} has labels outside 0 .. {MAX_CLASSES - 1} ({int(y.min())} .. {int(y.max())}); "
-                            "give class indices")
-    num_classes = int(max(arrays["y_train"].max(), arrays["y_eval"].max())) + 1
+        if y.ndim < 1 or len(y) != len(arrays[xk]):
+            raise DataError(f"{path}: {yk} must hold one target per sample of {xk} ({len(arrays[xk])}), not shape {y.shape}")
+        if y.shape[1:] != first.shape[1:] or y.dtype.kind != first.dtype.kind:
+            raise DataError(f"{path}: {yk} ({y.dtype}, {y.shape[1:]} per sample) is not the kind of target y_train is "
+                            f"({first.dtype}, {first.shape[1:]}); give every split the same kind")
+        if np.issubdtype(y.dtype, np.integer) or y.dtype == bool:
+            if y.size and (y.min() < 0 or y.max() >= MAX_CLASSES):
+                raise DataError(f"{path}: {yk} has labels outside 0 .. {MAX_CLASSES - 1} ({int(y.min())} .. "
+                                f"{int(y.max())}); give class indices")
+        elif not np.issubdtype(y.dtype, np.floating):
+            raise DataError(f"{path}: {yk} has dtype {y.dtype}; give integer labels or real-valued targets")
+        elif not np.isfinite(y).all():
+            raise DataError(f"{path}: {yk} contains NaN or Inf values; clean the targets first")
+    integer = np.issubdtype(first.dtype, np.integer) or first.dtype == bool
+    ys = {k: (arrays[k].astype(np.int64) if integer else arrays[k].astype(np.float32)) for k, _ in
+          ((yk, 0) for _, yk in pairs)}
+    if integer and first.ndim != 2:  # class labels or masks: the classes are the labels seen
+        num_classes = int(max(ys["y_train"].max(), ys["y_eval"].max())) + 1
+    else:  # real values or 0/1 label vectors: one output per value
+        num_classes = int(np.prod(first.shape[1:])) if first.ndim > 1 else 1
     return Splits(
         name=path.name,
         x_train=arrays["x_train"].astype(np.float32),
-        y_train=arrays["y_train"].astype(np.int64),
+        y_train=ys["y_train"],
         x_calib=arrays["x_calib"].astype(np.float32),
         x_eval=arrays["x_eval"].astype(np.float32),
-        y_eval=arrays["y_eval"].astype(np.int64),
+        y_eval=ys["y_eval"],
+        y_calib=ys.get("y_calib"),
         num_classes=num_classes,
         preprocessing="as given in the .npz (already preprocessed, NCHW float32)",
     )
+
+
+def _unlabelled(name: str, x_train, x_calib, x_eval, preprocessing: str) -> Splits:
+    """Splits without targets (task fidelity: the float model's outputs become them once it is loaded)."""
+    from ..tasks import Task
+
+    z = lambda a: np.zeros(len(a), np.int64)  # noqa: E731  placeholders, never read as labels
+    return Splits(name=name, x_train=x_train, y_train=z(x_train), x_calib=x_calib, x_eval=x_eval, y_eval=z(x_eval),
+                  num_classes=1, preprocessing=preprocessing, task=Task("fidelity"))
+
+
+def _unlabelled_npz(path: Path, arrays: dict, input_shape) -> Splits:
+    sample = tuple(input_shape[1:])
+    for k in ("x_train", "x_calib", "x_eval"):
+        a = arrays.get(k)
+        if a is None:
+            raise DataError(f"{path}: missing {k}; unlabelled data holds x_train, x_calib and x_eval")
+        if a.ndim < 2 or a.shape[0] == 0 or tuple(a.shape[1:]) != sample or not np.issubdtype(a.dtype, np.floating):
+            raise DataError(f"{path}: {k} must be float samples of shape {sample}, not {a.dtype} {a.shape}")
+        if not np.isfinite(a).all():
+            raise DataError(f"{path}: {k} contains NaN or Inf values; clean the data first")
+    return _unlabelled(path.name, *(arrays[k].astype(np.float32) for k in ("x_train", "x_calib", "x_eval")),
+                       "as given in the .npz (already preprocessed, NCHW float32), unlabelled")
 
 
 #: [splits] of a data manifest: fractions held out for calibration and evaluation, and the seed
@@ -205,8 +267,7 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
                         f"least 10% for training, not {cal!r} and {ev!r}")
     cs = load_calibration(path, input_shape=input_shape, manifest=manifest if made else None)
     if cs.y is None:
-        raise DataError(f"{where}: --data needs labels: put images in one sub-folder per class, or set labels_key for an "
-                        "array file")
+        return _split_unlabelled(where, cs, cal, ev, cfg["seed"], made)
     counts = np.bincount(cs.y)
     if len(cs.y) < 20 or counts[counts > 0].min() < 3:
         raise DataError(f"{where}: {len(cs.y)} labelled samples, the smallest class has {int(counts[counts > 0].min())}; "
@@ -230,14 +291,50 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
                       "to choose another): " if made else "preprocessed as its manifest says: ") + str(cs.preprocess.to_dict())))
 
 
-def load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
+def _split_unlabelled(where: str, cs, cal: float, ev: float, seed, made: bool) -> Splits:
+    """Unlabelled samples (a folder of images, an array file without labels) split at random."""
+    if len(cs.x) < 20:
+        raise DataError(f"{where}: {len(cs.x)} samples; give at least 20 (more for a trustworthy evaluation)")
+    order = np.random.default_rng(seed if isinstance(seed, int) else 0).permutation(len(cs.x))
+    n_ev, n_cal = max(1, int(round(ev * len(order)))), max(1, int(round(cal * len(order))))
+    x = cs.x[order]
+    return _unlabelled(cs.name, x[n_ev + n_cal:], x[n_ev : n_ev + n_cal], x[:n_ev],
+                       f"{cs.kind} from {cs.source}, unlabelled, " + ("edgepack's default preprocessing for an image folder: "
+                       if made else "preprocessed as its manifest says: ") + str(cs.preprocess.to_dict()))
+
+
+def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = None) -> Splits:
     """``"digits"`` (resized to the model's input), a path to an ``.npz``, or a data manifest
-    (``.toml``). Raises DataError."""
+    (``.toml``), for the declared ``task`` ("kind" or "kind:metric"; None: the source's own or
+    inferred once the model is loaded). Raises DataError."""
+    splits = _load_data(spec, input_shape=input_shape)
+    if task is None:
+        return splits
+    import dataclasses
+
+    from ..tasks import parse
+
+    try:
+        declared = parse(task)
+    except ValueError as e:
+        raise DataError(f"--task: {e}") from None
+    if splits.task.kind == "fidelity" and declared.kind != "fidelity":
+        raise DataError(f"--task {task}: the data set {splits.name} has no labels; give labelled data, or use --task fidelity "
+                        "(judged by how closely the compressed model reproduces the float model)")
+    if splits.declared and splits.task.kind != declared.kind and declared.kind != "fidelity":
+        raise DataError(f"--task {task}: the data set {splits.name} is made for the task {splits.task.kind}")
+    if splits.declared and splits.task.kind == declared.kind:
+        declared = dataclasses.replace(declared, units=splits.task.units)
+    return dataclasses.replace(splits, task=declared, declared=True)
+
+
+def _load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
     if len(input_shape) != 4 or input_shape[0] != 1:
         raise DataError(f"input shape {input_shape} is not a batch-1 image shape 1,C,H,W")
     if spec in BUILT_IN:
         _, c, h, w = input_shape
-        return digits(height=h, width=w, channels=c, hard=spec == "digits-hard")
+        return digits(height=h, width=w, channels=c, hard=spec == "digits-hard",
+                      demo=spec if spec not in ("digits", "digits-hard") else None)
     if spec.endswith(".npz"):
         return load_npz(spec, input_shape=input_shape)
     if spec.endswith(".toml"):

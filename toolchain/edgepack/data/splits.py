@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, one_line
+from ..tasks import Task
 
 #: Keys a user's .npz must hold (x_* are float32 NCHW inputs, y_* integer class labels).
 NPZ_KEYS = ("x_train", "y_train", "x_calib", "x_eval", "y_eval")
@@ -19,7 +20,10 @@ MAX_CLASSES = 100_000
 
 @dataclass(frozen=True)
 class Splits:
-    """Disjoint splits of one data set. ``x_*`` are float32 NCHW; ``y_*`` int64 class labels."""
+    """Disjoint splits of one data set. ``x_*`` are float32, batch first (NCHW for images, NCL for
+    sensor windows); ``y_*`` the targets of ``task``: int64 class labels for classification, real
+    values for regression, class masks for segmentation, 0/1 for anomaly and multi-label, and for
+    fidelity the float model's own outputs (filled in once the model is loaded)."""
 
     name: str
     x_train: np.ndarray
@@ -30,10 +34,12 @@ class Splits:
     num_classes: int
     preprocessing: str
     y_calib: np.ndarray | None = None  # labels of the calibration split, where the source has them (not hashed)
+    task: Task = Task()
+    declared: bool = False  # the task was declared (--task, [task]), not inferred
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one batch-1 input, NCHW."""
+        """Shape of one batch-1 input (NCHW for images)."""
         return (1, *self.x_train.shape[1:])
 
     def fingerprint(self) -> str:
@@ -42,6 +48,8 @@ class Splits:
         done = self.__dict__.get("_fingerprint")
         if done is None:
             h = hashlib.sha256()
+            if self.task != Task():
+                h.update(repr(sorted(self.task.describe().items())).encode())
             for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
                 h.update(str(a.shape).encode() + str(a.dtype).encode())
                 h.update(np.ascontiguousarray(a).tobytes())

@@ -31,13 +31,15 @@ class FloatCheck:
 
 def check_float(model: nn.Module, float_tflite: bytes, x_nchw: np.ndarray, layout: str, runner: Runner) -> FloatCheck:
     """Compare the float TFLite's outputs with PyTorch's on ``x_nchw``. Raises ValidationError."""
+    from ..tasks.metrics import align
+
     ref = predict(model, x_nchw)
-    got = runner.run(float_tflite, to_model_layout(x_nchw, layout))
+    got = align(runner.run(float_tflite, to_model_layout(x_nchw, layout)), ref.shape[1:])
     if got.shape != ref.shape:
         raise ValidationError(f"float TFLite returns shape {got.shape[1:]} but PyTorch returns {ref.shape[1:]}")
     diff = float(np.abs(got - ref).max())
     rel = diff / max(float(np.abs(ref).max()), 1e-12)
-    agree = float((got.argmax(1) == ref.argmax(1)).mean() * 100)
+    agree = float((got.argmax(1) == ref.argmax(1)).mean() * 100)  # per pixel for class maps
     check = FloatCheck(len(x_nchw), diff, rel, agree)
     if rel > FLOAT_REL_TOL:
         raise ValidationError(
@@ -70,30 +72,43 @@ class PteCheck:
     float_accuracy: float  # the original float model's accuracy on the same samples
     drop_ci95: tuple[float, float] = (0.0, 0.0)  # 95% interval of the drop vs float, paired on the same samples
 
-    def to_dict(self) -> dict:
-        return {"int8": round(self.accuracy, 4), "samples": self.samples, "basis": self.basis,
+    def to_dict(self, task=None) -> dict:
+        """The manifest's record: scores in the metric's own units (``task``; default top-1 %)."""
+        v = task.value if task is not None else (lambda q: q)
+        return {"int8": round(v(self.accuracy), 4), "samples": self.samples, "basis": self.basis,
                 "drop_vs_float_ci95": list(self.drop_ci95),
-                "tflite_int8_same_samples": round(self.tflite_accuracy, 4),
-                "float_original_same_samples": round(self.float_accuracy, 4),
+                "tflite_int8_same_samples": round(v(self.tflite_accuracy), 4),
+                "float_original_same_samples": round(v(self.float_accuracy), 4),
                 "top1_agreement_with_tflite": round(self.top1_agreement_tflite, 4),
                 "mean_abs_logit_diff_vs_tflite": round(self.mean_abs_diff_tflite, 6)}
 
 
 def check_pte(prog, x_nchw: np.ndarray, y: np.ndarray, tflite_out: np.ndarray, float_out: np.ndarray, *,
-              reference_samples: int, outputs=None) -> PteCheck:
+              reference_samples: int, outputs=None, task=None) -> PteCheck:
     """Run what the host can run of an ExecuTorch program on held-out data and compare with the
     TFLite artifact's outputs (``tflite_out``) and the original float model's (``float_out``), both
     on the same samples in the same order. ``outputs`` stands in for :func:`pte_outputs` (the
     build passes one that keeps them in the stage cache by the program's bytes). Raises
-    ValidationError when the program cannot run or returns the wrong shape."""
+    ValidationError when the program cannot run or returns the wrong shape. Scores are ``task``'s
+    quality (default top-1 accuracy)."""
+    from ..tasks import Task
+    from ..tasks.metrics import align
+
+    task = task or Task()
     got, n, basis = (outputs or pte_outputs)(prog, x_nchw, reference_samples=reference_samples)
-    y, tflite_out, float_out = y[:n], tflite_out[:n], float_out[:n]
+    y, tflite_out, float_out, x = y[:n], tflite_out[:n], float_out[:n], x_nchw[:n]
+    tflite_out = align(tflite_out, got.shape[1:])
     if got.shape != tflite_out.shape:
         raise ValidationError(f"the {prog.backend} .pte returns shape {got.shape[1:]} but the TFLite artifact "
                               f"{tflite_out.shape[1:]}; report the model")
     agree = float((got.argmax(1) == tflite_out.argmax(1)).mean() * 100)
-    return PteCheck(accuracy(got, y), len(y), basis, agree, float(np.abs(got - tflite_out).mean()),
-                    accuracy(tflite_out, y), accuracy(float_out, y), paired_drop_ci95(float_out, got, y))
+    if task.kind == "classification" and task.metric == "top-1":
+        ci = paired_drop_ci95(float_out, got, y)
+    else:
+        drop, se = task.paired_drop(float_out, got, y, x)
+        ci = (round(drop - 1.96 * se, 4), round(drop + 1.96 * se, 4))
+    return PteCheck(task.quality(got, y, x), len(y), basis, agree, float(np.abs(got - tflite_out).mean()),
+                    task.quality(tflite_out, y, x), task.quality(float_out, y, x), ci)
 
 
 def pte_outputs(prog, x_nchw: np.ndarray, *, reference_samples: int) -> tuple[np.ndarray, int, str]:

@@ -28,7 +28,7 @@ from ..progress import Reporter
 from . import zoo
 from .attention import split_attention
 from .hand_attention import adopt_self_attention
-from .training import accuracy, predict, seed_everything, train
+from .training import predict, seed_everything, train
 
 #: Bump when the demo's training recipe changes so stale cached weights are not reused.
 TRAIN_RECIPE = {"epochs": 30, "lr": 0.01, "batch_size": 64, "seed": 0, "augment_px": 2, "recipe": 1}
@@ -41,8 +41,9 @@ class LoadedModel:
     module: nn.Module
     name: str
     origin: str  # "zoo:demo (trained, cached at ...)" or "file.py:factory + ckpt.pt"
-    float_accuracy: float  # held-out accuracy of the float PyTorch model, percent
+    float_accuracy: float  # the float PyTorch model's held-out quality in the task's metric (top-1 % for a classifier)
     eval_outputs: np.ndarray | None = field(default=None, repr=False)  # its logits on the held-out split
+    data: Splits | None = field(default=None, repr=False)  # the splits with their task resolved (and fidelity's targets)
 
 
 def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter: Reporter | None = None,
@@ -57,11 +58,16 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
 
     if spec == "demo" or spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
+        module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes,
+                            input_shape=data.input_shape)
+        data = _resolve_task(module, data)
         if weights:
-            module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
             _load_state_dict(module, weights)
             origin = f"zoo:{name} + {portable_name(weights)}"
         else:
+            if not data.task.labelled:
+                raise ModelLoadError(f"zoo:{name} is trained on labelled data and this data has no labels (task "
+                                     "fidelity); pass --weights with its trained state_dict, or labelled data")
             module, origin = _trained_zoo_model(name, data, reporter)
             after = getattr(module, "after_training", None)
             if after is not None:  # stress models reshape their trained weights
@@ -89,10 +95,15 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
     adopted = adopt_self_attention(module)  # hand-written self-attention that computes the same, likewise
     if adopted and reporter is not None:
         reporter.info(f"hand-written self-attention recognised (pruned by whole heads): {', '.join(adopted)}")
-    _check_runs(module, data)
+    data = _resolve_task(module, data)
     logits = outputs(module) if outputs else predict(module, data.x_eval)
-    return LoadedModel(module=module, name=name, origin=origin, float_accuracy=accuracy(logits, data.y_eval),
-                       eval_outputs=logits)
+    if data.task.kind == "fidelity":  # the float model's own outputs are the targets
+        import dataclasses
+
+        data = dataclasses.replace(data, y_eval=logits, y_train=predict(module, data.x_train),
+                                   y_calib=predict(module, data.x_calib))
+    return LoadedModel(module=module, name=name, origin=origin, eval_outputs=logits, data=data,
+                       float_accuracy=data.task.quality(logits, data.y_eval, data.x_eval))
 
 
 def _from_factory(spec: str) -> nn.Module:
@@ -160,20 +171,43 @@ def _load_state_dict(module: nn.Module, weights: str) -> None:
         raise ModelLoadError(f"checkpoint '{weights}' does not fit the model: {'; '.join(parts)} keys")
 
 
-def _check_runs(module: nn.Module, data: Splits) -> None:
+def _resolve_task(module: nn.Module, data: Splits) -> Splits:
+    """``data`` with its task: the declared one checked against the model's output, or the one
+    the targets and the output leave (said in ``task.inferred``). Raises ModelLoadError for a model
+    that does not run or returns several tensors, DataError for targets that do not fit."""
+    import dataclasses
+
+    from ..tasks import targets
+
     try:
         with torch.no_grad():
+            was = module.training
+            module.eval()
             out = module(torch.from_numpy(data.x_eval[:2]))
+            module.train(was)
     except Exception as e:
         raise ModelLoadError(f"the model fails on inputs of shape {tuple(data.x_eval[:2].shape)}: {type(e).__name__}: {e}") from e
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] < data.num_classes:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelLoadError(f"the model must return logits of shape [batch, {data.num_classes}]; it returned {shape}")
+    if not isinstance(out, torch.Tensor):
+        what = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list, dict)) else type(out).__name__
+        raise ModelLoadError(f"the model returns {what}; edgepack builds models with one output tensor (several outputs "
+                             "are not supported yet): return one tensor, e.g. torch.cat of the flattened heads")
+    per, x = tuple(out.shape[1:]), tuple(data.x_eval.shape[1:])
+    if data.task.kind == "classification" and not data.declared and (out.ndim != 2 or per[0] < data.num_classes) \
+            and data.y_eval.ndim == 1 and np.issubdtype(data.y_eval.dtype, np.integer):
+        raise ModelLoadError(f"the model must return logits of shape [batch, {data.num_classes}]; it returned "
+                             f"{list(out.shape)} (for another task, pass --task)")
+    task = data.task if data.declared else targets.infer(data.y_eval if data.task.labelled else None, per, x)
+    if data.declared and task.kind == "fidelity" and task.metric == "agreement" and len(per) != 1:
+        task = dataclasses.replace(task, metric="cosine")
+    for split, y in (("training", data.y_train), ("evaluation", data.y_eval)):
+        targets.check(task, y if task.labelled else None, per, x, where=f"{data.name} ({split} targets)")
+    targets.check_evaluation(task, data.y_eval, where=data.name)
+    return dataclasses.replace(data, task=task)
 
 
 def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tuple[nn.Module, str]:
     """Train zoo model ``name`` on ``data`` deterministically, or reuse the cached weights."""
-    module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
+    module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes, input_shape=data.input_shape)
     key_src = json.dumps(
         {"model": name, "source": inspect.getsource(inspect.getmodule(type(module))), "data": data.fingerprint(),
          "recipe": TRAIN_RECIPE, "torch": torch.__version__},
@@ -191,9 +225,16 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
             if reporter:
                 reporter.warn(f"cached weights {path} unreadable; retraining")
     seed_everything(TRAIN_RECIPE["seed"])
-    module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes)
-    train(module, data.x_train, data.y_train, epochs=TRAIN_RECIPE["epochs"], lr=TRAIN_RECIPE["lr"],
-          batch_size=TRAIN_RECIPE["batch_size"], seed=TRAIN_RECIPE["seed"], augment_px=TRAIN_RECIPE["augment_px"],
+    module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes, input_shape=data.input_shape)
+    task = data.task
+    loss_fn = None
+    if task.kind != "classification":
+        from ..tasks.losses import task_loss
+
+        loss_fn = lambda out, y, x, _extra: task_loss(task, out, y, x)  # noqa: E731
+    train(module, data.x_train, data.y_train, epochs=TRAIN_RECIPE["epochs"], lr=TRAIN_RECIPE["lr"], loss_fn=loss_fn,
+          batch_size=TRAIN_RECIPE["batch_size"], seed=TRAIN_RECIPE["seed"],
+          augment_px=TRAIN_RECIPE["augment_px"] if task.augment else 0,
           reporter=reporter, label=f"training zoo:{name} on {data.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -13,7 +13,7 @@ from typing import Callable
 
 from torch import nn
 
-from . import mobilenet, resnet, small
+from . import mobilenet, resnet, small, task_models
 from .mobilenet import DemoCNN, InvertedResidual  # noqa: F401  (the demo's parts, used by tests and users)
 
 
@@ -22,6 +22,9 @@ class ZooEntry:
     factory: Callable[..., nn.Module]
     input_shape: tuple[int, int, int]  # C, H, W
     description: str
+    task: str = "classification"  # the task kind it is made for
+    data: str = "digits"  # the built-in data set it is trained on by default
+    shaped: bool = False  # the factory also takes the batch-1 input_shape
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -36,6 +39,14 @@ ZOO: dict[str, ZooEntry] = {
     "dscnn-spread": ZooEntry(small.DSCNNSpread, (1, 49, 10),
                              "DS-CNN with channel ranges spread over 10^4 after training: a stress test for int8 calibration"),
     "squeezenet": ZooEntry(small.SqueezeNetMini, (1, 32, 32), "SqueezeNet-style fire modules (channel concatenation)"),
+    "autoencoder": ZooEntry(task_models.DenseAutoencoder, (1, 16, 16),
+                            "MLPerf-Tiny-AD-shaped fully connected autoencoder (anomaly, scored by reconstruction error)",
+                            task="anomaly", data="digits-anomaly", shaped=True),
+    "angle-regressor": ZooEntry(mobilenet.DemoCNN, (1, 32, 32), "the demo CNN with one output: regression of an angle",
+                                task="regression", data="digits-angle"),
+    "segmenter": ZooEntry(task_models.SkipSegmenter, (1, 32, 32),
+                          "encoder-decoder segmenter with skip connections and bilinear upsampling",
+                          task="segmentation", data="digits-seg", shaped=True),
 }
 
 
@@ -47,9 +58,18 @@ def _entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def create(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
-    """Build zoo model ``name`` (untrained). Raises ModelLoadError for an unknown name."""
-    return _entry(name).factory(in_channels=in_channels, num_classes=num_classes)
+def create(name: str, *, in_channels: int, num_classes: int, input_shape: tuple[int, ...] | None = None) -> nn.Module:
+    """Build zoo model ``name`` (untrained) for batch-1 inputs of ``input_shape`` (default: its
+    own). Raises ModelLoadError for an unknown name."""
+    e = _entry(name)
+    if e.shaped:
+        return e.factory(in_channels=in_channels, num_classes=num_classes, input_shape=input_shape or (1, *e.input_shape))
+    return e.factory(in_channels=in_channels, num_classes=num_classes)
+
+
+def default_data(name: str) -> str:
+    """The built-in data set zoo model ``name`` is trained on when ``--data`` is not given."""
+    return _entry(name).data
 
 
 def input_shape(name: str) -> tuple[int, int, int, int]:

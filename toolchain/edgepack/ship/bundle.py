@@ -101,10 +101,10 @@ def _quantization_section(m: dict) -> list[str]:
         f"bias(es) corrected{', layers kept in float: ' + ', '.join(q['float_layers']) if q['float_layers'] else ''}); "
         f"accuracy budget {'met' if q['met_budget'] else '**NOT met**'}.",
         "",
-        "| tried | why | accuracy % | drop | within budget |",
+        f"| tried | why | {_metric(m)} | drop | within budget |",
         "|---|---|---:|---:|---|",
-        *[f"| {a['what']} | {a['why']} | {a['accuracy']:.2f} | {a['drop']:+.2f} | {'yes' if a['within_budget'] else 'no'} |"
-          for a in q["attempts"]],
+        *[f"| {a['what']} | {a['why']} | {_num(a['accuracy'], '', m)} | {_num(a['drop'], '+', m)} | "
+          f"{'yes' if a['within_budget'] else 'no'} |" for a in q["attempts"]],
         "",
         "Per-layer error of the kept model against float on calibration data, costliest first. SQNR (dB, higher is "
         "better) includes what earlier layers pass on; channel SQNR is the median over output channels (low when a "
@@ -117,6 +117,31 @@ def _quantization_section(m: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def _metric(m: dict) -> str:
+    """The task metric's column title: 'accuracy %' for a classifier, 'ROC AUC %', 'MAE degrees'."""
+    t = m.get("task") or {"metric": "top-1", "metric_name": "top-1 accuracy", "unit": "%"}
+    name = "accuracy" if t["metric"] == "top-1" else t["metric_name"]
+    return f"{name} {t['unit']}".strip()
+
+
+def _num(v, sign: str = "", m: dict | None = None) -> str:
+    """A score or drop: two decimals for a percentage, four significant digits otherwise (an MAE
+    of 0.01234 degrees)."""
+    if v is None:
+        return "-"
+    pct = m is None or (m.get("task") or {"unit": "%"})["unit"] == "%"
+    return f"{v:{sign}.2f}" if pct else f"{v:{sign}.4g}"
+
+
+def _task_line(m: dict) -> list[str]:
+    t = m.get("task")
+    if not t:
+        return []
+    how = f"inferred: {t['inferred']}" if t.get("inferred") else "declared"
+    return [f"- task: **{t['kind']}** ({how}), judged by {t['metric_name']}"
+            f" ({'higher' if t['higher_is_better'] else 'lower'} is better)"]
 
 
 def _overrides(items: list[dict]) -> str:
@@ -137,6 +162,7 @@ def render_report(m: dict) -> str:
         f"(sha256 `{m['target']['profile_sha256'][:16]}`)",
         *([f"- overrides (--set): {_overrides(m['overrides'])}"] if m.get("overrides") else []),
         f"- model: {m['model']['origin']}",
+        *_task_line(m),
         f"- artifact: `model.tflite`, {_fmt_int(art['size_bytes'])} bytes, sha256 `{art['sha256'][:16]}...`; "
         f"{art['quantization']['weights']} int8 weights, {art['quantization']['activations']} activations",
         f"- input `{din['name']}` {din['dtype']} {din['shape']} (scale {din['scale']:.6g}, zero-point {din['zero_point']}), "
@@ -150,13 +176,13 @@ def render_report(m: dict) -> str:
         *[f"| {b['budget']} | {_fmt_est(b, b['unit'])} | {_fmt_limit(b['limit'])} | "
           f"{b['basis']} | {'yes' if b['met'] else '**NO**'} |" for b in m["budgets"]],
         "",
-        "## Accuracy (held-out set, top-1 %)",
+        f"## Accuracy (held-out set, {_metric(m) if m.get('task') else 'top-1 %'})",
         "",
-        "| model | accuracy | vs original float |",
+        f"| model | {_metric(m)} | vs original float |",
         "|---|---:|---:|",
-        f"| original float (PyTorch) | {acc['float_original']:.2f} | |",
-        f"| pruned + recovered float (PyTorch) | {acc['float_pruned']:.2f} | {acc['float_pruned'] - acc['float_original']:+.2f} |",
-        f"| quantized artifact (LiteRT) | {acc['int8']:.2f} | {acc['int8'] - acc['float_original']:+.2f} |",
+        f"| original float (PyTorch) | {_num(acc['float_original'], '', m)} | |",
+        f"| pruned + recovered float (PyTorch) | {_num(acc['float_pruned'], '', m)} | {_num(acc['float_pruned'] - acc['float_original'], '+', m)} |",
+        f"| quantized artifact (LiteRT) | {_num(acc['int8'], '', m)} | {_num(acc['int8'] - acc['float_original'], '+', m)} |",
         "",
         f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
         f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "

@@ -43,6 +43,8 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
     pr, artifact = pruned.result, quant.artifact
     float_acc, q_acc = inp.loaded.float_accuracy, quant.accuracy
     loss = float_acc - pruned.accuracy
+    task = inp.splits.task
+    unit = task.drop_unit + ("" if task.unit == "%" else f" of {task.metric_name}")
     if meas.estimate is not None:  # an MCU with no board: the measure stage's cost-model figure
         est_lat = meas.estimate
     elif profile.is_mcu:  # measured on its board; the per-kernel cost model's figure beside it
@@ -59,9 +61,9 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
                  "ESTIMATED from the profile)")
     arena = micro["arena_bytes"] if micro else _arena_or_none(artifact)
     budgets = [
-        _budget("max_accuracy_drop", float_acc - q_acc, b.max_accuracy_drop, "points",
-                "measured on the host" + (f"; PRUNING lost {loss:.2f} of these points (pruned float model "
-                                          f"{pruned.accuracy:.2f}%), quantization {pruned.accuracy - q_acc:.2f}: lower "
+        _budget("max_accuracy_drop", float_acc - q_acc, b.max_accuracy_drop, unit,
+                "measured on the host" + (f"; PRUNING lost {loss:.4g} of these (pruned float model "
+                                          f"{task.show(pruned.accuracy)}), quantization {pruned.accuracy - q_acc:.4g}: lower "
                                           "pruning.ratio or pruning.fragile_drop, or recover longer"
                                           if loss > b.max_accuracy_drop else "")),
         _budget("max_model_kb", len(artifact) / 1024, b.max_model_kb, "KB", "measured"),
@@ -73,8 +75,9 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
     for pte in ptes:
         e = pte["entry"]
         a = e["accuracy"]
-        budgets.append(_budget(f"max_accuracy_drop ({e['file']})", a["float_original_same_samples"] - a["int8"],
-                               b.max_accuracy_drop, "points", f"measured on the host on {a['samples']} held-out samples "
+        budgets.append(_budget(f"max_accuracy_drop ({e['file']})",
+                               task.drop_between(a["float_original_same_samples"], a["int8"]),
+                               b.max_accuracy_drop, unit, f"measured on the host on {a['samples']} held-out samples "
                                f"(95% CI of the drop {a['drop_vs_float_ci95'][0]:+.2f}..{a['drop_vs_float_ci95'][1]:+.2f}): "
                                f"{a['basis']}"))
         budgets.append(_budget(f"max_model_kb ({e['file']})", e["size_bytes"] / 1024, b.max_model_kb, "KB", "measured"))

@@ -12,11 +12,13 @@ from .. import __version__
 
 
 def _tflite_entry(profile, quant, layout: str, tensors: dict, float_acc: float, samples: int,
-                  drop_ci95: tuple[float, float]) -> dict:
-    """The TFLite artifact described with the same fields as each .pte's."""
+                  drop_ci95: tuple[float, float], task) -> dict:
+    """The TFLite artifact described with the same fields as each .pte's (scores in the task
+    metric's own units)."""
     from ..ship.bundle import sha256
 
-    artifact, qspec, acc, guard = quant.artifact, quant.guard.chosen.qspec, quant.accuracy, quant.guard
+    artifact, qspec, acc, guard = quant.artifact, quant.guard.chosen.qspec, task.value(quant.accuracy), quant.guard
+    float_acc = task.value(float_acc)
     return {"file": "model.tflite", "format": "tflite", "backend": profile.runtime.name, "size_bytes": len(artifact),
             "sha256": sha256(artifact), "input_layout": layout,
             "quantization": {"weights": qspec.weights, "activations": qspec.activations, "io_dtype": qspec.effective_io_dtype,
@@ -27,7 +29,23 @@ def _tflite_entry(profile, quant, layout: str, tensors: dict, float_acc: float, 
                          "tflite_int8_same_samples": round(acc, 4), "float_original_same_samples": round(float_acc, 4),
                          "top1_agreement_with_tflite": 100.0, "mean_abs_logit_diff_vs_tflite": 0.0},
             "runs_on_host": True, "delegation": None, "vela": None,
-            "guard": {"chosen": guard.chosen.what, "met_budget": guard.met, "attempts": guard.attempts}, "notes": []}
+            "guard": {"chosen": guard.chosen.what, "met_budget": guard.met, "attempts": _attempts(guard.attempts, task)},
+            "notes": []}
+
+
+def _attempts(attempts: list[dict], task) -> list[dict]:
+    """The guard's attempts with their scores in the metric's own units (drops stay drops)."""
+    return [{**a, "accuracy": None if a.get("accuracy") is None else round(task.value(a["accuracy"]), 4)}
+            for a in attempts]
+
+
+def _drop_ci95(task, float_out, tflite_out, y, x) -> tuple[float, float]:
+    from ..measure.accuracy import paired_drop_ci95
+
+    if task.kind == "classification" and task.metric == "top-1":
+        return paired_drop_ci95(float_out, tflite_out, y)
+    drop, se = task.paired_drop(float_out, tflite_out, y, x)
+    return round(drop - 1.96 * se, 4), round(drop + 1.96 * se, 4)
 
 
 def _deterministic(record):
@@ -58,11 +76,11 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
     """Write the bundle to ``out/<target>/``; returns (folder, manifest, measurements)."""
     from .. import fingerprint
     from ..convert.tflite import describe_io
-    from ..measure.accuracy import paired_drop_ci95
     from ..ship.bundle import manifest_bytes, render_report, sha256, write_bundle
     from ..ship.verify import check_documents
 
     profile, splits, loaded, guard = inp.profile, inp.splits, inp.loaded, quant.guard
+    task = splits.task
     artifact, qspec = quant.artifact, guard.chosen.qspec
     tensors = describe_io(artifact)
     data_sha = splits.fingerprint()
@@ -94,16 +112,20 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
                      "float_tflite_size_bytes": len(conv.tflite), "input_layout": conv.layout,
                      "quantization": {"weights": qspec.weights, "activations": qspec.activations,
                                       "io_dtype": qspec.effective_io_dtype}},
-        "artifacts": [_tflite_entry(profile, quant, conv.layout, tensors, loaded.float_accuracy, len(splits.y_eval),
-                                    paired_drop_ci95(float_out, tflite_out, splits.y_eval)),
+        "task": task.describe(),
+        "artifacts": [_tflite_entry(profile, quant, conv.layout, tensors, loaded.float_accuracy, len(splits.x_eval),
+                                    _drop_ci95(task, float_out, tflite_out, splits.y_eval, splits.x_eval), task),
                       *[p["entry"] for p in ptes]],
         "files": {name: {"size_bytes": len(data), "sha256": sha256(data)} for name, data in sorted(files.items())},
         "tensors": tensors,
-        "accuracy": {"float_original": round(loaded.float_accuracy, 4), "float_pruned": round(pruned.accuracy, 4),
-                     "int8": round(quant.accuracy, 4), "eval_samples": len(splits.y_eval), "metric": "top-1 %"},
+        "accuracy": {"float_original": round(task.value(loaded.float_accuracy), 4),
+                     "float_pruned": round(task.value(pruned.accuracy), 4), "int8": round(task.value(quant.accuracy), 4),
+                     "eval_samples": len(splits.x_eval),
+                     "metric": "top-1 %" if task == type(task)() else f"{task.metric_name}{' ' + task.unit if task.unit else ''}",
+                     "higher_is_better": task.higher_is_better},
         "calibration": inp.calibration["describe"],
         "preprocessing": inp.calibration["describe"].get("preprocessing") or splits.preprocessing,
-        "quantization": {"chosen": guard.chosen.what, "attempts": guard.attempts, "met_budget": guard.met,
+        "quantization": {"chosen": guard.chosen.what, "attempts": _attempts(guard.attempts, task), "met_budget": guard.met,
                          "equalized_pairs": guard.chosen.equalized_pairs, "bias_corrected_layers": guard.chosen.bias_corrected,
                          "float_layers": list(guard.chosen.calib.float_tensors) if guard.chosen.calib else [],
                          "layers": [e.to_dict() for e in guard.layers]},

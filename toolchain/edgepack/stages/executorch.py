@@ -107,15 +107,15 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
                      "quantized after training, from the QAT-trained weights")
         guard = guarded_export(
             backend, _kept(export, cache, export_key, backend),
-            lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out,
+            lambda prog: check_pte(prog, splits.x_eval, splits.y_eval, tflite_out, float_out, task=splits.task,
                                    reference_samples=x.reference_samples, outputs=outputs),
             max_drop=profile.budgets.max_accuracy_drop, costly_layers=costly_layers, remedies_allowed=remedies_allowed,
-            on_attempt=lambda line, f=et.FILES[backend]: rep.info(f"{f} accuracy guard: {line}"))
+            on_attempt=lambda line, f=et.FILES[backend]: rep.info(f"{f} accuracy guard: {line}"), task=splits.task)
         prog, check = guard.program, guard.check
         d = prog.delegation
         rep.info(f"{et.FILES[backend]}: {len(prog.program):,} bytes; {d['delegated_ops']} ops delegated to {backend} in "
-                 f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 accuracy {check.accuracy:.2f}% on "
-                 f"{check.samples} samples (TFLite {check.tflite_accuracy:.2f}% on the same), top-1 agreement with TFLite "
+                 f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 {splits.task.show(check.accuracy)} on "
+                 f"{check.samples} samples (TFLite {splits.task.show(check.tflite_accuracy)} on the same), top-1 agreement with TFLite "
                  f"{check.top1_agreement_tflite:.1f}%; kept: {guard.chosen.what}")
         if prog.vela:
             v = prog.vela
@@ -134,7 +134,7 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
                                         f"PT2E with ExecuTorch's {backend} quantizer, calibrated on the same samples")},
             "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
                         "outputs": [{"name": "logits", "shape": [1, int(tflite_out.shape[1])], "dtype": "float32"}]},
-            "accuracy": check.to_dict(), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
+            "accuracy": check.to_dict(splits.task), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
             "vela": prog.vela, "guard": guard.to_dict(), "notes": prog.notes,
         }
         if prog.qat:

@@ -35,8 +35,8 @@ def model_identity(spec: str, weights: str | None, module) -> dict:
     return {"source": source, "weights": file_sha256(weights) if weights else None, "state": state_sha256(module)}
 
 
-def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: str, calibration: str | None,
-                rep: Reporter, cache=None, code_version: str = "") -> Inputs:
+def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: str | None, calibration: str | None,
+                rep: Reporter, cache=None, code_version: str = "", task: str | None = None) -> Inputs:
     """Everything a build starts from. The float model's held-out logits are kept in ``cache``
     under its identity, the data and ``code_version`` (edgepack's own code), so a rebuild does not
     run the float model over the held-out split again."""
@@ -46,7 +46,7 @@ def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: 
     from ..models.training import predict
     from .cache import remembered
 
-    splits = load_data(data, input_shape=input_shape or default_input_shape(model))
+    splits = load_data(data or default_data(model), input_shape=input_shape or default_input_shape(model), task=task)
     calib_set = calibration_set(calibration, splits, profile, rep)
     identity: dict = {}
 
@@ -56,8 +56,21 @@ def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: 
         return remembered(cache, "float-outputs", k, lambda: predict(module, splits.x_eval))
 
     loaded = load_model(model, splits, weights=weights, reporter=rep, outputs=outputs)
-    rep.info(f"{loaded.origin}; float accuracy {loaded.float_accuracy:.2f}% on {len(splits.y_eval)} held-out samples")
+    splits = loaded.data
+    t = splits.task
+    rep.info(f"task {t.kind} ({'declared' if splits.declared else t.inferred}), judged by {t.metric_name}")
+    rep.info(f"{loaded.origin}; float {t.show(loaded.float_accuracy)} on {len(splits.x_eval)} held-out samples")
     return Inputs(profile, splits, calib_set, loaded, torch.from_numpy(splits.x_eval[:1]), model, weights, identity)
+
+
+def default_data(model: str) -> str:
+    """The built-in data set for ``model`` when ``--data`` is not given: a zoo model's own
+    (``digits-anomaly`` for the autoencoder), ``digits`` for anything else."""
+    if model == "demo" or model.startswith("zoo:"):
+        from ..models import zoo
+
+        return zoo.default_data(model.removeprefix("zoo:"))
+    return "digits"
 
 
 def default_input_shape(model: str) -> tuple[int, ...]:

@@ -12,17 +12,18 @@ class PruneOut:
     result: object  # compress.prune.PruneResult (holds the pruned model)
     recovery: dict  # the recovery log
     attempts: list[dict]  # the back-off's attempts
-    accuracy: float  # the pruned, recovered float model on the held-out split
+    accuracy: float  # the pruned, recovered float model on the held-out split (the task's quality)
     weights: dict | None = None  # what the weights stage did (student, sparsity, levels, QAT), when it ran
 
 
 def run(inp, rep: Reporter) -> PruneOut:
     from ..compress.prune.budgeted import prune_within_budget
-    from ..measure.accuracy import torch_accuracy
+    from ..models.training import predict
 
     stage = prune_within_budget(inp.loaded, inp.splits, inp.example, inp.profile, rep)
     pr = stage.result
-    acc = torch_accuracy(pr.model, inp.splits.x_eval, inp.splits.y_eval)
+    s = inp.splits
+    acc = s.task.quality(predict(pr.model, s.x_eval), s.y_eval, s.x_eval)
     rep.info(f"MACs {pr.macs_before:,} -> {pr.macs_after:,}, parameters {pr.params_before:,} -> {pr.params_after:,}; "
-             f"recovered float accuracy {acc:.2f}%")
+             f"recovered float {s.task.show(acc)}")
     return PruneOut(pr, stage.recovery, stage.attempts, acc)

@@ -44,14 +44,16 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, bas
         return _single(inp, conv, calib, work, runner, rep)
     loss = pruning_loss(inp, pruned)
     budget = profile.budgets.max_accuracy_drop
+    task = inp.splits.task
     if loss > budget:
-        rep.warn(f"the pruned float model already loses {loss:.2f} points (budget {budget:g}): quantization remedies "
+        rep.warn(f"the pruned float model already loses {task.show_drop(loss)} (budget {budget:g}): quantization remedies "
                  "cannot help and are skipped; lower pruning.ratio or recover longer")
     guard = guarded_quantize(
         conv.saved_model_dir(work), calib, to_model_layout(inp.splits.x_eval, conv.layout), inp.splits.y_eval,
         q=profile.quantization, float_accuracy=inp.loaded.float_accuracy, max_drop=budget, runner=runner, reporter=rep,
         layer_names=match_layer_names(conv.tflite, weighted_layers(pruned.result.model, inp.example)),
-        remedies_allowed=loss <= budget and not _weights_fixed(profile), memo=_memo(cache, base_key))
+        remedies_allowed=loss <= budget and not _weights_fixed(profile), memo=_memo(cache, base_key),
+        task=task, x_nchw=inp.splits.x_eval)
     out = QuantizeOut(guard)
     q = guard.chosen.qspec
     rep.info(f"full-integer TFLite {len(out.artifact):,} bytes ({q.weights} weights, {q.effective_io_dtype} I/O, "
@@ -71,11 +73,11 @@ def _single(inp, conv, calib, work: Path, runner, rep: Reporter) -> QuantizeOut:
     from ..compress.quantize.converter import QuantSpec, convert_mode
     from ..compress.quantize.guard import Candidate, GuardResult
     from ..convert.tflite import to_model_layout
-    from ..models.training import accuracy
 
     q = inp.profile.quantization
+    s = inp.splits
     model = convert_mode(conv.saved_model_dir(work), calib, q)
-    acc = accuracy(runner.run(model, to_model_layout(inp.splits.x_eval, conv.layout)), inp.splits.y_eval)
+    acc = s.task.quality(runner.run(model, to_model_layout(s.x_eval, conv.layout)), s.y_eval, s.x_eval)
     spec = {"int16x8": QuantSpec(weights=q.weights, io_dtype=q.io_dtype, activations="int16"),
             "dynamic-range": QuantSpec(weights="int8 per-channel", io_dtype="float32", activations="float32"),
             "float16": QuantSpec(weights="float16", io_dtype="float32", activations="float32"),
@@ -85,7 +87,7 @@ def _single(inp, conv, calib, work: Path, runner, rep: Reporter) -> QuantizeOut:
     chosen = Candidate(what=what, model=model, accuracy=acc, qspec=spec, calib=None)
     attempt = {"what": what, "why": f"quantization.mode = {q.mode}", "accuracy": round(acc, 4), "drop": round(drop, 4),
                "within_budget": drop <= inp.profile.budgets.max_accuracy_drop, "size_bytes": len(model)}
-    rep.info(f"{q.mode} TFLite {len(model):,} bytes, accuracy {acc:.2f}% ({drop:+.2f} points vs float)")
+    rep.info(f"{q.mode} TFLite {len(model):,} bytes, {s.task.show(acc)} (loses {s.task.show_drop(drop)} vs float)")
     return QuantizeOut(GuardResult(chosen=chosen, attempts=[attempt], layers=[],
                                    met=drop <= inp.profile.budgets.max_accuracy_drop))
 

@@ -18,11 +18,12 @@ def accuracy_verdict(inp, pruned, quant, rep: Reporter, *, allow_budget_violatio
     from .quantize import pruning_loss
 
     float_acc, q_acc, b = inp.loaded.float_accuracy, quant.accuracy, inp.profile.budgets.max_accuracy_drop
-    rep.info(f"int8 accuracy {q_acc:.2f}% ({q_acc - float_acc:+.2f} points vs original float)")
+    t = inp.splits.task
+    rep.info(f"int8 {t.show(q_acc)} (loses {t.show_drop(float_acc - q_acc)} vs original float)")
     if quant.guard.met or pruning_loss(inp, pruned) > b:
         return
-    what = (f"int8 accuracy {q_acc:.2f}% loses {float_acc - q_acc:.2f} points (budget {b:g}; pruned float "
-            f"{pruned.accuracy:.2f}%) after trying {len(quant.guard.attempts)} setting(s); worst layers: "
+    what = (f"int8 {t.show(q_acc)} loses {t.show_drop(float_acc - q_acc)} (budget {b:g}; pruned float "
+            f"{t.show(pruned.accuracy)}) after trying {len(quant.guard.attempts)} setting(s); worst layers: "
             f"{quant.worst_layers()}")
     if not allow_budget_violation:
         raise BudgetError(f"{what}; see the report's quantization section, allow int16x8 or float layers in the "
@@ -45,11 +46,11 @@ def run(inp, conv, quant, runner, rep: Reporter) -> dict | None:
     x = to_model_layout(inp.splits.x_eval[:64], conv.layout)
     ref = HostRunner(reference=True).run(artifact, x)
     got = run_tflm(artifact, x)
-    xnn_agree = float((got.argmax(1) == runner.run(artifact, x).argmax(1)).mean() * 100)
+    xnn_agree = _agreement(got, runner.run(artifact, x))
     step = interpreter(artifact).get_output_details()[0]["quantization"][0] or 1.0
     diffs = np.rint(np.abs(got - ref) / step)  # whole quantization steps
     steps = float(diffs.max())
-    agree = float((got.argmax(1) == ref.argmax(1)).mean() * 100)
+    agree = _agreement(got, ref)
     if steps > TFLM_MAX_STEPS:
         raise ValidationError(f"TFLM and LiteRT's reference kernels disagree by {steps:.0f} quantization steps on the "
                               f"int8 model (allowed {TFLM_MAX_STEPS}); report the model")
@@ -63,6 +64,12 @@ def run(inp, conv, quant, runner, rep: Reporter) -> dict | None:
                                "mean_steps": round(float(diffs.mean()), 4), "top1_agreement": agree,
                                "top1_agreement_xnnpack": xnn_agree},
             "arena_bytes": arena, "flash": flash.to_dict()}
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Percent of samples with the same argmax over the output's values (per pixel for maps)."""
+    axis = 1 if a.ndim == 2 else -1
+    return float((a.argmax(axis) == b.argmax(axis)).mean() * 100)
 
 
 def _gcc_cpu(profile) -> str | None:

@@ -55,13 +55,15 @@ def budget_macs(profile, cycles_per_mac: float | None = None) -> int | None:
     return int(min(caps)) if caps else None
 
 
-def validation_split(splits) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(splits):
     """Labelled samples outside training and evaluation for pruning sensitivity, early stopping and
-    the pruning budget: the calibration split when its labels are known, else the last 256 training
-    samples."""
+    the pruning budget, with the task they are judged by (``tasks.judge.Held``): the calibration
+    split when its labels are known, else the last 256 training samples."""
+    from ...tasks.judge import Held
+
     if splits.y_calib is not None:
-        return splits.x_calib, splits.y_calib
-    return splits.x_train[-256:], splits.y_train[-256:]
+        return Held(splits.x_calib, splits.y_calib, splits.task)
+    return Held(splits.x_train[-256:], splits.y_train[-256:], splits.task)
 
 
 def paired_loss(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
@@ -114,7 +116,13 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
         rep.warn(f"not pruned: {pr.skipped}")
         return PruneStage(pr, {})
     val = validation_split(splits)
-    teacher_right = predict(loaded.module, val[0]).argmax(1) == val[1]
+    teacher_out = predict(loaded.module, val.x)
+    try:
+        val.task.quality(teacher_out, val.y, val.x)
+    except ValueError as e:  # e.g. an anomaly validation split of normal samples only
+        rep.warn(f"the validation split cannot give the {val.task.metric_name} ({e}): channel groups are pruned "
+                 "uniformly, not by measured sensitivity, and the pruning back-off is not judged")
+        spec = replace(spec, scope="uniform")
     allowed = p.accuracy_share * profile.budgets.max_accuracy_drop
     attempts: list[dict] = []
     # what is tried, in order: the profile's pruning, half of it (every ratio halved), no pruning
@@ -131,14 +139,14 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
 
         if i > 0 and not _prunes((ratio, layer_ratios)):
             pr = unpruned(loaded.module, example, spec, f"pruning {_describe(wanted)} and {_describe(plans[1])} lost "
-                                                        f"more than {allowed:.2g} points even after recovery "
+                                                        f"more than {allowed:.2g} {splits.task.drop_unit} of {splits.task.metric_name} even after recovery "
                                                         "(attempts in the manifest)")
             rep.warn(f"built unpruned: {pr.skipped}")
             attempts.append({"ratio": 0.0, "validation_loss": 0.0, "standard_error": 0.0, "kept": True})
             return PruneStage(pr, {}, attempts)
         # Taylor scores need labelled data: a fixed slice of the training split
         pr = prune_channels(loaded.module, example, replace(spec, ratio=ratio, layer_ratios=layer_ratios),
-                            calibration=(splits.x_train[:256], splits.y_train[:256]), validation=val,
+                            calibration=(splits.x_train[:256], splits.y_train[:256], splits.task), validation=val,
                             between_steps=recover_now, say=rep.warn)
         _describe_plan(pr, ratio, p.fragile_drop, rep)
         if pr.macs_after < pr.macs_before:
@@ -149,16 +157,28 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
         else:
             rep.info("nothing was pruned: recovery skipped")
             return PruneStage(pr, log, attempts)
-        loss, se = paired_loss(teacher_right, predict(pr.model, val[0]).argmax(1) == val[1])
+        loss, se = _validation_drop(teacher_out, predict(pr.model, val.x), val, rep)
         ok = loss - se <= allowed
         attempts.append({"ratio": ratio, **({"layer_ratios": dict(layer_ratios)} if layer_ratios else {}),
                          "validation_loss": round(loss, 4), "standard_error": round(se, 4), "kept": ok})
         if ok:
             return PruneStage(pr, log, attempts)
-        rep.warn(f"pruning {_describe((ratio, layer_ratios))} loses {loss:.2f} ± {se:.2f} points on the validation split after recovery, "
+        rep.warn(f"pruning {_describe((ratio, layer_ratios))} loses {loss:.3g} ± {se:.2g} {splits.task.drop_unit} of "
+                 f"{splits.task.metric_name} on the validation split after recovery, "
                  f"more than its share of the budget ({p.accuracy_share:g} x {profile.budgets.max_accuracy_drop:g} = "
                  f"{allowed:.2g}); pruning less")
     raise AssertionError("unreachable: the last attempt is the unpruned model")
+
+
+def _validation_drop(before: np.ndarray, after: np.ndarray, val, rep: Reporter) -> tuple[float, float]:
+    """The task's quality lost on the validation split from the unpruned model's outputs to the
+    pruned one's, and its standard error (see ``Task.paired_drop``). A validation split that cannot
+    give the metric (an anomaly split of normal samples only) judges nothing: (0, 0), said."""
+    try:
+        return val.task.paired_drop(before, after, val.y, val.x)
+    except ValueError as e:
+        rep.warn(f"the validation split cannot give the {val.task.metric_name} ({e}): the pruning back-off is not judged")
+        return 0.0, 0.0
 
 
 def _prunes(plan: tuple[float, tuple]) -> bool:

@@ -357,9 +357,16 @@ def _failing_groups(model, example, spec: PruneSpec, importance, out_shape, *, i
 
 def _taylor_gradients(model: nn.Module, calibration: tuple[np.ndarray, np.ndarray]) -> None:
     """Accumulate gradients of the cross-entropy on the calibration data (for TaylorImportance)."""
-    x, y = calibration
+    from ...tasks.judge import task_of
+    from ...tasks.losses import task_loss
+
+    x, y = calibration[:2]
+    task = task_of(calibration)
     model.zero_grad(set_to_none=True)
     model.eval()  # BatchNorm statistics must not move while scoring
     for i in range(0, len(x), 64):
         xb, yb = torch.from_numpy(x[i : i + 64]), torch.from_numpy(y[i : i + 64])
-        nn.functional.cross_entropy(model(xb), yb, reduction="sum").backward()
+        if task.kind == "classification":
+            nn.functional.cross_entropy(model(xb), yb, reduction="sum").backward()
+        else:
+            (task_loss(task, model(xb), yb, xb) * len(xb)).backward()

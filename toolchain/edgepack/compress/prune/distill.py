@@ -85,6 +85,8 @@ def recover(
     (early stopping) make recovery cost-aware; ``log`` receives what happened (see ``train``).
     """
     from ...models.training import accuracy, predict
+    from ...tasks.losses import distill_loss as task_distill
+    from ...tasks.losses import task_loss
 
     if mode not in RECOVERY:
         raise ValueError(f"unknown recovery mode {mode!r}; known: {', '.join(RECOVERY)}")
@@ -97,26 +99,37 @@ def recover(
     if epochs == 0:
         return student.eval()
     teacher.eval()
+    task = data.task
     if mode == "finetune":
         alpha = 0.0
     elif mode == "distill-unlabelled":
         alpha = 1.0
     soft = predict(teacher, data.x_train) if alpha > 0 else None
 
-    def loss_fn(logits, labels, _inputs, teacher_logits):
+    classes = task.kind == "classification"
+
+    def loss_fn(logits, labels, inputs, teacher_logits):
+        if classes:
+            if teacher_logits is None:
+                return F.cross_entropy(logits, labels)
+            return distillation_loss(logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
         if teacher_logits is None:
-            return F.cross_entropy(logits, labels)
-        return distillation_loss(logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
+            return task_loss(task, logits, labels, inputs)
+        return task_distill(task, logits, teacher_logits, labels, inputs, temperature=temperature, alpha=alpha)
 
     validate = None
     if validation is not None:
-        vx, vy = validation
+        vx, vy = validation[0], validation[1]
 
         def validate(m):
             logits = predict(m, vx)
-            return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
+            if classes:
+                return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
+            with torch.no_grad():
+                vloss = float(task_loss(task, torch.from_numpy(logits), torch.from_numpy(vy), torch.from_numpy(vx)))
+            return task.quality(logits, vy, vx), vloss
     # label-free distillation must not read labels: hand the loop placeholders it cannot use
-    labels = np.full(len(data.x_train), -1, np.int64) if mode == "distill-unlabelled" else data.y_train
+    labels = (np.full(data.y_train.shape, -1, data.y_train.dtype) if mode == "distill-unlabelled" else data.y_train)
     return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed, extra=soft,
-                 augment_px=0 if soft is not None else 2, max_seconds=max_seconds, validate=validate,
+                 augment_px=0 if soft is not None or not task.augment else 2, max_seconds=max_seconds, validate=validate,
                  patience=patience, log=log, reporter=reporter, label=f"recovery ({mode})")

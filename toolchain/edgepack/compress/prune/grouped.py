@@ -153,9 +153,12 @@ def grouped_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, val
     x = torch.from_numpy(validation[0][:max_samples])
     y = torch.from_numpy(validation[1][:max_samples])
 
+    from ...tasks.judge import model_quality, task_of
+
+    task = task_of(validation)
+
     def acc(m: nn.Module) -> float:
-        with torch.no_grad():
-            return float((m.eval()(x).argmax(1) == y).float().mean() * 100)
+        return model_quality(m, x, y, task)
 
     base = acc(model)
     out = {}

@@ -78,7 +78,12 @@ def _keep(n: int, ratio: float, multiple: int) -> int:
     return min(n, max(1, keep))
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task=None) -> float:
+    """The task's quality (top-1 % for a classifier) of ``model`` on the samples."""
+    if task is not None and task.kind != "classification":
+        from ...tasks.judge import model_quality
+
+        return model_quality(model, x, y, task)
     with torch.no_grad():
         return float((model(x).argmax(1) == y).float().mean() * 100)
 
@@ -183,6 +188,9 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
     dg = dependency_graph(model, example)
     x = torch.from_numpy(validation[0][:max_samples])
     y = torch.from_numpy(validation[1][:max_samples])
+    from ...tasks.judge import task_of
+
+    task = task_of(validation)
     if x.ndim == 4:  # channels-last runs the many evaluations below about 1.7x faster on CPU
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -191,7 +199,7 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
         plan = _plan(model, dg, names, layer_macs, x, y, ratio=ratio, max_ratio=max_ratio,
                      channel_multiple=channel_multiple, importance=importance, ignored=ignored,
                      fragile_drop=fragile_drop, unprunable=unprunable or {}, min_share=min_share,
-                     required_saving=required_saving, max_groups=max_groups, say=say or (lambda _: None))
+                     required_saving=required_saving, max_groups=max_groups, say=say or (lambda _: None), task=task)
         plan.seconds = time.perf_counter() - started
         return plan
     finally:
@@ -199,9 +207,9 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
 
 
 def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multiple, importance, ignored,
-          fragile_drop, unprunable, min_share, required_saving, max_groups, say) -> Plan:
+          fragile_drop, unprunable, min_share, required_saving, max_groups, say, task=None) -> Plan:
     total_macs = max(sum(layer_macs.values()), 1)
-    base = _accuracy(model, x, y)
+    base = _accuracy(model, x, y, task)
     levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
     groups: list[GroupSensitivity] = []
     exact: dict[tuple[str, float], float] = {}  # (root, level) -> the ratio torch-pruning turns into that channel count
@@ -244,7 +252,7 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
                 continue
             trial = dg.get_pruning_group(root_mod, group[0].dep.handler, order[: n - k])
             with _Silencer(trial):
-                drop = base - _accuracy(model, x, y)
+                drop = base - _accuracy(model, x, y, task)
             exact[(root, lvl)] = 1 - (k + 0.5) / n  # it keeps int(n * (1 - r)) rounded down to the multiple
             cut = _group_cut(trial, layer_macs)
             saved = _macs_saved([cut], layer_macs)

@@ -47,16 +47,20 @@ class GuardResult:
 def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, *, q,
                      float_accuracy: float, max_drop: float, runner, reporter=None,
                      layer_names: dict[str, str] | None = None, remedies_allowed: bool = True,
-                     memo=None) -> GuardResult:
+                     memo=None, task=None, x_nchw: np.ndarray | None = None) -> GuardResult:
     """Quantize to full integer under the accuracy budget. ``q`` is the profile's Quantization.
 
     ``remedies_allowed=False`` quantizes with the profile's settings only (the caller knows the loss
     is not quantization's, e.g. the pruned float model already misses the budget). ``memo(name,
     compute)`` keeps what does not depend on the calibration settings (the calibrated float model
-    and its tensor statistics); the build passes one backed by the stage cache."""
-    from ...models.training import accuracy
+    and its tensor statistics); the build passes one backed by the stage cache. Every candidate is
+    judged by ``task``'s quality (``tasks.Task``; default top-1 accuracy) against ``y_eval``, with
+    ``x_nchw`` the held-out inputs in PyTorch's layout (an anomaly task's reconstruction error reads
+    them); ``float_accuracy`` and ``max_drop`` are in the task's units."""
+    from ...tasks import Task
     from .tflite_graph import FloatGraph, TensorStats
 
+    task = task or Task()
     memo = memo or (lambda _name, compute: compute())
     say = reporter.info if reporter else (lambda *_: None)
     qspec = QuantSpec(weights=q.weights, io_dtype=q.io_dtype)
@@ -68,7 +72,7 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
 
     def measure(model: bytes) -> float:
         try:
-            return accuracy(runner.run(model, x_eval), y_eval)
+            return task.quality(runner.run(model, x_eval), y_eval, x_nchw)
         except RuntimeError as e:  # the delegate could not prepare the model: a failed attempt, not a crash
             refusals[id(model)] = delegate_refusal(e)
             return float("-inf")
@@ -86,7 +90,7 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
         drop = float_accuracy - c.accuracy
         attempts.append({"what": c.what, "why": why, "accuracy": round(c.accuracy, 4), "drop": round(drop, 4),
                          "within_budget": drop <= max_drop, "size_bytes": len(c.model)})
-        say(f"int8 ({c.what}): {c.accuracy:.2f}% ({c.accuracy - float_accuracy:+.2f} points; budget -{max_drop:g})")
+        say(f"int8 ({c.what}): {task.show(c.accuracy)} (loses {task.show_drop(drop)}; budget {max_drop:g})")
         return c
 
     def try_calib(spec: CalibSpec, why: str) -> Candidate:

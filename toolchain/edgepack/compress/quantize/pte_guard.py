@@ -62,7 +62,7 @@ class PteGuardResult:
 
 def guarded_export(backend: str, export: Callable[..., object], check: Callable[[object], object], *,
                    max_drop: float, costly_layers: list[str], remedies_allowed: bool = True,
-                   on_attempt: Callable[[str], None] | None = None) -> PteGuardResult:
+                   on_attempt: Callable[[str], None] | None = None, task=None) -> PteGuardResult:
     """Export with each recipe in turn until one's drop is within ``max_drop``.
 
     ``export(**options)`` returns a PteProgram; ``check(program)`` its PteCheck. Without
@@ -80,8 +80,9 @@ def guarded_export(backend: str, export: Callable[..., object], check: Callable[
                          "drop": round(drop, 4), "drop_ci95": list(result.drop_ci95), "samples": result.samples,
                          "within_budget": drop <= max_drop})
         if on_attempt:
-            on_attempt(f"{recipe.what}: {result.accuracy:.2f}% ({-drop:+.2f} points, 95% CI of the drop "
-                       f"{result.drop_ci95[0]:+.2f}..{result.drop_ci95[1]:+.2f}; budget -{max_drop:g})")
+            shown = task.show(result.accuracy) if task else f"{result.accuracy:.2f}%"
+            on_attempt(f"{recipe.what}: {shown} ({-drop:+.4g} {task.drop_unit if task else 'points'}, 95% CI of the drop "
+                       f"{result.drop_ci95[0]:+.4g}..{result.drop_ci95[1]:+.4g}; budget -{max_drop:g})")
         if best is None or drop < best[2]:
             best = (program, result, drop, recipe)
         if drop <= max_drop:

@@ -1,0 +1,60 @@
+"""Zoo models for the task kinds other than classification (``--model zoo:NAME``).
+
+Each factory takes ``in_channels``, ``num_classes`` (outputs: classes, values or labels) and the
+batch-1 ``input_shape`` it is built for.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class DenseAutoencoder(nn.Module):
+    """The MLPerf Tiny anomaly-detection autoencoder's shape: fully connected 128-128-128-128, an
+    8-wide bottleneck, 128-128-128-128, each hidden layer with BatchNorm and ReLU; it returns the
+    flattened reconstruction of its input (scored by the reconstruction error)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, input_shape: tuple[int, ...] = (1, 1, 16, 16),
+                 hidden: int = 128, bottleneck: int = 8):
+        super().__init__()
+        features = int(math.prod(input_shape[1:]))
+        widths = [features, hidden, hidden, hidden, hidden, bottleneck, hidden, hidden, hidden, hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(hidden, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(torch.flatten(x, 1)))
+
+
+def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SkipSegmenter(nn.Module):
+    """A small encoder-decoder segmenter: two stride-2 stages down, bilinear upsampling back with the
+    encoder's maps concatenated at each scale (U-Net style skips), a 1x1 convolution to per-pixel
+    class scores at the input's size."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 11, input_shape: tuple[int, ...] = (1, 1, 32, 32)):
+        super().__init__()
+        self.enc1 = _cbr(in_channels, 16)
+        self.enc2 = _cbr(16, 32, 2)
+        self.enc3 = nn.Sequential(_cbr(32, 64, 2), _cbr(64, 64))
+        self.dec2 = _cbr(64 + 32, 32)
+        self.dec1 = _cbr(32 + 16, 16)
+        self.head = nn.Conv2d(16, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[2:], mode="bilinear", align_corners=False), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[2:], mode="bilinear", align_corners=False), e1], 1))
+        return self.head(d1)
