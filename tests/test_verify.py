@@ -23,7 +23,7 @@ def test_a_good_bundle_verifies(bundle):
     proc = run_cli("verify", str(bundle), "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
-    assert r["valid"] and r["target"] == "rpi4" and r["schema_version"] == 1
+    assert r["valid"] and r["target"] == "rpi4" and r["schema_version"] == 2
     text = " ".join(r["checks"])
     assert "sizes and sha256 match" in text and "model.tflite's inputs and outputs match" in text
     assert "model.pte loads in ExecuTorch" in text and "measurements.json matches" in text
@@ -52,7 +52,7 @@ DAMAGE = {
     "truncated manifest": (lambda b: (b / "manifest.json").write_text((b / "manifest.json").read_text()[:300]),
                            r"manifest.json: not valid JSON"),
     "manifest off its schema": (lambda b: _edit_manifest(b, lambda m: m.pop("accuracy")),
-                                r"manifest.json: does not match the manifest schema v1 at \(top level\): 'accuracy' is a required"),
+                                r"manifest.json: does not match the manifest schema v2 at \(top level\): 'accuracy' is a required"),
     "manifest tensors wrong": (lambda b: _edit_manifest(b, lambda m: m["tensors"]["inputs"][0].update(scale=0.5)),
                                r"model.tflite: input '.*' has scale [\d.e-]+ but the manifest says 0.5"),
     "measurements of another build": (lambda b: (b / "measurements.json").write_text(json.dumps(
@@ -84,7 +84,33 @@ def test_schema_is_shipped_and_documented():
     from edgepack.paths import shipped_dir
     from helpers import ROOT
 
-    schema = json.loads((shipped_dir("schemas") / "manifest-v1.schema.json").read_text())
-    assert schema["properties"]["schema_version"] == {"const": 1}
+    schema = json.loads((shipped_dir("schemas") / "manifest-v2.schema.json").read_text())
+    assert schema["properties"]["schema_version"] == {"const": 2}
+    assert "task" in schema["required"]
     docs = (ROOT / "docs" / "ci.md").read_text()
-    assert "manifest-v1.schema.json" in docs and "schema_version" in docs
+    assert "manifest-v2.schema.json" in docs and "schema_version" in docs
+
+
+def test_a_schema_1_bundle_still_verifies(bundle):
+    """Bundles written before task kinds (schema 1: no task, scores in top-1 %) stay valid."""
+    import hashlib
+
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text())
+    m["schema_version"] = 1
+    m.pop("task")
+    m["accuracy"].pop("higher_is_better")
+    text = json.dumps(m, indent=2) + "\n"
+    path.write_text(text)
+    meas = json.loads((bundle / "measurements.json").read_text())
+    meas["schema_version"] = 1
+    meas["manifest_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (bundle / "measurements.json").write_text(json.dumps(meas, indent=2) + "\n")
+    proc = run_cli("verify", str(bundle), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["schema_version"] == 1
+    m["schema_version"] = 2  # the same document claiming schema 2 lacks the task
+    path.write_text(json.dumps(m, indent=2) + "\n")
+    (bundle / "measurements.json").unlink()
+    proc = run_cli("verify", str(bundle))
+    assert proc.returncode == 7 and "'task' is a required property" in proc.stderr

@@ -53,6 +53,8 @@ def build(
     out: str | Path = "dist",
     allow_budget_violation: bool = False,
     task: str | None = None,
+    metric: str | None = None,
+    loss: str | None = None,
     device: str = "host",
     overrides: tuple[str, ...] | list[str] = (),
     use_cache: bool = True,
@@ -65,7 +67,8 @@ def build(
     profile file. ``data`` defaults to the zoo model's own built-in set (``digits`` for the demo).
     ``task`` ("kind" or "kind:metric", see ``edgepack.tasks``) declares what the model is for;
     without it the data set's own task is used or inferred from its targets and the model's
-    output. ``calibration`` is a calibration manifest (``calibration/*.toml``); without one
+    output; ``metric`` and ``loss`` ("file.py:function", docs/tasks.md) replace the task's own metric
+    and training loss. ``calibration`` is a calibration manifest (``calibration/*.toml``); without one
     the data set's own calibration split is used. ``device`` is where the measurement stage
     benchmarks the artifacts (see :func:`edgepack.devices.connect`; default this machine,
     labelled "host"); a figure measured on the target itself (ssh, adb) is what the latency and
@@ -84,7 +87,7 @@ def build(
     cache = StageCache(cache_dir, enabled=use_cache, warn=rep.warn)
     return run(target, model=model, weights=weights, input_shape=input_shape, data=data, calibration=calibration,
                out=out, allow_budget_violation=allow_budget_violation, device=device, overrides=tuple(overrides),
-               cache=cache, reporter=rep, task=task)
+               cache=cache, reporter=rep, task=(task, metric, loss))
 
 
 def summary(result: BuildResult) -> dict:

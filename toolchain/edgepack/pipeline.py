@@ -85,9 +85,11 @@ def build(target: str, *, model: str = "demo", weights: str | None = None, input
           data: str | None = None, calibration: str | None = None, out: str | Path = "dist",
           allow_budget_violation: bool = False, device: str = "host", overrides: tuple[str, ...] = (),
           cache: StageCache | None = None, reporter: Reporter | None = None,
-          measure_lock: Callable[[], AbstractContextManager] | None = None, task: str | None = None) -> BuildResult:
+          measure_lock: Callable[[], AbstractContextManager] | None = None,
+          task: tuple[str | None, str | None, str | None] = (None, None, None)) -> BuildResult:
     """See ``api.build``. ``measure_lock`` is held while the artifacts are benched (``edgepack
-    tune``: one worker at a time on a device). A stage past its time ceiling raises StageCeilingError."""
+    tune``: one worker at a time on a device). ``task`` is (kind[:metric], user metric, user loss),
+    each None when not given. A stage past its time ceiling raises StageCeilingError."""
     from .errors import StageCeilingError
     from .progress import CeilingReached
 

@@ -66,6 +66,12 @@ def add(sub) -> None:
                         "segmentation (mean-iou, pixel-accuracy), anomaly (auc), multi-label (f1, label-accuracy) or "
                         "fidelity (no labels: agreement or cosine with the float model); default: the data's own, or "
                         "inferred from its targets and the model's output (said in the output)")
+    b.add_argument("--metric", metavar="FILE.py:FUNCTION",
+                   help="your own metric, fn(outputs, targets, inputs) -> float on numpy batches (a mean over samples; "
+                        "higher is better unless fn.higher_is_better = False); needs --task")
+    b.add_argument("--loss", metavar="FILE.py:FUNCTION",
+                   help="your own training and recovery loss, fn(outputs, targets, inputs, teacher_outputs_or_None) -> "
+                        "scalar tensor; needs --task")
     b.add_argument("--calibration", metavar="MANIFEST.toml",
                    help="calibration data set manifest (see calibration/README.md), or the name of a shipped one "
                         "(digits-png, digits-callable); default: the data set's calibration split")
@@ -98,7 +104,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         shape = npz_input_shape(args.data)
     reporter = Reporter(total=len(api.STAGES), quiet=args.quiet)
     result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data,
-                       calibration=args.calibration, task=args.task,
+                       calibration=args.calibration, task=args.task, metric=args.metric, loss=args.loss,
                        out=args.out, allow_budget_violation=args.allow_budget_violation, device=args.device,
                        overrides=args.overrides, use_cache=not args.no_cache, reporter=reporter)
     if args.json:

@@ -190,9 +190,9 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...], manifest
     else:
         path, m = Path(path), manifest
     where = str(path)
-    # "splits" belongs to data manifests (--data, see loaders.py): the same file can serve both
+    # "splits" and "task" belong to data manifests (--data, see loaders.py): the same file can serve both
     known = {"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples", "preprocess",
-             "splits"}
+             "splits", "task"}
     extra = sorted(set(m) - known)
     if extra:
         raise _fail(where, f"unknown key(s): {', '.join(extra)}; known: {', '.join(sorted(known))}")

@@ -265,8 +265,11 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
     if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in (cal, ev)) or cal + ev >= 0.9:
         raise DataError(f"{where}: [splits] calibration and evaluation must be fractions between 0 and 1 that leave at "
                         f"least 10% for training, not {cal!r} and {ev!r}")
+    task = _task_table(path, manifest.get("task"))
     cs = load_calibration(path, input_shape=input_shape, manifest=manifest if made else None)
     if cs.y is None:
+        if task is not None and task.kind != "fidelity":
+            raise DataError(f"{where}: [task] says {task.kind} but the data has no labels; give labels, or say fidelity")
         return _split_unlabelled(where, cs, cal, ev, cfg["seed"], made)
     counts = np.bincount(cs.y)
     if len(cs.y) < 20 or counts[counts > 0].min() < 3:
@@ -285,10 +288,39 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
         raise DataError(f"{where}: {len(cs.y)} samples of {int((counts > 0).sum())} classes cannot be split as [splits] "
                         f"says ({one_line(str(e))}); give more samples or larger calibration/evaluation fractions") from e
     return Splits(name=cs.name, x_train=x_train, y_train=y_train, x_calib=x_calib, x_eval=x_eval, y_eval=y_eval,
-                  num_classes=int(cs.y.max()) + 1, y_calib=y_calib,
+                  num_classes=int(cs.y.max()) + 1, y_calib=y_calib, **({"task": task, "declared": True} if task else {}),
                   preprocessing=(f"{cs.kind} from {cs.source}, " + (
                       "an image folder with class sub-folders, edgepack's default preprocessing (write a data manifest "
                       "to choose another): " if made else "preprocessed as its manifest says: ") + str(cs.preprocess.to_dict())))
+
+
+#: keys of a data manifest's [task] table
+TASK_KEYS = ("kind", "metric", "units", "loss")
+
+
+def _task_table(path: Path, table) -> object:
+    """The Task a data manifest's [task] table declares, or None without one. A metric or loss
+    given as "file.py:function" is found relative to the manifest. Raises DataError."""
+    if table is None:
+        return None
+    from ..tasks import KINDS, Task
+
+    if not isinstance(table, dict) or sorted(set(table) - set(TASK_KEYS)):
+        extra = sorted(set(table) - set(TASK_KEYS)) if isinstance(table, dict) else []
+        raise DataError(f"{path}: [task] must be a table with keys {', '.join(TASK_KEYS)}"
+                        + (f"; unknown: {', '.join(extra)}" if extra else ""))
+    kind, metric, units, loss = (table.get(k, "") for k in TASK_KEYS)
+    if not all(isinstance(v, str) for v in (kind, metric, units, loss)):
+        raise DataError(f"{path}: [task] values are strings (kind = \"regression\", metric = \"rmse\")")
+    if kind not in KINDS:
+        raise DataError(f"{path}: [task] kind '{kind}' is not one of {', '.join(KINDS)}")
+    here = lambda v: str((path.parent / v.rpartition(':')[0]).resolve()) + ":" + v.rpartition(":")[2]  # noqa: E731
+    user_metric = here(metric) if ".py:" in metric else ""
+    try:
+        return Task(kind, "" if user_metric else metric, units=units, user_metric=user_metric,
+                    user_loss=here(loss) if loss else "")
+    except ValueError as e:
+        raise DataError(f"{path}: [task] {e}") from None
 
 
 def _split_unlabelled(where: str, cs, cal: float, ev: float, seed, made: bool) -> Splits:
@@ -303,19 +335,31 @@ def _split_unlabelled(where: str, cs, cal: float, ev: float, seed, made: bool) -
                        if made else "preprocessed as its manifest says: ") + str(cs.preprocess.to_dict()))
 
 
-def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = None) -> Splits:
+def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = None, metric: str | None = None,
+              loss: str | None = None) -> Splits:
     """``"digits"`` (resized to the model's input), a path to an ``.npz``, or a data manifest
     (``.toml``), for the declared ``task`` ("kind" or "kind:metric"; None: the source's own or
-    inferred once the model is loaded). Raises DataError."""
-    splits = _load_data(spec, input_shape=input_shape)
-    if task is None:
-        return splits
+    inferred once the model is loaded), judged by the user's ``metric`` and trained with their
+    ``loss`` ("file.py:function", see ``tasks.user``) when given. Raises DataError."""
     import dataclasses
 
+    splits = _load_data(spec, input_shape=input_shape)
+    if task is None:
+        if metric or loss:
+            if not splits.declared:
+                raise DataError("--metric and --loss need the task they are for: pass --task (or [task] in the data "
+                                "manifest)")
+            splits = dataclasses.replace(splits, task=dataclasses.replace(
+                splits.task, user_metric=metric or splits.task.user_metric, user_loss=loss or splits.task.user_loss,
+                metric="" if metric else splits.task.metric))
+        return splits
     from ..tasks import parse
 
     try:
         declared = parse(task)
+        if metric or loss:
+            declared = dataclasses.replace(declared, user_metric=metric or "", user_loss=loss or "",
+                                           metric="" if metric else declared.metric)
     except ValueError as e:
         raise DataError(f"--task: {e}") from None
     if splits.task.kind == "fidelity" and declared.kind != "fidelity":
@@ -324,7 +368,7 @@ def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = Non
     if splits.declared and splits.task.kind != declared.kind and declared.kind != "fidelity":
         raise DataError(f"--task {task}: the data set {splits.name} is made for the task {splits.task.kind}")
     if splits.declared and splits.task.kind == declared.kind:
-        declared = dataclasses.replace(declared, units=splits.task.units)
+        declared = dataclasses.replace(declared, units=splits.task.units, user_loss=declared.user_loss or splits.task.user_loss)
     return dataclasses.replace(splits, task=declared, declared=True)
 
 

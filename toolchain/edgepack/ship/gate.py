@@ -81,6 +81,12 @@ def thresholds_for(profile, **overrides) -> Thresholds:
     return Thresholds(**values)
 
 
+def _task(manifest: dict) -> dict:
+    """A manifest's task (schema 1 bundles are classifiers judged by top-1 %)."""
+    return manifest.get("task") or {"kind": "classification", "metric": "top-1", "metric_name": "top-1 accuracy",
+                                    "unit": "%", "higher_is_better": True}
+
+
 def check(new: str | Path, baseline: str | Path, *, target: str | None = None, device: str = "host",
           max_accuracy_drop: float | None = None, max_size_increase_pct: float | None = None,
           max_latency_increase_pct: float | None = None, bench_repeats: int | None = None,
@@ -102,15 +108,24 @@ def check(new: str | Path, baseline: str | Path, *, target: str | None = None, d
     th = thresholds_for(profile, max_accuracy_drop=max_accuracy_drop, max_size_increase_pct=max_size_increase_pct,
                         max_latency_increase_pct=max_latency_increase_pct, bench_repeats=bench_repeats)
     result = GateResult(name_new, str(new), str(baseline), th)
+    t_new, t_old = _task(a.manifest), _task(b.manifest)
+    if (t_new["kind"], t_new["metric"]) != (t_old["kind"], t_old["metric"]):
+        raise UsageError(f"the bundles are judged by different metrics ({t_new['kind']} {t_new['metric']} vs "
+                         f"{t_old['kind']} {t_old['metric']}); compare bundles of one task")
+    better = 1.0 if t_new["higher_is_better"] else -1.0
+    unit = "points" if t_new["unit"] == "%" else (t_new["unit"] or "units")
     old_arts = {x["file"]: x for x in b.manifest["artifacts"]}
     for art in a.manifest["artifacts"]:
         old = old_arts.get(art["file"])
         if old is None:
             continue
         acc_new, acc_old = art["accuracy"]["int8"], old["accuracy"]["int8"]
-        result.rows.append({"check": "accuracy", "artifact": art["file"], "baseline": acc_old, "new": acc_new,
-                            "change": acc_new - acc_old, "unit": "points", "fmt": ".2f",
-                            "limit": f"-{th.max_accuracy_drop:g}", "ok": acc_old - acc_new <= th.max_accuracy_drop + 1e-9})
+        drop = better * (acc_old - acc_new)
+        result.rows.append({"check": "accuracy" if t_new["metric"] == "top-1" else t_new["metric_name"],
+                            "artifact": art["file"], "baseline": acc_old, "new": acc_new,
+                            "change": acc_new - acc_old, "unit": unit, "fmt": ".2f" if unit == "points" else ".4g",
+                            "limit": f"{'-' if better > 0 else '+'}{th.max_accuracy_drop:g}",
+                            "ok": drop <= th.max_accuracy_drop + 1e-9})
         grow = 100 * (art["size_bytes"] / old["size_bytes"] - 1)
         result.rows.append({"check": "size", "artifact": art["file"], "baseline": old["size_bytes"], "new": art["size_bytes"],
                             "change": grow, "unit": "%", "fmt": ",d", "limit": f"+{th.max_size_increase_pct:g}%",

@@ -36,7 +36,8 @@ def model_identity(spec: str, weights: str | None, module) -> dict:
 
 
 def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: str | None, calibration: str | None,
-                rep: Reporter, cache=None, code_version: str = "", task: str | None = None) -> Inputs:
+                rep: Reporter, cache=None, code_version: str = "",
+                task: tuple[str | None, str | None, str | None] = (None, None, None)) -> Inputs:
     """Everything a build starts from. The float model's held-out logits are kept in ``cache``
     under its identity, the data and ``code_version`` (edgepack's own code), so a rebuild does not
     run the float model over the held-out split again."""
@@ -46,7 +47,9 @@ def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: 
     from ..models.training import predict
     from .cache import remembered
 
-    splits = load_data(data or default_data(model), input_shape=input_shape or default_input_shape(model), task=task)
+    kind, metric, loss = task
+    splits = load_data(data or default_data(model), input_shape=input_shape or default_input_shape(model), task=kind,
+                       metric=metric, loss=loss)
     calib_set = calibration_set(calibration, splits, profile, rep)
     identity: dict = {}
 

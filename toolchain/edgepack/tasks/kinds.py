@@ -61,27 +61,43 @@ class Task:
     metric: str = ""  # the kind's first metric when not given
     units: str = ""
     inferred: str = field(default="", compare=False)  # why the kind was chosen, when it was not declared
+    user_metric: str = ""  # "file.py:function" (see tasks.user): the metric, instead of the kind's own
+    user_loss: str = ""  # "file.py:function": the training and recovery loss, instead of the kind's own
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown task {self.kind!r}; known: {', '.join(KINDS)}")
+        if self.user_metric:
+            object.__setattr__(self, "metric", "user")
         if not self.metric:
             object.__setattr__(self, "metric", KINDS[self.kind][0])
+        if self.metric == "user":
+            if not self.user_metric:
+                raise ValueError("metric 'user' needs user_metric = 'file.py:function'")
+            return
         if self.metric not in KINDS[self.kind]:
             raise ValueError(f"task {self.kind} has no metric {self.metric!r}; its metrics: {', '.join(KINDS[self.kind])}")
 
     # ---- naming -------------------------------------------------------------------------------
     @property
     def metric_name(self) -> str:
+        if self.metric == "user":
+            return self.user_metric.rpartition(":")[2]
         return METRICS[self.metric][0]
 
     @property
     def higher_is_better(self) -> bool:
+        if self.metric == "user":
+            from .user import higher_is_better
+
+            return higher_is_better(self.user_metric)
         return METRICS[self.metric][2]
 
     @property
     def unit(self) -> str:
         """'%' or the targets' units (a regression's MAE is in the targets' own)."""
+        if self.metric == "user":
+            return self.units
         return METRICS[self.metric][1] or self.units
 
     @property
@@ -101,8 +117,19 @@ class Task:
 
     def describe(self) -> dict:
         """The manifest's record of the task."""
+        from ..fingerprint import portable_name
+
+        from ..fingerprint import file_sha256
+
+        user = {}
+        for k, v in (("user_metric", self.user_metric), ("user_loss", self.user_loss)):
+            if v:  # named portably, with the file's hash (a changed function is another task)
+                file, _, fn = v.rpartition(":")
+                user[k] = f"{portable_name(file)}:{fn}"
+                user[f"{k}_sha256"] = file_sha256(file)
         return {"kind": self.kind, "metric": self.metric, "metric_name": self.metric_name, "unit": self.unit,
-                "higher_is_better": self.higher_is_better, **({"inferred": self.inferred} if self.inferred else {})}
+                "higher_is_better": self.higher_is_better, **({"inferred": self.inferred} if self.inferred else {}),
+                **user}
 
     def value(self, quality: float) -> float:
         """The metric in its own units from a quality."""
@@ -131,6 +158,8 @@ class Task:
     def per_sample(self, out: np.ndarray, y: np.ndarray, x: np.ndarray | None = None) -> np.ndarray | None:
         """Each sample's share of the quality (its mean is the quality), or None for a metric that
         is not one mean over samples."""
+        if self.metric == "user":
+            return None
         out = self._aligned(out, y, x)
         k = self.metric
         if k.startswith("top-"):
@@ -153,6 +182,11 @@ class Task:
         """The task's quality of outputs ``out`` against targets ``y`` (``x``: the inputs, which
         an anomaly task's reconstruction error reads). Raises ValueError when the targets cannot
         give the metric (an anomaly split without both kinds of sample)."""
+        if self.metric == "user":
+            from .user import metric
+
+            q = metric(self.user_metric, out, y, x)
+            return q if self.higher_is_better else -q
         per = self.per_sample(out, y, x)
         if per is not None:
             return float(per.mean())

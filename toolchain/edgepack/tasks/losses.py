@@ -23,6 +23,10 @@ def _normal(y: torch.Tensor) -> torch.Tensor:
 
 def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The loss a model of ``task`` trains on against its targets ``y`` (``x``: the inputs)."""
+    if task.user_loss:
+        from .user import loss
+
+        return loss(task.user_loss, out, y, x, None)
     k = task.kind
     if k == "classification" or k == "segmentation":
         return F.cross_entropy(out, y)
@@ -56,7 +60,12 @@ def output_match(task: Task, student: torch.Tensor, teacher: torch.Tensor, *, te
 def distill_loss(task: Task, student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, x: torch.Tensor, *,
                  temperature: float, alpha: float) -> torch.Tensor:
     """``alpha`` x the output match with the teacher + (1 - ``alpha``) x the task loss on the
-    targets (not read when ``alpha`` is 1)."""
+    targets (not read when ``alpha`` is 1). A user loss replaces both: it is handed the teacher's
+    outputs."""
+    if task.user_loss:
+        from .user import loss
+
+        return loss(task.user_loss, student, y, x, teacher)
     kd = output_match(task, student, teacher, temperature=temperature)
     if alpha >= 1.0:
         return kd

@@ -56,8 +56,11 @@ class PteGuardResult:
     attempts: list[dict]
     met: bool
 
-    def to_dict(self) -> dict:
-        return {"chosen": self.chosen.what, "met_budget": self.met, "attempts": self.attempts}
+    def to_dict(self, task=None) -> dict:
+        """The manifest's record; scores in ``task``'s own units (default: as measured, top-1 %)."""
+        attempts = self.attempts if task is None else [
+            {**a, "accuracy": round(task.value(a["accuracy"]), 4)} for a in self.attempts]
+        return {"chosen": self.chosen.what, "met_budget": self.met, "attempts": attempts}
 
 
 def guarded_export(backend: str, export: Callable[..., object], check: Callable[[object], object], *,
@@ -80,9 +83,13 @@ def guarded_export(backend: str, export: Callable[..., object], check: Callable[
                          "drop": round(drop, 4), "drop_ci95": list(result.drop_ci95), "samples": result.samples,
                          "within_budget": drop <= max_drop})
         if on_attempt:
-            shown = task.show(result.accuracy) if task else f"{result.accuracy:.2f}%"
-            on_attempt(f"{recipe.what}: {shown} ({-drop:+.4g} {task.drop_unit if task else 'points'}, 95% CI of the drop "
-                       f"{result.drop_ci95[0]:+.4g}..{result.drop_ci95[1]:+.4g}; budget -{max_drop:g})")
+            if task is None or task.unit == "%":
+                shown = task.show(result.accuracy) if task else f"{result.accuracy:.2f}%"
+                on_attempt(f"{recipe.what}: {shown} ({-drop:+.2f} points, 95% CI of the drop {result.drop_ci95[0]:+.2f}.."
+                           f"{result.drop_ci95[1]:+.2f}; budget -{max_drop:g})")
+            else:
+                on_attempt(f"{recipe.what}: {task.show(result.accuracy)} (loses {task.show_drop(drop)}, 95% CI of the "
+                           f"drop {result.drop_ci95[0]:+.4g}..{result.drop_ci95[1]:+.4g}; budget {max_drop:g})")
         if best is None or drop < best[2]:
             best = (program, result, drop, recipe)
         if drop <= max_drop:
