@@ -58,6 +58,20 @@ def _ceilings(profile, inp) -> dict[str, tuple[float, str]]:
                           n_eval=len(s.y_eval))
 
 
+def output_fidelity(tflite_out, float_out) -> dict:
+    """How closely the int8 artifact's outputs reproduce the original float model's on the held-out
+    split, whatever the task: SQNR (dB) over every value, mean cosine similarity (%), and for
+    class scores the top-1 agreement (%)."""
+    from .tasks import metrics as m
+
+    got = m.align(tflite_out, float_out.shape[1:])
+    out = {"samples": len(float_out), "sqnr_db": round(m.sqnr_db(got, float_out), 4),
+           "cosine_pct": round(float(m.cosine(got, float_out).mean()), 4)}
+    if float_out.ndim == 2 and float_out.shape[1] > 1:
+        out["top1_agreement_pct"] = round(float((got.argmax(1) == float_out.argmax(1)).mean() * 100), 4)
+    return out
+
+
 def tool_versions() -> dict[str, str]:
     """Installed versions of the tools a build uses (``"missing"`` for one not installed)."""
     out = {"python": platform.python_version()}
@@ -156,10 +170,13 @@ def _build(target, *, model, weights, input_shape, data, calibration, out, allow
             with measure_lock() if measure_lock else nullcontext():
                 meas = st.run("measure", keys["measure"],
                               lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
-            judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation)
+            fidelity = output_fidelity(tflite_out, float_out)
+            judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation,
+                                 fidelity=fidelity)
         with rep.stage(STAGES[9]):
             folder, manifest, measurements = bundle.run(
                 inp, pruned, conv, quant, micro, ptes, meas, judged, tflite_out=tflite_out, float_out=float_out,
+                fidelity=fidelity,
                 keys=keys, versions=versions, stages=st.record, stage_seconds=rep.stage_seconds, device=device, out=out)
     # The packaging stage's own time cannot be inside the files it writes; it is in the result.
     measurements["stage_seconds"] = dict(rep.stage_seconds)

@@ -9,11 +9,13 @@ from __future__ import annotations
 TIMED = ("max_latency_ms", "max_energy_mj")
 
 
-def judge(name: str, value: float | None, limit: float | None, unit: str, basis: str) -> dict:
-    """A budget's verdict. ``value`` None (no figure could be made; ``basis`` says why) is not met
-    when there is a limit: a budget that cannot be judged does not pass."""
+def judge(name: str, value: float | None, limit: float | None, unit: str, basis: str, *, at_least: bool = False) -> dict:
+    """A budget's verdict: ``value`` at most ``limit`` (``at_least``: at least). ``value`` None (no
+    figure could be made; ``basis`` says why) is not met when there is a limit: a budget that
+    cannot be judged does not pass."""
+    within = value is not None and limit is not None and (value >= limit if at_least else value <= limit)
     return {"budget": name, "value": None if value is None else round(float(value), 6), "limit": limit, "unit": unit,
-            "basis": basis, "met": bool(limit is None or (value is not None and value <= limit))}
+            "basis": basis, "met": bool(limit is None or within)}
 
 
 def energy_from_latency(power, ms: float, latency_basis: str) -> tuple[float, str]:

@@ -202,6 +202,8 @@ def _resolve_task(module: nn.Module, data: Splits) -> Splits:
     for split, y in (("training", data.y_train), ("evaluation", data.y_eval)):
         targets.check(task, y if task.labelled else None, per, x, where=f"{data.name} ({split} targets)")
     targets.check_evaluation(task, data.y_eval, where=data.name)
+    if task.metric == "user" and task.labelled:  # a broken metric fails now, not after training
+        task.quality(out.numpy(), data.y_eval[:2], data.x_eval[:2])
     return dataclasses.replace(data, task=task)
 
 

@@ -160,8 +160,12 @@ class Student:
 
 @dataclass(frozen=True)
 class Budgets:
-    max_accuracy_drop: float = field(metadata=_spec(hi=100.0,
-        lo=0.0, doc="allowed accuracy loss of the int8 artifact vs the original float model, in points"))
+    max_accuracy_drop: float = field(metadata=_spec(hi=1e6,
+        lo=0.0, doc="allowed loss of the int8 artifact vs the original float model in the task's metric, in its own "
+                    "units: points of top-1, mean IoU, AUC or agreement; the targets' units for an MAE or RMSE"))
+    min_output_sqnr_db: float | None = field(default=None, metadata=_spec(hi=300.0, lo=-100.0, doc=(
+        "fidelity: the int8 artifact's outputs must reproduce the original float model's with at least this "
+        "signal-to-quantization-noise ratio, dB, on the held-out split (any task)")))
     max_model_kb: float | None = field(default=None, metadata=_spec(hi=2**31, lo=0.0, lo_open=True, doc="largest artifact, KB"))
     max_peak_memory_kb: float | None = field(default=None, metadata=_spec(hi=2**31,
         lo=0.0, lo_open=True, doc="largest tensor arena (activation memory), KB"))

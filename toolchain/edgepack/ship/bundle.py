@@ -185,6 +185,12 @@ def render_report(m: dict) -> str:
         f"| quantized artifact (LiteRT) | {_num(acc['int8'], '', m)} | {_num(acc['int8'] - acc['float_original'], '+', m)} |",
         "",
         f"Evaluated on {acc['eval_samples']} held-out samples of `{m['data']['name']}`. "
+        + (f"The int8 artifact reproduces the original float model's outputs with SQNR "
+           f"{acc['int8_vs_float_outputs']['sqnr_db']:.1f} dB, mean cosine similarity "
+           f"{acc['int8_vs_float_outputs']['cosine_pct']:.2f}%"
+           + (f", top-1 agreement {acc['int8_vs_float_outputs']['top1_agreement_pct']:.2f}%"
+              if "top1_agreement_pct" in acc["int8_vs_float_outputs"] else "") + ". "
+           if acc.get("int8_vs_float_outputs") else "") +
         f"Float TFLite vs PyTorch before quantization: max |diff| {m['validation']['max_abs_diff']:.2e}, "
         f"top-1 agreement {m['validation']['top1_agreement']:.1f}% on {m['validation']['samples']} samples.",
         *[f"Converted for the runtime: {note}." for note in m["validation"].get("conversion_notes", [])],

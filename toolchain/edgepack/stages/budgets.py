@@ -36,7 +36,7 @@ def _basis(figure) -> str:
 
 
 def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Reporter, *,
-        allow_budget_violation: bool) -> BudgetsOut:
+        allow_budget_violation: bool, fidelity: dict | None = None) -> BudgetsOut:
     from ..measure.energy import estimate_energy, estimate_latency
 
     profile, b = inp.profile, inp.profile.budgets
@@ -81,6 +81,10 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
                                f"(95% CI of the drop {a['drop_vs_float_ci95'][0]:+.2f}..{a['drop_vs_float_ci95'][1]:+.2f}): "
                                f"{a['basis']}"))
         budgets.append(_budget(f"max_model_kb ({e['file']})", e["size_bytes"] / 1024, b.max_model_kb, "KB", "measured"))
+    if fidelity is not None and b.min_output_sqnr_db is not None:
+        budgets.append(_budget("min_output_sqnr_db", fidelity["sqnr_db"], b.min_output_sqnr_db, "dB",
+                               f"measured on the host: the int8 TFLite's outputs against the original float model's on "
+                               f"{fidelity['samples']} held-out samples", at_least=True))
     if arena is not None:
         budgets.append(_budget("max_peak_memory_kb", arena / 1024, b.max_peak_memory_kb, "KB",
                                "measured: TFLM tensor arena on the host"))

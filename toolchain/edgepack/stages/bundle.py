@@ -72,7 +72,7 @@ def device_line(profile, device: str = "host") -> str:
 
 def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tflite_out: np.ndarray,
         float_out: np.ndarray, keys: dict, versions: dict, stages: dict, stage_seconds: dict, device: str,
-        out: Path) -> tuple[Path, dict, dict]:
+        out: Path, fidelity: dict | None = None) -> tuple[Path, dict, dict]:
     """Write the bundle to ``out/<target>/``; returns (folder, manifest, measurements)."""
     from .. import fingerprint
     from ..convert.tflite import describe_io
@@ -122,7 +122,8 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
                      "float_pruned": round(task.value(pruned.accuracy), 4), "int8": round(task.value(quant.accuracy), 4),
                      "eval_samples": len(splits.x_eval),
                      "metric": "top-1 %" if task == type(task)() else f"{task.metric_name}{' ' + task.unit if task.unit else ''}",
-                     "higher_is_better": task.higher_is_better},
+                     "higher_is_better": task.higher_is_better,
+                     **({"int8_vs_float_outputs": fidelity} if fidelity else {})},
         "calibration": inp.calibration["describe"],
         "preprocessing": inp.calibration["describe"].get("preprocessing") or splits.preprocessing,
         "quantization": {"chosen": guard.chosen.what, "attempts": _attempts(guard.attempts, task), "met_budget": guard.met,
