@@ -27,14 +27,18 @@ MAX_INPUT_CHANNELS, MAX_INPUT_SIDE, MAX_INPUT_VALUES = 4096, 8192, 64 * 1024 * 1
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """"1,3,32,32" -> (1, 3, 32, 32). Raises UsageError for anything else."""
+    """"1,3,32,32" -> (1, 3, 32, 32); also 1-D inputs "1,C,L" (sensor windows, audio) and 3-D
+    inputs "1,C,D,H,W". Raises UsageError for anything else."""
     try:
         shape = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
         shape = ()
-    if len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
-        raise UsageError(f"input shape '{text}' is not N,C,H,W with N=1, e.g. 1,3,32,32")
-    values = shape[1] * shape[2] * shape[3]
+    if len(shape) not in (3, 4, 5) or shape[0] != 1 or min(shape) < 1:
+        raise UsageError(f"input shape '{text}' is not 1,C,H,W (images), 1,C,L (1-D signals) or 1,C,D,H,W (volumes) "
+                         "with batch 1, e.g. 1,3,32,32")
+    values = 1
+    for v in shape[1:]:
+        values *= v
     if shape[1] > MAX_INPUT_CHANNELS or max(shape[2:]) > MAX_INPUT_SIDE or values > MAX_INPUT_VALUES:
         raise UsageError(f"input shape '{text}' is too large for an edge model ({values:,} values per sample; at most "
                          f"{MAX_INPUT_CHANNELS} channels, {MAX_INPUT_SIDE} pixels a side and {MAX_INPUT_VALUES:,} "

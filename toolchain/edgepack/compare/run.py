@@ -37,7 +37,8 @@ def figures(method: Method, result, seconds: float) -> dict:
     micro = man.get("memory") or {}
     row = {"method": method.name, "family": method.family, "status": "ok",
            "float_accuracy": acc["float_pruned"], "accuracy": acc["int8"],
-           "accuracy_drop": round(acc["float_original"] - acc["int8"], 4), **artifact_figures(data),
+           "accuracy_drop": round((acc["float_original"] - acc["int8"]) * (1 if acc.get("higher_is_better", True) else -1), 4),
+           **artifact_figures(data),
            "params": w.get("params", pr["params_after"]), "nonzero_params": w.get("nonzero_params", pr["params_after"]),
            "weight_sparsity": w.get("weight_sparsity", 0.0), "activation_zeros": w.get("activation_zeros"),
            "macs": w.get("dense_macs", pr["macs_after"]), "effective_macs": w.get("effective_macs", pr["macs_after"]),

@@ -40,9 +40,14 @@ class FloatConversion:
     notes: tuple[str, ...] = ()  # where the TFLite computes something other than the model, and why
 
 
+#: the channels-last layouts onnx2tf gives an input of each rank (batch, channels, ...)
+CHANNELS_LAST = {3: "NLC", 4: "NHWC", 5: "NDHWC"}
+
+
 def to_model_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
-    """Inputs in the model's own layout: NCHW arrays become NHWC for an NHWC TFLite model."""
-    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)) if layout == "NHWC" else x_nchw
+    """Inputs in the model's own layout: channels-first arrays (NCHW, NCL, NCDHW) move their
+    channels last for a channels-last TFLite model (NHWC, NLC, NDHWC)."""
+    return np.ascontiguousarray(np.moveaxis(x_nchw, 1, -1)) if layout in CHANNELS_LAST.values() else x_nchw
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -140,7 +145,8 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
             if tokens and k + 1 < len(styles):
                 continue
             raise
-        layout = "NHWC" if example.ndim == 4 and _input_shape(tflite) == [example.shape[0], *example.shape[2:], example.shape[1]] else "as-is"
+        last = [example.shape[0], *example.shape[2:], example.shape[1]]
+        layout = CHANNELS_LAST.get(example.ndim, "as-is") if example.ndim >= 3 and _input_shape(tflite) == last else "as-is"
         if not tokens or k + 1 == len(styles) or _agrees(original, tflite, layout, example, samples):
             break
     notes = (f"{done['gelus_as_tanh']} GELU(s) as {rw.TANH_GELU}: TFLM has no GELU kernel",) if done.get("gelus_as_tanh") else ()

@@ -42,7 +42,10 @@ def digits(*, height: int = DIGITS_SIZE, width: int = DIGITS_SIZE, channels: int
     Preprocessing: pixel / 16, bilinear resize, then (x - 0.5) / 0.5 so inputs lie in [-1, 1];
     the grey channel is repeated when ``channels`` is 3.
     """
-    if channels not in (1, 3) or height < 8 or width < 8:
+    if demo == "digits-seq":
+        if height < 8 or not 1 <= width <= 64:
+            raise DataError(f"digits-seq gives 1 to 64 channels of at least 8 time steps, not {width}x{height}")
+    elif channels not in (1, 3) or height < 8 or width < 8:
         raise DataError(f"the digits data set gives 1 or 3 channels of at least 8x8 pixels, not {channels}x{height}x{width}")
     name = "digits-hard" if hard else demo or "digits"
     if hard:
@@ -373,8 +376,14 @@ def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = Non
 
 
 def _load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
-    if len(input_shape) != 4 or input_shape[0] != 1:
-        raise DataError(f"input shape {input_shape} is not a batch-1 image shape 1,C,H,W")
+    if len(input_shape) not in (3, 4, 5) or input_shape[0] != 1:
+        raise DataError(f"input shape {input_shape} is not a batch-1 shape 1,C,L, 1,C,H,W or 1,C,D,H,W")
+    if spec in BUILT_IN and len(input_shape) != (3 if spec == "digits-seq" else 4):
+        raise DataError(f"the built-in set {spec} gives {'1-D sequences 1,C,L' if spec == 'digits-seq' else 'images 1,C,H,W'}, "
+                        f"and the model takes {input_shape}; pass --input-shape or your own data")
+    if spec == "digits-seq":
+        _, c, steps = input_shape
+        return digits(height=steps, width=c, channels=1, demo=spec)
     if spec in BUILT_IN:
         _, c, h, w = input_shape
         return digits(height=h, width=w, channels=c, hard=spec == "digits-hard",

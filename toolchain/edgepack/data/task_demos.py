@@ -7,6 +7,9 @@ scikit-learn (its 8x8 handwritten digits), seeded so every machine draws the sam
   set-up, with digits for machine sounds).
 - ``digits-angle``: every digit rotated by a seeded angle between -60 and 60 degrees; the target is
   the angle in degrees (regression, judged by MAE in degrees).
+- ``digits-seq``: each digit read as a multichannel signal, the way a sensor window is: its
+  columns are the channels and its rows the time steps (resampled to the model's 1,C,L input);
+  classification of 1-D sequences.
 - ``digits-seg``: one to three digits pasted at seeded places and sizes on a noisy canvas; the
   target is a class per pixel, 0 for background and 1 + the digit where its ink is (segmentation,
   judged by mean IoU).
@@ -21,18 +24,19 @@ import numpy as np
 from ..tasks import Task
 
 #: bumped whenever a draw changes, so splits stored by an older version are not read back
-VERSION = 2
+VERSION = 3
 
 DEMOS = {
     "digits-anomaly": "digits 0-4 normal, 5-9 anomalous (never in training): anomaly detection scored by ROC AUC",
     "digits-angle": "digits rotated by -60..60 degrees, the angle as the target: regression scored by MAE in degrees",
     "digits-seg": "1-3 digits on a noisy canvas, a class per pixel (0 background, 1+digit): segmentation by mean IoU",
+    "digits-seq": "digits as multichannel signals (columns = channels, rows = time steps, 1,C,L): 1-D classification",
 }
 
 TASKS = {"digits-anomaly": Task("anomaly"), "digits-angle": Task("regression", units="degrees"),
-         "digits-seg": Task("segmentation")}
+         "digits-seg": Task("segmentation"), "digits-seq": Task()}
 #: outputs of each demo's model: the anomaly classes, one angle, background + 10 digits
-CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11}
+CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11, "digits-seq": 10}
 
 
 def preprocessing(name: str, height: int, width: int, channels: int) -> str:
@@ -54,11 +58,13 @@ def make(name: str, height: int, width: int, channels: int, seed: int):
     rest, ev = train_test_split(idx, test_size=0.2, stratify=y, random_state=seed)
     tr, ca = train_test_split(rest, test_size=0.125, stratify=y[rest], random_state=seed)
     rng = np.random.default_rng(seed + 7)
-    draw = {"digits-anomaly": _anomaly, "digits-angle": _angle, "digits-seg": _segments}[name]
+    draw = {"digits-anomaly": _anomaly, "digits-angle": _angle, "digits-seg": _segments, "digits-seq": _sequences}[name]
     parts = {}
     for split, ids in (("train", tr), ("calib", ca), ("eval", ev)):
         parts[split] = draw(images, y, ids, split, height, width, rng)
     to_in = lambda x: ((x - 0.5) / 0.5).astype(np.float32).repeat(channels, axis=1)  # noqa: E731
+    if name == "digits-seq":  # N,1,L,C images -> N,C,L signals
+        to_in = lambda x: np.ascontiguousarray(((x[:, 0] - 0.5) / 0.5).astype(np.float32).transpose(0, 2, 1))  # noqa: E731
     task = TASKS[name]
     classes = CLASSES[name]
     return Splits(name=name, x_train=to_in(parts["train"][0]), y_train=parts["train"][1],
@@ -86,7 +92,7 @@ def _angle(images, y, ids, split, height, width, rng):
     import torch
     import torch.nn.functional as F
 
-    reps = np.repeat(ids, 3 if split == "train" else 1)
+    reps = np.repeat(ids, 2 if split == "train" else 1)
     x = torch.from_numpy(_resize(images[reps], height, width))
     deg = rng.uniform(-60.0, 60.0, len(reps)).astype(np.float32)
     a = torch.from_numpy(np.deg2rad(deg))
@@ -95,6 +101,10 @@ def _angle(images, y, ids, split, height, width, rng):
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros").clamp(0, 1)
     return x.numpy(), deg.reshape(-1, 1)
+
+
+def _sequences(images, y, ids, split, height, width, rng):
+    return _resize(images[ids], height, width), y[ids]
 
 
 def _segments(images, y, ids, split, height, width, rng):

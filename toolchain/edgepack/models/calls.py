@@ -10,6 +10,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+#: the convolutions edgepack prunes and converts: 1-D signals, images, volumes
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
 
 @dataclass(frozen=True)
 class Call:
@@ -51,4 +54,4 @@ def layer_calls(model: nn.Module, example: torch.Tensor, want: Callable[[nn.Modu
 
 
 def is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+    return isinstance(m, CONVS) and m.groups > 1 and m.groups == m.in_channels

@@ -33,6 +33,23 @@ class DenseAutoencoder(nn.Module):
         return self.out(self.body(torch.flatten(x, 1)))
 
 
+class SignalCNN(nn.Module):
+    """A 1-D convolutional classifier for sensor windows and audio features: three Conv1d blocks
+    (the last dilated), global average pooling over time, a linear head."""
+
+    def __init__(self, in_channels: int = 8, num_classes: int = 10, input_shape: tuple[int, ...] = (1, 8, 32)):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(in_channels, 32, 5, padding=2, bias=False), nn.BatchNorm1d(32), nn.ReLU(),
+            nn.Conv1d(32, 64, 5, stride=2, padding=2, bias=False), nn.BatchNorm1d(64), nn.ReLU(),
+            nn.Conv1d(64, 64, 3, padding=2, dilation=2, bias=False), nn.BatchNorm1d(64), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.classifier = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 

@@ -20,11 +20,14 @@ def seed_everything(seed: int) -> None:
 
 
 def _shift(x: torch.Tensor, gen: torch.Generator, max_px: int) -> torch.Tensor:
-    """Random translation by up to ``max_px`` pixels (cheap augmentation against overfitting)."""
-    if max_px == 0:
+    """Random translation by up to ``max_px`` pixels (time steps for 1-D signals; cheap
+    augmentation against overfitting)."""
+    if max_px == 0 or x.ndim < 3:
         return x
     dx, dy = (int(v) for v in torch.randint(-max_px, max_px + 1, (2,), generator=gen))
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    if x.ndim == 3:
+        return torch.roll(x, shifts=dx, dims=2)
+    return torch.roll(x, shifts=(dy, dx), dims=(x.ndim - 2, x.ndim - 1))
 
 
 def train(

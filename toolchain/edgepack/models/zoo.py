@@ -20,7 +20,7 @@ from .mobilenet import DemoCNN, InvertedResidual  # noqa: F401  (the demo's part
 @dataclass(frozen=True)
 class ZooEntry:
     factory: Callable[..., nn.Module]
-    input_shape: tuple[int, int, int]  # C, H, W
+    input_shape: tuple[int, ...]  # C, H, W (C, L for a 1-D model)
     description: str
     task: str = "classification"  # the task kind it is made for
     data: str = "digits"  # the built-in data set it is trained on by default
@@ -44,6 +44,9 @@ ZOO: dict[str, ZooEntry] = {
                             task="anomaly", data="digits-anomaly", shaped=True),
     "angle-regressor": ZooEntry(mobilenet.DemoCNN, (1, 32, 32), "the demo CNN with one output: regression of an angle",
                                 task="regression", data="digits-angle"),
+    "signal-cnn": ZooEntry(task_models.SignalCNN, (8, 32),
+                           "1-D convolutional classifier for sensor windows (Conv1d, dilation, global pooling; input 1,C,L)",
+                           data="digits-seq", shaped=True),
     "segmenter": ZooEntry(task_models.SkipSegmenter, (1, 32, 32),
                           "encoder-decoder segmenter with skip connections and bilinear upsampling",
                           task="segmentation", data="digits-seg", shaped=True),
@@ -72,6 +75,6 @@ def default_data(name: str) -> str:
     return _entry(name).data
 
 
-def input_shape(name: str) -> tuple[int, int, int, int]:
-    """The batch-1 NCHW input shape zoo model ``name`` is meant for."""
+def input_shape(name: str) -> tuple[int, ...]:
+    """The batch-1 input shape zoo model ``name`` is meant for (NCHW, or NCL for a 1-D model)."""
     return (1, *_entry(name).input_shape)

@@ -118,8 +118,8 @@ def calibration_set(manifest: str | None, splits, profile, rep: Reporter) -> dic
 
 def weighted_layers(model, example) -> list[tuple[str, int]]:
     """The model's conv and linear layers in execution order with their output channels."""
-    from ..models.calls import layer_calls
+    from ..models.calls import CONVS, layer_calls
 
-    return [(c.name, c.module.out_channels if isinstance(c.module, torch.nn.Conv2d) else c.module.out_features)
-            for c in layer_calls(model, example, lambda m: isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))]
+    return [(c.name, c.module.out_channels if isinstance(c.module, CONVS) else c.module.out_features)
+            for c in layer_calls(model, example, lambda m: isinstance(m, (*CONVS, torch.nn.Linear)))]
 

@@ -100,9 +100,9 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     bundle = result.out_dir
     artifact = (bundle / deployed).read_bytes()
     entry = next(a for a in result.manifest["artifacts"] if a["file"] == deployed)
-    x, y = validation_split(s.inputs.splits)
-    layout = "NHWC" if entry.get("input_layout") == "NHWC" else "NCHW"
-    acc = validation_accuracy(artifact, "pte" if deployed.endswith(".pte") else "tflite", layout, x, y)
+    x, y, task = validation_split(s.inputs.splits)
+    layout = entry.get("input_layout") or "as-is"
+    acc = validation_accuracy(artifact, "pte" if deployed.endswith(".pte") else "tflite", layout, x, y, task)
     outcome = judge(result.manifest, result.measurements, deployed=deployed, accuracy=acc, float_accuracy=s.float_accuracy,
                     profile=s.profile, bundle=bundle, artifact=artifact)
     if predicted is not None:
@@ -200,10 +200,10 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
         rep.warn(f"trial {n} was left running by a process that died; failed and queued again")
     out.mkdir(parents=True, exist_ok=True)
     from ..compress.prune.budgeted import validation_split
-    from ..models.training import accuracy, predict
+    from ..models.training import predict
 
-    x, y = validation_split(inputs.splits)
-    float_acc = float(accuracy(predict(inputs.loaded.module, x), y))
+    x, y, task = validation_split(inputs.splits)
+    float_acc = float(task.quality(predict(inputs.loaded.module, x), y, x))
     session = Session(study, store, profile, identity, dims, stages, inputs, float_acc, device, out, rep)
     if not profile.is_mcu and getattr(inputs.loaded.module, "onnx_path", None) is None:
         from .predict import Predictor

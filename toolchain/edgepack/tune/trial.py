@@ -51,10 +51,11 @@ class Outcome:
         return asdict(self)
 
 
-def validation_accuracy(artifact: bytes, fmt: str, layout: str, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 % of the deployed artifact on the validation samples (NCHW ``x``), run on this machine."""
+def validation_accuracy(artifact: bytes, fmt: str, layout: str, x: np.ndarray, y: np.ndarray, task=None) -> float:
+    """The task's quality (default top-1 %) of the deployed artifact on the validation samples
+    (channels-first ``x``), run on this machine."""
     from ..convert.tflite import to_model_layout
-    from ..models.training import accuracy
+    from ..tasks import Task
 
     if fmt == "pte":
         from ..devices.executorch import ExecuTorchRunner
@@ -64,7 +65,7 @@ def validation_accuracy(artifact: bytes, fmt: str, layout: str, x: np.ndarray, y
         from ..devices.host import HostRunner
 
         out = HostRunner().run(artifact, to_model_layout(x, layout))
-    return float(accuracy(out, y))
+    return float((task or Task()).quality(out, y, x))
 
 
 def judge(manifest: dict, measurements: dict, *, deployed: str, accuracy: float, float_accuracy: float,

@@ -19,6 +19,7 @@ from torch import nn
 
 from ...errors import UsageError
 from ...models.attention import SplitAttention, prune_attention_heads
+from ...models.calls import CONVS
 from .grouped import grouped_layers, grouped_ratios, prune_grouped
 from .graph import coupled_to_protected, dependency_graph, groups_through_unmapped, output_layers, traced_shapes
 from .sensitivity import plan_ratios
@@ -102,7 +103,7 @@ def _layer_stats(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[str
     _, _, layer_macs, layer_params = tp.utils.count_ops_and_params(model, example, layer_wise=True)
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, CONVS):
             kind = "depthwise conv" if m.groups == m.in_channels and m.groups > 1 else "conv"
             out[name] = (kind, m.out_channels, int(layer_macs.get(m) or 0), int(layer_params.get(m) or 0))
         elif isinstance(m, nn.Linear):
@@ -167,7 +168,7 @@ def prune_channels(
     say = say or (lambda _msg: None)
     pruned = copy.deepcopy(model).eval()
     modules = dict(pruned.named_modules())
-    prunable = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    prunable = [n for n, m in modules.items() if isinstance(m, (*CONVS, nn.Linear))]
     for what, names in (("keep_layers", spec.keep_layers), ("layer_ratios", [n for n, _ in spec.layer_ratios])):
         unknown = [n for n in names if n not in prunable]
         if unknown:
@@ -339,7 +340,7 @@ def _failing_groups(model, example, spec: PruneSpec, importance, out_shape, *, i
     ignored = [pmods[n] for n in ignored_names if n in pmods]
     dg = dependency_graph(probe, example)
     roots = [names[g[0].dep.target.module] for g in dg.get_all_groups(ignored_layers=ignored,
-                                                                      root_module_types=[nn.Conv2d, nn.Linear])]
+                                                                      root_module_types=[*CONVS, nn.Linear])]
     out = {}
     for root in roots:
         trial = copy.deepcopy(model).eval()

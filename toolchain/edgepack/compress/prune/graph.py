@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ...models.calls import CONVS
+
 _UNMAPPED = "_edgepack_unmapped_reshapes"
 _shapes: dict[int, tuple] | None = None  # id(grad_fn) -> (grad_fn, input shape, output shape) while tracing
 
@@ -118,7 +120,7 @@ def _upstream_layer(node, names: dict) -> str | None:
         if id(n) in seen:
             continue
         seen.add(id(n))
-        if isinstance(n.module, (nn.Conv2d, nn.Linear)) and n.module in names:
+        if isinstance(n.module, (*CONVS, nn.Linear)) and n.module in names:
             return names[n.module]
         todo.extend(n.inputs)
     return None
@@ -135,7 +137,7 @@ def traceable_groups(dg, names: dict) -> tuple[list, dict[str, str]]:
     one such group no longer stops the others."""
     groups, failed, visited = [], {}, set()
     for m in list(dg.module2node):
-        if not isinstance(m, (nn.Conv2d, nn.Linear)) or id(m) in visited:
+        if not isinstance(m, (*CONVS, nn.Linear)) or id(m) in visited:
             continue
         pruner = dg.get_pruner_of_module(m)
         if pruner is None or pruner.get_out_channels(m) is None:
@@ -178,7 +180,7 @@ def groups_through_unmapped(model: nn.Module, example: torch.Tensor) -> dict[str
                f"{' after ' + after if after else ''}) whose channel order torch-pruning cannot follow")
         for dep, _ in group:
             m = dep.target.module
-            if m in names and isinstance(m, (nn.Conv2d, nn.Linear)) and dep.handler in (
+            if m in names and isinstance(m, (*CONVS, nn.Linear)) and dep.handler in (
                     tp.prune_conv_out_channels, tp.prune_linear_out_channels, tp.prune_depthwise_conv_out_channels):
                 out.setdefault(names[m], why)
     return out
@@ -199,7 +201,7 @@ def output_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node.module, (nn.Conv2d, nn.Linear)) and node.module in names:
+        if isinstance(node.module, (*CONVS, nn.Linear)) and node.module in names:
             found.append(names[node.module])
             continue
         todo.extend(node.inputs)
@@ -221,7 +223,7 @@ def coupled_to_protected(model: nn.Module, example: torch.Tensor, protected: lis
         group = dg.get_pruning_group(m, fn, idxs=[0])
         for dep, _ in group:
             target = dep.target.module
-            if target is not m and isinstance(target, (nn.Conv2d, nn.Linear)) and dep.handler in (
+            if target is not m and isinstance(target, (*CONVS, nn.Linear)) and dep.handler in (
                     tp.prune_conv_out_channels, tp.prune_linear_out_channels):
                 out.setdefault(names[target], p)
     return out

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...models.calls import CONVS
 from .graph import dependency_graph
 
 
@@ -134,9 +135,9 @@ def _group_cut(group, layer_macs: dict) -> dict[tuple[nn.Module, str], float]:
             continue
         out = dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels,
                               tp.prune_depthwise_conv_out_channels)
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             width = m.num_features
-        elif isinstance(m, nn.Conv2d):
+        elif isinstance(m, CONVS):
             width = m.out_channels if out else m.in_channels
         else:
             width = m.out_features if out else m.in_features
@@ -156,7 +157,7 @@ def _macs_saved(cuts, layer_macs: dict) -> int:
     saved = 0.0
     for m in {m for m, _ in share}:
         fin, fout = share.get((m, "in"), 0.0), share.get((m, "out"), 0.0)
-        depthwise = isinstance(m, nn.Conv2d) and m.groups == m.in_channels and m.groups > 1
+        depthwise = isinstance(m, CONVS) and m.groups == m.in_channels and m.groups > 1
         kept = 1 - max(fin, fout) if depthwise else (1 - fin) * (1 - fout)
         saved += layer_macs[m] * (1 - kept)
     return int(saved)
@@ -184,7 +185,7 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
     model.eval()
     names = {m: n for n, m in model.named_modules()}
     _, _, per_layer, _ = tp.utils.count_ops_and_params(model, example, layer_wise=True)
-    layer_macs = {m: int(v or 0) for m, v in per_layer.items() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
+    layer_macs = {m: int(v or 0) for m, v in per_layer.items() if isinstance(m, (*CONVS, nn.Linear, nn.modules.batchnorm._BatchNorm))}
     dg = dependency_graph(model, example)
     x = torch.from_numpy(validation[0][:max_samples])
     y = torch.from_numpy(validation[1][:max_samples])
@@ -216,7 +217,7 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
     options: dict[str, list[tuple[float, float, dict]]] = {}  # root -> [(ratio, drop, cut)]
     fragile: dict[str, list[tuple[float, float, dict]]] = {}  # the same for groups beyond fragile_drop
     measured = []
-    for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
+    for group in dg.get_all_groups(ignored_layers=list(ignored), root_module_types=[*CONVS, nn.Linear]):
         root_mod = group[0].dep.target.module
         root = names.get(root_mod, "?")
         layers = sorted({names[d.target.module] for d, _ in group

@@ -39,12 +39,21 @@ class FineTune:
 
         if epochs <= 0:
             return model
-        vx, vy = self.validation
+        from ...tasks.losses import distill_loss as task_distill
+        from ...tasks.losses import task_loss
+
+        vx, vy = self.validation[0], self.validation[1]
+        task = self.splits.task
+        classes = task.kind == "classification" and not task.user_loss
         acts = ActivationPenalty(model) if self.act > 0 else None
 
-        def loss_fn(logits, labels, _inputs, soft):
-            loss = (F.cross_entropy(logits, labels) if soft is None else
-                    distillation_loss(logits, soft, labels, temperature=self.temperature, alpha=self.alpha))
+        def loss_fn(logits, labels, inputs, soft):
+            if classes:
+                loss = (F.cross_entropy(logits, labels) if soft is None else
+                        distillation_loss(logits, soft, labels, temperature=self.temperature, alpha=self.alpha))
+            else:
+                loss = (task_loss(task, logits, labels, inputs) if soft is None else
+                        task_distill(task, logits, soft, labels, inputs, temperature=self.temperature, alpha=self.alpha))
             if penalty == "l1" and self.l1 > 0:
                 loss = loss + self.l1 * l1_penalty(model)
             if acts is not None:
@@ -55,13 +64,17 @@ class FineTune:
             logits = predict(m, vx)
             if acts is not None:
                 acts.take()  # validation's activations are not part of any step's loss
-            return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
+            if classes:
+                return accuracy(logits, vy), float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(vy)))
+            with torch.no_grad():
+                vloss = float(task_loss(task, torch.from_numpy(logits), torch.from_numpy(vy), torch.from_numpy(vx)))
+            return task.quality(logits, vy, vx), vloss
 
         if acts is not None:
             acts.__enter__()
         try:
             train(model, self.splits.x_train, self.splits.y_train, epochs=epochs, lr=self.lr, loss_fn=loss_fn,
-                  seed=self.seed, extra=self.soft, augment_px=0 if self.soft is not None else 2,
+                  seed=self.seed, extra=self.soft, augment_px=0 if self.soft is not None or not task.augment else 2,
                   validate=None if getattr(after_step, "changes_topology", False) else validate,
                   reporter=self.reporter, label=self.label, after_step=after_step)
         finally:
