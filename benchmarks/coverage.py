@@ -14,6 +14,12 @@ bundle's manifest, float-TFLite agreement with PyTorch, and the seconds of each 
     .venv/bin/python benchmarks/coverage.py [--targets rpi4,android-arm64,cortex-m7] [--archs all]
         [--epochs 2] [--size 32] [--json results.json]
     .venv/bin/python benchmarks/coverage.py --build-time    # the 3x64x64 mobile model, profile defaults
+    .venv/bin/python benchmarks/coverage.py --tasks         # the models that are not classifiers
+
+With --tasks the architectures are those of tests/task_architectures.py: an autoencoder, a 1-D
+convolution network, an encoder-decoder with skip connections, a regression head, a two-head model
+and a model with several outputs. Each is trained briefly with its task's loss on its built-in data
+(cached), built with `--task` for each target, and judged by its task's metric.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import architectures  # noqa: E402  (the tests' own model definitions)
+import task_architectures  # noqa: E402
 
 STAGE_SHORT = {"prune": "prune+recover", "convert": "convert", "quantize": "quantize", "validate": "validate",
                "measure": "measure"}
@@ -73,6 +80,57 @@ def build(target: str, name: str, weights: Path, *, size: int, epochs: int | Non
     return row
 
 
+def build_task(target: str, name: str, weights: Path, *, epochs: int, work: Path) -> dict:
+    """One CLI build of a task architecture; its classification and figures in the task's metric."""
+    family, _, _, task, shape = task_architectures.TASK_ARCHITECTURES[name]
+    profile = work / f"{target}-{name}.toml"
+    profile.write_text(f'extends = "{target}"\nname = "{target}"\n[runtime]\nformats = ["tflite"]\n'
+                       f"[pruning]\nrecovery_epochs = {epochs}\n")
+    out = work / f"out-{target}-{name}"
+    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
+           f"{ROOT / 'tests' / 'task_architectures.py'}:{name.replace('-', '_')}", "--weights", str(weights),
+           "--data", task_architectures.data_for(name, cache_dir()), "--task", task,
+           "--input-shape", ",".join(str(v) for v in shape), "--out", str(out), "--no-cache", "--allow-budget-violation"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    row = {"target": target, "arch": name, "family": family, "task": task, "status": proc.returncode,
+           "seconds": round(time.perf_counter() - t, 1)}
+    if proc.returncode == 0:
+        m = json.loads((out / target / "manifest.json").read_text())
+        a, p = m["accuracy"], m["pruning"]
+        row.update(outcome="built", metric=m["task"]["metric_name"], unit=m["task"]["unit"], float=a["float_original"],
+                   pruned=a["float_pruned"], int8=a["int8"], sqnr_db=a["int8_vs_float_outputs"]["sqnr_db"],
+                   macs_before=p["macs_before"], macs_after=p["macs_after"], layout=m["artifact"]["input_layout"])
+    else:
+        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+        traceback = proc.returncode == 1 or any(l.startswith("Traceback") for l in lines)
+        row.update(outcome="traceback" if traceback else "clear error", error=(lines[-1] if lines else "")[:300])
+    return row
+
+
+def task_report(rows: list[dict]) -> str:
+    out = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        rs = [r for r in rows if r["target"] == target]
+        built = sum(r["outcome"] == "built" for r in rs)
+        clear = sum(r["outcome"] == "clear error" for r in rs)
+        tb = sum(r["outcome"] == "traceback" for r in rs)
+        out += [f"### {target}: {built}/{len(rs)} built, {clear} clear refusals, {tb} tracebacks", "",
+                "| architecture | task | outcome | metric | float | pruned | int8 | int8 SQNR dB | MACs kept | s |",
+                "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in rs:
+            if r["outcome"] == "built":
+                kept = r["macs_after"] / r["macs_before"] if r["macs_before"] else 1.0
+                u = "%" if r["unit"] == "%" else r["unit"]
+                out.append(f"| {r['arch']} | {r['task']} | built | {r['metric']} {u} | {r['float']:.4g} | {r['pruned']:.4g} | "
+                           f"{r['int8']:.4g} | {r['sqnr_db']:.1f} | {kept:.2f} | {r['seconds']:.0f} |")
+            else:
+                out.append(f"| {r['arch']} | {r['task']} | {r['outcome']} (exit {r['status']}): {r['error']} | | | | | | | "
+                           f"{r['seconds']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def _stage(row: dict, key: str) -> str:
     for name, s in (row.get("stage_seconds") or {}).items():
         if name.startswith(key):
@@ -112,13 +170,25 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=2, help="recovery epochs (default 2)")
     ap.add_argument("--size", type=int, default=32, help="input height and width the models are trained and built at")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--tasks", action="store_true", help="the architectures that are not classifiers (see above)")
     ap.add_argument("--build-time", action="store_true",
                     help="time the 3x64x64 mobile model (about 50 MMACs) for rpi4 with the profile's own settings")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgepack-coverage-") as d:
         work = Path(d)
-        if args.build_time:
+        if args.tasks:
+            names = list(task_architectures.TASK_ARCHITECTURES) if args.archs == "all" else args.archs.split(",")
+            weights = {n: task_architectures.trained_weights(n, cache_dir()) for n in names}
+            for target in args.targets.split(","):
+                for n in names:
+                    row = build_task(target, n, weights[n], epochs=args.epochs, work=work)
+                    rows.append(row)
+                    print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
+                          f"{row.get('int8', row.get('error', ''))}", flush=True)
+            print()
+            print(task_report(rows))
+        elif args.build_time:
             weights = architectures.trained_weights("mobilenet64", cache_dir(), size=64)
             row = build("rpi4", "mobilenet64", weights, size=64, epochs=None, work=work, formats='["tflite", "pte"]')
             rows.append(row)

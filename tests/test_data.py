@@ -57,12 +57,13 @@ def test_npz_loads_and_gives_input_shape(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"x_calib": None}, "missing arrays x_calib; it must hold x_train, y_train, x_calib, x_eval, y_eval"),
+        ({"x_calib": None}, "missing arrays x_calib; it must hold x_train, y_train, x_calib, x_eval, y_eval (or no y_* "
+                            "arrays at all for unlabelled data)"),
         ({"x_calib": np.zeros((0, 3, 8, 8), np.float32)}, "x_calib is empty or has no batch axis (shape (0, 3, 8, 8))"),
         ({"x_eval": np.zeros((10, 8, 8, 3), np.float32)}, "x_eval has samples of shape (8, 8, 3), the model takes (3, 8, 8) (NCHW)"),
         ({"x_train": np.zeros((20, 3, 8, 8), np.uint8)}, "x_train has dtype uint8; give float32 inputs, already preprocessed"),
         ({"x_calib": np.full((5, 3, 8, 8), np.nan, np.float32)}, "x_calib contains NaN or Inf values; clean the data first"),
-        ({"y_eval": np.zeros(9, np.int64)}, "y_eval must be 1-D integer labels, one per sample of x_eval"),
+        ({"y_eval": np.zeros(9, np.int64)}, "y_eval must hold one target per sample of x_eval (10), not shape (9,)"),
         ({"y_train": -np.ones(20, np.int64)}, "y_train has labels outside 0 .. 99999 (-1 .. -1); give class indices"),
     ],
 )
@@ -74,14 +75,14 @@ def test_npz_errors(tmp_path, overrides, message):
 
 
 def test_data_spec_errors(tmp_path):
-    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard\), a .npz file holding .*, a data manifest .*, or an image folder with one sub-folder per class"):
+    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard, digits-anomaly, .*\), a .npz file holding .*, a data manifest .*, or an image folder with one sub-folder per class"):
         load_data("mnist", input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
         load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match=r"'junk.npz' is not a readable .npz file \(neither a zip archive"):
         load_data(str(tmp_path / "junk.npz"), input_shape=(1, 1, 32, 32))
-    with pytest.raises(DataError, match=r"input shape \(2, 1, 32, 32\) is not a batch-1 image shape"):
+    with pytest.raises(DataError, match=r"input shape \(2, 1, 32, 32\) is not a batch-1 shape 1,C,L, 1,C,H,W or 1,C,D,H,W"):
         load_data("digits", input_shape=(2, 1, 32, 32))
 
 
@@ -119,7 +120,8 @@ def test_an_image_folder_with_class_sub_folders_is_data(tmp_path):
     n = len(s.x_train) + len(s.x_calib) + len(s.x_eval)
     assert n == len(list(folder.rglob("*.png"))) and s.num_classes == 10
     assert len(s.x_eval) == round(0.2 * n) and s.x_train.shape[1:] == (1, 32, 32)
-    assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0 and s.x_train.max() > 0.5  # pixels / 255
+    train = s.x_train[:]  # read a batch at a time (data/stream.py); all of it here
+    assert 0.0 <= train.min() and train.max() <= 1.0 and train.max() > 0.5  # pixels / 255
     assert set(np.unique(s.y_eval)) == set(range(10))  # stratified
     assert "image folder with class sub-folders" in s.preprocessing and "default preprocessing" in s.preprocessing
     rgb = load_data(str(folder), input_shape=(1, 3, 24, 24))
@@ -129,5 +131,43 @@ def test_an_image_folder_with_class_sub_folders_is_data(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "a.png").write_bytes((folder / "0").iterdir().__next__().read_bytes())
-    with pytest.raises(DataError, match="--data needs labels: put images in one sub-folder per class"):
+    with pytest.raises(DataError, match="1 images; give at least 20"):  # unlabelled images are fidelity data
         load_data(str(flat), input_shape=(1, 1, 32, 32))
+
+
+def test_an_image_folder_streams(tmp_path):
+    """The training split stays on disk: indexing decodes just those files; the fingerprint is the
+    files' (names, sizes, bytes), so renaming a file changes it and decoding never happens for it."""
+    import shutil
+
+    from helpers import ROOT
+
+    from edgepack.data.stream import ImageFiles
+
+    folder = tmp_path / "digits"
+    shutil.copytree(ROOT / "calibration" / "digits-png", folder)
+    s = load_data(str(folder), input_shape=(1, 1, 32, 32))
+    assert isinstance(s.x_train, ImageFiles) and isinstance(s.x_eval, np.ndarray)
+    batch = s.x_train[np.array([3, 0, 5])]
+    assert batch.shape == (3, 1, 32, 32) and batch.dtype == np.float32
+    assert np.array_equal(batch[1], s.x_train[0]) and np.array_equal(s.x_train[2:4], s.x_train[[2, 3]])
+    with pytest.raises(TypeError, match="not turned into one array"):
+        np.asarray(s.x_train)
+    before = s.fingerprint()
+    assert load_data(str(folder), input_shape=(1, 1, 32, 32)).fingerprint() == before
+    first = sorted((folder / "3").iterdir())[0]
+    first.rename(first.with_name("renamed.png"))
+    assert load_data(str(folder), input_shape=(1, 1, 32, 32)).fingerprint() != before
+    capped = load_data(str(folder), input_shape=(1, 1, 32, 32), caps=(16, 8))
+    assert (len(capped.x_eval), len(capped.x_calib)) == (16, 8)
+
+
+def test_the_profile_caps_every_split(digits):
+    from edgepack.data.splits import capped
+
+    c = capped(digits, train=100, evaluation=50, calibration=20)
+    assert (len(c.x_train), len(c.y_train), len(c.x_eval), len(c.y_eval), len(c.x_calib), len(c.y_calib)) == \
+        (100, 100, 50, 50, 20, 20)
+    again = capped(digits, train=100, evaluation=50, calibration=20)
+    assert np.array_equal(c.x_eval, again.x_eval) and c.fingerprint() == again.fingerprint()  # seeded
+    assert capped(digits, train=10**6, evaluation=10**6, calibration=10**6) is digits

@@ -50,17 +50,19 @@ def add(sub) -> None:
     b.add_argument("--weights", metavar="CKPT",
                    help="state_dict checkpoint for --model (loaded with weights_only=True); required for file.py:factory")
     b.add_argument("--input-shape", metavar="1,C,H,W",
-                   help="the model's input shape, NCHW with batch 1 (default 1,1,32,32, or the shape of --data)")
-    b.add_argument("--data", default=None, metavar="digits|digits-hard|digits-anomaly|digits-angle|digits-seg|FILE.npz|MANIFEST.toml|FOLDER",
+                   help="the model's input shape with batch 1, channels first: 1,C,H,W for images, 1,C,L for 1-D "
+                        "signals, 1,C,D,H,W for volumes (default: the zoo model's, 1,1,32,32, or the shape of --data)")
+    b.add_argument("--data", default=None, metavar="NAME|FILE.npz|MANIFEST.toml|FOLDER",
                    help="data for recovery, calibration and evaluation (default: the zoo model's own, 'digits' for "
                         "the demo): 'digits' (scikit-learn's digits, resized "
                         "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
-                        "task on which compression methods differ), the task demos 'digits-anomaly', 'digits-angle' "
-                        "and 'digits-seg', an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
+                        "task on which compression methods differ), the task demos 'digits-anomaly', 'digits-angle', "
+                        "'digits-seg' and 'digits-seq' (docs/tasks.md), an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
                         "unlabelled data), or a data "
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
                         "[splits] table; see calibration/README.md), or an image folder with one sub-folder per "
-                        "class (resized to the input, pixels / 255, split 70/10/20)")
+                        "class, or without sub-folders for --task fidelity (resized to the input, pixels / 255, split "
+                        "70/10/20, read a batch at a time)")
     b.add_argument("--task", metavar="KIND[:METRIC]",
                    help="what the model is for: classification (top-1, top-5), regression (mae, rmse, relative-error), "
                         "segmentation (mean-iou, pixel-accuracy), anomaly (auc), multi-label (f1, label-accuracy) or "

@@ -29,6 +29,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LAYOUTS = ("NCHW", "NHWC")
 #: the largest image side a manifest may resize to (the bound of --input-shape, api.MAX_INPUT_SIDE)
 MAX_SIDE = 8192
+#: keys of a manifest; "splits" and "task" belong to data manifests (--data, see loaders.py)
+MANIFEST_KEYS = frozenset({"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples",
+                           "preprocess", "splits", "task"})
 DTYPES = ("uint8", "int8", "uint16", "int16", "float16", "float32", "float64")
 
 
@@ -191,8 +194,7 @@ def load_calibration(path: str | Path, *, input_shape: tuple[int, ...], manifest
         path, m = Path(path), manifest
     where = str(path)
     # "splits" and "task" belong to data manifests (--data, see loaders.py): the same file can serve both
-    known = {"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples", "preprocess",
-             "splits", "task"}
+    known = MANIFEST_KEYS
     extra = sorted(set(m) - known)
     if extra:
         raise _fail(where, f"unknown key(s): {', '.join(extra)}; known: {', '.join(sorted(known))}")

@@ -224,13 +224,14 @@ def _unlabelled_npz(path: Path, arrays: dict, input_shape) -> Splits:
 SPLIT_DEFAULTS = {"calibration": 0.1, "evaluation": 0.2, "seed": 0}
 
 
-def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+def load_manifest_data(spec: str | Path, *, input_shape: tuple[int, ...], caps: tuple[int, int] | None = None,
+                       workers: int = 2) -> Splits:
     """A labelled data set described by a manifest, split (stratified, seeded) into training,
     calibration and evaluation as its ``[splits]`` table says. Raises DataError."""
     from .calibration import load_manifest, resolve_manifest
 
     path = resolve_manifest(spec)
-    return _split_labelled(path, load_manifest(path), input_shape=input_shape)
+    return _split_labelled(path, load_manifest(path), input_shape=input_shape, caps=caps, workers=workers)
 
 
 def folder_manifest(folder: Path, *, input_shape: tuple[int, ...]) -> dict:
@@ -246,14 +247,16 @@ def folder_manifest(folder: Path, *, input_shape: tuple[int, ...]) -> dict:
             "preprocess": {"resize": [h, w], "color": "rgb" if c == 3 else "grey", "scale": 1 / 255}}
 
 
-def load_folder_data(folder: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+def load_folder_data(folder: str | Path, *, input_shape: tuple[int, ...], caps: tuple[int, int] | None = None,
+                     workers: int = 2) -> Splits:
     """An image folder with class sub-folders as ``--data`` (see ``folder_manifest``). Raises DataError."""
     folder = Path(folder)
     return _split_labelled(folder, folder_manifest(folder, input_shape=input_shape), input_shape=input_shape,
-                           made=True)
+                           made=True, caps=caps, workers=workers)
 
 
-def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...], made: bool = False) -> Splits:
+def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...], made: bool = False,
+                    caps: tuple[int, int] | None = None, workers: int = 2) -> Splits:
     """The labelled samples of ``manifest`` split as its [splits] table says (``made``: a manifest
     edgepack made for an image folder, named so in the data's description)."""
     from .calibration import load_calibration
@@ -269,6 +272,14 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
         raise DataError(f"{where}: [splits] calibration and evaluation must be fractions between 0 and 1 that leave at "
                         f"least 10% for training, not {cal!r} and {ev!r}")
     task = _task_table(path, manifest.get("task"))
+    seed = cfg["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise DataError(f"{where}: [splits] seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
+    if manifest.get("kind") == "images":
+        from .folders import split_images
+
+        return split_images(Path(path), manifest, input_shape=input_shape, made=made, calibration=cal, evaluation=ev,
+                            seed=seed, task=task, caps=caps, workers=workers)
     cs = load_calibration(path, input_shape=input_shape, manifest=manifest if made else None)
     if cs.y is None:
         if task is not None and task.kind != "fidelity":
@@ -280,9 +291,6 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
                         "give at least 3 per class (more for a trustworthy evaluation)")
     from sklearn.model_selection import train_test_split
 
-    seed = cfg["seed"]
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
-        raise DataError(f"{where}: [splits] seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
     try:
         x_rest, x_eval, y_rest, y_eval = train_test_split(cs.x, cs.y, test_size=ev, stratify=cs.y, random_state=seed)
         x_train, x_calib, y_train, y_calib = train_test_split(x_rest, y_rest, test_size=cal / (1 - ev), stratify=y_rest,
@@ -339,14 +347,16 @@ def _split_unlabelled(where: str, cs, cal: float, ev: float, seed, made: bool) -
 
 
 def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = None, metric: str | None = None,
-              loss: str | None = None) -> Splits:
+              loss: str | None = None, caps: tuple[int, int] | None = None, workers: int = 2) -> Splits:
     """``"digits"`` (resized to the model's input), a path to an ``.npz``, or a data manifest
     (``.toml``), for the declared ``task`` ("kind" or "kind:metric"; None: the source's own or
     inferred once the model is loaded), judged by the user's ``metric`` and trained with their
-    ``loss`` ("file.py:function", see ``tasks.user``) when given. Raises DataError."""
+    ``loss`` ("file.py:function", see ``tasks.user``) when given. An image folder (or a manifest
+    of images) is read a batch at a time (``data/folders.py``): at most ``caps`` = (held-out,
+    calibration) images are decoded up front, by ``workers`` threads. Raises DataError."""
     import dataclasses
 
-    splits = _load_data(spec, input_shape=input_shape)
+    splits = _load_data(spec, input_shape=input_shape, caps=caps, workers=workers)
     if task is None:
         if metric or loss:
             if not splits.declared:
@@ -375,7 +385,7 @@ def load_data(spec: str, *, input_shape: tuple[int, ...], task: str | None = Non
     return dataclasses.replace(splits, task=declared, declared=True)
 
 
-def _load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
+def _load_data(spec: str, *, input_shape: tuple[int, ...], caps: tuple[int, int] | None = None, workers: int = 2) -> Splits:
     if len(input_shape) not in (3, 4, 5) or input_shape[0] != 1:
         raise DataError(f"input shape {input_shape} is not a batch-1 shape 1,C,L, 1,C,H,W or 1,C,D,H,W")
     if spec in BUILT_IN and len(input_shape) != (3 if spec == "digits-seq" else 4):
@@ -391,9 +401,9 @@ def _load_data(spec: str, *, input_shape: tuple[int, ...]) -> Splits:
     if spec.endswith(".npz"):
         return load_npz(spec, input_shape=input_shape)
     if spec.endswith(".toml"):
-        return load_manifest_data(spec, input_shape=input_shape)
+        return load_manifest_data(spec, input_shape=input_shape, caps=caps, workers=workers)
     if Path(spec).is_dir():
-        return load_folder_data(spec, input_shape=input_shape)
+        return load_folder_data(spec, input_shape=input_shape, caps=caps, workers=workers)
     raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, a data manifest "
                     "(.toml: an image folder or labelled arrays, see calibration/README.md), or an image folder with one "
                     "sub-folder per class")

@@ -52,10 +52,33 @@ class Splits:
                 h.update(repr(sorted(self.task.describe().items())).encode())
             for a in (self.x_train, self.y_train, self.x_calib, self.x_eval, self.y_eval):
                 h.update(str(a.shape).encode() + str(a.dtype).encode())
-                h.update(np.ascontiguousarray(a).tobytes())
+                if hasattr(a, "fingerprint"):  # streamed: identified by its files, never decoded for this
+                    h.update(a.fingerprint().encode())
+                else:
+                    h.update(np.ascontiguousarray(a).tobytes())
             done = h.hexdigest()
             object.__setattr__(self, "_fingerprint", done)
         return done
+
+
+def capped(splits: Splits, *, train: int, evaluation: int, calibration: int, seed: int = 0) -> Splits:
+    """``splits`` with at most ``train`` training, ``evaluation`` held-out and ``calibration``
+    calibration samples, each a seeded draw (in the splits' order), so that no stage's cost grows
+    with the data set (the profile's [data] table). The splits themselves when nothing is over."""
+    import dataclasses
+
+    from .stream import draw
+
+    change = {}
+    for xk, yk, cap in (("x_train", "y_train", train), ("x_eval", "y_eval", evaluation), ("x_calib", "y_calib", calibration)):
+        x, y = getattr(splits, xk), getattr(splits, yk)
+        idx = draw(len(x), cap, seed)
+        if idx is None:
+            continue
+        change[xk] = x.subset(idx) if hasattr(x, "subset") else x[idx]
+        if y is not None:
+            change[yk] = y[idx]
+    return dataclasses.replace(splits, **change) if change else splits
 
 
 def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:

@@ -69,7 +69,9 @@ def train(
 
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    # a streamed data set (data/stream.py) is decoded a batch at a time; an array is indexed in place
+    xt = _Batches(x) if not isinstance(x, np.ndarray) else torch.from_numpy(x)
+    yt = torch.from_numpy(y)
     et = torch.from_numpy(extra) if extra is not None else None
     loss_fn = loss_fn or (lambda logits, labels, _inputs, _extra: nn.functional.cross_entropy(logits, labels))
     # channels-last memory halves the time of a training step with depthwise convolutions on CPU
@@ -131,6 +133,22 @@ def train(
     if log is not None:
         log.update(info)
     return model.eval()
+
+
+class _Batches:
+    """Tensor-like access to a streamed data set: ``len``, ``ndim`` and ``[indices]`` decode a batch."""
+
+    def __init__(self, x):
+        self.x = x
+        self.ndim = x.ndim
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if isinstance(idx, torch.Tensor):
+            idx = idx.numpy()
+        return torch.from_numpy(self.x[idx])
 
 
 def _strided_pointwise(model: nn.Module) -> bool:

@@ -282,6 +282,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Data:
+    """How many samples each stage reads: seeded draws, so a stage's cost and the build's memory do not
+    grow with the data set (data/stream.py reads image folders a batch at a time)."""
+
+    train_samples: int = field(default=8192, metadata=_spec(lo=16, hi=10_000_000, doc=(
+        "training samples recovery, distillation and the weight methods see (a seeded draw; all when fewer)")))
+    eval_samples: int = field(default=1000, metadata=_spec(lo=16, hi=10_000_000, doc=(
+        "held-out samples every guard, the report and the budgets judge on (a seeded draw; all when fewer)")))
+    calibration_samples: int = field(default=500, metadata=_spec(lo=1, hi=1_000_000, doc=(
+        "samples of the data set's calibration split used to calibrate int8 ranges (a seeded draw; all when fewer)")))
+    workers: int = field(default=2, metadata=_spec(lo=1, hi=64, doc=(
+        "threads that decode and resize images of a streamed data set")))
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = field(metadata=_spec(doc="target name"))
     description: str = field(metadata=_spec(doc="one line about the device"))
@@ -299,6 +314,7 @@ class Profile:
     sparsity: Sparsity = field(default_factory=Sparsity)
     student: Student = field(default_factory=Student)
     limits: Limits = field(default_factory=Limits)
+    data: Data = field(default_factory=Data)
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})

@@ -47,9 +47,19 @@ def load_inputs(profile, *, model: str, weights: str | None, input_shape, data: 
     from ..models.training import predict
     from .cache import remembered
 
+    from ..data.splits import capped
+
     kind, metric, loss = task
+    caps = profile.data
     splits = load_data(data or default_data(model), input_shape=input_shape or default_input_shape(model), task=kind,
-                       metric=metric, loss=loss)
+                       metric=metric, loss=loss, workers=caps.workers,
+                       caps=(caps.eval_samples, caps.calibration_samples))
+    before = (len(splits.x_train), len(splits.x_eval), len(splits.x_calib))
+    splits = capped(splits, train=caps.train_samples, evaluation=caps.eval_samples, calibration=caps.calibration_samples)
+    after = (len(splits.x_train), len(splits.x_eval), len(splits.x_calib))
+    if after != before:
+        rep.info(f"{splits.name}: seeded draws of {after[0]:,} of {before[0]:,} training, {after[1]:,} of {before[1]:,} "
+                 f"held-out and {after[2]:,} of {before[2]:,} calibration samples (the profile's [data] caps)")
     calib_set = calibration_set(calibration, splits, profile, rep)
     identity: dict = {}
 
