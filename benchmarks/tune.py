@@ -42,7 +42,7 @@ def val_accuracy(model: bytes, layout: str, splits) -> float:
     from edgepack.compress.prune.budgeted import validation_split
     from edgepack.tune.trial import validation_accuracy
 
-    x, y = validation_split(splits)
+    x, y, _ = validation_split(splits)
     return validation_accuracy(model, "tflite", layout, x, y)
 
 

@@ -491,7 +491,7 @@ def test_pruning_that_costs_too_much_is_backed_off(tmp_path, demo, digits):
     assert a[0]["ratio"] == 0.6 and not a[0]["kept"] and a[0]["validation_loss"] - a[0]["standard_error"] > 0.5
     assert a[-1]["kept"] and [x["kept"] for x in a].count(True) == 1
     assert [x["ratio"] for x in a] in ([0.6, 0.3], [0.6, 0.3, 0.0])
-    vx, vy = validation_split(digits)
+    vx, vy, _ = validation_split(digits)
     loss, se = paired_loss(predict(demo.module, vx).argmax(1) == vy, predict(stage.result.model, vx).argmax(1) == vy)
     assert (loss, se) == pytest.approx((a[-1]["validation_loss"], a[-1]["standard_error"]), abs=1e-3)
     assert loss - se <= 0.5 + 1e-9

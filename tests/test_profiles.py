@@ -92,7 +92,7 @@ MALFORMED = {
                     "distill_temperature, early_stop_patience, fragile_drop, importance, keep_layers, layer_ratios, "
                     "learning_rate, max_ratio, ratio, recovery, recovery_epochs, recovery_seconds, scope, steps"),
     "unknown-section": (CHILD + "[budget]\nmax_model_kb = 1\n",
-                        ":2: budget: unknown key; valid keys here: budgets, ci, connection, description, executorch, extends, hardware, "
+                        ":2: budget: unknown key; valid keys here: budgets, ci, connection, data, description, executorch, extends, hardware, "
                         "limits, measure, name, power, pruning, quantization, runtime"),
     "section-not-table": ('extends = "rpi4"\nhardware = 3\n', ":2: hardware: expected a table [hardware], got int 3"),
     "bad-toml": ("name = 'x\n", ": not valid TOML: "),

@@ -195,3 +195,25 @@ def test_npz_with_other_targets_and_unlabelled(tmp_path, rng):
         load_data(str(free), input_shape=(1, 1, 8, 8), task="classification")
     with pytest.raises(DataError, match="--task: unknown task 'classify'"):
         load_data(str(free), input_shape=(1, 1, 8, 8), task="classify")
+
+
+def test_a_data_manifest_declares_its_task(tmp_path):
+    from helpers import ROOT
+
+    from edgepack.data.loaders import load_data
+
+    (tmp_path / "m.py").write_text("def hits(outputs, targets, inputs):\n    return 1.0\n")
+    path = tmp_path / "data.toml"
+    path.write_text(f'kind = "images"\npath = "{ROOT / "calibration" / "digits-png"}"\n'
+                    '[preprocess]\nscale = 0.00392156862745098\n[task]\nkind = "classification"\nmetric = "top-5"\n')
+    s = load_data(str(path), input_shape=(1, 1, 32, 32))
+    assert s.declared and s.task == Task("classification", "top-5")
+    path.write_text(path.read_text().replace('metric = "top-5"', 'metric = "m.py:hits"\nunits = "hits"'))
+    s = load_data(str(path), input_shape=(1, 1, 32, 32))
+    assert s.task.metric == "user" and s.task.user_metric == f"{tmp_path / 'm.py'}:hits" and s.task.unit == "hits"
+    path.write_text(path.read_text().replace('kind = "classification"', 'kind = "detection"'))
+    with pytest.raises(DataError, match="\\[task\\] kind 'detection' is not one of classification"):
+        load_data(str(path), input_shape=(1, 1, 32, 32))
+    path.write_text(path.read_text().replace('kind = "detection"', 'kind = "regression"\nlabels = "x"'))
+    with pytest.raises(DataError, match="\\[task\\] must be a table with keys kind, metric, units, loss; unknown: labels"):
+        load_data(str(path), input_shape=(1, 1, 32, 32))

@@ -43,7 +43,9 @@ class FineTune:
         from ...tasks.losses import task_loss
 
         vx, vy = self.validation[0], self.validation[1]
-        task = self.splits.task
+        from ...tasks import Task
+
+        task = getattr(self.splits, "task", None) or Task()  # splits made by hand may not name one
         classes = task.kind == "classification" and not task.user_loss
         acts = ActivationPenalty(model) if self.act > 0 else None
 
