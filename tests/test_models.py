@@ -123,7 +123,7 @@ def test_model_with_wrong_output_is_rejected(tmp_path, digits):
     from torch import nn as _nn
 
     torch.save(_nn.Conv2d(1, 4, 3).state_dict(), ckpt)
-    with pytest.raises(ModelLoadError, match=r"must return logits of shape \[batch, 10\]; it returned \(2, 4, 30, 30\)"):
+    with pytest.raises(ModelLoadError, match=r"must return logits of shape \[batch, 10\]; it returned \[2, 4, 30, 30\] \(for another task, pass --task\)"):
         load_model(f"{path}:make", digits, weights=str(ckpt))
 
 

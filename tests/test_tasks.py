@@ -217,3 +217,33 @@ def test_a_data_manifest_declares_its_task(tmp_path):
     path.write_text(path.read_text().replace('kind = "detection"', 'kind = "regression"\nlabels = "x"'))
     with pytest.raises(DataError, match="\\[task\\] must be a table with keys kind, metric, units, loss; unknown: labels"):
         load_data(str(path), input_shape=(1, 1, 32, 32))
+
+
+def test_a_model_with_several_inputs_is_refused_before_anything_runs(digits):
+    from torch import nn
+
+    from edgepack.errors import ModelLoadError
+    from edgepack.models.loader import _resolve_task
+
+    class Two(nn.Module):
+        def forward(self, image, mask):
+            return image.mean(dim=(2, 3)) * mask
+
+    with pytest.raises(ModelLoadError, match="forward takes 2 inputs \\(mask besides the first\\); .*several inputs are "
+                                             "not supported yet"):
+        _resolve_task(Two(), digits)
+
+
+def test_a_model_with_several_outputs_is_refused_with_the_way_out(digits):
+    from torch import nn
+
+    from edgepack.errors import ModelLoadError
+    from edgepack.models.loader import _resolve_task
+
+    class Heads(nn.Module):
+        def forward(self, x):
+            f = x.mean(dim=(2, 3))
+            return {"classes": f.repeat(1, 10), "angle": f}
+
+    with pytest.raises(ModelLoadError, match="returns a dict of 2; .*several outputs are not supported yet.*torch.cat"):
+        _resolve_task(Heads(), digits)

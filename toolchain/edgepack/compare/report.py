@@ -23,13 +23,18 @@ TOP_KEYS = ("schema", "target", "description", "model", "data", "device", "sets"
             "budgets", "seconds", "rows", "recommendation")
 
 
+def _q(r: dict) -> float:
+    """A row's task quality: its deployed score, negated for an error metric (lower is better)."""
+    return r["accuracy"] if r.get("higher_is_better", True) else -r["accuracy"]
+
+
 def pareto(rows: list[dict], cost: str) -> set[str]:
-    """Methods no other successful method beats on both accuracy (higher) and ``cost`` (lower)."""
+    """Methods no other successful method beats on both the task's quality and ``cost`` (lower)."""
     ok = [r for r in rows if r["status"] == "ok" and r.get(cost) is not None]
     front = set()
     for r in ok:
-        dominated = any(o is not r and o["accuracy"] >= r["accuracy"] and o[cost] <= r[cost]
-                        and (o["accuracy"] > r["accuracy"] or o[cost] < r[cost]) for o in ok)
+        dominated = any(o is not r and _q(o) >= _q(r) and o[cost] <= r[cost]
+                        and (_q(o) > _q(r) or o[cost] < r[cost]) for o in ok)
         if not dominated:
             front.add(r["method"])
     return front
@@ -42,7 +47,7 @@ def recommend(rows: list[dict], profile) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
         return {"method": None, "reason": "no method produced an artifact; see each row's reason"}
-    key = lambda r: (-r["accuracy"], r["latency_ms"] if r["latency_ms"] is not None else float("inf"), r["size_bytes"])  # noqa: E731
+    key = lambda r: (-_q(r), r["latency_ms"] if r["latency_ms"] is not None else float("inf"), r["size_bytes"])  # noqa: E731
     meeting = sorted((r for r in ok if r.get("budgets_met")), key=key)
     if meeting:
         best = meeting[0]

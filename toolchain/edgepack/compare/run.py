@@ -37,6 +37,7 @@ def figures(method: Method, result, seconds: float) -> dict:
     micro = man.get("memory") or {}
     row = {"method": method.name, "family": method.family, "status": "ok",
            "float_accuracy": acc["float_pruned"], "accuracy": acc["int8"],
+           "metric": acc.get("metric", "top-1 %"), "higher_is_better": acc.get("higher_is_better", True),
            "accuracy_drop": round((acc["float_original"] - acc["int8"]) * (1 if acc.get("higher_is_better", True) else -1), 4),
            **artifact_figures(data),
            "params": w.get("params", pr["params_after"]), "nonzero_params": w.get("nonzero_params", pr["params_after"]),

@@ -14,7 +14,6 @@ samples than the manifest's minimum. Values outside the declared range only warn
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -315,10 +314,10 @@ def _from_callable(where: str, base: Path, spec: str):
     p = (base / file).resolve()
     if p.suffix != ".py" or not p.is_file():
         raise _fail(where, f"callable file '{p}' does not exist or is not a .py file")
+    from ..userfiles import import_file
+
     try:
-        mod_spec = importlib.util.spec_from_file_location(f"edgepack_calib_{p.stem}", p)
-        mod = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(mod)
+        mod = import_file(p, f"edgepack_calib_{p.stem}")
         fn = getattr(mod, func)
         result = fn()
     except AttributeError as e:

@@ -8,11 +8,9 @@ A user's model is ``path/to/file.py:factory``: the file is imported, ``factory()
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,17 +111,15 @@ def _from_factory(spec: str) -> nn.Module:
     path = Path(file)
     if path.suffix != ".py" or not path.is_file():
         raise ModelLoadError(f"model file '{file}' does not exist or is not a .py file")
-    mod_name = f"edgepack_user_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    from ..userfiles import import_file
+
     try:
-        mod_spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[mod_name] = module
-        mod_spec.loader.exec_module(module)
+        module = import_file(path, "edgepack_user_model")
     except Exception as e:  # the user's code may raise anything; report it with its location
         raise ModelLoadError(f"importing '{file}' failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, func, None)
     if not callable(factory):
-        found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod_name]
+        found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__]
         raise ModelLoadError(f"'{file}' has no callable '{func}'; callables defined there: {', '.join(found) or 'none'}")
     try:
         model = factory()
@@ -171,6 +167,16 @@ def _load_state_dict(module: nn.Module, weights: str) -> None:
         raise ModelLoadError(f"checkpoint '{weights}' does not fit the model: {'; '.join(parts)} keys")
 
 
+def _extra_inputs(module: nn.Module) -> list[str]:
+    """Names of the required inputs of ``module.forward`` after the first (none for one input)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):  # a compiled or C-level forward: assume one input
+        return []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [p.name for p in positional[1:] if p.default is p.empty]
+
+
 def _resolve_task(module: nn.Module, data: Splits) -> Splits:
     """``data`` with its task: the declared one checked against the model's output, or the one
     the targets and the output leave (said in ``task.inferred``). Raises ModelLoadError for a model
@@ -179,6 +185,11 @@ def _resolve_task(module: nn.Module, data: Splits) -> Splits:
 
     from ..tasks import targets
 
+    extra = _extra_inputs(module)
+    if extra:
+        raise ModelLoadError(f"the model's forward takes {len(extra) + 1} inputs ({', '.join(extra)} besides the first); "
+                             "edgepack builds models with one input tensor (several inputs are not supported yet): "
+                             "wrap the model so that it takes one tensor")
     try:
         with torch.no_grad():
             was = module.training

@@ -205,9 +205,9 @@ class Task:
     def anomaly_scores(self, out: np.ndarray, x: np.ndarray | None) -> np.ndarray:
         """Per sample, how anomalous: the reconstruction error for an autoencoder (outputs shaped
         like the inputs), else the model's own single output."""
-        out = out.reshape(len(out), -1) if x is None or out.size != x.size else out
         if x is not None and out.size == x.size:
             return m.reconstruction_error(m.align(out, x.shape[1:]), x)
+        out = out.reshape(len(out), -1)
         if out.shape[1] != 1:
             raise ValueError(f"an anomaly model returns a reconstruction of its input or one score per sample, "
                              f"not {out.shape[1]} values")

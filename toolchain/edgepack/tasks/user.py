@@ -14,10 +14,7 @@ Signatures (documented in docs/tasks.md):
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +35,10 @@ def load(spec: str, what: str):
     path = Path(file)
     if not sep or path.suffix != ".py" or not path.is_file():
         raise UsageError(f"{what} '{spec}' is not 'path/to/file.py:function' naming an existing file")
-    name = f"edgepack_user_{what.replace(' ', '_')}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    from ..userfiles import import_file
+
     try:
-        mspec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(mspec)
-        sys.modules[name] = module
-        mspec.loader.exec_module(module)
+        module = import_file(path, f"edgepack_user_{what.replace(' ', '_')}")
     except Exception as e:  # the user's code may raise anything
         raise UsageError(f"{what} {spec}: importing '{file}' failed: {type(e).__name__}: {one_line(str(e))}") from e
     fn = getattr(module, func, None)
