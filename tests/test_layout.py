@@ -23,8 +23,9 @@ MAX_ROOT_MODULES = 10
 #: its own package and those of a lower rank. One rank may hold two packages that ignore each other.
 LAYERS = (
     ("edgepack", "errors", "_stdio", "progress"),
-    ("paths",),
+    ("paths", "userfiles"),
     ("fingerprint",),
+    ("tasks",),
     ("profiles",),
     ("devices",),
     ("data",),

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, one_line
-from .splits import Splits
-from .stream import ImageFiles, draw
+from .splits import Splits, draw
+from .stream import ImageFiles
 
 
 def split_images(path: Path, manifest: dict, *, input_shape: tuple[int, ...], made: bool, calibration: float,

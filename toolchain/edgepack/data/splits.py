@@ -67,8 +67,6 @@ def capped(splits: Splits, *, train: int, evaluation: int, calibration: int, see
     with the data set (the profile's [data] table). The splits themselves when nothing is over."""
     import dataclasses
 
-    from .stream import draw
-
     change = {}
     for xk, yk, cap in (("x_train", "y_train", train), ("x_eval", "y_eval", evaluation), ("x_calib", "y_calib", calibration)):
         x, y = getattr(splits, xk), getattr(splits, yk)
@@ -79,6 +77,13 @@ def capped(splits: Splits, *, train: int, evaluation: int, calibration: int, see
         if y is not None:
             change[yk] = y[idx]
     return dataclasses.replace(splits, **change) if change else splits
+
+
+def draw(n: int, cap: int, seed: int = 0) -> np.ndarray | None:
+    """Sorted indices of a seeded draw of ``cap`` out of ``n`` samples, or None when ``n`` <= ``cap``."""
+    if n <= cap:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
 
 
 def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:

@@ -99,10 +99,3 @@ def is_streamed(x) -> bool:
 def batch(x, index) -> np.ndarray:
     """Samples ``index`` of ``x`` (an array or a streamed set) as an array."""
     return x[index]
-
-
-def draw(n: int, cap: int, seed: int = 0) -> np.ndarray | None:
-    """Sorted indices of a seeded draw of ``cap`` out of ``n`` samples, or None when ``n`` <= ``cap``."""
-    if n <= cap:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
