@@ -56,8 +56,10 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
 
     if spec == "demo" or spec.startswith("zoo:"):
         name = spec.removeprefix("zoo:")
-        module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes,
-                            input_shape=data.input_shape)
+        outputs_n = data.num_classes
+        if weights and data.task.kind == "fidelity":  # no labels to count classes by: the checkpoint says
+            outputs_n = _checkpoint_outputs(weights) or outputs_n
+        module = zoo.create(name, in_channels=data.input_shape[1], num_classes=outputs_n, input_shape=data.input_shape)
         data = _resolve_task(module, data)
         if weights:
             _load_state_dict(module, weights)
@@ -165,6 +167,19 @@ def _load_state_dict(module: nn.Module, weights: str) -> None:
         if result.unexpected_keys:
             parts.append(f"unexpected {len(result.unexpected_keys)} (e.g. {result.unexpected_keys[0]})")
         raise ModelLoadError(f"checkpoint '{weights}' does not fit the model: {'; '.join(parts)} keys")
+
+
+def _checkpoint_outputs(weights: str) -> int | None:
+    """The output width a zoo checkpoint was saved with: the leading size of its last weight or
+    bias (the output layer's, as the zoo's models are written); None when it cannot be read (the
+    load itself then says why)."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - _load_state_dict reports an unreadable checkpoint
+        return None
+    state = state.get("state_dict", state) if isinstance(state, dict) else None
+    last = [v for k, v in (state or {}).items() if k.endswith((".weight", ".bias")) and isinstance(v, torch.Tensor)]
+    return int(last[-1].shape[0]) if last and last[-1].ndim >= 1 else None
 
 
 def _extra_inputs(module: nn.Module) -> list[str]:
