@@ -234,16 +234,36 @@ def test_a_model_with_several_inputs_is_refused_before_anything_runs(digits):
         _resolve_task(Two(), digits)
 
 
-def test_a_model_with_several_outputs_is_refused_with_the_way_out(digits):
+def test_a_model_with_several_outputs_is_judged_on_each_output(digits):
+    import torch
     from torch import nn
 
     from edgepack.errors import ModelLoadError
+    from edgepack.models.heads import Heads
     from edgepack.models.loader import _resolve_task
 
-    class Heads(nn.Module):
+    class TwoOutputs(nn.Module):
         def forward(self, x):
             f = x.mean(dim=(2, 3))
-            return {"classes": f.repeat(1, 10), "angle": f}
+            return {"classes": f.repeat(1, 10), "map": x[:, :, :4, :4]}
 
-    with pytest.raises(ModelLoadError, match="returns a dict of 2; .*several outputs are not supported yet.*torch.cat"):
-        _resolve_task(Heads(), digits)
+    module, data = _resolve_task(TwoOutputs(), digits)
+    assert isinstance(module, Heads) and module.names == ("classes", "map") and module.shapes == ((10,), (1, 4, 4))
+    t = data.task
+    assert t.kind == "fidelity" and t.metric == "cosine" and t.heads == (("classes", (10,)), ("map", (1, 4, 4)))
+    assert "2 outputs (classes, map)" in t.inferred
+    flat = module(torch.from_numpy(digits.x_eval[:4])).numpy()
+    assert flat.shape == (4, 26)
+    worse = flat.copy()
+    worse[0, 10:] *= -1  # sample 0's map reversed: its quality is the worst output's, not the mean
+    per = t.per_sample(worse, flat)
+    assert per[0] == pytest.approx(-100.0) and per[1:] == pytest.approx(100.0)
+    with module.exporting():
+        assert [o.shape[1] for o in module(torch.from_numpy(digits.x_eval[:2]))] == [10, 16]
+
+    class Strings(nn.Module):
+        def forward(self, x):
+            return "no tensor"
+
+    with pytest.raises(ModelLoadError, match="returns str; edgepack builds models that return a tensor, or a tuple"):
+        _resolve_task(Strings(), digits)

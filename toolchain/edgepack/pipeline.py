@@ -58,17 +58,22 @@ def _ceilings(profile, inp) -> dict[str, tuple[float, str]]:
                           n_eval=len(s.y_eval))
 
 
-def output_fidelity(tflite_out, float_out) -> dict:
+def output_fidelity(tflite_out, float_out, heads=()) -> dict:
     """How closely the int8 artifact's outputs reproduce the original float model's on the held-out
     split, whatever the task: SQNR (dB) over every value, mean cosine similarity (%), and for
-    class scores the top-1 agreement (%)."""
+    class scores the top-1 agreement (%). A several-output model (``heads``: Task.heads) has them
+    for each output by name, under ``outputs``, besides over all outputs."""
     from .tasks import metrics as m
 
     got = m.align(tflite_out, float_out.shape[1:])
     out = {"samples": len(float_out), "sqnr_db": round(m.sqnr_db(got, float_out), 4),
            "cosine_pct": round(float(m.cosine(got, float_out).mean()), 4)}
-    if float_out.ndim == 2 and float_out.shape[1] > 1:
+    if float_out.ndim == 2 and float_out.shape[1] > 1 and not heads:
         out["top1_agreement_pct"] = round(float((got.argmax(1) == float_out.argmax(1)).mean() * 100), 4)
+    if heads:
+        a, b = m.split_heads(got, heads), m.split_heads(float_out, heads)
+        out["outputs"] = {n: output_fidelity(a[n].reshape(len(a[n]), -1), b[n].reshape(len(b[n]), -1))
+                          for n, _ in heads}
     return out
 
 
@@ -170,7 +175,7 @@ def _build(target, *, model, weights, input_shape, data, calibration, out, allow
             with measure_lock() if measure_lock else nullcontext():
                 meas = st.run("measure", keys["measure"],
                               lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
-            fidelity = output_fidelity(tflite_out, float_out)
+            fidelity = output_fidelity(tflite_out, float_out, inp.splits.task.heads)
             judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation,
                                  fidelity=fidelity)
         with rep.stage(STAGES[9]):

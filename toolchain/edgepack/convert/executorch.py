@@ -77,6 +77,13 @@ def _quantize(model: torch.nn.Module, quantizer, example: torch.Tensor, calib: l
     with fake quantization instead, and ``qat(prepared)`` fine-tunes it before the conversion."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
 
+    from ..models.heads import exporting
+
+    with exporting(model):  # a several-output model's program returns its outputs separately
+        return _quantize_exported(model, quantizer, example, calib, qat, convert_pt2e, prepare_pt2e, prepare_qat_pt2e)
+
+
+def _quantize_exported(model, quantizer, example, calib, qat, convert_pt2e, prepare_pt2e, prepare_qat_pt2e):
     # the guard function torch.export adds is a call_module node the backends' passes refuse
     if qat is None:
         graph = torch.export.export(model, (example,)).module(check_guards=False)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .._stdio import native_stderr
+from ..models.heads import OUTPUT_NAMES, export_names, order_outputs
 from ..errors import ConversionError, DependencyError
 from . import onnx_rewrites as rw
 from .channels_last import channels_last_islands
@@ -52,11 +53,13 @@ def to_model_layout(x_nchw: np.ndarray, layout: str) -> np.ndarray:
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """Export ``model`` (eval mode, batch 1) to ONNX opset 17. Raises ConversionError."""
+    from ..models.heads import export_names, exporting
+
     model.eval()
     try:
-        with torch.no_grad(), _attention_fastpath_off(), contextlib.redirect_stdout(io.StringIO()):
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
-                              input_names=["input"], output_names=["output"], do_constant_folding=True)
+        with torch.no_grad(), _attention_fastpath_off(), contextlib.redirect_stdout(io.StringIO()), exporting(model) as m:
+            torch.onnx.export(m, (example,), str(path), dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=export_names(model), do_constant_folding=True)
     except Exception as e:
         raise ConversionError(f"export to ONNX failed: {type(e).__name__}: {e}") from e
 
@@ -150,6 +153,10 @@ def convert_float(model: nn.Module, example: torch.Tensor, workdir: Path, *, sam
         if not tokens or k + 1 == len(styles) or _agrees(original, tflite, layout, example, samples):
             break
     notes = (f"{done['gelus_as_tanh']} GELU(s) as {rw.TANH_GELU}: TFLM has no GELU kernel",) if done.get("gelus_as_tanh") else ()
+    names = export_names(model)
+    if len(names) > 1:  # every later conversion of the SavedModel puts its outputs in this order
+        (saved / OUTPUT_NAMES).write_text("\n".join(names) + "\n")
+        tflite = order_outputs(tflite, names)
     return FloatConversion(onnx_path=onnx_path, saved_model_dir=saved, tflite=tflite, layout=layout, notes=notes)
 
 

@@ -62,8 +62,10 @@ class ExecuTorchRunner(Runner):
         method = _method(model, threads)
         outs = []
         for i in range(len(inputs)):
-            (y,) = method.execute([torch.from_numpy(np.ascontiguousarray(inputs[i : i + 1], dtype=np.float32))])
-            outs.append(y.numpy()[0].astype(np.float32))
+            ys = method.execute([torch.from_numpy(np.ascontiguousarray(inputs[i : i + 1], dtype=np.float32))])
+            # several outputs: flattened and concatenated in the program's (the model's) order
+            outs.append(ys[0].numpy()[0].astype(np.float32) if len(ys) == 1 else
+                        np.concatenate([y.numpy()[0].reshape(-1) for y in ys]).astype(np.float32))
         return np.stack(outs)
 
     def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int) -> LatencyStats:

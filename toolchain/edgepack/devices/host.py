@@ -57,6 +57,15 @@ def dequantize_output(q: np.ndarray, detail: dict) -> np.ndarray:
     return ((q.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
+def flat_outputs(it, details: list[dict]) -> np.ndarray:
+    """One invocation's outputs, dequantized: the output itself for a one-output model; for several,
+    each flattened and all concatenated in the TFLite's output order (edgepack puts that in the
+    model's order: models/heads.py), shape [1, total]."""
+    if len(details) == 1:
+        return dequantize_output(it.get_tensor(details[0]["index"]), details[0])
+    return np.concatenate([dequantize_output(it.get_tensor(d["index"]), d).reshape(1, -1) for d in details], axis=1)
+
+
 class HostRunner(Runner):
     """LiteRT on this machine: XNNPACK kernels, or TFLite's reference kernels with ``reference=True``."""
 
@@ -71,7 +80,7 @@ class HostRunner(Runner):
 
     def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
         it = interpreter(model, threads, reference=self.reference)
-        din, dout = it.get_input_details()[0], it.get_output_details()[0]
+        din, douts = it.get_input_details()[0], it.get_output_details()
         want = tuple(int(v) for v in din["shape"])
         if tuple(inputs.shape[1:]) != want[1:]:
             raise ValidationError(
@@ -81,7 +90,7 @@ class HostRunner(Runner):
         for i in range(len(inputs)):
             it.set_tensor(din["index"], quantize_input(inputs[i : i + 1], din))
             it.invoke()
-            outs.append(dequantize_output(it.get_tensor(dout["index"]), dout)[0])
+            outs.append(flat_outputs(it, douts)[0])
         return np.stack(outs)
 
     def benchmark(self, model: bytes, *, threads: int, warmup: int, runs: int) -> LatencyStats:

@@ -173,8 +173,11 @@ class SerialBoard(Runner):
         return np.frombuffer(data, dtype=out_dtype).reshape(out_shape), cycles
 
     def run(self, model: bytes, inputs: np.ndarray, *, threads: int = 1) -> np.ndarray:
-        from .host import dequantize_output, quantize_input
+        from .host import dequantize_output, interpreter, quantize_input
 
+        if len(interpreter(model, allocate=False).get_output_details()) > 1:
+            raise DeviceError("the board's harness returns a model's first output only; judge a several-output model's "
+                              "accuracy with TFLM on this machine (the board still measures its latency)")
         din, dout = self._check_model(model)
         outs = []
         for i in range(len(inputs)):

@@ -72,13 +72,19 @@ def measure_arena(model: bytes) -> int:
 
 def run_tflm(model: bytes, inputs: np.ndarray) -> np.ndarray:
     """Run ``model`` in TFLM on each float sample (model layout); returns dequantized float outputs."""
+    from .host import interpreter
+
     it = tflm_interpreter(model)
-    din, dout = _as_litert_detail(it.get_input_details(0)), _as_litert_detail(it.get_output_details(0))
+    n_out = len(interpreter(model, allocate=False).get_output_details())
+    din = _as_litert_detail(it.get_input_details(0))
+    douts = [_as_litert_detail(it.get_output_details(k)) for k in range(n_out)]
     outs = []
     for i in range(len(inputs)):
         it.set_input(quantize_input(inputs[i : i + 1], din), 0)
         _invoke(it)
-        outs.append(dequantize_output(it.get_output(0), dout)[0])
+        got = [dequantize_output(it.get_output(k), d) for k, d in enumerate(douts)]
+        # several outputs: flattened and concatenated in the model's order, as LiteRT's runner gives them
+        outs.append(got[0][0] if n_out == 1 else np.concatenate([g.reshape(-1) for g in got]))
     return np.stack(outs)
 
 

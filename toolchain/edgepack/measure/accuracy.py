@@ -168,17 +168,23 @@ def run_graph(run, prepare, x: np.ndarray, *, batched: bool = True, chunk: int =
     about 8x faster on the demo), else one sample at a time."""
     import torch
 
+    def call(g, xs):  # a several-output graph's outputs flattened and concatenated, as the runners give them
+        y = g(xs)
+        if isinstance(y, (tuple, list)):
+            y = torch.cat([t.reshape(t.shape[0], -1) for t in y], dim=1)
+        return y.detach().numpy()
+
     with torch.no_grad():
-        one = [run(prepare(x[i : i + 1])).detach().numpy()[0] for i in range(min(2, len(x)))]
+        one = [call(run, prepare(x[i : i + 1]))[0] for i in range(min(2, len(x)))]
         free = _batch_free(run) if batched and len(x) > 2 else None
         if free is not None:
             try:
-                got = np.concatenate([free(prepare(x[i : i + chunk])).detach().numpy() for i in range(0, len(x), chunk)])
+                got = np.concatenate([call(free, prepare(x[i : i + chunk])) for i in range(0, len(x), chunk)])
                 if got.shape[0] == len(x) and np.array_equal(got[: len(one)], np.stack(one)):
                     return got
             except Exception:  # noqa: BLE001  a graph that needs its batch of one: sample by sample below
                 pass
-        rest = [run(prepare(x[i : i + 1])).detach().numpy()[0] for i in range(len(one), len(x))]
+        rest = [call(run, prepare(x[i : i + 1]))[0] for i in range(len(one), len(x))]
     return np.stack(one + rest)
 
 

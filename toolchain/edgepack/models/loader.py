@@ -24,6 +24,7 @@ from ..errors import ModelLoadError
 from ..paths import cache_dir
 from ..progress import Reporter
 from . import zoo
+from .heads import Heads
 from .attention import split_attention
 from .hand_attention import adopt_self_attention
 from .training import predict, seed_everything, train
@@ -60,7 +61,7 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
         if weights and data.task.kind == "fidelity":  # no labels to count classes by: the checkpoint says
             outputs_n = _checkpoint_outputs(weights) or outputs_n
         module = zoo.create(name, in_channels=data.input_shape[1], num_classes=outputs_n, input_shape=data.input_shape)
-        data = _resolve_task(module, data)
+        _, data = _resolve_task(module, data)  # the task only: the module is made again below
         if weights:
             _load_state_dict(module, weights)
             origin = f"zoo:{name} + {portable_name(weights)}"
@@ -95,7 +96,10 @@ def load_model(spec: str, data: Splits, *, weights: str | None = None, reporter:
     adopted = adopt_self_attention(module)  # hand-written self-attention that computes the same, likewise
     if adopted and reporter is not None:
         reporter.info(f"hand-written self-attention recognised (pruned by whole heads): {', '.join(adopted)}")
-    data = _resolve_task(module, data)
+    module, data = _resolve_task(module, data)
+    if isinstance(module, Heads) and reporter is not None:
+        reporter.info(f"{len(module.names)} outputs: " + ", ".join(f"{n} {list(s)}" for n, s in zip(module.names, module.shapes))
+                      + f"; judged by {data.task.metric_name}")
     logits = outputs(module) if outputs else predict(module, data.x_eval)
     if data.task.kind == "fidelity":  # the float model's own outputs are the targets
         import dataclasses
@@ -192,10 +196,11 @@ def _extra_inputs(module: nn.Module) -> list[str]:
     return [p.name for p in positional[1:] if p.default is p.empty]
 
 
-def _resolve_task(module: nn.Module, data: Splits) -> Splits:
-    """``data`` with its task: the declared one checked against the model's output, or the one
-    the targets and the output leave (said in ``task.inferred``). Raises ModelLoadError for a model
-    that does not run or returns several tensors, DataError for targets that do not fit."""
+def _resolve_task(module: nn.Module, data: Splits) -> tuple[nn.Module, Splits]:
+    """``module`` (wrapped in models.heads.Heads when it returns several tensors) and ``data`` with
+    its task: the declared one checked against the model's output, or the one the targets and the
+    output leave (said in ``task.inferred``). Raises ModelLoadError for a model that does not run,
+    DataError for targets that do not fit."""
     import dataclasses
 
     from ..tasks import targets
@@ -214,9 +219,12 @@ def _resolve_task(module: nn.Module, data: Splits) -> Splits:
     except Exception as e:
         raise ModelLoadError(f"the model fails on inputs of shape {tuple(data.x_eval[:2].shape)}: {type(e).__name__}: {e}") from e
     if not isinstance(out, torch.Tensor):
-        what = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list, dict)) else type(out).__name__
-        raise ModelLoadError(f"the model returns {what}; edgepack builds models with one output tensor (several outputs "
-                             "are not supported yet): return one tensor, e.g. torch.cat of the flattened heads")
+        tensors = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else None
+        if not tensors or not all(isinstance(t, torch.Tensor) and t.ndim >= 1 for t in tensors):
+            raise ModelLoadError(f"the model returns {type(out).__name__}; edgepack builds models that return a tensor, "
+                                 "or a tuple, list or dict of tensors")
+        module = Heads(module, out)
+        return module, _several_outputs_task(module, data)
     per, x = tuple(out.shape[1:]), tuple(data.x_eval.shape[1:])
     if data.task.kind == "classification" and not data.declared and (out.ndim != 2 or per[0] < data.num_classes) \
             and data.y_eval.ndim == 1 and np.issubdtype(data.y_eval.dtype, np.integer):
@@ -230,6 +238,32 @@ def _resolve_task(module: nn.Module, data: Splits) -> Splits:
     targets.check_evaluation(task, data.y_eval, where=data.name)
     if task.metric == "user" and task.labelled:  # a broken metric fails now, not after training
         task.quality(out.numpy(), data.y_eval[:2], data.x_eval[:2])
+    return module, dataclasses.replace(data, task=task)
+
+
+def _several_outputs_task(module: Heads, data: Splits) -> Splits:
+    """The task of a several-output model: fidelity to the float model on every output (the
+    worst one counts), or the user's metric, which receives the outputs by name. A declared kind
+    that reads labels from one output cannot say which output it means: refused."""
+    import dataclasses
+
+    task = data.task
+    heads = tuple(zip(module.names, module.shapes))
+    if task.metric == "user" and task.labelled:
+        task = dataclasses.replace(task, heads=heads)
+        with torch.no_grad():
+            out = module(torch.from_numpy(data.x_eval[:2])).numpy()
+        task.quality(out, data.y_eval[:2], data.x_eval[:2])  # a broken metric fails now, not after training
+    elif data.declared and task.kind != "fidelity":
+        raise ModelLoadError(f"the model has {len(heads)} outputs ({', '.join(module.names)}) and task {task.kind} reads "
+                             "one: judge it by fidelity (--task fidelity) or by your metric (--metric file.py:function, "
+                             "which receives the outputs by name)")
+    else:
+        why = "" if data.declared else (f"{len(heads)} outputs ({', '.join(module.names)}): each judged by how "
+                                        "closely it reproduces the float model's (pass --metric to judge by labels)")
+        from ..tasks import Task
+
+        task = Task("fidelity", "cosine", units=task.units, inferred=why, user_loss=task.user_loss, heads=heads)
     return dataclasses.replace(data, task=task)
 
 
@@ -256,7 +290,7 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
     module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes, input_shape=data.input_shape)
     task = data.task
     loss_fn = None
-    if task.kind != "classification":
+    if task.kind != "classification" or task.user_loss:
         from ..tasks.losses import task_loss
 
         loss_fn = lambda out, y, x, _extra: task_loss(task, out, y, x)  # noqa: E731

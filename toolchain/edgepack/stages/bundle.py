@@ -33,6 +33,18 @@ def _tflite_entry(profile, quant, layout: str, tensors: dict, float_acc: float, 
             "notes": []}
 
 
+def _outputs(task, float_out, tensors: dict) -> list[dict]:
+    """The model's outputs in its order: name, per-sample shape (PyTorch's layout) and the int8
+    TFLite tensor carrying each, with its quantization (models/heads.py: a several-output model's
+    outputs are flattened to [1, values] in that layout)."""
+    heads = task.heads or (("output", tuple(int(v) for v in float_out.shape[1:])),)
+    out = []
+    for (name, shape), t in zip(heads, tensors["outputs"]):
+        out.append({"name": name if task.heads else t["name"], "shape": list(shape), "tflite": t,
+                    **({"deployed_as": f"[1, {int(np.prod(shape))}], flattened channels-first"} if task.heads and len(shape) > 1 else {})})
+    return out
+
+
 def _attempts(attempts: list[dict], task) -> list[dict]:
     """The guard's attempts with their scores in the metric's own units (drops stay drops)."""
     return [{**a, "accuracy": None if a.get("accuracy") is None else round(task.value(a["accuracy"]), 4)}
@@ -113,6 +125,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
                      "quantization": {"weights": qspec.weights, "activations": qspec.activations,
                                       "io_dtype": qspec.effective_io_dtype}},
         "task": task.describe(),
+        "outputs": _outputs(task, float_out, tensors),
         "artifacts": [_tflite_entry(profile, quant, conv.layout, tensors, loaded.float_accuracy, len(splits.x_eval),
                                     _drop_ci95(task, float_out, tflite_out, splits.y_eval, splits.x_eval), task),
                       *[p["entry"] for p in ptes]],

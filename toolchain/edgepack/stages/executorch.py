@@ -133,8 +133,9 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
                                         f"fake-quantized, {prog.qat['epochs']} epoch(s) of fine-tuning" if prog.qat else
                                         f"PT2E with ExecuTorch's {backend} quantizer, calibrated on the same samples")},
             "tensors": {"inputs": [{"name": "x", "shape": list(sample.shape), "dtype": "float32"}],
-                        "outputs": [{"name": "logits" if splits.task.kind == "classification" else "output",
-                                     "shape": [1, *(int(d) for d in float_out.shape[1:])], "dtype": "float32"}]},
+                        "outputs": ([{"name": n, "shape": [1, int(np.prod(s))], "dtype": "float32"} for n, s in splits.task.heads]
+                                    or [{"name": "logits" if splits.task.kind == "classification" else "output",
+                                         "shape": [1, *(int(d) for d in float_out.shape[1:])], "dtype": "float32"}])},
             "accuracy": check.to_dict(splits.task), "runs_on_host": prog.host_runnable, "delegation": prog.delegation,
             "vela": prog.vela, "guard": guard.to_dict(splits.task), "notes": prog.notes,
         }

@@ -63,6 +63,10 @@ class Task:
     inferred: str = field(default="", compare=False)  # why the kind was chosen, when it was not declared
     user_metric: str = ""  # "file.py:function" (see tasks.user): the metric, instead of the kind's own
     user_loss: str = ""  # "file.py:function": the training and recovery loss, instead of the kind's own
+    # a several-output model's outputs in its order, (name, per-sample shape) each: the outputs
+    # arrive flattened and concatenated (models/heads.py); fidelity judges the worst of them, and a
+    # user metric or loss receives them as a dict by name
+    heads: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -127,9 +131,11 @@ class Task:
                 file, _, fn = v.rpartition(":")
                 user[k] = f"{portable_name(file)}:{fn}"
                 user[f"{k}_sha256"] = file_sha256(file)
+        heads = {"outputs_judged": "each output (the worst one per sample)" if self.metric == "cosine" else
+                 "all outputs, by name"} if self.heads else {}
         return {"kind": self.kind, "metric": self.metric, "metric_name": self.metric_name, "unit": self.unit,
                 "higher_is_better": self.higher_is_better, **({"inferred": self.inferred} if self.inferred else {}),
-                **user}
+                **heads, **user}
 
     def value(self, quality: float) -> float:
         """The metric in its own units from a quality."""
@@ -174,6 +180,9 @@ class Task:
             return m.label_accuracy(out, y)
         if k == "agreement":
             return 100.0 * (out.argmax(axis=1) == y.argmax(axis=1)).astype(np.float64)
+        if k == "cosine" and self.heads:  # each sample's worst output
+            got, want = m.split_heads(out, self.heads), m.split_heads(y, self.heads)
+            return np.min([m.cosine(got[n], want[n]) for n, _ in self.heads], axis=0)
         if k == "cosine":
             return m.cosine(out, y)
         return None
@@ -185,7 +194,7 @@ class Task:
         if self.metric == "user":
             from .user import metric
 
-            q = metric(self.user_metric, out, y, x)
+            q = metric(self.user_metric, out, y, x, heads=self.heads)
             return q if self.higher_is_better else -q
         per = self.per_sample(out, y, x)
         if per is not None:

@@ -26,7 +26,7 @@ def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -
     if task.user_loss:
         from .user import loss
 
-        return loss(task.user_loss, out, y, x, None)
+        return loss(task.user_loss, out, y, x, None, heads=task.heads)
     k = task.kind
     if k == "classification" or k == "segmentation":
         return F.cross_entropy(out, y)
@@ -65,7 +65,7 @@ def distill_loss(task: Task, student: torch.Tensor, teacher: torch.Tensor, y: to
     if task.user_loss:
         from .user import loss
 
-        return loss(task.user_loss, student, y, x, teacher)
+        return loss(task.user_loss, student, y, x, teacher, heads=task.heads)
     kd = output_match(task, student, teacher, temperature=temperature)
     if alpha >= 1.0:
         return kd

@@ -21,6 +21,18 @@ def align(out: np.ndarray, like: tuple[int, ...]) -> np.ndarray:
     return moved if tuple(moved.shape[1:]) == like else out
 
 
+def split_heads(flat: np.ndarray, heads) -> dict[str, np.ndarray]:
+    """A several-output model's flat ``[N, total]`` outputs as {name: array shaped like that
+    output}; ``heads`` is a sequence of (name, per-sample shape) in the model's order."""
+    out, start = {}, 0
+    flat = flat.reshape(len(flat), -1)
+    for name, shape in heads:
+        n = int(np.prod(shape))
+        out[name] = flat[:, start : start + n].reshape(len(flat), *shape)
+        start += n
+    return out
+
+
 def top_k(logits: np.ndarray, y: np.ndarray, k: int = 1) -> np.ndarray:
     """Per sample: 1.0 when the label is among the ``k`` highest logits (ties broken by index)."""
     if k == 1:

@@ -2,6 +2,8 @@
 
 Signatures (documented in docs/tasks.md):
 
+A model with several outputs hands them over as a dict {output name: array or tensor}.
+
 - metric: ``fn(outputs: np.ndarray, targets: np.ndarray, inputs: np.ndarray) -> float``, called on
   batches of at most :data:`BATCH` samples; edgepack averages the batch values weighted by their
   samples, so it must be a mean over samples (an accuracy, a mean error). Higher is better unless
@@ -53,15 +55,18 @@ def higher_is_better(spec: str) -> bool:
     return bool(getattr(load(spec, "metric"), "higher_is_better", True))
 
 
-def metric(spec: str, out: np.ndarray, y: np.ndarray, x: np.ndarray | None) -> float:
-    """The user metric over every sample (batch values averaged by their samples). Raises
-    UsageError when it raises or returns something that is not a finite number."""
+def metric(spec: str, out: np.ndarray, y: np.ndarray, x: np.ndarray | None, *, heads=()) -> float:
+    """The user metric over every sample (batch values averaged by their samples); a several-output
+    model's ``out`` (``heads``: Task.heads) is handed over as {name: array}. Raises UsageError when
+    it raises or returns something that is not a finite number."""
+    from .metrics import split_heads
+
     fn = load(spec, "metric")
     total, n = 0.0, len(out)
     for i in range(0, n, BATCH):
         sl = slice(i, i + BATCH)
         try:
-            v = fn(out[sl], y[sl], x[sl] if x is not None else None)
+            v = fn(split_heads(out[sl], heads) if heads else out[sl], y[sl], x[sl] if x is not None else None)
         except Exception as e:
             raise UsageError(f"metric {spec} raised {type(e).__name__}: {one_line(str(e))} on a batch of outputs "
                              f"{list(out[sl].shape)} and targets {list(y[sl].shape)}; fix the function") from e
@@ -75,13 +80,21 @@ def metric(spec: str, out: np.ndarray, y: np.ndarray, x: np.ndarray | None) -> f
     return total / max(n, 1)
 
 
-def loss(spec: str, out, y, x, teacher):
-    """The user loss on one batch. Raises UsageError when it raises or returns no scalar tensor."""
+def loss(spec: str, out, y, x, teacher, *, heads=()):
+    """The user loss on one batch; a several-output model's outputs (and the teacher's) are handed
+    over as {name: tensor}. Raises UsageError when it raises or returns no scalar tensor."""
     import torch
 
     fn = load(spec, "loss")
+
+    def named(t):
+        if not heads or t is None:
+            return t
+        parts = torch.split(t.reshape(t.shape[0], -1), [int(np.prod(s)) for _, s in heads], dim=1)
+        return {n: p.reshape(p.shape[0], *s) for (n, s), p in zip(heads, parts)}
+
     try:
-        v = fn(out, y, x, teacher)
+        v = fn(named(out), y, x, named(teacher))
     except Exception as e:
         raise UsageError(f"loss {spec} raised {type(e).__name__}: {one_line(str(e))}; fix the function") from e
     if not isinstance(v, torch.Tensor) or v.numel() != 1:

@@ -357,7 +357,7 @@ def _failing_groups(model, example, spec: PruneSpec, importance, out_shape, *, i
 
 
 def _taylor_gradients(model: nn.Module, calibration: tuple[np.ndarray, np.ndarray]) -> None:
-    """Accumulate gradients of the cross-entropy on the calibration data (for TaylorImportance)."""
+    """Accumulate gradients of the task's loss (cross-entropy for a classifier) on the calibration data (for TaylorImportance)."""
     from ...tasks.judge import task_of
     from ...tasks.losses import task_loss
 
@@ -367,7 +367,7 @@ def _taylor_gradients(model: nn.Module, calibration: tuple[np.ndarray, np.ndarra
     model.eval()  # BatchNorm statistics must not move while scoring
     for i in range(0, len(x), 64):
         xb, yb = torch.from_numpy(x[i : i + 64]), torch.from_numpy(y[i : i + 64])
-        if task.kind == "classification":
+        if task.kind == "classification" and not task.user_loss:
             nn.functional.cross_entropy(model(xb), yb, reduction="sum").backward()
         else:
             (task_loss(task, model(xb), yb, xb) * len(xb)).backward()

@@ -106,7 +106,7 @@ def recover(
         alpha = 1.0
     soft = predict(teacher, data.x_train) if alpha > 0 else None
 
-    classes = task.kind == "classification"
+    classes = task.kind == "classification" and not task.user_loss
 
     def loss_fn(logits, labels, inputs, teacher_logits):
         if classes:

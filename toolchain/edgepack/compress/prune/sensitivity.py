@@ -81,7 +81,7 @@ def _keep(n: int, ratio: float, multiple: int) -> int:
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task=None) -> float:
     """The task's quality (top-1 % for a classifier) of ``model`` on the samples."""
-    if task is not None and task.kind != "classification":
+    if task is not None and task.metric != "top-1":
         from ...tasks.judge import model_quality
 
         return model_quality(model, x, y, task)

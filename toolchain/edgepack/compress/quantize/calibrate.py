@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bias_correction import correct_bias
-from .converter import converter, run_tf, tensorflow
+from .converter import converter, in_model_order, run_tf, tensorflow
 from .equalize import equalize
 from .ranges import METHODS, choose_range, respect_requant_limit
 from .tflite_graph import FloatGraph, TensorStats
@@ -53,7 +53,7 @@ def calibrated_float(saved_model_dir, calibration: np.ndarray) -> bytes:
         conv._experimental_calibrate_only = True
         return conv.convert()
 
-    return run_tf("calibration", calibrate)
+    return in_model_order(saved_model_dir, run_tf("calibration", calibrate))
 
 
 @dataclass
@@ -96,7 +96,11 @@ def mlir_quantize(float_model: bytes, float_tensors=(), *, per_channel: bool = T
     tf = tensorflow()
     from tensorflow.lite.python import convert as tfconvert
 
+    from ...models.heads import order_outputs, tflite_output_names
+
     io_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
-    return run_tf("full-integer quantization", lambda: tfconvert.mlir_quantize(
+    model = run_tf("full-integer quantization", lambda: tfconvert.mlir_quantize(
         float_model, disable_per_channel=not per_channel, fully_quantize=True, input_data_type=io_type,
         output_data_type=io_type, denylisted_nodes=list(float_tensors) or None))
+    names = tflite_output_names(float_model)  # a several-output model's float graph names them in order
+    return order_outputs(model, names) if len(names) > 1 else model

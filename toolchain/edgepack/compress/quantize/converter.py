@@ -58,7 +58,16 @@ def quantize_int8(saved_model_dir: Path, calibration: np.ndarray, spec: QuantSpe
         conv._experimental_disable_per_channel = spec.weights == "per-tensor"
         return conv.convert()
 
-    return run_tf("full-integer quantization", convert)
+    return in_model_order(saved_model_dir, run_tf("full-integer quantization", convert))
+
+
+def in_model_order(saved_model_dir: Path, tflite: bytes) -> bytes:
+    """``tflite`` (converted from ``saved_model_dir``) with a several-output model's outputs in the
+    model's order and named by it (models/heads.py); unchanged for one output."""
+    from ...models.heads import order_outputs, saved_output_names
+
+    names = saved_output_names(saved_model_dir)
+    return order_outputs(tflite, names) if names else tflite
 
 
 def tensorflow():
@@ -113,4 +122,4 @@ def convert_mode(saved_model_dir: Path, calibration: np.ndarray, q) -> bytes:
             conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
         return conv.convert()
 
-    return run_tf(f"{q.mode} conversion", convert)
+    return in_model_order(saved_model_dir, run_tf(f"{q.mode} conversion", convert))
