@@ -14,13 +14,29 @@ from pathlib import Path
 
 SCHEMA = "edgepack-compare/1"
 #: the columns of results.csv, in order (results.json holds the same per row)
-COLUMNS = ("method", "family", "status", "float_accuracy", "accuracy", "accuracy_drop", "size_bytes", "gzip_bytes",
+COLUMNS = ("method", "family", "status", "metric", "higher_is_better", "float_accuracy", "accuracy", "accuracy_drop", "size_bytes", "gzip_bytes",
            "xz_bytes", "params", "nonzero_params", "weight_sparsity", "activation_zeros", "macs", "effective_macs",
            "latency_ms", "latency_label", "peak_memory_kb", "memory_basis", "energy_mj", "energy_label",
            "method_seconds", "build_seconds", "budgets_met", "reason")
 #: keys every results.json has (tests hold the schema to these)
 TOP_KEYS = ("schema", "target", "description", "model", "data", "device", "sets", "runtime", "threads", "rebenched",
             "budgets", "seconds", "rows", "recommendation")
+
+
+def _metric(rows: list[dict]) -> tuple[str, bool]:
+    """The comparison's metric as rows name it ("top-1 %", "MAE degrees") and its direction."""
+    r = next((r for r in rows if r.get("metric")), {})
+    return r.get("metric", "top-1 %"), r.get("higher_is_better", True)
+
+
+def _score(r: dict) -> str:
+    """A row's deployed score with its unit: '91.20%', '3.214 degrees'."""
+    metric = r.get("metric", "top-1 %")
+    unit = metric.rsplit(" ", 1)[1] if " " in metric else ""
+    if unit == "%":
+        return f"{r['accuracy']:.2f}%"
+    name = metric.rsplit(" ", 1)[0] if unit else metric
+    return f"{name} {r['accuracy']:.4g}{' ' + unit if unit else ''}"
 
 
 def _q(r: dict) -> float:
@@ -54,12 +70,12 @@ def recommend(rows: list[dict], profile) -> dict:
         others = ", ".join(r["method"] for r in meeting[1:4])
         return {"method": best["method"], "meets_budgets": True,
                 "reason": f"{best['method']} meets every budget of {profile.name} with the best deployed accuracy "
-                          f"({best['accuracy']:.2f}%, {best['latency_ms']} ms, {best['size_bytes']:,} bytes) of the "
+                          f"({_score(best)}, {best['latency_ms']} ms, {best['size_bytes']:,} bytes) of the "
                           f"{len(meeting)} method(s) that do" + (f"; next: {others}" if others else "")}
     best = sorted(ok, key=key)[0]
     return {"method": None, "meets_budgets": False,
             "reason": f"no method meets every budget of {profile.name}; the most accurate, {best['method']} "
-                      f"({best['accuracy']:.2f}%), breaks: {', '.join(best.get('broken') or ['?'])}"}
+                      f"({_score(best)}), breaks: {', '.join(best.get('broken') or ['?'])}"}
 
 
 def write(doc: dict, dest: Path, *, bundles: Path | None = None) -> Path:
@@ -110,7 +126,8 @@ def _fmt(v, spec: str = "") -> str:
 
 def table(doc: dict) -> str:
     """The comparison as a Markdown table (failed methods with their reason)."""
-    head = ("method", "family", "acc. float %", "acc. deployed %", "size B", "gzip B", "non-zero params", "sparsity",
+    metric, _ = _metric(doc["rows"])
+    head = ("method", "family", f"float ({metric})", f"deployed ({metric})", "size B", "gzip B", "non-zero params", "sparsity",
             "MACs", "eff. MACs", "latency ms", "arena KB", "energy mJ", "method s", "budgets", "Pareto")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in doc["rows"]:
@@ -133,13 +150,14 @@ def markdown(doc: dict, plots: list[str]) -> str:
     lat = next((r["latency_label"] for r in ok if r.get("latency_label")), "-")
     energy = next((r["energy_label"] for r in ok if r.get("energy_label")), "-")
     rec = doc["recommendation"]
+    metric, higher = _metric(doc["rows"])
     out = [f"# edgepack compare: {doc['target']} ({doc['model']} on {doc['data']})", "",
            f"{doc['description']}. {len(doc['rows'])} methods, {len(ok)} built, in {doc['seconds']:.0f} s.", "",
            f"**Recommendation:** {rec['method'] or 'none'}: {rec['reason']}", "",
            table(doc), "",
            f"- Latency: {lat}.", f"- Energy: {energy}.",
-           "- Accuracy: top-1 on the held-out split; 'float' is the model after the method before export, 'deployed' "
-           "the artifact. Sizes: the .tflite raw and gzip -9 (xz in results.csv).",
+           f"- Score: {metric} on the held-out split ({'higher' if higher else 'lower'} is better); 'float' is the model "
+           "after the method before export, 'deployed' the artifact. Sizes: the .tflite raw and gzip -9 (xz in results.csv).",
            "- Sparsity: zero weights of the conv/linear layers. Effective MACs count non-zero weights only: what a "
            "kernel that skips zeros would do. Dense int8 kernels (XNNPACK, CMSIS-NN) run every weight, so sparsity "
            "shows in the compressed size, not in the latency; the same holds for zero activations (activation_zeros "
@@ -156,7 +174,7 @@ def html(doc: dict, folder: Path, plots: list[str]) -> str:
     import html as h
 
     rec = doc["recommendation"]
-    head = [k for k in ("method", "family", "status", "float_accuracy", "accuracy", "size_bytes", "gzip_bytes",
+    head = [k for k in ("method", "family", "status", "metric", "float_accuracy", "accuracy", "size_bytes", "gzip_bytes",
                         "nonzero_params", "weight_sparsity", "macs", "effective_macs", "latency_ms", "peak_memory_kb",
                         "energy_mj", "method_seconds", "budgets_met", "pareto_latency", "pareto_size", "reason")]
     rows = "".join("<tr>" + "".join(f"<td>{h.escape(_fmt(r.get(k)))}</td>" for k in head) + "</tr>" for r in doc["rows"])
@@ -190,7 +208,7 @@ def _plots(doc: dict, folder: Path) -> list[str]:
         for r in pts:
             ax.annotate(r["method"], (r[cost], r["accuracy"]), fontsize=7, xytext=(3, 2), textcoords="offset points")
         ax.set_xlabel(label)
-        ax.set_ylabel("deployed accuracy, %")
+        ax.set_ylabel(f"deployed {_metric(doc['rows'])[0]}")
         ax.set_title(f"{doc['target']}: {doc['model']} on {doc['data']}", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
