@@ -29,7 +29,7 @@ def test_help_explains_every_option():
         (["--target", "./nowhere.toml"], "edgepack: error: profile file './nowhere.toml' does not exist; give a path to a .toml file or a known target name", 2),
         (["--target", "rpi4", "--input-shape", "32x32"], "edgepack: error: input shape '32x32' is not 1,C,H,W (images), 1,C,L (1-D signals) or 1,C,D,H,W (volumes) with batch 1, e.g. 1,3,32,32", 2),
         (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: angle-regressor, autoencoder, demo, dscnn, dscnn-spread, mobilenetv2, mobilenetv2-w0.5, mobilenetv3-small, resnet18, resnet8, segmenter, signal-cnn, squeezenet", 2),
-        (["--target", "rpi4", "--data", "imagenet"], "edgepack: error: data 'imagenet' is not a built-in set (digits, digits-hard, digits-anomaly, digits-angle, digits-seg, digits-seq), a .npz file holding x_train, y_train, x_calib, x_eval, y_eval, a data manifest (.toml: an image folder or labelled arrays, see calibration/README.md), or an image folder with one sub-folder per class", 2),
+        (["--target", "rpi4", "--data", "imagenet"], "edgepack: error: data 'imagenet' is not a built-in set (digits, digits-hard, digits-anomaly, digits-angle, digits-seg, digits-seq), a .npz file holding x_train, y_train, x_calib, x_eval, y_eval, a data manifest (.toml: an image folder, labelled arrays or an annotation file, see calibration/README.md), an annotation file (.csv or .json mapping image files to targets), your datasets (file.py:function), or an image folder with one sub-folder per class", 2),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, args, message, status):

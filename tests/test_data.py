@@ -75,7 +75,7 @@ def test_npz_errors(tmp_path, overrides, message):
 
 
 def test_data_spec_errors(tmp_path):
-    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard, digits-anomaly, .*\), a .npz file holding .*, a data manifest .*, or an image folder with one sub-folder per class"):
+    with pytest.raises(DataError, match=r"data 'mnist' is not a built-in set \(digits, digits-hard, digits-anomaly, .*\), a .npz file holding .*, a data manifest .*, your datasets \(file.py:function\), or an image folder with one sub-folder per class"):
         load_data("mnist", input_shape=(1, 1, 32, 32))
     with pytest.raises(DataError, match="data file '.*missing.npz' does not exist"):
         load_data(str(tmp_path / "missing.npz"), input_shape=(1, 1, 32, 32))

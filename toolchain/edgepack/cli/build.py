@@ -52,7 +52,7 @@ def add(sub) -> None:
     b.add_argument("--input-shape", metavar="1,C,H,W",
                    help="the model's input shape with batch 1, channels first: 1,C,H,W for images, 1,C,L for 1-D "
                         "signals, 1,C,D,H,W for volumes (default: the zoo model's, 1,1,32,32, or the shape of --data)")
-    b.add_argument("--data", default=None, metavar="NAME|FILE.npz|MANIFEST.toml|FOLDER",
+    b.add_argument("--data", default=None, metavar="NAME|FILE.npz|MANIFEST.toml|FOLDER|LABELS.csv|FILE.py:FN",
                    help="data for recovery, calibration and evaluation (default: the zoo model's own, 'digits' for "
                         "the demo): 'digits' (scikit-learn's digits, resized "
                         "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
@@ -62,7 +62,9 @@ def add(sub) -> None:
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
                         "[splits] table; see calibration/README.md), or an image folder with one sub-folder per "
                         "class, or without sub-folders for --task fidelity (resized to the input, pixels / 255, split "
-                        "70/10/20, read a batch at a time)")
+                        "70/10/20, read a batch at a time), or an annotation file (.csv or .json mapping image files "
+                        "to a number, a vector or a mask image), or file.py:function returning PyTorch datasets for "
+                        "the train, calibration and evaluation splits (calibration/README.md)")
     b.add_argument("--task", metavar="KIND[:METRIC]",
                    help="what the model is for: classification (top-1, top-5), regression (mae, rmse, relative-error), "
                         "segmentation (mean-iou, pixel-accuracy), anomaly (auc), multi-label (f1, label-accuracy) or "

@@ -14,9 +14,9 @@ from typing import Any
 from ..profiles.typed import field_spec, range_problem
 
 MODEL_FORMS = "'demo' (default), 'zoo:NAME', 'path/to/file.py:factory' or 'path/to/model.onnx'"
-DATA_METAVAR = "digits|digits-hard|FILE.npz|MANIFEST.toml|FOLDER"
-DATA_FORMS = ("'digits' (default), 'digits-hard', a FILE.npz, a data manifest, or an image folder with one "
-              "sub-folder per class")
+DATA_METAVAR = "digits|digits-hard|FILE.npz|MANIFEST.toml|FOLDER|LABELS.csv|FILE.py:FN"
+DATA_FORMS = ("'digits' (default), 'digits-hard', a FILE.npz, a data manifest, an image folder with one "
+              "sub-folder per class, an annotation file (.csv/.json), or file.py:function returning datasets")
 DEVICE_FORMS = "host, profile (the profile's [connection]), ssh://user@host[:port], adb[:SERIAL]"
 
 

@@ -30,7 +30,7 @@ LAYOUTS = ("NCHW", "NHWC")
 MAX_SIDE = 8192
 #: keys of a manifest; "splits" and "task" belong to data manifests (--data, see loaders.py)
 MANIFEST_KEYS = frozenset({"name", "kind", "path", "key", "labels_key", "callable", "samples", "seed", "min_samples",
-                           "preprocess", "splits", "task"})
+                           "preprocess", "splits", "task", "images"})
 DTYPES = ("uint8", "int8", "uint16", "int16", "float16", "float32", "float64")
 
 

@@ -275,6 +275,14 @@ def _split_labelled(path: Path, manifest: dict, *, input_shape: tuple[int, ...],
     seed = cfg["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise DataError(f"{where}: [splits] seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}")
+    if manifest.get("kind") == "annotations":
+        from .annotations import split_annotations
+
+        if not isinstance(manifest.get("path"), str) or not manifest["path"]:
+            raise DataError(f"{where}: an annotations set needs path = \"labels.csv\" (a CSV or JSON file, relative to "
+                            "the manifest) and optionally images = \"folder\" (relative to that file)")
+        return split_annotations(Path(path), manifest, input_shape=input_shape, calibration=cal, evaluation=ev,
+                                 seed=seed, task=task, caps=caps, workers=workers)
     if manifest.get("kind") == "images":
         from .folders import split_images
 
@@ -400,13 +408,25 @@ def _load_data(spec: str, *, input_shape: tuple[int, ...], caps: tuple[int, int]
                       demo=spec if spec not in ("digits", "digits-hard") else None)
     if spec.endswith(".npz"):
         return load_npz(spec, input_shape=input_shape)
+    if spec.rpartition(":")[0].endswith(".py"):
+        from .datasets import load_datasets
+
+        return load_datasets(spec, input_shape=input_shape, task=None, caps=caps, workers=workers)
     if spec.endswith(".toml"):
         return load_manifest_data(spec, input_shape=input_shape, caps=caps, workers=workers)
     if Path(spec).is_dir():
         return load_folder_data(spec, input_shape=input_shape, caps=caps, workers=workers)
+    if spec.lower().endswith((".csv", ".json")):
+        from .annotations import annotation_manifest
+
+        if not Path(spec).is_file():
+            raise DataError(f"annotation file '{spec}' does not exist")
+        return _split_labelled(Path(spec), annotation_manifest(Path(spec), input_shape=input_shape),
+                               input_shape=input_shape, made=True, caps=caps, workers=workers)
     raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, a data manifest "
-                    "(.toml: an image folder or labelled arrays, see calibration/README.md), or an image folder with one "
-                    "sub-folder per class")
+                    "(.toml: an image folder, labelled arrays or an annotation file, see calibration/README.md), an "
+                    "annotation file (.csv or .json mapping image files to targets), your datasets (file.py:function), or "
+                    "an image folder with one sub-folder per class")
 
 
 def npz_input_shape(path: str | Path) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -
         return loss(task.user_loss, out, y, x, None, heads=task.heads)
     k = task.kind
     if k == "classification" or k == "segmentation":
-        return F.cross_entropy(out, y)
+        return F.cross_entropy(out, y.long())  # masks may be held as one byte per pixel
     if k == "regression":
         return F.smooth_l1_loss(out.reshape(y.shape), y.to(out.dtype))
     if k == "anomaly":
