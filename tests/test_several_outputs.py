@@ -131,3 +131,18 @@ def test_a_task_that_reads_one_output_is_refused(tmp_path, trained):
     last = proc.stderr.strip().splitlines()[-1]
     assert "the model has 3 outputs (classes, angle, saliency) and task regression reads one" in last, last
     assert not folder.exists()
+
+
+def test_the_zoos_two_head_model_builds_on_its_demo(tmp_path):
+    """zoo:two-head (class + angle outputs) trained on digits-pose, judged by its class head with
+    the demo's own metric and loss (tasks/pose.py), built for a microcontroller."""
+    profile = tmp_path / "cortex-m7.toml"
+    profile.write_text('extends = "cortex-m7"\nname = "cortex-m7"\n[pruning]\nrecovery_epochs = 1\n')
+    out = tmp_path / "out"
+    proc = run_cli("build", "--target", str(profile), "--model", "zoo:two-head", "--input-shape", "1,1,16,16",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((out / "cortex-m7" / "manifest.json").read_text())
+    assert m["data"]["name"] == "digits-pose" and [o["name"] for o in m["outputs"]] == ["classes", "angle"]
+    assert m["task"]["metric_name"] == "class_accuracy" and m["task"]["user_metric"] == "edgepack:tasks/pose.py:class_accuracy"
+    assert m["accuracy"]["int8"] > 80 and m["accuracy"]["int8_vs_float_outputs"]["outputs"]["angle"]["sqnr_db"] > 10

@@ -36,9 +36,9 @@ def build_time() -> str:
 
 
 def portable_name(path: str | Path) -> str:
-    """How a manifest names a file: a shipped file as ``edgepack:<folder>/<name>``, a file under the
-    working directory by its relative path, anything else by its file name (never an absolute path
-    of the building machine)."""
+    """How a manifest names a file: a shipped file as ``edgepack:<folder>/<name>`` (a file of the
+    package itself as ``edgepack:<module path>``), a file under the working directory by its relative
+    path, anything else by its file name (never an absolute path of the building machine)."""
     from .paths import shipped_dir
 
     p = Path(path).resolve()
@@ -47,6 +47,10 @@ def portable_name(path: str | Path) -> str:
             return f"edgepack:{kind}/{p.relative_to(shipped_dir(kind).resolve()).as_posix()}"
         except ValueError:
             pass
+    try:
+        return f"edgepack:{p.relative_to(Path(__file__).resolve().parent).as_posix()}"
+    except ValueError:
+        pass
     try:
         return p.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:

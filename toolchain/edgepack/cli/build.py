@@ -57,7 +57,7 @@ def add(sub) -> None:
                         "the demo): 'digits' (scikit-learn's digits, resized "
                         "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
                         "task on which compression methods differ), the task demos 'digits-anomaly', 'digits-angle', "
-                        "'digits-seg' and 'digits-seq' (docs/tasks.md), an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
+                        "'digits-seg', 'digits-seq' and 'digits-pose' (docs/tasks.md), an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
                         "unlabelled data), or a data "
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
                         "[splits] table; see calibration/README.md), or an image folder with one sub-folder per "

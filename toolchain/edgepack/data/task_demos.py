@@ -10,6 +10,9 @@ scikit-learn (its 8x8 handwritten digits), seeded so every machine draws the sam
 - ``digits-seq``: each digit read as a multichannel signal, the way a sensor window is: its
   columns are the channels and its rows the time steps (resampled to the model's 1,C,L input);
   classification of 1-D sequences.
+- ``digits-pose``: the rotated digits of ``digits-angle`` with two targets per sample, the digit and
+  the angle, for a model with two outputs (``zoo:two-head``), judged by its class head's top-1 with
+  the metric and loss of ``tasks/pose.py``.
 - ``digits-seg``: one to three digits pasted at seeded places and sizes on a noisy canvas; the
   target is a class per pixel, 0 for background and 1 + the digit where its ink is (segmentation,
   judged by mean IoU).
@@ -24,19 +27,30 @@ import numpy as np
 from ..tasks import Task
 
 #: bumped whenever a draw changes, so splits stored by an older version are not read back
-VERSION = 3
+VERSION = 4
 
 DEMOS = {
     "digits-anomaly": "digits 0-4 normal, 5-9 anomalous (never in training): anomaly detection scored by ROC AUC",
     "digits-angle": "digits rotated by -60..60 degrees, the angle as the target: regression scored by MAE in degrees",
     "digits-seg": "1-3 digits on a noisy canvas, a class per pixel (0 background, 1+digit): segmentation by mean IoU",
     "digits-seq": "digits as multichannel signals (columns = channels, rows = time steps, 1,C,L): 1-D classification",
+    "digits-pose": "digits-angle's rotated digits with (digit, angle) targets, for a class + angle two-head model",
 }
 
+def _pose_functions() -> tuple[str, str]:
+    from pathlib import Path
+
+    from ..tasks import pose
+
+    f = Path(pose.__file__)
+    return f"{f}:class_accuracy", f"{f}:pose_loss"
+
+
 TASKS = {"digits-anomaly": Task("anomaly"), "digits-angle": Task("regression", units="degrees"),
-         "digits-seg": Task("segmentation"), "digits-seq": Task()}
-#: outputs of each demo's model: the anomaly classes, one angle, background + 10 digits
-CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11, "digits-seq": 10}
+         "digits-seg": Task("segmentation"), "digits-seq": Task(),
+         "digits-pose": Task("classification", units="%", user_metric=_pose_functions()[0], user_loss=_pose_functions()[1])}
+#: outputs of each demo's model: the anomaly classes, one angle, background + 10 digits, 10 digits
+CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11, "digits-seq": 10, "digits-pose": 10}
 
 
 def preprocessing(name: str, height: int, width: int, channels: int) -> str:
@@ -58,7 +72,8 @@ def make(name: str, height: int, width: int, channels: int, seed: int):
     rest, ev = train_test_split(idx, test_size=0.2, stratify=y, random_state=seed)
     tr, ca = train_test_split(rest, test_size=0.125, stratify=y[rest], random_state=seed)
     rng = np.random.default_rng(seed + 7)
-    draw = {"digits-anomaly": _anomaly, "digits-angle": _angle, "digits-seg": _segments, "digits-seq": _sequences}[name]
+    draw = {"digits-anomaly": _anomaly, "digits-angle": _angle, "digits-seg": _segments, "digits-seq": _sequences,
+            "digits-pose": _pose}[name]
     parts = {}
     for split, ids in (("train", tr), ("calib", ca), ("eval", ev)):
         parts[split] = draw(images, y, ids, split, height, width, rng)
@@ -101,6 +116,12 @@ def _angle(images, y, ids, split, height, width, rng):
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros").clamp(0, 1)
     return x.numpy(), deg.reshape(-1, 1)
+
+
+def _pose(images, y, ids, split, height, width, rng):
+    x, deg = _angle(images, y, ids, split, height, width, rng)
+    reps = np.repeat(ids, 2 if split == "train" else 1)
+    return x, np.concatenate([y[reps, None].astype(np.float32), deg], axis=1)
 
 
 def _sequences(images, y, ids, split, height, width, rng):

@@ -294,7 +294,10 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
         from ..tasks.losses import task_loss
 
         loss_fn = lambda out, y, x, _extra: task_loss(task, out, y, x)  # noqa: E731
-    train(module, data.x_train, data.y_train, epochs=TRAIN_RECIPE["epochs"], lr=TRAIN_RECIPE["lr"], loss_fn=loss_fn,
+    with torch.no_grad():
+        sample = module.eval()(torch.from_numpy(data.x_eval[:1]))
+    trainee = module if isinstance(sample, torch.Tensor) else Heads(module, sample)  # several outputs train as one
+    train(trainee, data.x_train, data.y_train, epochs=TRAIN_RECIPE["epochs"], lr=TRAIN_RECIPE["lr"], loss_fn=loss_fn,
           batch_size=TRAIN_RECIPE["batch_size"], seed=TRAIN_RECIPE["seed"],
           augment_px=TRAIN_RECIPE["augment_px"] if task.augment else 0,
           reporter=reporter, label=f"training zoo:{name} on {data.name}")

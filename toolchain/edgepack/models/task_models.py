@@ -75,3 +75,21 @@ class SkipSegmenter(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(e3, size=e2.shape[2:], mode="bilinear", align_corners=False), e2], 1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[2:], mode="bilinear", align_corners=False), e1], 1))
         return self.head(d1)
+
+
+class TwoHead(nn.Module):
+    """The demo CNN's trunk with two heads: the digit's class logits and its rotation in degrees,
+    returned as ``{"classes": ..., "angle": ...}`` (a model with several outputs)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        from .mobilenet import DemoCNN
+
+        base = DemoCNN(in_channels, num_classes)
+        self.trunk = nn.Sequential(base.stem, base.features, base.head, base.pool, nn.Flatten())
+        self.classes = base.classifier
+        self.angle = nn.Sequential(nn.Linear(192, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.trunk(x)
+        return {"classes": self.classes(f), "angle": self.angle(f)}
