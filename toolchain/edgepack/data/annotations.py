@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, one_line
-from .splits import Splits, draw
+from .splits import Splits, draw, seeded_split
 from .stream import ImageFiles
 
 #: CSV header names the file column may have
@@ -176,9 +176,7 @@ def split_annotations(path: Path, manifest: dict, *, input_shape: tuple[int, ...
             raise DataError(f"{w}: '{name}' does not exist (looked in {root}); fix the path in the annotation file")
     y, what = targets(rows, root, task=task, input_hw=tuple(input_shape[2:]), where=str(ann))
     n = len(rows)
-    order = np.random.default_rng(seed).permutation(n)
-    n_ev, n_ca = max(1, round(evaluation * n)), max(1, round(calibration * n))
-    ev, ca, tr = np.sort(order[:n_ev]), np.sort(order[n_ev:n_ev + n_ca]), np.sort(order[n_ev + n_ca:])
+    tr, ca, ev = seeded_split(n, calibration, evaluation, seed)
     held, cal_cap = caps or (len(ev), len(ca))
     ev = ev if (d := draw(len(ev), held, seed)) is None else ev[d]
     ca = ca if (d := draw(len(ca), cal_cap, seed)) is None else ca[d]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, one_line
-from .splits import Splits, draw
+from .splits import Splits, draw, seeded_split
 from .stream import ImageFiles
 
 
@@ -76,9 +76,7 @@ def _split(where: str, n: int, labels, calibration: float, evaluation: float, se
     """(training, calibration, held-out) indices, stratified by class where there are labels."""
     idx = np.arange(n)
     if labels is None:
-        order = np.random.default_rng(seed).permutation(n)
-        n_ev, n_ca = max(1, round(evaluation * n)), max(1, round(calibration * n))
-        return np.sort(order[n_ev + n_ca:]), np.sort(order[n_ev : n_ev + n_ca]), np.sort(order[:n_ev])
+        return seeded_split(n, calibration, evaluation, seed)
     from sklearn.model_selection import train_test_split
 
     y = np.asarray(labels)

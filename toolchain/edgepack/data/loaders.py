@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError, one_line
 from ..paths import cache_dir
-from .splits import MAX_CLASSES, NPZ_KEYS, Splits, read_arrays
+from .splits import MAX_CLASSES, NPZ_KEYS, Splits, read_arrays, seeded_split
 from .task_demos import DEMOS
 
 DIGITS_SIZE = 32
@@ -346,10 +346,8 @@ def _split_unlabelled(where: str, cs, cal: float, ev: float, seed, made: bool) -
     """Unlabelled samples (a folder of images, an array file without labels) split at random."""
     if len(cs.x) < 20:
         raise DataError(f"{where}: {len(cs.x)} samples; give at least 20 (more for a trustworthy evaluation)")
-    order = np.random.default_rng(seed if isinstance(seed, int) else 0).permutation(len(cs.x))
-    n_ev, n_cal = max(1, int(round(ev * len(order)))), max(1, int(round(cal * len(order))))
-    x = cs.x[order]
-    return _unlabelled(cs.name, x[n_ev + n_cal:], x[n_ev : n_ev + n_cal], x[:n_ev],
+    tr, ca, he = seeded_split(len(cs.x), cal, ev, seed if isinstance(seed, int) else 0)
+    return _unlabelled(cs.name, cs.x[tr], cs.x[ca], cs.x[he],
                        f"{cs.kind} from {cs.source}, unlabelled, " + ("edgepack's default preprocessing for an image folder: "
                        if made else "preprocessed as its manifest says: ") + str(cs.preprocess.to_dict()))
 

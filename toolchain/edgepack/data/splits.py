@@ -79,6 +79,14 @@ def capped(splits: Splits, *, train: int, evaluation: int, calibration: int, see
     return dataclasses.replace(splits, **change) if change else splits
 
 
+def seeded_split(n: int, calibration: float, evaluation: float, seed: int = 0):
+    """(training, calibration, held-out) indices of ``n`` unstratified samples, each sorted: a seeded
+    permutation whose first ``evaluation`` share is held out and next ``calibration`` share calibrates."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_ev, n_ca = max(1, int(round(evaluation * n))), max(1, int(round(calibration * n)))
+    return np.sort(order[n_ev + n_ca:]), np.sort(order[n_ev : n_ev + n_ca]), np.sort(order[:n_ev])
+
+
 def draw(n: int, cap: int, seed: int = 0) -> np.ndarray | None:
     """Sorted indices of a seeded draw of ``cap`` out of ``n`` samples, or None when ``n`` <= ``cap``."""
     if n <= cap:
