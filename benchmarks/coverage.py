@@ -59,25 +59,37 @@ def build(target: str, name: str, weights: Path, *, size: int, epochs: int | Non
     cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
            f"{ROOT / 'tests' / 'architectures.py'}:{fn}", "--weights", str(weights), "--input-shape", f"1,3,{size},{size}",
            "--out", str(out), "--no-cache"]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    seconds = time.perf_counter() - t
-    row = {"target": target, "arch": name, "family": architectures.ARCHITECTURES.get(name, ("mobile 64x64",))[0],
-           "status": proc.returncode, "seconds": round(seconds, 1)}
-    if proc.returncode == 0:
-        m = json.loads((out / target / "manifest.json").read_text())
-        meas = json.loads((out / target / "measurements.json").read_text())
+    row, m, meas = _run(cmd, out / target, target=target, arch=name,
+                        family=architectures.ARCHITECTURES.get(name, ("mobile 64x64",))[0])
+    if m is not None:
         a, v, p = m["accuracy"], m["validation"], m["pruning"]
-        row.update(outcome="built", float=a["float_original"], pruned=a["float_pruned"], int8=a["int8"],
+        row.update(float=a["float_original"], pruned=a["float_pruned"], int8=a["int8"],
                    tflite_top1_agreement=v["top1_agreement"], tflite_max_abs_diff=v["max_abs_diff"],
                    macs_before=p["macs_before"], macs_after=p["macs_after"], pruning_skipped=p.get("skipped"),
                    quantization=m["quantization"]["chosen"], stage_seconds=meas["stage_seconds"],
                    recovery=m.get("recovery"))
-    else:
-        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-        traceback = proc.returncode == 1 or any(l.startswith("Traceback") for l in lines)
-        row.update(outcome="traceback" if traceback else "clear error", error=(lines[-1] if lines else "")[:300])
     return row
+
+
+def _run(cmd: list[str], bundle: Path, **row) -> tuple[dict, dict | None, dict | None]:
+    """Run one CLI build: (its row: what it was, exit status, seconds, and for a failure whether it
+    was a clear one-line error or a traceback; its manifest and measurements, or None)."""
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    row.update(status=proc.returncode, seconds=round(time.perf_counter() - t, 1))
+    if proc.returncode == 0:
+        row["outcome"] = "built"
+        return (row, json.loads((bundle / "manifest.json").read_text()),
+                json.loads((bundle / "measurements.json").read_text()))
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    traceback = proc.returncode == 1 or any(l.startswith("Traceback") for l in lines)
+    row.update(outcome="traceback" if traceback else "clear error", error=(lines[-1] if lines else "")[:300])
+    return row, None, None
+
+
+def _counts(rs: list[dict]) -> tuple[int, int, int]:
+    """(built, clear errors, tracebacks) among rows ``rs``."""
+    return tuple(sum(r["outcome"] == k for r in rs) for k in ("built", "clear error", "traceback"))
 
 
 def build_task(target: str, name: str, weights: Path, *, epochs: int, work: Path) -> dict:
@@ -91,20 +103,12 @@ def build_task(target: str, name: str, weights: Path, *, epochs: int, work: Path
            f"{ROOT / 'tests' / 'task_architectures.py'}:{name.replace('-', '_')}", "--weights", str(weights),
            "--data", task_architectures.data_for(name, cache_dir()), "--task", task,
            "--input-shape", ",".join(str(v) for v in shape), "--out", str(out), "--no-cache", "--allow-budget-violation"]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    row = {"target": target, "arch": name, "family": family, "task": task, "status": proc.returncode,
-           "seconds": round(time.perf_counter() - t, 1)}
-    if proc.returncode == 0:
-        m = json.loads((out / target / "manifest.json").read_text())
+    row, m, _ = _run(cmd, out / target, target=target, arch=name, family=family, task=task)
+    if m is not None:
         a, p = m["accuracy"], m["pruning"]
-        row.update(outcome="built", metric=m["task"]["metric_name"], unit=m["task"]["unit"], float=a["float_original"],
+        row.update(metric=m["task"]["metric_name"], unit=m["task"]["unit"], float=a["float_original"],
                    pruned=a["float_pruned"], int8=a["int8"], sqnr_db=a["int8_vs_float_outputs"]["sqnr_db"],
                    macs_before=p["macs_before"], macs_after=p["macs_after"], layout=m["artifact"]["input_layout"])
-    else:
-        lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-        traceback = proc.returncode == 1 or any(l.startswith("Traceback") for l in lines)
-        row.update(outcome="traceback" if traceback else "clear error", error=(lines[-1] if lines else "")[:300])
     return row
 
 
@@ -112,9 +116,7 @@ def task_report(rows: list[dict]) -> str:
     out = []
     for target in dict.fromkeys(r["target"] for r in rows):
         rs = [r for r in rows if r["target"] == target]
-        built = sum(r["outcome"] == "built" for r in rs)
-        clear = sum(r["outcome"] == "clear error" for r in rs)
-        tb = sum(r["outcome"] == "traceback" for r in rs)
+        built, clear, tb = _counts(rs)
         out += [f"### {target}: {built}/{len(rs)} built, {clear} clear refusals, {tb} tracebacks", "",
                 "| architecture | task | outcome | metric | float | pruned | int8 | int8 SQNR dB | MACs kept | s |",
                 "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -143,9 +145,7 @@ def report(rows: list[dict]) -> str:
     for target in dict.fromkeys(r["target"] for r in rows):
         rs = [r for r in rows if r["target"] == target]
         n = len(rs)
-        built = sum(r["outcome"] == "built" for r in rs)
-        clear = sum(r["outcome"] == "clear error" for r in rs)
-        tb = sum(r["outcome"] == "traceback" for r in rs)
+        built, clear, tb = _counts(rs)
         out += [f"### {target}: {built}/{n} built ({100 * built / n:.0f}%), {clear} clear errors, {tb} tracebacks", "",
                 "| architecture | outcome | float % | pruned % | int8 % | MACs kept | TFLite top-1 agreement | "
                 "prune+recover s | convert s | quantize s | total s |",
