@@ -3,8 +3,8 @@ metric named in the manifest and the report, the quantization guard and the prun
 judged in the metric's own units; fidelity on an unlabelled image folder; a user metric and loss;
 bad task input as one-line errors with nothing written.
 
-Models are the zoo's task models at 16x16 (trained once, cached); each build has 2 recovery
-epochs, TFLite only."""
+Models are the zoo's task models at 16x16 (trained once, cached; multi-label: the demo CNN on
+digits with three 0/1 labels each); each build has 2 recovery epochs, TFLite only."""
 
 from __future__ import annotations
 
@@ -39,7 +39,23 @@ CASES = {  # kind: (model, metric name, budget in the metric's units, microcontr
     "anomaly": ("zoo:autoencoder", "ROC AUC", 3.0, "cortex-m4"),
     "regression": ("zoo:angle-regressor", "MAE", 2.0, "cortex-m7"),
     "segmentation": ("zoo:segmenter", "mean IoU", 3.0, "cortex-m7"),
+    "multi-label": ("zoo:demo", "micro F1", 3.0, "cortex-m4"),
 }
+
+
+def _multi_label_npz(tmp) -> str:
+    """scikit-learn's digits at 16x16 with three 0/1 labels each: even, five or more, has a loop."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = ((np.kron(d.images, np.ones((2, 2))) / 16.0 - 0.5) / 0.5).astype(np.float32)[:, None]
+    t = d.target
+    y = np.stack([t % 2 == 0, t >= 5, np.isin(t, [0, 6, 8, 9])], axis=1).astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(t))
+    tr, ca, ev = order[:1200], order[1200:1400], order[1400:]
+    path = tmp / "multi-label.npz"
+    np.savez(path, x_train=x[tr], y_train=y[tr], x_calib=x[ca], y_calib=y[ca], x_eval=x[ev], y_eval=y[ev])
+    return str(path)
 
 
 @pytest.mark.parametrize("micro", [False, True], ids=["rpi4", "mcu"])
@@ -47,7 +63,8 @@ CASES = {  # kind: (model, metric name, budget in the metric's units, microcontr
 def test_each_task_kind_builds_judged_by_its_metric(tmp_path, kind, micro):
     model, metric, budget, mcu = CASES[kind]
     target = mcu if micro else "rpi4"
-    proc, folder, m = _build(tmp_path, target, "--model", model, "--input-shape", SMALL, "--allow-budget-violation",
+    data = ("--data", _multi_label_npz(tmp_path), "--task", kind) if kind == "multi-label" else ()
+    proc, folder, m = _build(tmp_path, target, "--model", model, "--input-shape", SMALL, "--allow-budget-violation", *data,
                              profile_extra=("[budgets]", f"max_accuracy_drop = {budget}"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     t = m["task"]
@@ -72,7 +89,9 @@ def test_each_task_kind_builds_judged_by_its_metric(tmp_path, kind, micro):
     report = (folder / "report.md").read_text()
     assert f"judged by {metric}" in report and f"| original float (PyTorch) |" in report
     fid = acc["int8_vs_float_outputs"]
-    assert fid["sqnr_db"] > 10 and fid["samples"] == acc["eval_samples"]
+    # against the original float model, so pruning counts too: recovery by BCE leaves a multi-label
+    # model's logit scale free to move (its labels, judged by F1, do not)
+    assert fid["sqnr_db"] > (3 if kind == "multi-label" else 10) and fid["samples"] == acc["eval_samples"]
     if micro:
         assert m["micro"]["tflm_vs_litert"]["max_steps"] <= 2 and m["micro"]["arena_bytes"] > 0
 
