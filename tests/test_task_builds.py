@@ -106,13 +106,14 @@ def _png_folder(folder, digits, n: int = 360):
     return folder
 
 
-def test_fidelity_on_an_unlabelled_image_folder(tmp_path, demo, digits):
+@pytest.mark.parametrize("target", ["rpi4", "cortex-m4"])
+def test_fidelity_on_an_unlabelled_image_folder(tmp_path, demo, digits, target):
     import torch
 
     weights = tmp_path / "demo.pt"
     torch.save(demo.module.state_dict(), weights)
     folder = _png_folder(tmp_path / "photos", digits)
-    proc, out, m = _build(tmp_path, "rpi4", "--model", "zoo:demo", "--weights", str(weights), "--data", str(folder),
+    proc, out, m = _build(tmp_path, target, "--model", "zoo:demo", "--weights", str(weights), "--data", str(folder),
                           "--allow-budget-violation")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert m["task"]["kind"] == "fidelity" and m["task"]["metric"] == "agreement"
@@ -120,6 +121,9 @@ def test_fidelity_on_an_unlabelled_image_folder(tmp_path, demo, digits):
     acc = m["accuracy"]
     assert acc["float_original"] == 100.0 and 80 <= acc["int8"] <= 100
     assert acc["int8_vs_float_outputs"]["top1_agreement_pct"] == pytest.approx(acc["int8"])
+    if target != "rpi4":
+        assert m["micro"]["tflm_vs_litert"]["max_steps"] <= 2
+        return
     # the same folder declared as labelled data is refused before anything runs
     proc = run_cli("build", "--target", "rpi4", "--model", "zoo:demo", "--weights", str(weights), "--data", str(folder),
                    "--task", "classification", "--out", str(tmp_path / "never"))
