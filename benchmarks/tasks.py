@@ -30,6 +30,7 @@ TASKS = {
     "anomaly": ("autoencoder", 1.5, "points of ROC AUC"),
     "regression": ("angle-regressor", 1.0, "degrees of MAE"),
     "segmentation": ("segmenter", 1.5, "points of mean IoU"),
+    "two-head": ("two-head", 1.5, "points of the class head's top-1 (tasks/pose.py)"),
 }
 
 
