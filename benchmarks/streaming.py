@@ -9,7 +9,8 @@ with the real CLI:
 
 The model is the small CNN below, with seeded untrained weights: this measures the data path's
 time and memory, not accuracy. The profile is rpi4's with 30 s of recovery and TFLite only. Its
-`[data]` caps keep their defaults (8,192 training, 1,000 held-out and 500 calibration samples). Each build runs in its own process. The benchmark prints its
+`[data]` caps keep their defaults (8,192 training, 1,000 held-out and 500 calibration samples)
+unless ``--caps`` sets them. Each build runs in its own process. The benchmark prints its
 wall time, each stage's seconds and the peak resident memory (the child's maximum RSS) side by side.
 
     .venv/bin/python benchmarks/streaming.py [--sizes 2000,20000] [--side 224] [--keep DIR]
@@ -95,6 +96,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="2000,20000")
     ap.add_argument("--side", type=int, default=224)
     ap.add_argument("--keep", type=Path, help="make the folders here and keep them (they are reused when present)")
+    ap.add_argument("--caps", default=None, metavar="TRAIN,EVAL,CALIB",
+                    help="the profile's [data] caps (default: the profile's own, 8192,1000,500); caps that every folder "
+                         "exceeds show a build's cost set by the caps alone, e.g. 1400,400,200")
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="edgepack-streaming-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -102,8 +106,12 @@ def main() -> int:
     weights = work / "weights.pt"
     torch.save(model().state_dict(), weights)
     profile = work / "rpi4-stream.toml"
+    caps = ""
+    if args.caps:
+        train, held, calib = (int(v) for v in args.caps.split(","))
+        caps = f"[data]\ntrain_samples = {train}\neval_samples = {held}\ncalibration_samples = {calib}\n"
     profile.write_text('extends = "rpi4"\nname = "rpi4"\n[runtime]\nformats = ["tflite"]\n'
-                       "[pruning]\nrecovery_seconds = 30\nrecovery_epochs = 1\n")
+                       "[pruning]\nrecovery_seconds = 30\nrecovery_epochs = 1\n" + caps)
     rows = []
     for n in (int(v) for v in args.sizes.split(",")):
         folder = work / f"images-{n}"
