@@ -73,12 +73,27 @@ def test_numbers_labels_vectors_and_masks_are_read_as_their_kind(annotated):
 
 
 def test_a_segmenter_builds_from_a_json_of_masks(tmp_path, annotated):
+    import torch
+
+    from edgepack.data.loaders import load_data
+    from edgepack.models import zoo
+    from edgepack.models.training import seed_everything, train
+    from edgepack.tasks.losses import task_loss
+
     root, _ = annotated
+    data = load_data(str(root / "masks.json"), input_shape=(1, 1, 16, 16), task="segmentation")
+    seed_everything(0)
+    net = zoo.create("segmenter", in_channels=1, num_classes=data.num_classes, input_shape=(1, 1, 16, 16))
+    # a few epochs here (reading the annotated images a batch at a time) instead of the zoo's 30
+    train(net, data.x_train, data.y_train, epochs=6, lr=0.01, augment_px=0,
+          loss_fn=lambda o, y, x, _e: task_loss(data.task, o, y, x))
+    torch.save(net.state_dict(), tmp_path / "seg.pt")
     profile = tmp_path / "rpi4.toml"
     profile.write_text('extends = "rpi4"\nname = "rpi4"\n[runtime]\nformats = ["tflite"]\n[pruning]\nrecovery_epochs = 1\n'
                        "[measure]\nwarmup = 2\nruns = 10\nrepeats = 1\n")
     out = tmp_path / "out"
     proc = run_cli("build", "--target", str(profile), "--model", "zoo:segmenter", "--input-shape", "1,1,16,16",
+                   "--weights", str(tmp_path / "seg.pt"),
                    "--data", str(root / "masks.json"), "--task", "segmentation", "--out", str(out),
                    "--allow-budget-violation")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,6 +6,7 @@ that reads one output is refused with a one-line error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -136,13 +137,46 @@ def test_a_task_that_reads_one_output_is_refused(tmp_path, trained):
 def test_the_zoos_two_head_model_builds_on_its_demo(tmp_path):
     """zoo:two-head (class + angle outputs) trained on digits-pose, judged by its class head with
     the demo's own metric and loss (tasks/pose.py), built for a microcontroller."""
+    from edgepack.data.loaders import load_data
+    from edgepack.models import zoo
+    from edgepack.models.heads import Heads
+    from edgepack.models.training import seed_everything, train
+    from edgepack.tasks.losses import task_loss
+
+    data = load_data("digits-pose", input_shape=(1, 1, 16, 16))
+    seed_everything(0)
+    model = zoo.create("two-head", in_channels=1, num_classes=10)
+    with torch.no_grad():
+        flat = Heads(model, model.eval()(torch.from_numpy(data.x_eval[:1])))
+    task = dataclasses.replace(data.task, heads=tuple(zip(flat.names, flat.shapes)))
+    # a few epochs here instead of the zoo's 30 (the zoo's own training runs in the build without --weights)
+    train(flat, data.x_train, data.y_train, epochs=4, lr=0.01, augment_px=0,
+          loss_fn=lambda o, y, x, _e: task_loss(task, o, y, x))
+    torch.save(model.state_dict(), tmp_path / "two-head.pt")
     profile = tmp_path / "cortex-m7.toml"
     profile.write_text('extends = "cortex-m7"\nname = "cortex-m7"\n[pruning]\nrecovery_epochs = 1\n')
     out = tmp_path / "out"
-    proc = run_cli("build", "--target", str(profile), "--model", "zoo:two-head", "--input-shape", "1,1,16,16",
-                   "--out", str(out))
+    proc = run_cli("build", "--target", str(profile), "--model", "zoo:two-head", "--weights", str(tmp_path / "two-head.pt"),
+                   "--input-shape", "1,1,16,16", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "cortex-m7" / "manifest.json").read_text())
     assert m["data"]["name"] == "digits-pose" and [o["name"] for o in m["outputs"]] == ["classes", "angle"]
     assert m["task"]["metric_name"] == "class_accuracy" and m["task"]["user_metric"] == "edgepack:tasks/pose.py:class_accuracy"
-    assert m["accuracy"]["int8"] > 80 and m["accuracy"]["int8_vs_float_outputs"]["outputs"]["angle"]["sqnr_db"] > 10
+    assert m["accuracy"]["int8"] > 70 and m["accuracy"]["int8_vs_float_outputs"]["outputs"]["angle"]["sqnr_db"] > 10
+
+
+def test_the_zoo_trains_a_several_output_model_through_its_task_loss(tmp_path, monkeypatch):
+    from edgepack.data.loaders import load_data
+    from edgepack.models import loader
+    from edgepack.models.heads import Heads
+
+    monkeypatch.setenv("EDGEPACK_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(loader.TRAIN_RECIPE, "epochs", 1)  # the recipe's 30 epochs run in real builds
+    calls = []
+    real = loader.train
+    monkeypatch.setattr(loader, "train", lambda m, *a, **k: calls.append(type(m).__name__) or real(m, *a, **k))
+    loaded = loader.load_model("zoo:two-head", load_data("digits-pose", input_shape=(1, 1, 16, 16)))
+    assert calls == ["Heads"]  # trained as one flat output through the pose loss, both heads at once
+    assert isinstance(loaded.module, Heads) and loaded.module.names == ("classes", "angle")
+    assert loaded.data.task.metric_name == "class_accuracy" and 10 < loaded.float_accuracy <= 100
+    assert list(tmp_path.glob("zoo-two-head-*.pt"))  # the inner model's weights, cached as any zoo model's
