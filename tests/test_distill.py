@@ -96,3 +96,33 @@ def test_recovery_plans_fewer_epochs_when_the_time_budget_is_short(demo, digits)
     log = {}
     recover(r.model, demo.module, digits, epochs=2, lr=0.002, temperature=4.0, alpha=0.7, max_seconds=3600, log=log)
     assert (log["epochs_planned"], log["epochs_run"], log["stopped"]) == (2, 2, "done")
+
+
+def test_teacher_outputs_too_large_to_hold_are_computed_per_batch(demo, digits, monkeypatch):
+    """Beyond SOFT_TARGETS_BYTES (a segmenter at real sizes) the teacher runs on each training batch:
+    its outputs on the whole training split are never held, and recovery distils just as well."""
+    import copy
+
+    from edgepack.compress.prune import distill
+
+    x1 = torch.from_numpy(digits.x_eval[:1])
+    base = prune_channels(demo.module, x1, PruneSpec(ratio=0.5, channel_multiple=4)).model
+    whole = []
+    real_predict = predict
+
+    def watched(model, x, *a, **k):
+        if len(x) == len(digits.x_train):
+            whole.append(model)
+        return real_predict(model, x, *a, **k)
+
+    monkeypatch.setattr("edgepack.models.training.predict", watched)
+    results = {}
+    for limit in (distill.SOFT_TARGETS_BYTES, 1):
+        monkeypatch.setattr(distill, "SOFT_TARGETS_BYTES", limit)
+        m, log = copy.deepcopy(base), {}
+        torch.manual_seed(0)
+        recover(m, demo.module, digits, epochs=2, lr=0.002, temperature=4.0, alpha=0.7, log=log)
+        results[log["teacher_outputs"]] = accuracy(real_predict(m, digits.x_eval), digits.y_eval)
+    assert whole == [demo.module]  # held once, by the precomputed run only
+    assert set(results) == {"precomputed", "per batch"}
+    assert results["per batch"] >= 90.0 and abs(results["per batch"] - results["precomputed"]) < 2.0

@@ -58,6 +58,19 @@ def reestimate_batchnorm(model: nn.Module, x: np.ndarray, *, batch_size: int = 6
     return model.eval()
 
 
+#: the teacher's outputs on the training split are computed once and held when they take at most
+#: this many bytes; beyond (a segmenter's class maps at real sizes: 8,192 x 11 x 224 x 224 floats
+#: are 18 GB) they are computed on each training batch instead, costing a teacher pass per step
+SOFT_TARGETS_BYTES = 512 * 2**20
+
+
+def _soft_bytes(teacher: nn.Module, x) -> int:
+    """Bytes of the teacher's float32 outputs for every sample of ``x``."""
+    with torch.no_grad():
+        one = teacher.eval()(torch.from_numpy(np.ascontiguousarray(x[:1])))
+    return int(one.numel()) * 4 * len(x)
+
+
 def recover(
     student: nn.Module,
     teacher: nn.Module,
@@ -80,7 +93,8 @@ def recover(
     ``mode``: "distill" (``alpha`` x KD + (1 - alpha) x cross-entropy), "distill-unlabelled" (KD
     only: labels are never read), "finetune" (cross-entropy only), "bn-reestimate" (BatchNorm
     statistics only, no training), "none". The teacher's logits are computed once for the
-    training split (no shift augmentation, so they stay exact), not at every step.
+    training split (no shift augmentation, so they stay exact), not at every step, unless they
+    would take more than ``SOFT_TARGETS_BYTES``: then on each batch.
     ``max_seconds``, ``validation`` (inputs, labels: the best epoch is kept) and ``patience``
     (early stopping) make recovery cost-aware; ``log`` receives what happened (see ``train``).
     """
@@ -104,11 +118,17 @@ def recover(
         alpha = 0.0
     elif mode == "distill-unlabelled":
         alpha = 1.0
-    soft = predict(teacher, data.x_train) if alpha > 0 else None
+    soft = None
+    on_the_fly = alpha > 0 and _soft_bytes(teacher, data.x_train) > SOFT_TARGETS_BYTES
+    if alpha > 0 and not on_the_fly:
+        soft = predict(teacher, data.x_train)
 
     classes = task.kind == "classification" and not task.user_loss
 
     def loss_fn(logits, labels, inputs, teacher_logits):
+        if on_the_fly:  # the teacher's outputs on this very batch, never all of them at once
+            with torch.no_grad():
+                teacher_logits = teacher(inputs)
         if classes:
             if teacher_logits is None:
                 return F.cross_entropy(logits, labels)
@@ -130,6 +150,8 @@ def recover(
             return task.quality(logits, vy, vx), vloss
     # label-free distillation must not read labels: hand the loop placeholders it cannot use
     labels = (np.full(data.y_train.shape, -1, data.y_train.dtype) if mode == "distill-unlabelled" else data.y_train)
+    if log is not None:
+        log["teacher_outputs"] = "per batch" if on_the_fly else ("precomputed" if soft is not None else "none")
     return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed, extra=soft,
-                 augment_px=0 if soft is not None or not task.augment else 2, max_seconds=max_seconds, validate=validate,
+                 augment_px=0 if alpha > 0 or not task.augment else 2, max_seconds=max_seconds, validate=validate,
                  patience=patience, log=log, reporter=reporter, label=f"recovery ({mode})")
