@@ -171,3 +171,38 @@ def test_the_profile_caps_every_split(digits):
     again = capped(digits, train=100, evaluation=50, calibration=20)
     assert np.array_equal(c.x_eval, again.x_eval) and c.fingerprint() == again.fingerprint()  # seeded
     assert capped(digits, train=10**6, evaluation=10**6, calibration=10**6) is digits
+
+
+def test_large_npz_inputs_are_read_a_batch_at_a_time(tmp_path, monkeypatch):
+    """Uncompressed .npz inputs of STREAM_BYTES or more stay in the file: rows are read as indexed,
+    only the capped held-out and calibration draws are read up front, and training, prediction
+    and the fingerprint work on them; NaN rows are still found."""
+    import torch
+
+    from edgepack.data import arrays
+    from edgepack.data.loaders import load_data
+    from edgepack.data.splits import draw
+    from edgepack.models.training import predict, train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(900, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 900)
+    path = tmp_path / "big.npz"
+    np.savez(path, x_train=x[:600], y_train=y[:600], x_calib=x[600:700], y_calib=y[600:700], x_eval=x[700:], y_eval=y[700:])
+    monkeypatch.setattr(arrays, "STREAM_BYTES", 1024)
+    s = load_data(str(path), input_shape=(1, 1, 8, 8), caps=(150, 50))
+    assert isinstance(s.x_train, arrays.NpzRows) and "read a batch at a time" in s.preprocessing
+    with pytest.raises(TypeError, match="not turned into one array"):
+        np.asarray(s.x_train)
+    idx = np.array([9, 3, 4, 5, 599])
+    assert np.array_equal(s.x_train[idx], x[idx]) and np.array_equal(s.x_train[100:110], x[100:110])
+    d = draw(200, 150)
+    assert np.array_equal(s.x_eval, x[700:][d]) and np.array_equal(s.y_eval, y[700:][d]) and len(s.x_calib) == 50
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    train(model, s.x_train, s.y_train, epochs=1, lr=0.01, augment_px=0)
+    assert predict(model, s.x_train).shape == (600, 3)
+    assert load_data(str(path), input_shape=(1, 1, 8, 8), caps=(150, 50)).fingerprint() == s.fingerprint()
+    x[5, 0, 0, 0] = np.inf  # a bad value in a streamed split is found without loading it whole
+    np.savez(tmp_path / "bad.npz", x_train=x[:600], y_train=y[:600], x_calib=x[600:700], x_eval=x[700:], y_eval=y[700:])
+    with pytest.raises(DataError, match="x_train contains NaN or Inf"):
+        load_data(str(tmp_path / "bad.npz"), input_shape=(1, 1, 8, 8), caps=(150, 50))

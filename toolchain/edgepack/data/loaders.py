@@ -135,14 +135,21 @@ def _make_digits(height: int, width: int, channels: int, seed: int) -> Splits:
     )
 
 
-def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
+def load_npz(path: str | Path, *, input_shape: tuple[int, ...], caps: tuple[int, int] | None = None) -> Splits:
     """Load a user's splits from an .npz holding :data:`NPZ_KEYS` (``y_*`` are the task's targets:
     class labels, real values, masks, 0/1 vectors; an .npz with no ``y_*`` at all is unlabelled,
-    for the fidelity task). Raises DataError if malformed."""
+    for the fidelity task). Large uncompressed inputs are read a batch at a time
+    (``data/arrays.py``); of those, only the held-out and calibration draws (at most ``caps`` =
+    (held-out, calibration) samples, seeded) are read up front. Raises DataError if malformed."""
+    from .arrays import stored_members
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
-    arrays = read_arrays(path)
+    streamed = {k: v for k, v in stored_members(path, str(path)).items() if k.startswith("x_")}
+    arrays = {**read_arrays(path, skip=frozenset(streamed)), **streamed}
+    if streamed:
+        arrays = _drawn(arrays, caps)
     if not any(k.startswith("y_") for k in arrays):
         return _unlabelled_npz(path, arrays, input_shape)
     missing = [k for k in NPZ_KEYS if k not in arrays]
@@ -158,7 +165,7 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
             raise DataError(f"{path}: {k} has samples of shape {tuple(a.shape[1:])}, the model takes {sample} (NCHW)")
         if not np.issubdtype(a.dtype, np.floating):
             raise DataError(f"{path}: {k} has dtype {a.dtype}; give float32 inputs, already preprocessed")
-        if not np.isfinite(a).all():
+        if not _finite(a):
             raise DataError(f"{path}: {k} contains NaN or Inf values; clean the data first")
     pairs = [("x_train", "y_train"), ("x_eval", "y_eval")] + ([("x_calib", "y_calib")] if "y_calib" in arrays else [])
     first = arrays["y_train"]
@@ -186,15 +193,48 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...]) -> Splits:
         num_classes = int(np.prod(first.shape[1:])) if first.ndim > 1 else 1
     return Splits(
         name=path.name,
-        x_train=arrays["x_train"].astype(np.float32),
+        x_train=_float32(arrays["x_train"]),
         y_train=ys["y_train"],
-        x_calib=arrays["x_calib"].astype(np.float32),
-        x_eval=arrays["x_eval"].astype(np.float32),
+        x_calib=_float32(arrays["x_calib"]),
+        x_eval=_float32(arrays["x_eval"]),
         y_eval=ys["y_eval"],
         y_calib=ys.get("y_calib"),
         num_classes=num_classes,
-        preprocessing="as given in the .npz (already preprocessed, NCHW float32)",
+        preprocessing="as given in the .npz (already preprocessed, NCHW float32)"
+                      + (f"; {', '.join(sorted(streamed))} read a batch at a time" if streamed else ""),
     )
+
+
+def _float32(a):
+    """``a`` as float32: an array converted, a streamed one converted as it is read."""
+    return a.as_type(np.float32) if hasattr(a, "as_type") else a.astype(np.float32)
+
+
+def _finite(a) -> bool:
+    """Whether every value of ``a`` is finite (a streamed array checked a block of rows at a time)."""
+    if hasattr(a, "chunks"):
+        return all(np.isfinite(block).all() for block in a.chunks())
+    return bool(np.isfinite(a).all())
+
+
+def _drawn(arrays: dict, caps: tuple[int, int] | None) -> dict:
+    """``arrays`` with streamed held-out and calibration inputs read: the seeded draws the caps allow
+    (their targets drawn alike); the training inputs stay streamed."""
+    from .splits import draw
+
+    out = dict(arrays)
+    held, cal = caps or (None, None)
+    for xk, yk, cap in (("x_eval", "y_eval", held), ("x_calib", "y_calib", cal)):
+        x = out.get(xk)
+        if x is None or not hasattr(x, "subset"):
+            continue
+        idx = draw(len(x), cap) if cap is not None else None
+        if idx is not None:
+            x = x.subset(idx)
+            if yk in out and len(out[yk]) == len(arrays[xk]):  # else the checks below say the lengths differ
+                out[yk] = out[yk][idx]
+        out[xk] = x[:]
+    return out
 
 
 def _unlabelled(name: str, x_train, x_calib, x_eval, preprocessing: str) -> Splits:
@@ -214,9 +254,9 @@ def _unlabelled_npz(path: Path, arrays: dict, input_shape) -> Splits:
             raise DataError(f"{path}: missing {k}; unlabelled data holds x_train, x_calib and x_eval")
         if a.ndim < 2 or a.shape[0] == 0 or tuple(a.shape[1:]) != sample or not np.issubdtype(a.dtype, np.floating):
             raise DataError(f"{path}: {k} must be float samples of shape {sample}, not {a.dtype} {a.shape}")
-        if not np.isfinite(a).all():
+        if not _finite(a):
             raise DataError(f"{path}: {k} contains NaN or Inf values; clean the data first")
-    return _unlabelled(path.name, *(arrays[k].astype(np.float32) for k in ("x_train", "x_calib", "x_eval")),
+    return _unlabelled(path.name, *(_float32(arrays[k]) for k in ("x_train", "x_calib", "x_eval")),
                        "as given in the .npz (already preprocessed, NCHW float32), unlabelled")
 
 
@@ -405,7 +445,7 @@ def _load_data(spec: str, *, input_shape: tuple[int, ...], caps: tuple[int, int]
         return digits(height=h, width=w, channels=c, hard=spec == "digits-hard",
                       demo=spec if spec not in ("digits", "digits-hard") else None)
     if spec.endswith(".npz"):
-        return load_npz(spec, input_shape=input_shape)
+        return load_npz(spec, input_shape=input_shape, caps=caps)
     if spec.rpartition(":")[0].endswith(".py"):
         from .datasets import load_datasets
 

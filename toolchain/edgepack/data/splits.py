@@ -94,10 +94,11 @@ def draw(n: int, cap: int, seed: int = 0) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
 
 
-def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:
+def read_arrays(path: Path, where: str | None = None, *, skip: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` (or the one of an ``.npy``, under the key ``""``), read without
     pickle. Raises DataError for a file that is not one: damaged or truncated, an archive numpy
-    cannot open, or Python objects inside (pickles are never loaded)."""
+    cannot open, or Python objects inside (pickles are never loaded). Keys in ``skip`` are not read
+    (``data/arrays.py`` reads them a batch at a time)."""
     npy = path.suffix == ".npy"
     ext, saver = (".npy", "numpy.save") if npy else (".npz", "numpy.savez")
     try:
@@ -113,7 +114,7 @@ def read_arrays(path: Path, where: str | None = None) -> dict[str, np.ndarray]:
         if npy:
             return {"": np.load(path, allow_pickle=False)}
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files if k not in skip}
     except Exception as e:  # numpy, zipfile and zlib raise a dozen kinds for a damaged file
         reason = ("it holds Python objects (pickled data), which edgepack never loads" if "allow_pickle" in str(e)
                   else one_line(str(e)) or type(e).__name__)
