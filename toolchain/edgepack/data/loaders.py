@@ -468,7 +468,13 @@ def _load_data(spec: str, *, input_shape: tuple[int, ...], caps: tuple[int, int]
 
 
 def npz_input_shape(path: str | Path) -> tuple[int, ...]:
-    """Batch-1 input shape read from ``x_eval`` of an .npz. Raises DataError."""
+    """Batch-1 input shape read from ``x_eval`` of an .npz (from its header alone when it is large
+    and stored uncompressed). Raises DataError."""
+    from .arrays import stored_members
+
+    big = stored_members(Path(path), str(path)).get("x_eval")
+    if big is not None:
+        return (1, *big.shape[1:])
     try:
         with np.load(path, allow_pickle=False) as z:
             shape = z["x_eval"].shape
