@@ -24,7 +24,7 @@ APT_OPTIONAL := qemu-user-static
 # `make artifacts`: what CI's build job runs (and what you can run here): build the demo bundle for
 # each target into $(DIST)/<target>/ and verify it. The build time is pinned to the last commit's
 # (SOURCE_DATE_EPOCH), so the same commit gives byte-identical bundles (docs/ci.md).
-ARTIFACT_TARGETS ?= android-arm64 cortex-m4 cortex-m55-u55 cortex-m7 rpi4 rpi5
+ARTIFACT_TARGETS ?= android-arm64 cortex-m4 cortex-m55-u55 cortex-m7 rpi4 rpi5 x86-64
 DIST ?= dist
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the shipped target profiles, and the build time the tests pin (SOURCE_DATE_EPOCH: 2026-01-01)
-SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55"]
+SHIPPED = ["android-arm64", "rpi4", "rpi5", "cortex-m4", "cortex-m7", "cortex-m55-u55", "x86-64"]
 EPOCH = "1767225600"
 os.environ.setdefault("EDGEPACK_CACHE_DIR", str(ROOT / ".edgepack-cache" / "tests"))
 # Build stages are shared by the tests of one session (a fresh store each session, so a local run

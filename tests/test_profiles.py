@@ -8,7 +8,7 @@ from edgepack.profiles.loader import known_targets, load_profile
 from edgepack.profiles.sections import Profile
 from helpers import ROOT, run_cli
 
-SHIPPED = ["android-arm64", "cortex-m4", "cortex-m55-u55", "cortex-m7", "rpi4", "rpi5"]
+SHIPPED = ["android-arm64", "cortex-m4", "cortex-m55-u55", "cortex-m7", "rpi4", "rpi5", "x86-64"]
 
 
 def test_shipped_profiles_load():

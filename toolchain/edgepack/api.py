@@ -96,7 +96,8 @@ def build(
 
 def summary(result: BuildResult) -> dict:
     """What ``edgepack build --json`` prints: where the bundle is, what is in it, how it measured,
-    the budgets, and per stage its seconds and whether it came from the cache."""
+    the budgets, and per stage its seconds, peak memory (MB) and whether it came from the cache; the
+    three slowest stages; where training ran."""
     m, meas = result.manifest, result.measurements
     return {
         "bundle": str(result.out_dir), "target": m["target"]["name"],
@@ -108,8 +109,11 @@ def summary(result: BuildResult) -> dict:
         "latency": {"median_ms": meas["latency"]["median_ms"], "label": meas["latency"]["label"]},
         "estimates": m["estimates"],
         "budgets": m["budgets"] + meas["budgets"], "budgets_met": m["budgets_met"],
-        "stages": {name: {"seconds": s, **(meas.get("stages") or {}).get(_CACHED.get(name, ""), {})}
+        "stages": {name: {"seconds": s, "peak_mb": (meas.get("stage_peak_mb") or {}).get(name),
+                          **(meas.get("stages") or {}).get(_CACHED.get(name, ""), {})}
                    for name, s in meas["stage_seconds"].items()},
+        "slowest_stages": [name for name, _ in sorted(meas["stage_seconds"].items(), key=lambda kv: -kv[1])[:3]],
+        "training": m.get("training"),
     }
 
 

@@ -58,6 +58,19 @@ def _ceilings(profile, inp) -> dict[str, tuple[float, str]]:
                           n_eval=len(s.y_eval))
 
 
+def _placement(profile, rep):
+    """Where this build trains (``[training]``, --train-device), said when it is not the CPU."""
+    from .models.accelerator import resolve
+
+    placement = resolve(profile.training.device, mixed_precision=profile.training.mixed_precision)
+    if placement.accelerated:
+        d = placement.describe()
+        rep.info(f"training on {d['name']} ({d['device']})"
+                 + (f", {d['mixed_precision']} mixed precision" if d["mixed_precision"] else "")
+                 + "; results are not bit-for-bit repeatable on a GPU (docs/design.md)")
+    return placement
+
+
 def output_fidelity(tflite_out, float_out, heads=()) -> dict:
     """How closely the int8 artifact's outputs reproduce the original float model's on the held-out
     split, whatever the task: SQNR (dB) over every value, mean cosine similarity (%), and for
@@ -131,58 +144,66 @@ def _build(target, *, model, weights, input_shape, data, calibration, out, allow
     from .stages.keys import stage_keys
     from .stages.runner import Stages, build_lock
 
+    from .models.accelerator import training_on
+
     rep = reporter or Reporter(total=len(STAGES), quiet=True)
     with rep.stage(STAGES[0]):
         profile = load_profile(target, overrides)
         rep.info(f"{profile.name}: {profile.description} ({profile.source})"
                  + (f"; overrides: {', '.join(f'{k}={v}' for k, v in profile.overrides)}" if profile.overrides else ""))
         rep.heartbeat_seconds = profile.limits.heartbeat_seconds
-    cache = cache or StageCache(warn=rep.warn)
-    with build_lock(Path(out) / profile.name, cache.root / "locks", rep):
-        with rep.stage(STAGES[1]):
-            versions = {"edgepack": __version__, **tool_versions()}
-            ours = f"{__version__}+{code_fingerprint()}"
-            inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
-                                     calibration=calibration, rep=rep, cache=cache, code_version=ours, task=task)
-            keys = stage_keys(profile=profile.to_dict(), model=inp.identity, data=inp.splits.fingerprint(),
-                              calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
-                              device=device, versions={**versions, "edgepack": ours},
-                              required_saving=prune_spec(profile, inp.loaded.module, inp.example).required_saving)
-            rep.ceilings = _ceilings(profile, inp)
-        st = Stages(cache, rep)
-        runner = HostRunner()
-        with scratch_dir() as work:
-            with rep.stage(STAGES[2]):
-                pruned = st.run("prune", keys["prune"], lambda: prune.run(inp, rep))
-            with rep.stage(STAGES[3]):
-                if weights_stage.needed(profile):
-                    pruned = st.run("weights", keys["weights"], lambda: weights_stage.run(inp, pruned, rep))
-            with rep.stage(STAGES[4]):
-                conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
-            with rep.stage(STAGES[5]):
-                quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep,
-                                                                                  cache=cache, base_key=keys["convert"]))
-            with rep.stage(STAGES[6]):
-                validate.accuracy_verdict(inp, pruned, quant, rep, allow_budget_violation=allow_budget_violation)
-                micro = st.run("validate", keys["validate"], lambda: validate.run(inp, conv, quant, runner, rep))
-            tflite_out = runner.run(quant.artifact, to_model_layout(inp.splits.x_eval, conv.layout))
-            float_out = inp.loaded.eval_outputs
-            with rep.stage(STAGES[7]):
-                ptes = st.run("executorch", keys["executorch"],
-                              lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep,
-                                                     cache=cache, export_key=keys["pte_export"]))
-        with rep.stage(STAGES[8]):
-            with measure_lock() if measure_lock else nullcontext():
-                meas = st.run("measure", keys["measure"],
-                              lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
-            fidelity = output_fidelity(tflite_out, float_out, inp.splits.task.heads)
-            judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation,
-                                 fidelity=fidelity)
-        with rep.stage(STAGES[9]):
-            folder, manifest, measurements = bundle.run(
-                inp, pruned, conv, quant, micro, ptes, meas, judged, tflite_out=tflite_out, float_out=float_out,
-                fidelity=fidelity,
-                keys=keys, versions=versions, stages=st.record, stage_seconds=rep.stage_seconds, device=device, out=out)
-    # The packaging stage's own time cannot be inside the files it writes; it is in the result.
-    measurements["stage_seconds"] = dict(rep.stage_seconds)
-    return BuildResult(out_dir=folder, manifest=manifest, measurements=measurements)
+    placement = _placement(profile, rep)
+    with training_on(placement):
+        cache = cache or StageCache(warn=rep.warn)
+        with build_lock(Path(out) / profile.name, cache.root / "locks", rep):
+            with rep.stage(STAGES[1]):
+                versions = {"edgepack": __version__, **tool_versions()}
+                ours = f"{__version__}+{code_fingerprint()}"
+                inp = inputs.load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data,
+                                         calibration=calibration, rep=rep, cache=cache, code_version=ours, task=task)
+                keys = stage_keys(profile=profile.to_dict(), model=inp.identity, data=inp.splits.fingerprint(),
+                                  calibration=inp.calibration["describe"]["sha256"], input_shape=tuple(inp.example.shape),
+                                  device=device, versions={**versions, "edgepack": ours},
+                                  required_saving=prune_spec(profile, inp.loaded.module, inp.example).required_saving,
+                                  training=placement.key())
+                rep.ceilings = _ceilings(profile, inp)
+            st = Stages(cache, rep)
+            runner = HostRunner()
+            with scratch_dir() as work:
+                with rep.stage(STAGES[2]):
+                    pruned = st.run("prune", keys["prune"], lambda: prune.run(inp, rep))
+                with rep.stage(STAGES[3]):
+                    if weights_stage.needed(profile):
+                        pruned = st.run("weights", keys["weights"], lambda: weights_stage.run(inp, pruned, rep))
+                with rep.stage(STAGES[4]):
+                    conv = st.run("convert", keys["convert"], lambda: convert.run(inp, pruned, work, runner, rep))
+                with rep.stage(STAGES[5]):
+                    quant = st.run("quantize", keys["quantize"], lambda: quantize.run(inp, pruned, conv, work, runner, rep,
+                                                                                      cache=cache, base_key=keys["convert"]))
+                with rep.stage(STAGES[6]):
+                    validate.accuracy_verdict(inp, pruned, quant, rep, allow_budget_violation=allow_budget_violation)
+                    micro = st.run("validate", keys["validate"], lambda: validate.run(inp, conv, quant, runner, rep))
+                tflite_out = runner.run(quant.artifact, to_model_layout(inp.splits.x_eval, conv.layout))
+                float_out = inp.loaded.eval_outputs
+                with rep.stage(STAGES[7]):
+                    ptes = st.run("executorch", keys["executorch"],
+                                  lambda: executorch.run(inp, pruned, quant, tflite_out, float_out, work, rep,
+                                                         cache=cache, export_key=keys["pte_export"]))
+            with rep.stage(STAGES[8]):
+                with measure_lock() if measure_lock else nullcontext():
+                    meas = st.run("measure", keys["measure"],
+                                  lambda: measure.run(inp, quant, ptes, device, rep, cache=cache, bench_key=keys["bench"]))
+                fidelity = output_fidelity(tflite_out, float_out, inp.splits.task.heads)
+                judged = budgets.run(inp, pruned, quant, micro, ptes, meas, rep, allow_budget_violation=allow_budget_violation,
+                                     fidelity=fidelity)
+            with rep.stage(STAGES[9]):
+                folder, manifest, measurements = bundle.run(
+                    inp, pruned, conv, quant, micro, ptes, meas, judged, tflite_out=tflite_out, float_out=float_out,
+                    fidelity=fidelity,
+                    keys=keys, versions=versions, stages=st.record, stage_seconds=rep.stage_seconds, device=device, out=out,
+                    training=placement.describe(), stage_peak_mb=rep.stage_peak_mb)
+        # The packaging stage's own time cannot be inside the files it writes; it is in the result.
+        measurements["stage_seconds"] = dict(rep.stage_seconds)
+        measurements["stage_peak_mb"] = dict(rep.stage_peak_mb)
+        rep.summary()
+        return BuildResult(out_dir=folder, manifest=manifest, measurements=measurements)

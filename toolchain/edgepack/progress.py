@@ -32,6 +32,7 @@ class _Task:
     def __init__(self, reporter: "Reporter | None", task_id: int | None, label: str = "", total: int = 0):
         self._reporter, self._id = reporter, task_id
         self._label, self._total, self._done = label, total, 0
+        self._said = time.monotonic()
 
     def advance(self, n: int = 1) -> None:
         self._done += n
@@ -39,9 +40,12 @@ class _Task:
             return
         if self._reporter._progress is not None:
             self._reporter._progress.advance(self._id, n)
-        elif self._total and (self._done * 4 // self._total) != ((self._done - n) * 4 // self._total):
-            # not a terminal (CI logs): a plain line at each quarter instead of a live bar
+        elif self._total and ((self._done * 4 // self._total) != ((self._done - n) * 4 // self._total)
+                              or time.monotonic() - self._said >= self._reporter.heartbeat_seconds):
+            # not a terminal (CI logs): a plain line at each quarter (and when a slow step has kept
+            # the log silent for a heartbeat) instead of a live bar
             self._reporter.info(f"{self._label}: {self._done}/{self._total}")
+            self._said = time.monotonic()
 
     def close(self) -> None:
         if self._reporter is not None and self._id is not None:
@@ -92,14 +96,46 @@ class _Watch:
             self._thread.join(timeout=2)
 
 
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux: ``5`` into /proc/self/clear_refs), so
+    the next read gives the peak since now; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size in MB: since the last ``_reset_peak_rss`` where that
+    worked (Linux VmHWM), else over its life (``getrusage``); None where neither is available."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round((kb / 1024 if sys.platform != "darwin" else kb / 2**20), 1)
+    except (ImportError, OSError):
+        return None
+
+
 class Reporter:
-    """Shows progress of a run of ``total`` stages and records how long each took."""
+    """Shows progress of a run of ``total`` stages and records how long each took and its peak memory."""
 
     def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None):
         self.total = total
         self.quiet = quiet
         self.console = console or (None if quiet else _stderr_console())
         self.stage_seconds: dict[str, float] = {}
+        self.stage_peak_mb: dict[str, float] = {}  # peak resident memory of this process during each stage
+        self.peak_per_stage = True  # False: the platform cannot reset the peak, figures are since the start
         self.heartbeat_seconds = 30.0  # a stage silent this long says it is still working
         self.ceilings: dict[str, tuple[float, str]] = {}  # stage -> (seconds, how the ceiling was set)
         self._index = 0
@@ -125,6 +161,7 @@ class Reporter:
         is still working, and one that runs past its entry in ``ceilings`` is stopped (in the main
         thread) with CeilingReached naming the stage, its ceiling and what to set."""
         self._index += 1
+        self.peak_per_stage = _reset_peak_rss() and self.peak_per_stage
         start = time.perf_counter()
         self._last_line = time.monotonic()
         if not self.quiet:
@@ -142,10 +179,28 @@ class Reporter:
             watch.stop()
             seconds = time.perf_counter() - start
             self.stage_seconds[name] = round(seconds, 3)
+            peak = peak_rss_mb()
+            if peak is not None:
+                self.stage_peak_mb[name] = peak
             self._end_task(None)
             if not self.quiet:
                 mark = "[green]done[/green]" if ok else "[red]failed[/red]"
-                self.console.print(f"      {mark} in {seconds:.1f} s")
+                mem = f", peak memory {peak:,.0f} MB" if peak is not None and seconds >= 1 else ""
+                self.console.print(f"      {mark} in {seconds:.1f} s{mem}")
+
+    def slowest(self, n: int = 3) -> list[tuple[str, float]]:
+        """The ``n`` stages that took longest, slowest first."""
+        return sorted(self.stage_seconds.items(), key=lambda kv: -kv[1])[:n]
+
+    def summary(self, *, long_s: float = 60.0) -> None:
+        """After a run longer than ``long_s``: one line naming where the time went."""
+        total = sum(self.stage_seconds.values())
+        if self.quiet or total < long_s:
+            return
+        parts = [f"{name} {s:.0f} s ({100 * s / total:.0f}%)" for name, s in self.slowest()]
+        peak = max(self.stage_peak_mb.values(), default=None)
+        self.console.print(f"      {total:.0f} s in all; slowest: " + "; ".join(parts)
+                           + (f"; peak memory {peak:,.0f} MB" if peak is not None else ""), markup=False)
 
     def task(self, label: str, *, total: int) -> _Task:
         """A progress bar inside the current stage (epochs, timed runs); close it when done."""

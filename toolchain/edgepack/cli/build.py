@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ExitStatus
+from .options import add_train_device, train_device_sets
 
 BUILD_EPILOG = """\
 stages: load profile -> load model and data -> structured pruning + distillation ->
@@ -89,6 +90,7 @@ def add(sub) -> None:
     b.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="override one profile value for this build (repeatable), validated like the profile file and "
                         "recorded in the manifest and report; VALUE is TOML (0.45, true, [\"tflite\"]) or a bare word")
+    add_train_device(b)
     b.add_argument("--no-cache", action="store_true", help="neither read nor write the stage cache")
     b.add_argument("--json", action="store_true",
                    help="print a JSON summary on stdout (paths, sizes, sha256, accuracies, latency, budgets, "
@@ -110,7 +112,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     result = api.build(args.target, model=args.model, weights=args.weights, input_shape=shape, data=args.data,
                        calibration=args.calibration, task=args.task, metric=args.metric, loss=args.loss,
                        out=args.out, allow_budget_violation=args.allow_budget_violation, device=args.device,
-                       overrides=args.overrides, use_cache=not args.no_cache, reporter=reporter)
+                       overrides=[*args.overrides, *train_device_sets(args)], use_cache=not args.no_cache,
+                       reporter=reporter)
     if args.json:
         import json
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..errors import ExitStatus
-from .options import add_data, add_device, add_model, count
+from .options import add_data, add_device, add_model, add_train_device, count, train_device_sets
 
 COMPARE_EPILOG = """\
 Every method is a normal build of the target with a few --set overrides (edgepack compare --list
@@ -49,6 +49,7 @@ def add(sub) -> None:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="profile override applied to every method before its own settings (repeatable), e.g. "
                         "sparsity.epochs=2")
+    add_train_device(c)
     c.add_argument("--rounds", type=count(0, 100), default=3, metavar="N",
                    help="side-by-side re-bench rounds on the bench device (0: keep each build's own bench; default 3)")
     c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
@@ -74,7 +75,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.rounds < 0:
         raise UsageError(f"--rounds {args.rounds}: give 0 or more")
     doc = api.compare(args.target, model=args.model, data=args.data, methods=args.methods, device=args.device,
-                      out=args.out, sets=tuple(args.sets), rebench_rounds=args.rounds, reporter=Reporter(total=1, quiet=args.quiet))
+                      out=args.out, sets=(*args.sets, *train_device_sets(args)), rebench_rounds=args.rounds, reporter=Reporter(total=1, quiet=args.quiet))
     if args.json:
         print(json.dumps(doc, indent=2, default=str))
     else:

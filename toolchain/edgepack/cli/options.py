@@ -77,3 +77,24 @@ def add_data(p: argparse.ArgumentParser, *, calibration: bool = True) -> None:
 def add_device(p: argparse.ArgumentParser, *, default: str, what: str, extra: str = "") -> None:
     p.add_argument("--device", default=default, metavar="DEVICE",
                    help=f"where {what}: {DEVICE_FORMS}{extra} (default {default})")
+
+
+def add_train_device(p: argparse.ArgumentParser) -> None:
+    """--train-device: where training runs; a shorthand for --set training.device=DEVICE."""
+    p.add_argument("--train-device", metavar="auto|cpu|cuda[:N]|mps", type=_train_device,
+                   help="where recovery, distillation, the weight methods and the zoo's training run (default: the "
+                        "profile's training.device, auto: a CUDA GPU, else Apple MPS, else the CPU); the same as "
+                        "--set training.device=DEVICE. The CPU is deterministic; a GPU is not (docs/design.md)")
+
+
+def _train_device(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, cpu, cuda, cuda:N or mps")
+    return text.strip().lower()
+
+
+def train_device_sets(args: argparse.Namespace) -> list[str]:
+    """The --set overrides --train-device stands for."""
+    return [f"training.device={args.train_device}"] if getattr(args, "train_device", None) else []

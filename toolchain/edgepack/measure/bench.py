@@ -77,8 +77,10 @@ def on_target(profile, runner: Runner) -> bool:
 
 
 def threads_for(profile, runner: Runner) -> int:
-    """The profile's thread count, capped at this machine's cores when this machine stands in for the device."""
-    if on_target(profile, runner):
+    """The profile's thread count; capped at this machine's cores when this machine runs the model
+    (standing in for the device, or being it: a ``local`` profile, where more threads than cores
+    would only contend)."""
+    if on_target(profile, runner) and runner.kind != "host":
         return profile.runtime.threads
     return min(profile.runtime.threads, os.cpu_count() or 1)
 

@@ -269,12 +269,14 @@ def _several_outputs_task(module: Heads, data: Splits) -> Splits:
 
 def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tuple[nn.Module, str]:
     """Train zoo model ``name`` on ``data`` deterministically, or reuse the cached weights."""
+    from .accelerator import current
+
     module = zoo.create(name, in_channels=data.input_shape[1], num_classes=data.num_classes, input_shape=data.input_shape)
-    key_src = json.dumps(
-        {"model": name, "source": inspect.getsource(inspect.getmodule(type(module))), "data": data.fingerprint(),
-         "recipe": TRAIN_RECIPE, "torch": torch.__version__},
-        sort_keys=True,
-    )
+    src = {"model": name, "source": inspect.getsource(inspect.getmodule(type(module))), "data": data.fingerprint(),
+           "recipe": TRAIN_RECIPE, "torch": torch.__version__}
+    if current().accelerated:  # a GPU's weights are cached apart from the CPU's (which keep their keys)
+        src["trained_on"] = current().key()
+    key_src = json.dumps(src, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir() / f"zoo-{name}-{key}.pt"
     if path.is_file():

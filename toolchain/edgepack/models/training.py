@@ -1,4 +1,5 @@
-"""Deterministic CPU training and evaluation loops shared by the demo, recovery and the benchmarks."""
+"""Training and evaluation loops shared by the demo, recovery and the benchmarks: deterministic on
+the CPU, on an accelerator when ``models.accelerator.training_on`` places them there."""
 
 from __future__ import annotations
 
@@ -67,23 +68,29 @@ def train(
     import copy
     import time
 
+    from .accelerator import current
+
     t0 = time.perf_counter()
+    place = current()
     gen = torch.Generator().manual_seed(seed)
     # a streamed data set (data/stream.py) is decoded a batch at a time; an array is indexed in place
     xt = _Batches(x) if not isinstance(x, np.ndarray) else torch.from_numpy(x)
     yt = torch.from_numpy(y)
     et = torch.from_numpy(extra) if extra is not None else None
+    if place.accelerated:  # the model and (when they fit) the arrays move to the device once
+        xt, yt, et = _to_device(place, model, xt, yt, et)
     loss_fn = loss_fn or (lambda logits, labels, _inputs, _extra: nn.functional.cross_entropy(logits, labels))
     # channels-last memory halves the time of a training step with depthwise convolutions on CPU
     # (2.6 -> 1.4 s per batch of 64 at 3x64x64 here); the model is handed back in the default layout
     channels_last = xt.ndim == 4 and not _strided_pointwise(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    info_device = place.describe() if place.accelerated else None
     batches = (len(xt) + batch_size - 1) // batch_size
     planned = epochs
     if max_seconds is not None and epochs > 0:
         planned = min(epochs, max(1, int(max_seconds // _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches,
-                                                                         validate))))
+                                                                         validate, place))))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(planned * batches, 1), pct_start=0.15)
     info = {"epochs_requested": epochs, "epochs_planned": planned, "epochs_run": 0, "stopped": "done",
@@ -91,16 +98,28 @@ def train(
     if planned < epochs:
         info["stopped"] = f"time budget: {planned} of {epochs} epochs fit {max_seconds:g} s"
     best, best_state, stale, step = None, None, 0, 0
+    if reporter is not None and planned > 0:  # what the time grows with: samples, their size, epochs
+        where = f" on {place.describe()['name']} ({place.device})" if place.accelerated else ""
+        reporter.info(f"{label}: {planned} epoch(s) of {len(xt):,} samples at {'x'.join(map(str, xt.shape[1:]))}, "
+                      f"{batches} batches of {batch_size}{where}"
+                      + (f" (planned to fit {max_seconds:g} s)" if max_seconds is not None else ""))
     task = reporter.task(label, total=planned) if reporter else None
     for _ in range(planned):
         model.train()
         order = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt), batch_size):
-            idx = order[i : i + batch_size]
+            idx = yidx = order[i : i + batch_size]
+            if place.accelerated:
+                idx, yidx = _device_index(place, xt, idx), idx.to(place.device)
             xb = _shift(xt[idx], gen, augment_px)
+            if place.accelerated and xb.device != place.device:  # a streamed batch
+                xb = xb.to(place.device, non_blocking=True)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(xb), yt[idx], xb, et[idx] if et is not None else None)
+            with place.autocast():
+                out = model(xb)
+            loss = loss_fn(out.float() if place.amp is not None else out, yt[yidx], xb,
+                           et[yidx] if et is not None else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -129,6 +148,10 @@ def train(
         info["kept_epoch"] = info["validation_loss"].index(min(info["validation_loss"])) + 1
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
+    if place.accelerated:  # every later stage runs on the CPU
+        place.sync()
+        model.to("cpu")
+        info["device"] = info_device
     info["seconds"] = round(time.perf_counter() - t0, 2)
     if log is not None:
         log.update(info)
@@ -141,6 +164,7 @@ class _Batches:
     def __init__(self, x):
         self.x = x
         self.ndim = x.ndim
+        self.shape = tuple(x.shape)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -160,21 +184,30 @@ def _strided_pointwise(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 for m in model.modules())
 
 
-def _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches, validate) -> float:
+def _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches, validate, place=None) -> float:
     """Seconds one epoch will take, from timed forward and backward passes on a full batch (no
     optimizer step: the weights do not change), plus one validation."""
     import time
 
+    from .accelerator import CPU
+
+    place = place or CPU
     model.train()
     xb = xt[:batch_size]
+    if place.accelerated and xb.device != place.device:
+        xb = xb.to(place.device)
     if xb.ndim == 4:
         xb = xb.contiguous(memory_format=torch.channels_last)
     per_batch = float("inf")
     for _ in range(2):  # the first pass also pays for allocation and kernel selection: keep the faster
         t = time.perf_counter()
-        loss = loss_fn(model(xb), yt[:batch_size], xb, et[:batch_size] if et is not None else None)
+        with place.autocast():
+            out = model(xb)
+        loss = loss_fn(out.float() if place.amp is not None else out, yt[:batch_size], xb,
+                       et[:batch_size] if et is not None else None)
         loss.backward()
         model.zero_grad(set_to_none=True)
+        place.sync()
         per_batch = min(per_batch, time.perf_counter() - t)
     t = time.perf_counter()
     if validate is not None:
@@ -182,11 +215,37 @@ def _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches, validate) ->
     return max(per_batch * batches * 1.1 + (time.perf_counter() - t), 1e-3)
 
 
+def _to_device(place, model: nn.Module, xt, yt: torch.Tensor, et: torch.Tensor | None):
+    """Move ``model`` to the accelerator, and the training arrays too when they fit
+    (``DATA_ON_DEVICE_BYTES``); a streamed data set stays where it is and moves a batch at a time."""
+    from .accelerator import DATA_ON_DEVICE_BYTES
+
+    model.to(place.device)
+    if isinstance(xt, torch.Tensor) and xt.numel() * xt.element_size() <= DATA_ON_DEVICE_BYTES:
+        xt = xt.to(place.device)
+    elif isinstance(xt, torch.Tensor) and place.device.type == "cuda":
+        xt = xt.pin_memory()  # host-to-device copies of each batch overlap with the compute
+    return xt, yt.to(place.device), et.to(place.device) if et is not None else None
+
+
+def _device_index(place, xt, idx: torch.Tensor) -> torch.Tensor:
+    """Indices for the arrays: on the device when the inputs are there (the labels always are)."""
+    return idx.to(place.device) if isinstance(xt, torch.Tensor) and xt.device == place.device else idx
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Logits for ``x`` (NCHW float32) in eval mode, as a float32 array."""
+    from .accelerator import module_device
+
     model.eval()
-    outs = [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    device = module_device(model)
+    if device.type == "cpu":
+        outs = [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        return torch.cat(outs).numpy()
+    # a model being trained on an accelerator (validation between epochs): batches go there and back
+    outs = [model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)).float().cpu()
+            for i in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy()
 
 

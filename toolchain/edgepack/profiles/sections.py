@@ -282,6 +282,19 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Training:
+    """Where the build's training runs (models/accelerator.py): recovery, distillation, the weight
+    methods, students and the zoo's own training."""
+
+    device: str = field(default="auto", metadata=_spec(doc=(
+        "auto (a CUDA GPU, else Apple MPS, else the CPU), cpu, cuda, cuda:N or mps; --train-device overrides it. "
+        "The CPU is deterministic; a GPU's float sums are not (docs/design.md)")))
+    mixed_precision: bool = field(default=True, metadata=_spec(doc=(
+        "on a CUDA GPU with bfloat16, run the forward pass under bfloat16 autocast (loss, softmax and BatchNorm stay "
+        "float32); no effect on the CPU")))
+
+
+@dataclass(frozen=True)
 class Data:
     """How many samples each stage reads: seeded draws, so a stage's cost and the build's memory do not
     grow with the data set (data/stream.py reads image folders a batch at a time)."""
@@ -292,6 +305,12 @@ class Data:
         "held-out samples every guard, the report and the budgets judge on (a seeded draw; all when fewer)")))
     calibration_samples: int = field(default=500, metadata=_spec(lo=1, hi=1_000_000, doc=(
         "samples of the data set's calibration split used to calibrate int8 ranges (a seeded draw; all when fewer)")))
+    sensitivity_samples: int = field(default=128, metadata=_spec(lo=16, hi=1_000_000, doc=(
+        "validation samples each probe of the pruning sensitivity scan runs on (the scan's cost grows with the "
+        "model's layers times this)")))
+    guard_samples: int = field(default=1000, metadata=_spec(lo=16, hi=10_000_000, doc=(
+        "held-out samples each attempt of the int8 accuracy guard is judged on (the first of the held-out draw); "
+        "the chosen artifact is then judged on all eval_samples")))
     workers: int = field(default=2, metadata=_spec(lo=1, hi=64, doc=(
         "threads that decode and resize images of a streamed data set")))
 
@@ -315,6 +334,7 @@ class Profile:
     student: Student = field(default_factory=Student)
     limits: Limits = field(default_factory=Limits)
     data: Data = field(default_factory=Data)
+    training: Training = field(default_factory=Training)
     extends: str | None = field(default=None, metadata=_spec(doc="profile to inherit from (name or path)"))
     source: str = field(default="", metadata={"internal": True})
     origins: tuple[tuple[str, str], ...] = field(default=(), metadata={"internal": True})

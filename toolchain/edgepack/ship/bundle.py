@@ -344,8 +344,16 @@ def _sensitivity_lines(prune: dict, recovery: dict | None, attempts: list[dict])
                   f"{' (' + recovery['stopped'] + ')' if recovery.get('stopped') not in (None, 'done') else ''}"
                   f"{'; validation accuracy per epoch ' + ', '.join(f'{v:.2f}' for v in val) if val else ''}"
                   f"{'; kept epoch ' + str(recovery['kept_epoch']) + ' (lowest validation loss)' if recovery.get('kept_epoch') else ''}"
-                  ".", ""]
+                  f"{_trained_on(recovery.get('device'))}.", ""]
     return lines
+
+
+def _trained_on(device: dict | None) -> str:
+    """Where recovery trained, when not on the CPU (there it is deterministic and goes unsaid)."""
+    if not device:
+        return ""
+    mp = f", {device['mixed_precision']} mixed precision" if device.get("mixed_precision") else ""
+    return f"; trained on {device.get('name')} ({device.get('device')}{mp}; not bit-for-bit repeatable)"
 
 
 def _trials(trials: list[dict]) -> str:

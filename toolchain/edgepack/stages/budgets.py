@@ -56,6 +56,9 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
     est_energy = estimate_energy(pr.macs_after, est_lat, profile.power)
     if est_lat.value is None:
         rep.info(f"on the {profile.name}: latency and energy {est_lat.how}")
+    elif meas.on_target:
+        rep.info(f"the profile's cost model gives {est_lat.value:.3g} ms and {est_energy.value:.3g} mJ (ESTIMATED, for "
+                 f"comparison; the latency above is measured on the {profile.name})")
     else:
         rep.info(f"on the {profile.name}: latency {est_lat.value:.3g} ms, energy {est_energy.value:.3g} mJ (both "
                  "ESTIMATED from the profile)")

@@ -84,8 +84,11 @@ def device_line(profile, device: str = "host") -> str:
 
 def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tflite_out: np.ndarray,
         float_out: np.ndarray, keys: dict, versions: dict, stages: dict, stage_seconds: dict, device: str,
-        out: Path, fidelity: dict | None = None) -> tuple[Path, dict, dict]:
-    """Write the bundle to ``out/<target>/``; returns (folder, manifest, measurements)."""
+        out: Path, fidelity: dict | None = None, training: dict | None = None,
+        stage_peak_mb: dict | None = None) -> tuple[Path, dict, dict]:
+    """Write the bundle to ``out/<target>/``; returns (folder, manifest, measurements). ``training``:
+    where training ran (``models.accelerator.Placement.describe``); ``stage_peak_mb``: each stage's
+    peak memory (``progress.Reporter``)."""
     from .. import fingerprint
     from ..convert.tflite import describe_io
     from ..ship.bundle import manifest_bytes, render_report, sha256, write_bundle
@@ -148,6 +151,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
                        "conversion_notes": list(conv.notes)},
         "pruning": pruned.result.summary(),
         "recovery": {k: v for k, v in pruned.recovery.items() if k != "seconds"} or None,
+        "training": training,
         "pruning_attempts": pruned.attempts,
         "weights": _deterministic(getattr(pruned, "weights", None)),
         "estimates": judged.estimates,
@@ -171,7 +175,8 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         "latency": {**lat, "label": meas.label},
         "artifacts": {"model.tflite": {**lat, "label": meas.label}, **meas.ptes},
         "budgets": [x for x in judged.budgets if x["budget"] in timed],
-        "stage_seconds": dict(stage_seconds), "recovery_seconds": pruned.recovery.get("seconds"),
+        "stage_seconds": dict(stage_seconds), "stage_peak_mb": dict(stage_peak_mb or {}),
+        "recovery_seconds": pruned.recovery.get("seconds"),
         "sensitivity_seconds": (pruned.result.plan or {}).get("seconds"),
         "stages": stages,
     }

@@ -105,6 +105,15 @@ def _measure_on_device(profile, device: str, artifact: bytes, ptes: list[dict], 
             for w in got.warnings:
                 rep.warn(f"{name}: {w}")
             out[name] = got
-            out["labels"][name] = (f"{runner.kind} ({runner.describe()}), {threads} thread(s)" if target else
+            out["labels"][name] = (_target_label(profile, runner, threads, runtime) if target else
                                    f"{runtime} + XNNPACK on the host, {threads} thread(s) (not the {profile.name})")
     return out
+
+
+def _target_label(profile, runner, threads: int, runtime: str) -> str:
+    """How a figure measured on the target itself is labelled: this machine (a ``local`` profile)
+    or the device reached over ssh, adb or a serial port."""
+    if runner.kind == "host":
+        return (f"measured on the {profile.name} target: this machine ({runner.describe()}), {runtime} + XNNPACK, "
+                f"{threads} thread(s)")
+    return f"{runner.kind} ({runner.describe()}), {threads} thread(s)"

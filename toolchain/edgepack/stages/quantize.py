@@ -48,18 +48,35 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, bas
     if loss > budget:
         rep.warn(f"the pruned float model already loses {task.show_drop(loss)} (budget {budget:g}): quantization remedies "
                  "cannot help and are skipped; lower pruning.ratio or recover longer")
+    x_eval, y_eval, float_quality = _guard_samples(inp, rep)
     guard = guarded_quantize(
-        conv.saved_model_dir(work), calib, to_model_layout(inp.splits.x_eval, conv.layout), inp.splits.y_eval,
-        q=profile.quantization, float_accuracy=inp.loaded.float_accuracy, max_drop=budget, runner=runner, reporter=rep,
+        conv.saved_model_dir(work), calib, to_model_layout(x_eval, conv.layout), y_eval,
+        q=profile.quantization, float_accuracy=float_quality, max_drop=budget, runner=runner, reporter=rep,
         layer_names=match_layer_names(conv.tflite, weighted_layers(pruned.result.model, inp.example)),
         remedies_allowed=loss <= budget and not _weights_fixed(profile), memo=_memo(cache, base_key),
-        task=task, x_nchw=inp.splits.x_eval)
+        task=task, x_nchw=x_eval)
     out = QuantizeOut(guard)
     q = guard.chosen.qspec
     rep.info(f"full-integer TFLite {len(out.artifact):,} bytes ({q.weights} weights, {q.effective_io_dtype} I/O, "
              f"{guard.chosen.what}), calibrated on {len(calib)} samples of {inp.calibration['describe']['name']}")
     rep.info(f"costliest layers (int8 vs float on calibration data): {out.worst_layers()}")
     return out
+
+
+def _guard_samples(inp, rep):
+    """(inputs, targets, float quality) each guard attempt is judged on: the first
+    ``[data] guard_samples`` of the held-out draw (itself seeded), with the float model's quality on
+    those same samples; the artifact chosen is judged on the whole draw afterwards (validate)."""
+    s = inp.splits
+    n = min(len(s.y_eval), inp.profile.data.guard_samples)
+    if n == len(s.y_eval):
+        rep.info(f"each guard attempt is judged on the {n:,} held-out samples")
+        return s.x_eval, s.y_eval, inp.loaded.float_accuracy
+    x, y = s.x_eval[:n], s.y_eval[:n]
+    quality = s.task.quality(inp.loaded.eval_outputs[:n], y, x)
+    rep.info(f"each guard attempt is judged on {n:,} of the {len(s.y_eval):,} held-out samples (data.guard_samples); "
+             f"the float model scores {s.task.show(quality)} on them")
+    return x, y, quality
 
 
 def _weights_fixed(profile) -> bool:

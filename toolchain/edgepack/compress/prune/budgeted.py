@@ -82,7 +82,8 @@ def prune_spec(profile, module: torch.nn.Module, example: torch.Tensor) -> Prune
     p = profile.pruning
     spec = PruneSpec(ratio=p.ratio, channel_multiple=p.channel_multiple, keep_layers=p.keep_layers,
                      importance=p.importance, scope=p.scope, layer_ratios=p.layer_ratios, steps=p.steps,
-                     max_ratio=p.max_ratio, fragile_drop=p.fragile_drop)
+                     max_ratio=p.max_ratio, fragile_drop=p.fragile_drop,
+                     sensitivity_samples=profile.data.sensitivity_samples)
     if p.ratio > 0 and getattr(module, "onnx_path", None) is None:
         per_mac = None
         if profile.is_mcu:  # the cost model's rate for this model's mix of layers

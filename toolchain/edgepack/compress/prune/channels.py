@@ -42,6 +42,7 @@ class PruneSpec:
     max_ratio: float = 0.9  # the most any group may lose under scope "sensitivity"
     fragile_drop: float = 5.0  # scope "sensitivity": a group losing more than this at `ratio` stays whole
     required_saving: int = 0  # scope "sensitivity": MACs the budgets need removed, fragile groups or not
+    sensitivity_samples: int = 128  # scope "sensitivity": validation samples each probe runs on
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ def prune_channels(
     g_ratios = {}  # scope "sensitivity": grouped convolutions measured alone (grouped.py)
     if spec.scope == "sensitivity" and spec.ratio > 0 and validation is not None:
         measured = grouped_ratios(model, example, ratio=spec.ratio, validation=validation,
-                                  fragile_drop=spec.fragile_drop, multiple=spec.channel_multiple, say=say)
+                                  fragile_drop=spec.fragile_drop, multiple=spec.channel_multiple,
+                                  max_samples=spec.sensitivity_samples, say=say)
         g_ratios = {n: r for n, (r, _) in measured.items()}
         protected.update({n: why for n, (_, why) in measured.items() if why})
     if spec.ratio > 0 or spec.layer_ratios:
@@ -213,7 +215,8 @@ def prune_channels(
                     plan = plan_ratios(candidate, example, ratio=spec.ratio, max_ratio=spec.max_ratio,
                                        channel_multiple=spec.channel_multiple, importance=importance, ignored=ignored,
                                        validation=validation, fragile_drop=spec.fragile_drop,
-                                       unprunable=left_whole, required_saving=spec.required_saving, say=say)
+                                       unprunable=left_whole, required_saving=spec.required_saving,
+                                       max_samples=spec.sensitivity_samples, say=say)
                     candidate.zero_grad(set_to_none=True)
                     ratios = {**plan.ratios, **dict(spec.layer_ratios)}
                     _run_pruner(candidate, example, spec, importance, ratio=0.0, ratios=ratios, ignored=ignored,

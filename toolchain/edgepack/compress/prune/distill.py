@@ -66,8 +66,10 @@ SOFT_TARGETS_BYTES = 512 * 2**20
 
 def _soft_bytes(teacher: nn.Module, x) -> int:
     """Bytes of the teacher's float32 outputs for every sample of ``x``."""
+    from ...models.accelerator import module_device
+
     with torch.no_grad():
-        one = teacher.eval()(torch.from_numpy(np.ascontiguousarray(x[:1])))
+        one = teacher.eval()(torch.from_numpy(np.ascontiguousarray(x[:1])).to(module_device(teacher)))
     return int(one.numel()) * 4 * len(x)
 
 
@@ -97,10 +99,9 @@ def recover(
     would take more than ``SOFT_TARGETS_BYTES``: then on each batch.
     ``max_seconds``, ``validation`` (inputs, labels: the best epoch is kept) and ``patience``
     (early stopping) make recovery cost-aware; ``log`` receives what happened (see ``train``).
+    On an accelerator (``models.accelerator``) the teacher runs there too and comes back after.
     """
-    from ...models.training import accuracy, predict
-    from ...tasks.losses import distill_loss as task_distill
-    from ...tasks.losses import task_loss
+    from ...models.accelerator import current
 
     if mode not in RECOVERY:
         raise ValueError(f"unknown recovery mode {mode!r}; known: {', '.join(RECOVERY)}")
@@ -112,6 +113,27 @@ def recover(
         return reestimate_batchnorm(student, data.x_train)
     if epochs == 0:
         return student.eval()
+    place = current()
+    if place.accelerated:  # the teacher's passes run beside the student's, and come back with it
+        teacher.to(place.device)
+        try:
+            return _recover(student, teacher, data, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha,
+                            mode=mode, seed=seed, max_seconds=max_seconds, validation=validation, patience=patience,
+                            log=log, reporter=reporter)
+        finally:
+            teacher.to("cpu")
+    return _recover(student, teacher, data, epochs=epochs, lr=lr, temperature=temperature, alpha=alpha, mode=mode,
+                    seed=seed, max_seconds=max_seconds, validation=validation, patience=patience, log=log,
+                    reporter=reporter)
+
+
+def _recover(student, teacher, data, *, epochs, lr, temperature, alpha, mode, seed, max_seconds, validation, patience,
+             log, reporter):
+    """``recover``'s distillation and fine-tuning modes, on the device the teacher is on."""
+    from ...models.training import accuracy, predict
+    from ...tasks.losses import distill_loss as task_distill
+    from ...tasks.losses import task_loss
+
     teacher.eval()
     task = data.task
     if mode == "finetune":

@@ -73,7 +73,8 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     mods = dict(model.named_modules())
     with torch.no_grad():
         for name, mask in masks.items():
-            mods[name].weight.mul_(mask)
+            w = mods[name].weight
+            w.mul_(mask if mask.device == w.device else mask.to(w.device))
 
 
 def sparsity_report(model: nn.Module) -> dict:
@@ -140,6 +141,9 @@ class Dynamic:
         if 0 < step < self.stop and step % self.every == 0:
             frac = self.drop * 0.5 * (1 + math.cos(math.pi * step / self.stop))
             mods = dict(model.named_modules())
+            # the masks follow the weights (to an accelerator while training, back after)
+            self.masks = {n: m if m.device == mods[n].weight.device else m.to(mods[n].weight.device)
+                          for n, m in self.masks.items()}
             for name, mask in self.masks.items():
                 self._update(mods[name].weight, mask, frac)
             self.updates += 1
@@ -159,7 +163,7 @@ class Dynamic:
         if self.regrow == "rigl" and weight.grad is not None:
             g = weight.grad.detach().view(-1).abs()
         else:
-            g = torch.rand(flat.numel(), generator=self.gen)
+            g = torch.rand(flat.numel(), generator=self.gen).to(w.device)
         g = torch.where(flat, torch.full_like(g, -1.0), g)
         grown = g.topk(n).indices
         flat[dropped] = False
