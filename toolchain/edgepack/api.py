@@ -219,6 +219,7 @@ def tune(
     out: str | Path = "tune",
     worker: bool = False,
     reporter: Reporter | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> dict:
     """Search the compression settings of ``target``'s ``[tune]`` space on measured figures (see
     ``tune/search.py``) and report the Pareto front and the chosen point under ``out/<study>/``.
@@ -226,7 +227,8 @@ def tune(
     ``trials`` (default the profile's ``tune.trials``) counts complete trials of the whole study,
     so a rerun continues a stopped study; ``time_budget_min`` stops after that many minutes.
     ``storage`` is an SQLAlchemy URL (default ``sqlite:///out/<study>/study.sqlite3``);
-    ``worker=True`` joins an existing study on it (its target, model and data come from the study).
+    ``worker=True`` joins an existing study on it (its target, model, data and ``input_shape`` come
+    from the study).
     Returns {"study", "trials", "failed", "chosen", "front", "files"}. Raises StudyError and
     ProfileError for bad input, StorageError when the database cannot be used, DeviceError when the
     device cannot be reached, BudgetError when no trial meets every budget."""
@@ -242,7 +244,7 @@ def tune(
             raise UsageError(f"--{name} {value:g}: must be positive")
     return run(target, model=model, weights=weights, data=data, calibration=calibration, device=device, trials=trials,
                time_budget_min=time_budget_min, study=study, storage=storage, out=Path(out), worker=worker,
-               rep=reporter or Reporter(total=1, quiet=True))
+               rep=reporter or Reporter(total=1, quiet=True), input_shape=input_shape)
 
 
 def compare(

@@ -41,6 +41,9 @@ def add(sub) -> None:
     t.add_argument("--target", metavar="NAME|FILE.toml", help="target profile (not needed with --worker)")
     add_model(t)
     add_data(t)
+    t.add_argument("--input-shape", metavar="1,C,H,W",
+                   help="the model's input shape with batch 1 (default: the zoo model's, or the shape of --data); "
+                        "kept in the study, so workers build the same size")
     add_device(t, default="host", what="trials are benched (host figures are labelled as such)")
     n = t.add_mutually_exclusive_group()
     n.add_argument("--trials", type=like_field(Tune, "trials"), metavar="N",
@@ -61,7 +64,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from .. import api
     from ..progress import Reporter
 
-    r = api.tune(args.target, model=args.model, weights=args.weights, data=args.data, calibration=args.calibration,
+    shape = api.parse_input_shape(args.input_shape) if args.input_shape else None
+    r = api.tune(args.target, model=args.model, input_shape=shape, weights=args.weights, data=args.data, calibration=args.calibration,
                  device=args.device, trials=args.trials, time_budget_min=args.time_budget, study=args.study,
                  storage=args.storage, out=args.out, worker=args.worker, reporter=Reporter(total=3, quiet=args.quiet))
     if args.json:

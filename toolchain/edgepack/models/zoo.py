@@ -13,7 +13,7 @@ from typing import Callable
 
 from torch import nn
 
-from . import mobilenet, resnet, small, task_models
+from . import imagenet, mobilenet, resnet, small, task_models
 from .mobilenet import DemoCNN, InvertedResidual  # noqa: F401  (the demo's parts, used by tests and users)
 
 
@@ -33,6 +33,12 @@ ZOO: dict[str, ZooEntry] = {
     "mobilenetv2-w0.5": ZooEntry(partial(mobilenet.MobileNetV2, width=0.5), (1, 32, 32), "MobileNetV2, width 0.5"),
     "mobilenetv3-small": ZooEntry(mobilenet.MobileNetV3Small, (1, 32, 32),
                                   "MobileNetV3-small: squeeze-and-excitation, hard-swish"),
+    "mobilenetv2-imagenet": ZooEntry(imagenet.MobileNetV2ImageNet, (3, 224, 224),
+                                     "MobileNetV2-1.0 in its ImageNet layout (stride-2 stem, up to 320 channels, "
+                                     "1280-channel head): about 300 M MACs at 3x224x224; for inputs of 96-640 px"),
+    "resnet18-imagenet": ZooEntry(imagenet.ResNet18ImageNet, (3, 224, 224),
+                                  "ResNet-18 in its ImageNet layout and full width (7x7 stem, 64-128-256-512): "
+                                  "about 1.8 G MACs at 3x224x224"),
     "resnet8": ZooEntry(resnet.resnet8, (1, 32, 32), "ResNet-8 (MLPerf Tiny image classification shape)"),
     "resnet18": ZooEntry(resnet.resnet18, (1, 32, 32), "ResNet-18 layout at quarter width (16-32-64-128)"),
     "dscnn": ZooEntry(small.DSCNN, (1, 49, 10), "DS-CNN keyword-spotting shape (49x10 input, 64 channels)"),

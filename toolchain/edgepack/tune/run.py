@@ -24,10 +24,10 @@ def failed_rows(study) -> list[dict]:
 
 def run(target: str | None, *, model: str, weights: str | None, data: str, calibration: str | None, device: str,
         trials: int | None, time_budget_min: float | None, study: str, storage: str | None, out: Path, worker: bool,
-        rep: Reporter) -> dict:
+        rep: Reporter, input_shape: tuple[int, ...] | None = None) -> dict:
     with rep.stage(f"open study '{study}'"):
         s = search.start(target, model=model, weights=weights, data=data, calibration=calibration, device=device,
-                         study_name=study, storage_url=storage, out=out, worker=worker, rep=rep)
+                         study_name=study, storage_url=storage, out=out, worker=worker, rep=rep, input_shape=input_shape)
         goal = trials or (10**6 if time_budget_min else s.profile.tune.trials)
         rows = search.trial_rows(s.study)
         rep.info(f"{s.profile.name}: {len(s.dims)} dimensions ({'; '.join(d.describe() for d in s.dims)}); "

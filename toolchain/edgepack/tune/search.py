@@ -92,8 +92,9 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     predicted = _predict(s, trial, overrides)
     quiet = Reporter(total=9, quiet=True)
     started = time.perf_counter()
+    shape = ident.get("input_shape")
     result = build(ident["target"], model=ident["model"], weights=ident["weights"], data=ident["data"],
-                   calibration=ident["calibration"], out=folder, allow_budget_violation=True, device=s.device,
+                   input_shape=tuple(shape) if shape else None, calibration=ident["calibration"], out=folder, allow_budget_violation=True, device=s.device,
                    overrides=tuple(overrides + bench), cache=StageCache(warn=s.rep.warn), reporter=quiet,
                    measure_lock=lambda: leased(s.store, device_key(s.device, s.profile), holder=worker_id(), say=s.rep.info))
     deployed = "model.pte" if values.get("deploy") == "pte" else "model.tflite"
@@ -155,7 +156,8 @@ def _predict(s: Session, trial, overrides: list[str]) -> float | None:
 
 
 def start(target: str | None, *, model: str, weights: str | None, data: str, calibration: str | None, device: str,
-          study_name: str, storage_url: str | None, out: Path, worker: bool, rep: Reporter) -> Session:
+          study_name: str, storage_url: str | None, out: Path, worker: bool, rep: Reporter,
+          input_shape: tuple[int, ...] | None = None) -> Session:
     """Open (or create) the study and load what its trials share. A worker (``worker=True``)
     takes the target, model, data and space from the study. Raises StudyError, StorageError,
     ProfileError."""
@@ -173,6 +175,7 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
         _, identity = open_study(store, study_name, None, directions=[], sampler=None)
         target, model, weights = identity["target"], identity["model"], identity["weights"]
         data, calibration = identity["data"], identity["calibration"]
+        input_shape = tuple(identity["input_shape"]) if identity.get("input_shape") else None
     profile = load_profile(target)
     from ..devices import is_serial
 
@@ -180,13 +183,15 @@ def start(target: str | None, *, model: str, weights: str | None, data: str, cal
         raise UsageError(f"{profile.name}: tuning needs each trial's latency, and with no board it is estimated by a "
                          f"cost model of int8 kernels only (quantization.mode is {profile.quantization.mode}); tune an "
                          "int8 build, or attach the board (--device serial:PORT)")
-    inputs = load_inputs(profile, model=model, weights=weights, input_shape=None, data=data, calibration=calibration,
+    inputs = load_inputs(profile, model=model, weights=weights, input_shape=input_shape, data=data, calibration=calibration,
                          rep=rep, cache=StageCache(warn=rep.warn), code_version=f"{__version__}+{code_fingerprint()}")
     stages = (stage_layers(inputs.loaded.module, inputs.example, stages=profile.tune.stages,
                            keep=profile.pruning.keep_layers) if profile.tune.stages else [])
     dims = sp.dimensions(profile, stages)
     identity = {"target": target, "model": model, "weights": weights, "data": data, "calibration": calibration,
                 "objectives": list(profile.tune.objectives), "space": [d.describe() for d in dims]}
+    if input_shape is not None:  # only when given: older studies' identities stay as they were
+        identity["input_shape"] = list(input_shape)
     directions = [OBJECTIVES[o][0] for o in profile.tune.objectives]
     study, identity = open_study(store, study_name, None if worker else identity, directions=directions,
                                  sampler=sampler_for(profile.tune))

@@ -1,0 +1,68 @@
+"""MobileNetV2-1.0 and ResNet-18 in their ImageNet layouts, for inputs of 96-640 pixels.
+
+The zoo's ``mobilenetv2`` and ``resnet18`` are cut down for 32x32 digits (stride-1 stems, fewer
+stages, a quarter of ResNet-18's width). These two keep the published layouts, so a build at
+3x128x128 or 3x224x224 costs what a user's model of that family costs: MobileNetV2-1.0 is about
+300 M multiply-accumulates at 224x224 (a stride-2 stem, seven stages of inverted residuals up to
+320 channels, a 1280-channel head), ResNet-18 about 1.8 G (a 7x7 stride-2 stem and max pooling,
+four stages of two BasicBlocks at 64-128-256-512 channels). Both are built here from their
+layer lists, untrained; no weights are downloaded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .mobilenet import InvertedResidual, _round, conv_bn
+from .resnet import BasicBlock
+
+
+class MobileNetV2ImageNet(nn.Module):
+    """MobileNetV2 with the paper's ImageNet layout: (expand, channels, repeats, stride) stages
+    from a stride-2 stem, ending 32x smaller than the input; ``width`` scales every channel count
+    (rounded to 8), the 1280-channel head only upwards, as in the paper."""
+
+    STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+              (6, 320, 1, 1))
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1000, width: float = 1.0):
+        super().__init__()
+        c = _round(32 * width)
+        self.stem = conv_bn(in_channels, c, 3, 2)
+        blocks = []
+        for t, ch, n, s in self.STAGES:
+            out = _round(ch * width)
+            for i in range(n):
+                blocks.append(InvertedResidual(c, out, s if i == 0 else 1, t))
+                c = out
+        self.features = nn.Sequential(*blocks)
+        head = _round(1280 * max(1.0, width))
+        self.head = conv_bn(c, head, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(head, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.features(self.stem(x)))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+class ResNet18ImageNet(nn.Module):
+    """ResNet-18: a 7x7 stride-2 stem and 3x3 stride-2 max pooling, then four stages of two
+    BasicBlocks (stride 2 from the second stage) at ``widths``, global pooling, a linear classifier."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1000, widths: tuple[int, ...] = (64, 128, 256, 512)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        layers, c = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(2):
+                layers.append(BasicBlock(c, w, 2 if i > 0 and j == 0 else 1))
+                c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(self.stem(x))), 1))
