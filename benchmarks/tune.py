@@ -9,7 +9,7 @@ rpi4 that is LITERT ON THE HOST, labelled so, not the Raspberry Pi; on x86-64 (c
 profile's thread count (capped at this machine's cores), each tuned point at the thread count it
 chose. Accuracy: the validation split the search uses and the held-out split.
 
-A model is NAME or NAME@1,C,H,W (an input shape: zoo:mobilenetv2-imagenet@1,3,128,128 is
+A model is NAME or NAME@CxHxW (an input shape: zoo:mobilenetv2-imagenet@3x128x128 is
 MobileNetV2-1.0 at 128x128, trained once on digits at that size by the zoo's recipe and cached).
 
 Targets (--goal FLOAT_X,INT8_X,POINTS): at equal measured latency the tuned accuracy is at least as
@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def split_spec(spec: str) -> tuple[str, tuple[int, ...] | None]:
-    """NAME@1,C,H,W -> (NAME, shape); NAME -> (NAME, None)."""
+    """NAME@CxHxW -> (NAME, (1, C, H, W)); NAME -> (NAME, None)."""
     name, _, shape = spec.partition("@")
-    return name, tuple(int(v) for v in shape.split(",")) if shape else None
+    return name, (1, *(int(v) for v in shape.split("x"))) if shape else None
 
 
 def build(target: str, model: str, shape, out: Path, sets: list[str]) -> dict:
@@ -188,7 +188,7 @@ def main() -> int:
         os.environ["EDGEPACK_STAGE_CACHE_DIR"] = str(Path(d) / "stage-cache")
         for model in args.models.split(","):
             res = one_model(model, target=args.target, trials=args.trials, time_budget=args.time_budget,
-                            rounds=args.rounds, work=Path(d) / model.replace(":", "-").replace("@", "-").replace(",", "x"))
+                            rounds=args.rounds, work=Path(d) / model.replace(":", "-").replace("@", "-"))
             results.append(res)
             te = res["trial_errors"]
             pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
