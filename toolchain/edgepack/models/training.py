@@ -56,7 +56,8 @@ def train(
     ``loss_fn(logits, labels, inputs, extra)`` defaults to cross-entropy; ``extra`` (one row per
     sample, e.g. a teacher's logits) is batched alongside. ``max_seconds`` caps the time: the cost
     of an epoch is measured on one batch first and fewer epochs are planned when the requested ones
-    would not fit. ``validate(model)`` returns (accuracy %, mean cross-entropy) on held-out samples
+    would not fit; when not even one fits (large inputs, many samples), one epoch is cut to the
+    batches that do (a random subset of the samples). ``validate(model)`` returns (accuracy %, mean cross-entropy) on held-out samples
     and runs after each epoch: the epoch with the lowest validation loss is kept, and with
     ``patience`` > 0 training stops after that many epochs without a lower one. The loss, not the
     accuracy, decides: on a few hundred samples accuracy saturates and ties, the loss keeps moving.
@@ -87,27 +88,36 @@ def train(
         model.to(memory_format=torch.channels_last)
     info_device = place.describe() if place.accelerated else None
     batches = (len(xt) + batch_size - 1) // batch_size
-    planned = epochs
+    planned, steps_cap = epochs, None
     if max_seconds is not None and epochs > 0:
-        planned = min(epochs, max(1, int(max_seconds // _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches,
-                                                                         validate, place))))
+        per_epoch = _epoch_seconds(model, xt, yt, et, loss_fn, batch_size, batches, validate, place)
+        planned = min(epochs, max(1, int(max_seconds // per_epoch)))
+        if per_epoch > max_seconds:  # not even one epoch fits (large inputs, many samples): part of one
+            steps_cap = max(1, int(batches * max_seconds / per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(planned * batches, 1), pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps_cap or planned * batches, 1),
+                                                pct_start=0.15)
     info = {"epochs_requested": epochs, "epochs_planned": planned, "epochs_run": 0, "stopped": "done",
             "validation": [], "validation_loss": []}
-    if planned < epochs:
+    if steps_cap is not None:
+        info["stopped"] = (f"time budget: {steps_cap} of {batches} batches of one epoch (a random {steps_cap * batch_size:,}"
+                           f" of {len(xt):,} samples) fit {max_seconds:g} s")
+        info["steps_planned"] = steps_cap
+    elif planned < epochs:
         info["stopped"] = f"time budget: {planned} of {epochs} epochs fit {max_seconds:g} s"
     best, best_state, stale, step = None, None, 0, 0
     if reporter is not None and planned > 0:  # what the time grows with: samples, their size, epochs
         where = f" on {place.describe()['name']} ({place.device})" if place.accelerated else ""
         reporter.info(f"{label}: {planned} epoch(s) of {len(xt):,} samples at {'x'.join(map(str, xt.shape[1:]))}, "
-                      f"{batches} batches of {batch_size}{where}"
+                      f"{batches if steps_cap is None else f'{steps_cap} of {batches}'} batches of {batch_size}{where}"
                       + (f" (planned to fit {max_seconds:g} s)" if max_seconds is not None else ""))
     task = reporter.task(label, total=planned) if reporter else None
     for _ in range(planned):
         model.train()
         order = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt), batch_size):
+            if steps_cap is not None and step >= steps_cap:
+                break
             idx = yidx = order[i : i + batch_size]
             if place.accelerated:
                 idx, yidx = _device_index(place, xt, idx), idx.to(place.device)

@@ -64,6 +64,28 @@ def reestimate_batchnorm(model: nn.Module, x: np.ndarray, *, batch_size: int = 6
 SOFT_TARGETS_BYTES = 512 * 2**20
 
 
+#: the teacher's outputs are precomputed only when that pass takes at most this share of recovery's
+#: time budget (``recovery_seconds``); otherwise they are computed per batch inside it
+SOFT_TARGETS_BUDGET_SHARE = 0.25
+
+
+def _soft_seconds(teacher: nn.Module, x, batch: int = 64) -> float:
+    """Seconds a teacher pass over every sample of ``x`` would take, from a timed batch."""
+    import time
+
+    from ...models.accelerator import current, module_device
+
+    xb = torch.from_numpy(np.ascontiguousarray(x[:batch])).to(module_device(teacher))
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(2):  # the first pass also pays for allocation: keep the faster
+            t = time.perf_counter()
+            teacher.eval()(xb)
+            current().sync()
+            best = min(best, time.perf_counter() - t)
+    return best * len(x) / max(1, len(xb))
+
+
 def _soft_bytes(teacher: nn.Module, x) -> int:
     """Bytes of the teacher's float32 outputs for every sample of ``x``."""
     from ...models.accelerator import module_device
@@ -142,6 +164,13 @@ def _recover(student, teacher, data, *, epochs, lr, temperature, alpha, mode, se
         alpha = 1.0
     soft = None
     on_the_fly = alpha > 0 and _soft_bytes(teacher, data.x_train) > SOFT_TARGETS_BYTES
+    why = "they would take more than 512 MB" if on_the_fly else ""
+    if alpha > 0 and not on_the_fly and max_seconds is not None:
+        # a teacher pass over the whole training split, outside the training loop, would eat the
+        # time budget at large sizes: then the teacher runs on the batches trained on, inside it
+        cost = _soft_seconds(teacher, data.x_train)
+        if cost > SOFT_TARGETS_BUDGET_SHARE * max_seconds:
+            on_the_fly, why = True, f"a pass over all {len(data.x_train):,} samples would take about {cost:.0f} s"
     if alpha > 0 and not on_the_fly:
         soft = predict(teacher, data.x_train)
 
@@ -173,7 +202,8 @@ def _recover(student, teacher, data, *, epochs, lr, temperature, alpha, mode, se
     # label-free distillation must not read labels: hand the loop placeholders it cannot use
     labels = (np.full(data.y_train.shape, -1, data.y_train.dtype) if mode == "distill-unlabelled" else data.y_train)
     if log is not None:
-        log["teacher_outputs"] = "per batch" if on_the_fly else ("precomputed" if soft is not None else "none")
+        log["teacher_outputs"] = (f"per batch ({why})" if on_the_fly else
+                                  ("precomputed" if soft is not None else "none"))
     return train(student, data.x_train, labels, epochs=epochs, lr=lr, loss_fn=loss_fn, seed=seed, extra=soft,
                  augment_px=0 if alpha > 0 or not task.augment else 2, max_seconds=max_seconds, validate=validate,
                  patience=patience, log=log, reporter=reporter, label=f"recovery ({mode})")
