@@ -25,7 +25,7 @@ def test_help_explains_every_option():
 @pytest.mark.parametrize(
     "args, message, status",
     [
-        (["--target", "rpi3"], "edgepack: error: unknown target 'rpi3'; known: android-arm64, cortex-m4, cortex-m55-u55, cortex-m7, rpi4, rpi5 (or give a path to a .toml profile)", 2),
+        (["--target", "rpi3"], "edgepack: error: unknown target 'rpi3'; known: android-arm64, cortex-m4, cortex-m55-u55, cortex-m7, rpi4, rpi5, x86-64 (or give a path to a .toml profile)", 2),
         (["--target", "./nowhere.toml"], "edgepack: error: profile file './nowhere.toml' does not exist; give a path to a .toml file or a known target name", 2),
         (["--target", "rpi4", "--input-shape", "32x32"], "edgepack: error: input shape '32x32' is not 1,C,H,W (images), 1,C,L (1-D signals) or 1,C,D,H,W (volumes) with batch 1, e.g. 1,3,32,32", 2),
         (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: angle-regressor, autoencoder, demo, dscnn, dscnn-spread, mobilenetv2, mobilenetv2-w0.5, mobilenetv3-small, resnet18, resnet8, segmenter, signal-cnn, squeezenet, two-head", 2),

@@ -235,6 +235,8 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
         for _, g in measured[max_groups:]:
             g.note = f"left whole: not measured (only the {max_groups} groups holding the most MACs are)"
         measured = measured[:max_groups]
+    say(f"sensitivity analysis: {len(measured)} channel groups x up to {len(levels)} levels, each probe on "
+        f"{len(x):,} validation samples at {'x'.join(map(str, x.shape[1:]))} ([data] sensitivity_samples)")
     last = start = time.perf_counter()
     for i, (group, g) in enumerate(measured):
         if time.perf_counter() - last >= 10:
