@@ -82,20 +82,12 @@ def int8_tflite(module, shape: tuple[int, ...], work: Path) -> bytes:
 
 
 def mobilenetv2_imagenet(width: float, classes: int):
-    """MobileNetV2 as published (ImageNet strides, last conv 1280 wide below width 1), softmax out."""
-    from edgepack.models.mobilenet import InvertedResidual, _round, conv_bn
+    """MobileNetV2 as published (ImageNet strides, last conv 1280 wide below width 1), softmax out:
+    the zoo's mobilenetv2-imagenet at ``width``, with a softmax."""
+    from edgepack.models.imagenet import MobileNetV2ImageNet
     from torch import nn
 
-    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-    cin = _round(32 * width)
-    layers = [conv_bn(3, cin, 3, 2)]
-    for t, c, n, s in cfg:
-        cout = _round(c * width)
-        for i in range(n):
-            layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
-            cin = cout
-    layers += [conv_bn(cin, 1280, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, classes), nn.Softmax(dim=1)]
-    return nn.Sequential(*layers)
+    return nn.Sequential(MobileNetV2ImageNet(in_channels=3, num_classes=classes, width=width), nn.Softmax(dim=1))
 
 
 def models(mlperf: Path | None, work: Path) -> dict[str, bytes]:
@@ -108,6 +100,8 @@ def models(mlperf: Path | None, work: Path) -> dict[str, bytes]:
     out["MobileNetV2 0.30, 80x80, 1000 classes"] = int8_tflite(mobilenetv2_imagenet(0.3, 1000), (1, 3, 80, 80),
                                                                work / "mbv2")
     for name in sorted(zoo.ZOO):
+        if name.endswith("-imagenet"):  # application-processor sizes (hundreds of M MACs): not MCU models
+            continue
         shape = zoo.input_shape(name)
         out[f"zoo:{name}"] = int8_tflite(zoo.create(name, in_channels=shape[1], num_classes=10), shape, work / name)
     return out

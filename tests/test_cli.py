@@ -28,7 +28,7 @@ def test_help_explains_every_option():
         (["--target", "rpi3"], "edgepack: error: unknown target 'rpi3'; known: android-arm64, cortex-m4, cortex-m55-u55, cortex-m7, rpi4, rpi5, x86-64 (or give a path to a .toml profile)", 2),
         (["--target", "./nowhere.toml"], "edgepack: error: profile file './nowhere.toml' does not exist; give a path to a .toml file or a known target name", 2),
         (["--target", "rpi4", "--input-shape", "32x32"], "edgepack: error: input shape '32x32' is not 1,C,H,W (images), 1,C,L (1-D signals) or 1,C,D,H,W (volumes) with batch 1, e.g. 1,3,32,32", 2),
-        (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: angle-regressor, autoencoder, demo, dscnn, dscnn-spread, mobilenetv2, mobilenetv2-w0.5, mobilenetv3-small, resnet18, resnet8, segmenter, signal-cnn, squeezenet, two-head", 2),
+        (["--target", "rpi4", "--model", "zoo:vgg"], "edgepack: error: unknown zoo model 'vgg'; known: angle-regressor, autoencoder, demo, dscnn, dscnn-spread, mobilenetv2, mobilenetv2-imagenet, mobilenetv2-w0.5, mobilenetv3-small, resnet18, resnet18-imagenet, resnet8, segmenter, signal-cnn, squeezenet, two-head", 2),
         (["--target", "rpi4", "--data", "imagenet"], "edgepack: error: data 'imagenet' is not a built-in set (digits, digits-hard, digits-anomaly, digits-angle, digits-seg, digits-seq, digits-pose), a .npz file holding x_train, y_train, x_calib, x_eval, y_eval, a data manifest (.toml: an image folder, labelled arrays or an annotation file, see calibration/README.md), an annotation file (.csv or .json mapping image files to targets), your datasets (file.py:function), or an image folder with one sub-folder per class", 2),
     ],
 )

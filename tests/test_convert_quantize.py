@@ -98,3 +98,29 @@ def test_uint8_io_and_int16_activations(converted, digits):
     # both still classify the held-out digits
     for model in (u8, i16):
         assert int8_accuracy(model, digits.x_eval, digits.y_eval, converted.layout, HostRunner()) >= 95.0
+
+
+def test_a_padded_max_pool_after_a_relu_quantizes_with_a_sane_scale(tmp_path):
+    """A ResNet stem (conv, ReLU, 3x3 stride-2 max pool padded by 1) feeding a residual add: the
+    pool's padding is an explicit zero pad (convert/onnx_rewrites.zero_pad_max_pools), never -inf,
+    so int8 calibration keeps the ReLU's range (it was a scale of 1e36, and XNNPACK refused the
+    graph) and the int8 model tracks the float one."""
+    from edgepack.models.resnet import BasicBlock
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, 1), BasicBlock(16, 16, 1),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    x = torch.rand(64, 3, 32, 32)
+    conv = convert_float(net, x[:1], tmp_path, samples=x.numpy())
+    int8 = quantize_int8(conv.saved_model_dir, to_model_layout(x.numpy(), conv.layout), QuantSpec())
+    import tensorflow as tf
+
+    it = tf.lite.Interpreter(model_content=int8)
+    scales = [t["quantization"][0] for t in it.get_tensor_details() if t["dtype"] == np.int8]
+    assert max(scales) < 1.0, max(scales)
+    ops = [o["op_name"] for o in it._get_ops_details()]
+    assert "PADV2" not in ops and ops.count("PAD") >= 2  # the stem conv's and the pool's zero pads
+    got = HostRunner().run(int8, to_model_layout(x[:16].numpy(), conv.layout))
+    ref = net(x[:16]).detach().numpy()
+    assert np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.98

@@ -396,3 +396,56 @@ def rewrite_hard_sigmoids(onnx_path: Path) -> int:
     if count:
         save_nodes(m, nodes, onnx_path)
     return count
+
+
+#: ops whose outputs are never negative: a max pool after one may pad with 0 instead of -inf
+_NON_NEGATIVE = {"Relu", "Sigmoid", "Softmax", "Abs"}
+
+
+def zero_pad_max_pools(onnx_path: Path) -> int:
+    """Give each padded MaxPool whose input is never negative (after a ReLU: a ResNet's stem) an
+    explicit zero Pad before it and no padding of its own: the same maxima, since every window
+    holds at least one real value and those are >= 0. onnx2tf pads a MaxPool with -inf, and int8
+    calibration then reads -inf into the range the pooled tensor shares with the ReLU before it
+    (a scale of 1e36 in a ResNet-18's stem: XNNPACK refuses the graph and every value is lost).
+    Returns how many."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(onnx_path))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    count, nodes = 0, []
+    for n in m.graph.node:
+        attrs = {a.name: a for a in n.attribute}
+        pads = list(attrs["pads"].ints) if "pads" in attrs else []
+        auto = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
+        src = producer.get(n.input[0]) if n.input else None
+        if (n.op_type != "MaxPool" or len(pads) != 4 or not any(pads) or auto != "NOTSET" or src is None
+                or not _never_negative(m, src)):
+            nodes.append(n)
+            continue
+        base = f"{n.output[0]}_zero_pad"
+        m.graph.initializer.append(numpy_helper.from_array(
+            np.array([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]], dtype=np.int64), f"{base}_pads"))
+        m.graph.initializer.append(numpy_helper.from_array(np.array(0.0, dtype=np.float32), f"{base}_value"))
+        nodes.append(helper.make_node("Pad", [n.input[0], f"{base}_pads", f"{base}_value"], [base], mode="constant",
+                                      name=f"{base}_node"))
+        kept = [a for a in n.attribute if a.name != "pads"]
+        nodes.append(helper.make_node("MaxPool", [base], list(n.output), name=n.name,
+                                      pads=[0, 0, 0, 0], **{a.name: helper.get_attribute_value(a) for a in kept}))
+        count += 1
+    if count:
+        save_nodes(m, nodes, onnx_path)
+    return count
+
+
+def _never_negative(m, node) -> bool:
+    """Whether ``node``'s output is never negative: a ReLU-family op, or a Clip with a minimum >= 0."""
+    if node.op_type in _NON_NEGATIVE:
+        return True
+    if node.op_type == "Clip":
+        lo = _scalar(m, node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        if lo is None:
+            lo = next((a.f for a in node.attribute if a.name == "min"), None)
+        return lo is not None and lo >= 0
+    return False

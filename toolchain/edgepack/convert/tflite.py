@@ -73,7 +73,7 @@ def prepare_for_onnx2tf(onnx_path: Path, *, token_entries: str = "transpose", ru
     done = {"fold_constants": int(rw.fold_constants(onnx_path))}
     for step in (rw.constants_as_initializers, rw.full_rank_constants,
                  lambda p: squeeze_token_batch(p, entries=token_entries), split_heads, rw.rewrite_erf_gelus,
-                 channels_last_islands, rw.per_channel_constants_as_convs, rw.drop_noop_slices, rw.rewrite_channel_shuffles, rw.rewrite_hard_sigmoids,
+                 channels_last_islands, rw.per_channel_constants_as_convs, rw.drop_noop_slices, rw.rewrite_channel_shuffles, rw.rewrite_hard_sigmoids, rw.zero_pad_max_pools,
                  *([rw.gelus_as_tanh] if runtime == "tflm" else []), rw.sanitize_names):
         name = "squeeze_token_batch" if step.__name__ == "<lambda>" else step.__name__
         done[name] = step(onnx_path)
