@@ -26,6 +26,7 @@ goal on the demo (rpi4): 3,1.8,0.5; issue 34's at real sizes (x86-64): 2.5,1.7,1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -74,7 +75,17 @@ def side_by_side(models: dict[str, tuple[bytes, int]], *, rounds: int) -> dict[s
 
     got = bench(HostRunner(), {k: b for k, (b, _) in models.items()}, threads=1, rounds=rounds, warmup=20, runs=200,
                 options=lambda k: {"threads": models[k][1]})
-    return {k: statistics.median(v) for k, v in got.items()}
+    return {k: statistics.median(v) for k, v in got.items()}, {k: repeat_spread(v) for k, v in got.items()}
+
+
+def repeat_spread(medians: list[float]) -> float:
+    """How far two repeats of the side-by-side bench disagree: the median of the first half of the
+    rounds against the median of the second half, relative to their mean."""
+    h = len(medians) // 2
+    if h == 0:
+        return 0.0
+    a, b = statistics.median(medians[:h]), statistics.median(medians[h:])
+    return abs(a - b) / ((a + b) / 2)
 
 
 def one_model(spec: str, *, target: str, trials: int, time_budget: float | None, rounds: int, work: Path) -> dict:
@@ -118,9 +129,9 @@ def one_model(spec: str, *, target: str, trials: int, time_budget: float | None,
         arts[name] = ((Path(row["bundle"]) / row["deployed"]).read_bytes(), own)
         rows[name] = {"val": row["accuracy"], "held_out": row["held_out"], "fields": row["fields"],
                       "predicted_ms": row.get("predicted_latency_ms"), "trial_ms": row["latency_ms"]}
-    lat = side_by_side(arts, rounds=rounds)
+    lat, spread = side_by_side(arts, rounds=rounds)
     for k in rows:
-        rows[k]["ms"], rows[k]["threads"] = lat[k], arts[k][1]
+        rows[k]["ms"], rows[k]["threads"], rows[k]["repeat_spread"] = lat[k], arts[k][1], spread[k]
     errs = [abs(v["predicted_ms"] - v["ms"]) / v["ms"] for v in rows.values() if v.get("predicted_ms")]
     return {"model": spec, "target": target, "local": profile.connection.kind == "local", "minutes": minutes,
             "zoo_training_s": trained_s, "baseline_build_s": build_s,
@@ -181,9 +192,12 @@ def main() -> int:
     ap.add_argument("--goal", default="3,1.8,0.5", metavar="FLOAT_X,INT8_X,POINTS")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", type=Path, help="work here and keep the artifacts (default: a temporary folder)")
     args = ap.parse_args()
     results = []
-    with tempfile.TemporaryDirectory(prefix="edgepack-tune-bench-") as d:
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="edgepack-tune-bench-")) as d:
         # a cold stage cache of its own: the study's time includes every conversion and training it needs
         os.environ["EDGEPACK_STAGE_CACHE_DIR"] = str(Path(d) / "stage-cache")
         for model in args.models.split(","):
@@ -202,11 +216,16 @@ def main() -> int:
                   f"over {te['all']['n']} built trials ({pct(te['calibrated']['median'])} over the "
                   f"{te['calibrated']['n']} predicted after 3 trials had calibrated it); against the side-by-side "
                   f"bench of the front: {pct(res['front_prediction_median_abs_error'])}")
-            print("| artifact | threads | host ms | val % | held-out % |\n|---|---:|---:|---:|---:|")
+            unit = "target ms" if res["local"] else "host ms"
+            print(f"| artifact | threads | {unit} | repeat spread | val % | held-out % |\n|---|---:|---:|---:|---:|---:|")
             chosen = f"tuned #{res['chosen']}"
             for k, v in sorted(res["rows"].items(), key=lambda kv: kv[1]["ms"]):
                 h = "-" if v["held_out"] is None else f"{v['held_out']:.2f}"
-                print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['threads']} | {v['ms']:.4f} | {v['val']:.2f} | {h} |")
+                print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['threads']} | {v['ms']:.4f} | "
+                      f"{v['repeat_spread']:.1%} | {v['val']:.2f} | {h} |")
+            worst = max(v["repeat_spread"] for v in res["rows"].values())
+            print(f"- spread of the repeated side-by-side medians (first {args.rounds // 2} rounds against the last "
+                  f"{args.rounds - args.rounds // 2}): at most {worst:.1%} ({'met' if worst < 0.03 else 'NOT met'}: < 3%)")
             for line in verdicts(res, tuple(float(v) for v in args.goal.split(","))):
                 print(f"- {line}")
     if args.json:
