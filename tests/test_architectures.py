@@ -293,12 +293,13 @@ def test_onnx_names_are_made_valid_for_tensorflow(tmp_path):
 
 
 class PaddedPoolStem(nn.Module):
-    """A ResNet-style stem: conv, BatchNorm, ReLU, then 3x3 max-pooling with padding, which onnx2tf
-    pads with -FLT_MAX."""
+    """A ResNet-style stem with the pool before the ReLU (the two commute): conv, BatchNorm, then 3x3
+    max-pooling with padding over values that can be negative, which onnx2tf pads with -FLT_MAX.
+    (After a ReLU the pool gets an explicit zero pad instead: tests/test_convert_quantize.py.)"""
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.MaxPool2d(3, 2, 1), nn.ReLU())
         self.body = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16))
         self.head = nn.Linear(16, 10)
 
