@@ -27,6 +27,7 @@ def test_x86_64_builds_and_its_latency_is_measured_on_the_target(artifacts):
     assert all(v > 50 for v in meas["stage_peak_mb"].values())  # MB: a Python process with torch loaded
     assert m["training"] == {"requested": "auto", "device": "cpu", "name": "CPU", "mixed_precision": None,
                              "deterministic": True}
+    assert "- training on the CPU (asked for: auto): deterministic" in (b.out_dir / "report.md").read_text()
 
 
 def test_bench_on_the_x86_64_target_is_labelled_measured_on_the_device(artifacts, tmp_path):

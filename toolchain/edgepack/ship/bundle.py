@@ -162,6 +162,7 @@ def render_report(m: dict) -> str:
         f"(sha256 `{m['target']['profile_sha256'][:16]}`)",
         *([f"- overrides (--set): {_overrides(m['overrides'])}"] if m.get("overrides") else []),
         f"- model: {m['model']['origin']}",
+        *_training_line(m.get("training")),
         *_task_line(m),
         f"- artifact: `model.tflite`, {_fmt_int(art['size_bytes'])} bytes, sha256 `{art['sha256'][:16]}...`; "
         f"{art['quantization']['weights']} int8 weights, {art['quantization']['activations']} activations",
@@ -346,6 +347,17 @@ def _sensitivity_lines(prune: dict, recovery: dict | None, attempts: list[dict])
                   f"{'; kept epoch ' + str(recovery['kept_epoch']) + ' (lowest validation loss)' if recovery.get('kept_epoch') else ''}"
                   f"{_trained_on(recovery.get('device'))}.", ""]
     return lines
+
+
+def _training_line(t: dict | None) -> list[str]:
+    """Where training ran (bundles from before the record have none)."""
+    if not t:
+        return []
+    if t.get("deterministic"):
+        return [f"- training on the CPU (asked for: {t['requested']}): deterministic, the same bytes on every run"]
+    mp = f", {t['mixed_precision']} mixed precision" if t.get("mixed_precision") else ""
+    return [f"- training on {t.get('name')} ({t['device']}{mp}; asked for: {t['requested']}): a GPU's float sums are "
+            "not ordered the same way from run to run, so a rebuild can differ in the last bits"]
 
 
 def _trained_on(device: dict | None) -> str:
