@@ -183,6 +183,69 @@ def verdicts(res: dict, goal: tuple[float, float, float] = (3.0, 1.8, 0.5)) -> l
     return out
 
 
+def rebench_kept(results: list[dict], keep: Path, rounds: int) -> None:
+    """Bench the artifacts of an earlier run kept under ``keep`` (--keep) side by side again, on a
+    quiet machine: the same rows, new latency and spread figures, in place in ``results``."""
+    import torch
+    from edgepack.convert.tflite import convert_float
+    from edgepack.data.loaders import load_data
+    from edgepack.models.loader import load_model
+    from edgepack.stages.inputs import default_input_shape
+
+    for res in results:
+        model, shape = split_spec(res["model"])
+        work = keep / res["model"].replace(":", "-").replace("@", "-")
+        arts = {}
+        for name, row in res["rows"].items():
+            if name == "float unpruned":
+                splits = load_data("digits", input_shape=shape or default_input_shape(model))
+                base = load_model(model, splits)
+                conv = convert_float(base.module, torch.from_numpy(splits.x_eval[:1]), work / "float-again",
+                                     samples=splits.x_calib)
+                data = conv.tflite
+            elif name.startswith("tuned #"):
+                n = int(name.split("#")[1])
+                study = f"bench-{model.replace(':', '-')}"
+                data = (work / "tune" / study / "trials" / f"{n:04d}" / "model.tflite").read_bytes()
+            else:
+                data = (work / name.replace(" ", "-") / res["target"] / "model.tflite").read_bytes()
+            arts[name] = (data, row["threads"])
+        lat, spread = side_by_side(arts, rounds=rounds)
+        for k in res["rows"]:
+            res["rows"][k]["ms"], res["rows"][k]["repeat_spread"] = lat[k], spread[k]
+        res["rebenched"] = f"{rounds} rounds, a later quiet run (--rebench)"
+
+
+def print_results(results: list[dict], args) -> None:
+    """Each model's tables and verdicts, as in docs/benchmarks.md."""
+    for res in results:
+        model = res["model"]
+        te = res["trial_errors"]
+        pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+        where = (f"measured on the {res['target']} target (this machine)" if res["local"]
+                 else f"LiteRT on the host, not the {res['target']}")
+        print(f"\n## {model} on {res['target']}: {res['trials']} trials in {res['minutes']:.1f} min; latency: {where} "
+              f"(baselines at {res['threads']} thread(s), tuned points at their own)")
+        print(f"- zoo training (once, cached): {res['zoo_training_s']:.0f} s; baseline builds: "
+              + ", ".join(f"{k} {v:.0f} s" for k, v in res["baseline_build_s"].items()))
+        print(f"- latency predictor, median |error| against each trial's own measurement: {pct(te['all']['median'])} "
+              f"over {te['all']['n']} built trials ({pct(te['calibrated']['median'])} over the "
+              f"{te['calibrated']['n']} predicted after 3 trials had calibrated it); against the side-by-side "
+              f"bench of the front: {pct(res['front_prediction_median_abs_error'])}")
+        unit = "target ms" if res["local"] else "host ms"
+        print(f"| artifact | threads | {unit} | repeat spread | val % | held-out % |\n|---|---:|---:|---:|---:|---:|")
+        chosen = f"tuned #{res['chosen']}"
+        for k, v in sorted(res["rows"].items(), key=lambda kv: kv[1]["ms"]):
+            h = "-" if v["held_out"] is None else f"{v['held_out']:.2f}"
+            print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['threads']} | {v['ms']:.4f} | "
+                  f"{v['repeat_spread']:.1%} | {v['val']:.2f} | {h} |")
+        worst = max(v["repeat_spread"] for v in res["rows"].values())
+        print(f"- spread of the repeated side-by-side medians (first {args.rounds // 2} rounds against the last "
+              f"{args.rounds - args.rounds // 2}): at most {worst:.1%} ({'met' if worst < 0.03 else 'NOT met'}: < 3%)")
+        for line in verdicts(res, tuple(float(v) for v in args.goal.split(","))):
+            print(f"- {line}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="rpi4")
@@ -193,7 +256,17 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", type=Path, help="work here and keep the artifacts (default: a temporary folder)")
+    ap.add_argument("--rebench", type=Path, metavar="RESULTS.json",
+                    help="no study: bench the artifacts an earlier run kept under --keep again, side by side, and "
+                         "print its tables with the new figures")
     args = ap.parse_args()
+    if args.rebench:
+        results = json.loads(args.rebench.read_text())
+        rebench_kept(results, args.keep, args.rounds)
+        print_results(results, args)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1, default=str))
+        return 0
     results = []
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -204,30 +277,7 @@ def main() -> int:
             res = one_model(model, target=args.target, trials=args.trials, time_budget=args.time_budget,
                             rounds=args.rounds, work=Path(d) / model.replace(":", "-").replace("@", "-"))
             results.append(res)
-            te = res["trial_errors"]
-            pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-            where = (f"measured on the {args.target} target (this machine)" if res["local"]
-                     else f"LiteRT on the host, not the {args.target}")
-            print(f"\n## {model} on {args.target}: {res['trials']} trials in {res['minutes']:.1f} min; latency: {where} "
-                  f"(baselines at {res['threads']} thread(s), tuned points at their own)")
-            print(f"- zoo training (once, cached): {res['zoo_training_s']:.0f} s; baseline builds: "
-                  + ", ".join(f"{k} {v:.0f} s" for k, v in res["baseline_build_s"].items()))
-            print(f"- latency predictor, median |error| against each trial's own measurement: {pct(te['all']['median'])} "
-                  f"over {te['all']['n']} built trials ({pct(te['calibrated']['median'])} over the "
-                  f"{te['calibrated']['n']} predicted after 3 trials had calibrated it); against the side-by-side "
-                  f"bench of the front: {pct(res['front_prediction_median_abs_error'])}")
-            unit = "target ms" if res["local"] else "host ms"
-            print(f"| artifact | threads | {unit} | repeat spread | val % | held-out % |\n|---|---:|---:|---:|---:|---:|")
-            chosen = f"tuned #{res['chosen']}"
-            for k, v in sorted(res["rows"].items(), key=lambda kv: kv[1]["ms"]):
-                h = "-" if v["held_out"] is None else f"{v['held_out']:.2f}"
-                print(f"| {k}{' (chosen)' if k == chosen else ''} | {v['threads']} | {v['ms']:.4f} | "
-                      f"{v['repeat_spread']:.1%} | {v['val']:.2f} | {h} |")
-            worst = max(v["repeat_spread"] for v in res["rows"].values())
-            print(f"- spread of the repeated side-by-side medians (first {args.rounds // 2} rounds against the last "
-                  f"{args.rounds - args.rounds // 2}): at most {worst:.1%} ({'met' if worst < 0.03 else 'NOT met'}: < 3%)")
-            for line in verdicts(res, tuple(float(v) for v in args.goal.split(","))):
-                print(f"- {line}")
+            print_results([res], args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0
