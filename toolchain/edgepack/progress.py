@@ -96,20 +96,10 @@ class _Watch:
             self._thread.join(timeout=2)
 
 
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak resident set size (Linux: ``5`` into /proc/self/clear_refs), so
-    the next read gives the peak since now; False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def peak_rss_mb() -> float | None:
-    """This process's peak resident set size in MB: since the last ``_reset_peak_rss`` where that
-    worked (Linux VmHWM), else over its life (``getrusage``); None where neither is available."""
+    """This process's peak resident set size over its life, MB (Linux VmHWM, else ``getrusage``);
+    None where neither is available. Never reset here: tools that read the peak from outside
+    (``/usr/bin/time``, a parent's ``RUSAGE_CHILDREN``) keep seeing the true one."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -126,6 +116,45 @@ def peak_rss_mb() -> float | None:
         return None
 
 
+def rss_mb() -> float | None:
+    """This process's resident set size now, MB (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _PeakWatch:
+    """A stage's peak memory: the process's resident set sampled every ``period`` seconds beside
+    the stage, or exactly its lifetime peak when that rose during the stage."""
+
+    def __init__(self, period: float = 0.2):
+        self.start_peak = peak_rss_mb()
+        self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = None
+        if self.peak is not None:
+            self._thread = threading.Thread(target=self._run, args=(period,), name="peak memory", daemon=True)
+            self._thread.start()
+
+    def _run(self, period: float) -> None:
+        while not self._stop.wait(period):
+            now = rss_mb()
+            if now is not None and now > (self.peak or 0):
+                self.peak = now
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        end_peak = peak_rss_mb()
+        if end_peak is not None and self.start_peak is not None and end_peak > self.start_peak:
+            return end_peak  # the process's highest point so far was reached in this stage: exact
+        sampled = max((v for v in (self.peak, rss_mb()) if v is not None), default=None)
+        return sampled if sampled is not None else end_peak
+
+
 class Reporter:
     """Shows progress of a run of ``total`` stages and records how long each took and its peak memory."""
 
@@ -135,7 +164,6 @@ class Reporter:
         self.console = console or (None if quiet else _stderr_console())
         self.stage_seconds: dict[str, float] = {}
         self.stage_peak_mb: dict[str, float] = {}  # peak resident memory of this process during each stage
-        self.peak_per_stage = True  # False: the platform cannot reset the peak, figures are since the start
         self.heartbeat_seconds = 30.0  # a stage silent this long says it is still working
         self.ceilings: dict[str, tuple[float, str]] = {}  # stage -> (seconds, how the ceiling was set)
         self._index = 0
@@ -161,7 +189,7 @@ class Reporter:
         is still working, and one that runs past its entry in ``ceilings`` is stopped (in the main
         thread) with CeilingReached naming the stage, its ceiling and what to set."""
         self._index += 1
-        self.peak_per_stage = _reset_peak_rss() and self.peak_per_stage
+        memory = _PeakWatch()
         start = time.perf_counter()
         self._last_line = time.monotonic()
         if not self.quiet:
@@ -179,7 +207,7 @@ class Reporter:
             watch.stop()
             seconds = time.perf_counter() - start
             self.stage_seconds[name] = round(seconds, 3)
-            peak = peak_rss_mb()
+            peak = memory.stop()
             if peak is not None:
                 self.stage_peak_mb[name] = peak
             self._end_task(None)
