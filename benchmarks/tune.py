@@ -206,7 +206,7 @@ def rebench_kept(results: list[dict], keep: Path, rounds: int) -> None:
             elif name.startswith("tuned #"):
                 n = int(name.split("#")[1])
                 study = f"bench-{model.replace(':', '-')}"
-                data = (work / "tune" / study / "trials" / f"{n:04d}" / "model.tflite").read_bytes()
+                data = (work / "tune" / study / "trials" / f"{n:04d}" / res["target"] / "model.tflite").read_bytes()
             else:
                 data = (work / name.replace(" ", "-") / res["target"] / "model.tflite").read_bytes()
             arts[name] = (data, row["threads"])
