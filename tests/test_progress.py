@@ -83,3 +83,22 @@ def test_a_build_past_a_ceiling_exits_3_names_the_stage_and_writes_nothing(tmp_p
     assert last.startswith("edgepack: error: stage 'prune channels") and "ceiling" in last, last
     assert "limits.ceiling_scale" in last and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_the_ceiling_fires_even_where_sigint_is_ignored():
+    """A shell's background job starts with SIGINT ignored: the ceiling's interrupt still stops the
+    stage, and the ignoring is put back after it."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        r, _ = _reporter()
+        r.ceilings = {"stuck": (1.0, "a test's ceiling")}
+        t = time.monotonic()
+        with pytest.raises(CeilingReached):
+            with r.stage("stuck"):
+                time.sleep(30)
+        assert time.monotonic() - t < 5
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)

@@ -66,6 +66,14 @@ class _Watch:
         self._stop = threading.Event()
         main = threading.current_thread() is threading.main_thread()
         self._armed = bool(ceiling) and main  # only the main thread can be interrupted
+        self._ignored = None
+        if self._armed:
+            import signal
+
+            # a process started with SIGINT ignored (a background job of a shell, or a parent that
+            # ignores it) would never see the ceiling's interrupt: take it for the stage's length
+            if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+                self._ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
         if self._armed or not reporter.quiet:
             self._thread = threading.Thread(target=self._run, name=f"watch {stage}", daemon=True)
             self._thread.start()
@@ -94,6 +102,11 @@ class _Watch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._ignored is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._ignored)
+            self._ignored = None
 
 
 def peak_rss_mb() -> float | None:
