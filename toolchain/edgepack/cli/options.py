@@ -90,7 +90,9 @@ def add_train_device(p: argparse.ArgumentParser) -> None:
 def _train_device(text: str) -> str:
     import re
 
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text.strip().lower()):
+    from ..profiles.sections import TRAIN_DEVICES
+
+    if not re.fullmatch(TRAIN_DEVICES, text.strip().lower()):
         raise argparse.ArgumentTypeError(f"{text!r} is not auto, cpu, cuda, cuda:N or mps")
     return text.strip().lower()
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .mobilenet import InvertedResidual, _round, conv_bn
-from .resnet import BasicBlock
+from .resnet import ResNet
 
 
 class MobileNetV2ImageNet(nn.Module):
@@ -47,22 +47,12 @@ class MobileNetV2ImageNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-class ResNet18ImageNet(nn.Module):
-    """ResNet-18: a 7x7 stride-2 stem and 3x3 stride-2 max pooling, then four stages of two
-    BasicBlocks (stride 2 from the second stage) at ``widths``, global pooling, a linear classifier."""
+class ResNet18ImageNet(ResNet):
+    """ResNet-18: the zoo's ResNet (four stages of two BasicBlocks, stride 2 from the second stage,
+    global pooling, a linear classifier) at ``widths``, with the ImageNet stem: a 7x7 stride-2
+    convolution and 3x3 stride-2 max pooling."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000, widths: tuple[int, ...] = (64, 128, 256, 512)):
-        super().__init__()
+        super().__init__(in_channels, num_classes, widths, (2,) * len(widths))
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]),
                                   nn.ReLU(), nn.MaxPool2d(3, 2, 1))
-        layers, c = [], widths[0]
-        for i, w in enumerate(widths):
-            for j in range(2):
-                layers.append(BasicBlock(c, w, 2 if i > 0 and j == 0 else 1))
-                c = w
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(self.stem(x))), 1))

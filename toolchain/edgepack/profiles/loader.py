@@ -253,6 +253,8 @@ def _check_consistency(p: Profile, where: _Where) -> None:
     if q.sparse_encoding and q.mode != "float32":
         raise where.error(("quantization", "sparse_encoding"), "TFLite's sparse encoding is used for float32 models here; set "
                           "quantization.mode = \"float32\" or remove sparse_encoding")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", p.training.device.strip().lower()):
+    from .sections import TRAIN_DEVICES
+
+    if not re.fullmatch(TRAIN_DEVICES, p.training.device.strip().lower()):
         raise where.error(("training", "device"), f"{p.training.device!r} is not auto, cpu, cuda, cuda:N or mps")
     check_tune(p, where)

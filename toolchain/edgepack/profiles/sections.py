@@ -281,6 +281,10 @@ class Limits:
         "a stage that has printed nothing for this long prints a line saying it is still working")))
 
 
+#: what ``[training] device`` and --train-device accept (models/accelerator.py resolves it)
+TRAIN_DEVICES = r"auto|cpu|mps|cuda(:\d+)?"
+
+
 @dataclass(frozen=True)
 class Training:
     """Where the build's training runs (models/accelerator.py): recovery, distillation, the weight
