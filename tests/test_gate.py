@@ -70,15 +70,16 @@ def test_worse_accuracy_is_a_regression(built, tmp_path):
 
 
 def test_a_larger_slower_model_is_a_regression(slim, unpruned):
-    proc = run_cli("check", str(unpruned), "--baseline", str(slim), "--repeats", "3", "--json", "-q")
+    # five rounds: the gate lets one round in five go the other way (a burst of load on a shared machine)
+    proc = run_cli("check", str(unpruned), "--baseline", str(slim), "--repeats", "5", "--json", "-q")
     assert proc.returncode == 6, proc.stderr
     r = json.loads(proc.stdout)
     rows = {c["check"]: c for c in r["checks"]}
     assert set(rows) == {"accuracy", "size", "latency (median)"}  # only model.tflite is in both
     assert not rows["size"]["ok"] and rows["size"]["change"] > 5
     lat = r["latency"]
-    assert not rows["latency (median)"]["ok"] and lat["median_ratio"] > 1.1 and lat["rounds_slower"] == 3
-    assert len(lat["new_medians_ms"]) == len(lat["baseline_medians_ms"]) == len(lat["ratios"]) == 3
+    assert not rows["latency (median)"]["ok"] and lat["median_ratio"] > 1.1 and lat["rounds_slower"] >= 4, json.dumps(lat)
+    assert len(lat["new_medians_ms"]) == len(lat["baseline_medians_ms"]) == len(lat["ratios"]) == 5
     assert set(r["thresholds"]) == {"max_accuracy_drop", "max_size_increase_pct", "max_latency_increase_pct", "bench_repeats"}
 
 
