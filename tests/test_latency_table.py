@@ -111,3 +111,17 @@ def test_the_predictor_fits_a_fixed_cost_a_ratio_cannot():
     drift = [{"threads": 1, "table_ms": 0.3, "measured_ms": 0.30} for _ in range(10)]
     drift += [{"threads": 1, "table_ms": 0.3, "measured_ms": 0.39} for _ in range(predict.RECENT)]
     assert Predictor.fit(drift, 1).predict(0.3) == pytest.approx(0.39)
+
+
+def test_the_predictor_tables_the_threads_the_bench_runs_at(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgepack.measure import bench
+    from edgepack.profiles.loader import load_profile
+
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    x86, rpi4 = load_profile("x86-64"), load_profile("rpi4")  # both ask for 4 threads
+    on_host = Predictor(SimpleNamespace(device="host"), device_key="host:here", lease=None)
+    assert on_host.bench_threads(x86) == on_host.bench_threads(rpi4) == 2  # this machine has 2 cores
+    by_ssh = Predictor(SimpleNamespace(device="ssh://pi@board"), device_key="ssh://pi@board:22", lease=None)
+    assert by_ssh.bench_threads(rpi4) == 4  # the board runs what its profile says

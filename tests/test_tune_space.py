@@ -57,6 +57,16 @@ def test_default_space_fits_the_target(tmp_path):
     assert space.ratio_ceiling(0.72) == 0.7 and space.ratio_ceiling(0.7) == 0.7
 
 
+def test_a_local_target_searches_no_more_threads_than_this_machine_has(monkeypatch):
+    x86 = load_profile("x86-64")  # a 4-core box, and this machine is the device
+    for cpus, choices in ((2, (1, 2)), (1, None), (8, (1, 2, 4))):
+        monkeypatch.setattr(space.os, "cpu_count", lambda cpus=cpus: cpus)
+        got = {d.key: d for d in space.dimensions(x86, [["a"]])}.get("runtime.threads")
+        assert (got.choices if got else None) == choices
+    monkeypatch.setattr(space.os, "cpu_count", lambda: 1)
+    assert {d.key: d for d in space.dimensions(load_profile("rpi4"), [["a"]])}["runtime.threads"].choices == (1, 2, 4)
+
+
 def test_a_new_study_starts_from_the_targets_own_recipe(tmp_path):
     shipped = load_profile("rpi4")
     dims = space.dimensions(shipped, [["a"], ["b"], ["c"]])

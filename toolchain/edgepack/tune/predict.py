@@ -42,6 +42,15 @@ class Predictor:
         self.s, self.device_key, self.lease = session, device_key, lease
         self.tables: dict[int, LatencyTable] = {}
 
+    def bench_threads(self, profile) -> int:
+        """The thread count the trial's bench really runs ``profile`` at on the study's device
+        (``measure.bench.threads_for``: this machine never runs more threads than it has cores), so
+        that a table is measured, and a trial calibrates, at the threads the bench uses."""
+        from ..devices import connect
+        from ..measure.bench import threads_for
+
+        return threads_for(profile, connect(profile, self.s.device))
+
     def table(self, profile, threads: int) -> LatencyTable:
         if threads in self.tables:
             return self.tables[threads]
@@ -90,7 +99,7 @@ class Predictor:
         if spec.ratio > 0 or spec.layer_ratios:
             model = prune_channels(module, example, spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
                                    validation=validation_split(splits)).model
-        return self.table(profile, profile.runtime.threads).layers_ms(layer_shapes(model, example))
+        return self.table(profile, self.bench_threads(profile)).layers_ms(layer_shapes(model, example))
 
     @staticmethod
     def fit(history: list[dict], threads: int) -> Calibration:

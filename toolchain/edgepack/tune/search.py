@@ -140,7 +140,7 @@ def _predict(s: Session, trial, overrides: list[str]) -> float | None:
     if s.predictor is None:
         return None
     candidate = load_profile(s.identity["target"], overrides)
-    threads = candidate.runtime.threads
+    threads = s.predictor.bench_threads(candidate)  # what the trial's bench will run at (capped on this machine)
     table_ms = s.predictor.candidate_ms(candidate)
     cal = Predictor.fit(prediction_history(s.study), threads)
     predicted, n = cal.predict(table_ms), cal.trials

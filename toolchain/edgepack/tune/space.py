@@ -10,6 +10,7 @@ chosen point is a profile file that extends the target with exactly those fields
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +52,11 @@ def default_space(profile) -> dict[str, Any]:
         space["pruning.ratio"] = {"low": 0.0, "high": ratio_ceiling(p.max_ratio), "step": RATIO_STEP}
     if space["pruning.recovery_epochs"]["low"] == space["pruning.recovery_epochs"]["high"]:
         space["pruning.recovery_epochs"] = [p.recovery_epochs]
-    if not profile.is_mcu and profile.hardware.cores > 1:
-        space["runtime.threads"] = sorted({1, *[n for n in (2, 4, 8) if n <= profile.hardware.cores]})
+    cores = profile.hardware.cores
+    if profile.connection.kind == "local":  # this machine is the device: threads past its cores only contend
+        cores = min(cores, os.cpu_count() or 1)
+    if not profile.is_mcu and cores > 1:
+        space["runtime.threads"] = sorted({1, *[n for n in (2, 4, 8) if n <= cores]})
     return space
 
 
