@@ -11,40 +11,23 @@ layer lists, untrained; no weights are downloaded.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .mobilenet import InvertedResidual, _round, conv_bn
+from .mobilenet import MobileNetV2
 from .resnet import ResNet
 
 
-class MobileNetV2ImageNet(nn.Module):
-    """MobileNetV2 with the paper's ImageNet layout: (expand, channels, repeats, stride) stages
-    from a stride-2 stem, ending 32x smaller than the input; ``width`` scales every channel count
-    (rounded to 8), the 1280-channel head only upwards, as in the paper."""
+class MobileNetV2ImageNet(MobileNetV2):
+    """MobileNetV2 with the paper's ImageNet layout: seven (expand, channels, repeats, stride)
+    stages up to 320 channels from a stride-2 stem, ending 32x smaller than the input, and a
+    1280-channel head; ``width`` scales every channel count (rounded to 8), the head only upwards."""
 
     STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
               (6, 320, 1, 1))
+    STEM_STRIDE, HEAD = 2, 1280
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000, width: float = 1.0):
-        super().__init__()
-        c = _round(32 * width)
-        self.stem = conv_bn(in_channels, c, 3, 2)
-        blocks = []
-        for t, ch, n, s in self.STAGES:
-            out = _round(ch * width)
-            for i in range(n):
-                blocks.append(InvertedResidual(c, out, s if i == 0 else 1, t))
-                c = out
-        self.features = nn.Sequential(*blocks)
-        head = _round(1280 * max(1.0, width))
-        self.head = conv_bn(c, head, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(head, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.features(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
+        super().__init__(in_channels, num_classes, width)
 
 
 class ResNet18ImageNet(ResNet):

@@ -74,14 +74,16 @@ class DemoCNN(nn.Module):
 class MobileNetV2(nn.Module):
     """MobileNetV2 for 32x32: the paper's (expand, channels, repeats, stride) stages up to 96
     channels, with a stride-1 stem so a 32x32 input ends at 4x4; ``width`` scales every channel
-    count (rounded to 8)."""
+    count (rounded to 8), the head's only upwards. A subclass sets another layout through
+    STAGES, STEM_STRIDE and HEAD (imagenet.py: the paper's)."""
 
     STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 2, 2), (6, 96, 1, 1))
+    STEM_STRIDE, HEAD = 1, 256
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: float = 1.0):
         super().__init__()
         c = _round(32 * width)
-        self.stem = conv_bn(in_channels, c, 3)
+        self.stem = conv_bn(in_channels, c, 3, self.STEM_STRIDE)
         blocks = []
         for t, ch, n, s in self.STAGES:
             out = _round(ch * width)
@@ -89,9 +91,10 @@ class MobileNetV2(nn.Module):
                 blocks.append(InvertedResidual(c, out, s if i == 0 else 1, t))
                 c = out
         self.features = nn.Sequential(*blocks)
-        self.head = conv_bn(c, _round(256 * max(1.0, width)), 1)
+        head = _round(self.HEAD * max(1.0, width))
+        self.head = conv_bn(c, head, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(_round(256 * max(1.0, width)), num_classes)
+        self.classifier = nn.Linear(head, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.features(self.stem(x)))
