@@ -95,7 +95,8 @@ def dimensions(profile, stages: list[list[str]] | None = None) -> list[Dimension
 
 def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
     """The trials a new study starts with: the profile's own setting of every searched field (where
-    it lies in the space; the sampler draws the others), with every stage ratio, or the global
+    it lies in the space; the sampler draws the others; a thread count above a local target's
+    choices is taken down to the largest of them, as its bench runs it), with every stage ratio, or the global
     ratio, at the profile's ``pruning.ratio`` and at the uniform sweep ``UNIFORM_SWEEP`` up to its
     ``max_ratio`` (on the ratio steps). The search starts from what plain uniform builds give, so
     its front is never worse than them; the trials it draws have to beat them to count."""
@@ -115,6 +116,8 @@ def warm_points(profile, dims: list[Dimension]) -> list[dict[str, Any]]:
         value = getattr(getattr(profile, section), name)
         if isinstance(value, tuple):
             value = list(value)
+        if d.key == "runtime.threads" and d.choices and not holds(d, value):
+            value = max((c for c in d.choices if c <= value), default=value)  # what this machine runs it at
         if holds(d, value):
             base[d.key] = value
     pruning = [d for d in dims if d.key.startswith("stage.") or d.key == "pruning.ratio"]
