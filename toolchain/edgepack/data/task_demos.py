@@ -37,18 +37,19 @@ DEMOS = {
     "digits-pose": "digits-angle's rotated digits with (digit, angle) targets, for a class + angle two-head model",
 }
 
-def _pose_functions() -> tuple[str, str]:
+
+def _pose_task() -> Task:
+    """digits-pose's task: the metric and loss of tasks/pose.py, named by file as a user's are."""
     from pathlib import Path
 
     from ..tasks import pose
 
     f = Path(pose.__file__)
-    return f"{f}:class_accuracy", f"{f}:pose_loss"
+    return Task("classification", units="%", user_metric=f"{f}:class_accuracy", user_loss=f"{f}:pose_loss")
 
 
 TASKS = {"digits-anomaly": Task("anomaly"), "digits-angle": Task("regression", units="degrees"),
-         "digits-seg": Task("segmentation"), "digits-seq": Task(),
-         "digits-pose": Task("classification", units="%", user_metric=_pose_functions()[0], user_loss=_pose_functions()[1])}
+         "digits-seg": Task("segmentation"), "digits-seq": Task(), "digits-pose": _pose_task()}
 #: outputs of each demo's model: the anomaly classes, one angle, background + 10 digits, 10 digits
 CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11, "digits-seq": 10, "digits-pose": 10}
 

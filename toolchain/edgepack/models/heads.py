@@ -77,13 +77,6 @@ class Heads(nn.Module):
         return [{"name": n, "shape": list(s), "values": v} for n, s, v in zip(self.names, self.shapes, self.sizes)]
 
 
-def wrap(module: nn.Module, out) -> nn.Module:
-    """``module`` itself when ``out`` (its output on a sample) is one tensor, else :class:`Heads`."""
-    if isinstance(out, torch.Tensor):
-        return module
-    return Heads(module, out)
-
-
 def heads_of(module: nn.Module) -> Heads | None:
     return module if isinstance(module, Heads) else None
 
