@@ -60,3 +60,38 @@ def test_rebench_puts_side_by_side_figures_in_the_rows_and_judges_the_budget_aga
     assert rows[2] == before[2]  # not on this machine: its own figure stays
     assert study.user_attrs["rebench"]["latency_ms"] == {"0": a, "1": b}
     assert rebench(s, [rows[0]], rounds=1) == []  # one trial: nothing to compare it with
+
+
+class _Scripted:
+    """Bench figures from a script, one per call: a burst of outside load cannot be summoned on
+    demand, so the order of the figures plays it."""
+
+    def __init__(self, figures):
+        self.figures = list(figures)
+
+    def benchmark(self, model, **kw):
+        return SimpleNamespace(median_ms=self.figures.pop(0))
+
+
+def test_a_burst_of_load_in_one_half_of_the_rounds_benches_them_all_again():
+    from edgepack.measure.bench import repeat_spread, steady_side_by_side
+
+    assert repeat_spread([1.0, 1.0, 1.2, 1.2]) == pytest.approx(0.2 / 1.1)
+    assert repeat_spread([1.0]) == 0.0
+    models = {"a": b"a", "b": b"b"}
+    # 4 rounds of a, b (alternating order: a b, b a, a b, b a); the first attempt's second half is
+    # busy for b only, the second attempt is steady
+    busy = [1.0, 2.0, 2.0, 1.0, 1.0, 2.6, 2.6, 1.0]
+    steady = [1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 1.0]
+    seen = []
+    got = steady_side_by_side(_Scripted(busy + steady), models, threads=1, rounds=4, warmup=0, runs=1,
+                              on_attempt=lambda i, w: seen.append(round(w, 3)))
+    assert got.attempts == 2 and seen == [round(0.6 / 2.3, 3), 0.0]
+    assert got.median("b") == 2.0 and got.worst == 0.0
+    # never steady: the steadiest of the three attempts is kept, and the count says so
+    worse = [1.0, 2.0, 2.0, 1.0, 1.0, 3.0, 3.0, 1.0]
+    got = steady_side_by_side(_Scripted(worse + busy + worse), models, threads=1, rounds=4, warmup=0, runs=1)
+    assert got.attempts == 3 and got.worst == pytest.approx(0.6 / 2.3)
+    assert got.medians["b"] == [2.0, 2.0, 2.6, 2.6]
+    # steady at once: one attempt
+    assert steady_side_by_side(_Scripted(steady), models, threads=1, rounds=4, warmup=0, runs=1).attempts == 1

@@ -62,7 +62,8 @@ def _placement(profile, rep):
     """Where this build trains (``[training]``, --train-device), said when it is not the CPU."""
     from .models.accelerator import resolve
 
-    placement = resolve(profile.training.device, mixed_precision=profile.training.mixed_precision)
+    placement = resolve(profile.training.device, mixed_precision=profile.training.mixed_precision,
+                        step_memory_mb=profile.training.step_memory_mb)
     if placement.accelerated:
         d = placement.describe()
         rep.info(f"training on {d['name']} ({d['device']})"

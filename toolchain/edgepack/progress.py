@@ -17,6 +17,7 @@ import time
 from typing import Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 
@@ -192,7 +193,7 @@ class Reporter:
     def warn(self, message: str) -> None:
         self._last_line = time.monotonic()
         if not self.quiet:
-            self.console.print(f"      [yellow]warning:[/yellow] {message}")
+            self.console.print(f"      [yellow]warning:[/yellow] {escape(message)}")  # "[data]" is text
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -206,7 +207,7 @@ class Reporter:
         start = time.perf_counter()
         self._last_line = time.monotonic()
         if not self.quiet:
-            self.console.print(f"[bold][{self._index}/{self.total}] {name}[/bold]")
+            self.console.print(f"[bold]\\[{self._index}/{self.total}] {escape(name)}[/bold]")
         watch = _Watch(self, name, *self.ceilings.get(name, (0.0, "")))
         ok = False
         try:

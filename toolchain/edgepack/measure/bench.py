@@ -76,13 +76,19 @@ def on_target(profile, runner: Runner) -> bool:
     return runner.kind in ("ssh", "adb", "serial") or (runner.kind == "host" and profile.connection.kind == "local")
 
 
+def host_cores() -> int:
+    """This machine's cores: more threads than these only contend (``threads_for``, and the threads
+    ``tune`` offers a ``local`` target)."""
+    return os.cpu_count() or 1
+
+
 def threads_for(profile, runner: Runner) -> int:
     """The profile's thread count; capped at this machine's cores when this machine runs the model
     (standing in for the device, or being it: a ``local`` profile, where more threads than cores
     would only contend)."""
     if on_target(profile, runner) and runner.kind != "host":
         return profile.runtime.threads
-    return min(profile.runtime.threads, os.cpu_count() or 1)
+    return min(profile.runtime.threads, host_cores())
 
 
 def rebench_runner(profile, device: str):
@@ -117,6 +123,54 @@ def side_by_side(runner: Runner, models: dict[str, bytes], *, threads: int, roun
         if on_round:
             on_round(i, got)
     return got
+
+
+def repeat_spread(medians: list[float]) -> float:
+    """How far two repeats of a side-by-side bench disagree: the median of the first half of the
+    rounds against the median of the second half, relative to their mean (0 for one round)."""
+    h = len(medians) // 2
+    if h == 0:
+        return 0.0
+    a, b = statistics.median(medians[:h]), statistics.median(medians[h:])
+    return abs(a - b) / ((a + b) / 2) if a + b > 0 else 0.0
+
+
+@dataclass
+class SteadyBench:
+    """The outcome of :func:`steady_side_by_side`: each model's round medians from the attempt kept,
+    each model's repeat spread in it, and how many attempts were benched."""
+
+    medians: dict[str, list[float]]
+    spread: dict[str, float]
+    attempts: int
+
+    @property
+    def worst(self) -> float:
+        return max(self.spread.values(), default=0.0)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.medians[name])
+
+
+def steady_side_by_side(runner: Runner, models: dict[str, bytes], *, threads: int, rounds: int, warmup: int,
+                        runs: int, options=None, max_spread: float = 0.03, attempts: int = 3,
+                        on_attempt=None) -> SteadyBench:
+    """:func:`side_by_side`, benched again (up to ``attempts`` times in all) while any model's first
+    and second halves of rounds disagree by more than ``max_spread``: a burst of outside load
+    during one half moves only the models benched in it, and would reorder them. Keeps the
+    attempt whose worst spread is smallest; ``on_attempt(i, worst)`` says how each went."""
+    best: SteadyBench | None = None
+    for i in range(max(1, attempts)):
+        got = side_by_side(runner, models, threads=threads, rounds=rounds, warmup=warmup, runs=runs, options=options)
+        this = SteadyBench(got, {k: repeat_spread(v) for k, v in got.items()}, i + 1)
+        if on_attempt:
+            on_attempt(i, this.worst)
+        if best is None or this.worst < best.worst:
+            best = this
+        if best.worst <= max_spread:
+            break
+    best.attempts = i + 1
+    return best
 
 
 def meter_for(profile, runner: Runner) -> PowerMeter | None:

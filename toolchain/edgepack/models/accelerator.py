@@ -41,12 +41,13 @@ class TrainDeviceError(UsageError):
 
 @dataclass(frozen=True)
 class Placement:
-    """A resolved training device: ``device``, the autocast dtype (None: float32 throughout) and
-    what was asked for."""
+    """A resolved training device: ``device``, the autocast dtype (None: float32 throughout), what
+    was asked for and the memory a training step's activations may take (``models.training.fit_batch``)."""
 
     device: torch.device
     amp: torch.dtype | None = None
     requested: str = "cpu"
+    step_memory_mb: int | None = None  # a training step's saved activations; larger batches are halved
 
     @property
     def accelerated(self) -> bool:
@@ -81,7 +82,10 @@ class Placement:
                 "deterministic": not self.accelerated}
 
 
-CPU = Placement(torch.device("cpu"))
+#: [training] step_memory_mb's default: a batch of 64 fits at 3x128x128 (1.8 GB for MobileNetV2-1.0), a
+#: batch of 32 at 3x224x224 (2.5 GB)
+STEP_MEMORY_MB = 3072
+CPU = Placement(torch.device("cpu"), step_memory_mb=STEP_MEMORY_MB)
 _current: contextvars.ContextVar[Placement] = contextvars.ContextVar("edgepack_training_device", default=CPU)
 
 
@@ -90,9 +94,15 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def resolve(spec: str | None, *, mixed_precision: bool = True) -> Placement:
+def resolve(spec: str | None, *, mixed_precision: bool = True, step_memory_mb: int | None = STEP_MEMORY_MB) -> Placement:
     """The placement for ``spec`` (auto, cpu, cuda, cuda:N, mps); ``auto`` takes CUDA, then MPS,
     then the CPU. A device that is not here raises TrainDeviceError in one line."""
+    import dataclasses
+
+    return dataclasses.replace(_resolve(spec, mixed_precision), step_memory_mb=step_memory_mb)
+
+
+def _resolve(spec: str | None, mixed_precision: bool) -> Placement:
     spec = (spec or "auto").strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -101,7 +111,7 @@ def resolve(spec: str | None, *, mixed_precision: bool = True) -> Placement:
             spec = "mps"
         else:
             return Placement(torch.device("cpu"), None, "auto")
-        placement = resolve(spec, mixed_precision=mixed_precision)
+        placement = _resolve(spec, mixed_precision)
         return Placement(placement.device, placement.amp, "auto")
     if spec == "cpu":
         return Placement(torch.device("cpu"), None, "cpu")

@@ -27,7 +27,7 @@ from . import zoo
 from .heads import Heads
 from .attention import split_attention
 from .hand_attention import adopt_self_attention
-from .training import predict, seed_everything, train
+from .training import fit_batch, predict, seed_everything, train
 
 #: Bump when the demo's training recipe changes so stale cached weights are not reused.
 TRAIN_RECIPE = {"epochs": 30, "lr": 0.01, "batch_size": 64, "seed": 0, "augment_px": 2, "recipe": 1}
@@ -276,6 +276,9 @@ def _trained_zoo_model(name: str, data: Splits, reporter: Reporter | None) -> tu
            "recipe": TRAIN_RECIPE, "torch": torch.__version__}
     if current().accelerated:  # a GPU's weights are cached apart from the CPU's (which keep their keys)
         src["trained_on"] = current().key()
+    batch = fit_batch(module, data.x_train, TRAIN_RECIPE["batch_size"], current().step_memory_mb)
+    if batch != TRAIN_RECIPE["batch_size"]:  # large inputs train in smaller batches: other weights
+        src["batch_size"] = batch
     key_src = json.dumps(src, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     path = cache_dir() / f"zoo-{name}-{key}.pt"

@@ -87,6 +87,8 @@ def train(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     info_device = place.describe() if place.accelerated else None
+    asked_batch = batch_size
+    batch_size = fit_batch(model, xt, batch_size, place.step_memory_mb, place=place)
     batches = (len(xt) + batch_size - 1) // batch_size
     planned, steps_cap = epochs, None
     if max_seconds is not None and epochs > 0:
@@ -99,6 +101,9 @@ def train(
                                                 pct_start=0.15)
     info = {"epochs_requested": epochs, "epochs_planned": planned, "epochs_run": 0, "stopped": "done",
             "validation": [], "validation_loss": []}
+    if batch_size != asked_batch:
+        info["batch_size"] = {"asked": asked_batch, "used": batch_size,
+                              "why": f"a step's saved activations fit [training] step_memory_mb = {place.step_memory_mb}"}
     if steps_cap is not None:
         info["stopped"] = (f"time budget: {steps_cap} of {batches} batches of one epoch (a random {steps_cap * batch_size:,}"
                            f" of {len(xt):,} samples) fit {max_seconds:g} s")
@@ -110,7 +115,9 @@ def train(
         where = f" on {place.describe()['name']} ({place.device})" if place.accelerated else ""
         reporter.info(f"{label}: {planned} epoch(s) of {len(xt):,} samples at {'x'.join(map(str, xt.shape[1:]))}, "
                       f"{batches if steps_cap is None else f'{steps_cap} of {batches}'} batches of {batch_size}{where}"
-                      + (f" (planned to fit {max_seconds:g} s)" if max_seconds is not None else ""))
+                      + (f" (planned to fit {max_seconds:g} s)" if max_seconds is not None else "")
+                      + (f"; batch {asked_batch} -> {batch_size}: a step's activations fit [training] step_memory_mb = "
+                         f"{place.step_memory_mb}" if batch_size != asked_batch else ""))
     task = reporter.task(label, total=planned) if reporter else None
     for _ in range(planned):
         model.train()
@@ -166,6 +173,67 @@ def train(
     if log is not None:
         log.update(info)
     return model.eval()
+
+
+#: the smallest training batch fit_batch halves to (BatchNorm needs a few samples per step)
+MIN_FITTED_BATCH = 8
+#: inputs per inference batch on the CPU (``predict``, the sensitivity probes, ``tasks.judge``): a
+#: batch whose activations stay in the caches runs MobileNetV2-1.0 3.4x faster at 3x224x224 (6
+#: samples a batch against 128) and 3x faster at 3x128x128 (21 against 128), with the same figures;
+#: at 3x32x32 a batch holds every sample, as before. It also keeps a batch's activations small:
+#: 256 samples at 3x224x224 hold 1.2 GB in each of MobileNetV2's widest ones.
+EVAL_BATCH_BYTES = 4 * 2**20
+
+
+def saved_bytes_per_sample(model: nn.Module, x) -> float:
+    """Bytes the autograd graph of one forward pass keeps per sample for the backward pass (the
+    activations a training step holds): measured on batches of 2 and 4 of ``x`` (the weights,
+    saved once per pass, cancel), in eval mode so that BatchNorm's running statistics stay as
+    they are."""
+    from .accelerator import module_device
+
+    device = module_device(model)
+    was_training = model.training
+    model.eval()
+    totals = []
+    try:
+        for n in (2, 4):
+            seen: dict[tuple, int] = {}
+
+            def pack(t: torch.Tensor, seen=seen):
+                seen[(t.data_ptr(), t.numel(), t.dtype)] = t.numel() * t.element_size()
+                return t
+
+            xb = x[:n] if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x[:n]))
+            xb = xb.to(device)
+            if xb.ndim == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                out = model(xb)
+            del out
+            totals.append(sum(seen.values()))
+    finally:
+        model.train(was_training)
+    return max(0.0, (totals[1] - totals[0]) / 2)
+
+
+def fit_batch(model: nn.Module, x, batch_size: int, memory_mb: int | None, *, place=None) -> int:
+    """``batch_size`` halved until a training step's saved activations fit ``memory_mb`` (down to
+    ``MIN_FITTED_BATCH``); unchanged when they fit, when there is no cap or too few samples to
+    measure. At 3x224x224 MobileNetV2-1.0 keeps 79 MB per sample, 5 GB at a batch of 64."""
+    if not memory_mb or batch_size <= MIN_FITTED_BATCH or len(x) < 4:
+        return batch_size
+    per_sample = saved_bytes_per_sample(model, x)
+    while batch_size > MIN_FITTED_BATCH and batch_size * per_sample > memory_mb * 2**20:
+        batch_size = max(MIN_FITTED_BATCH, batch_size // 2)
+    return batch_size
+
+
+def eval_batch(x, batch_size: int = 256) -> int:
+    """Samples per inference batch: ``batch_size``, fewer when their inputs would pass
+    ``EVAL_BATCH_BYTES`` (large images; the activations of a batch grow with its inputs)."""
+    per_sample = int(np.prod(x.shape[1:])) * 4
+    return max(1, min(batch_size, EVAL_BATCH_BYTES // max(per_sample, 1)))
 
 
 class _Batches:
@@ -251,6 +319,7 @@ def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) -> np.nda
     model.eval()
     device = module_device(model)
     if device.type == "cpu":
+        batch_size = eval_batch(x, batch_size)
         outs = [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return torch.cat(outs).numpy()
     # a model being trained on an accelerator (validation between epochs): batches go there and back

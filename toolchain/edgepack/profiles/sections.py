@@ -296,6 +296,9 @@ class Training:
     mixed_precision: bool = field(default=True, metadata=_spec(doc=(
         "on a CUDA GPU with bfloat16, run the forward pass under bfloat16 autocast (loss, softmax and BatchNorm stay "
         "float32); no effect on the CPU")))
+    step_memory_mb: int = field(default=3072, metadata=_spec(lo=64, hi=1_000_000, doc=(
+        "memory a training step's saved activations may take: at large inputs the batch is halved (down to 8) "
+        "until they fit; measured on the model, said in the progress line and the manifest")))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,11 @@ def task_of(samples) -> Task:
 def model_quality(model: nn.Module, x, y, task: Task) -> float:
     """``task``'s quality of ``model`` (eval mode) on inputs ``x`` and targets ``y`` (tensors or
     arrays)."""
+    from ..models.training import eval_batch
+
     x = x.numpy() if isinstance(x, torch.Tensor) else x
     y = y.numpy() if isinstance(y, torch.Tensor) else y
-    out = model.eval()(torch.from_numpy(x))
+    b = eval_batch(x, len(x))  # large inputs go in batches: one pass would hold all their activations
+    with torch.no_grad():
+        out = torch.cat([model.eval()(torch.from_numpy(x[i : i + b])) for i in range(0, len(x), b)])
     return task.quality(out.numpy(), y, x)

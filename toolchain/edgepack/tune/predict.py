@@ -88,8 +88,9 @@ class Predictor:
 
         return remembered(cache, "latency-table", k, measure)
 
-    def candidate_ms(self, profile) -> float:
-        """The table's sum for the candidate ``profile`` (the target with the trial's overrides)."""
+    def candidate_ms(self, profile, threads: int | None = None) -> float:
+        """The table's sum for the candidate ``profile`` (the target with the trial's overrides), at
+        ``threads`` (``bench_threads(profile)`` when not given)."""
         from ..compress.prune.budgeted import prune_spec, validation_split
         from ..compress.prune.channels import prune_channels
 
@@ -99,7 +100,8 @@ class Predictor:
         if spec.ratio > 0 or spec.layer_ratios:
             model = prune_channels(module, example, spec, calibration=(splits.x_train[:256], splits.y_train[:256]),
                                    validation=validation_split(splits)).model
-        return self.table(profile, self.bench_threads(profile)).layers_ms(layer_shapes(model, example))
+        threads = self.bench_threads(profile) if threads is None else threads
+        return self.table(profile, threads).layers_ms(layer_shapes(model, example))
 
     @staticmethod
     def fit(history: list[dict], threads: int) -> Calibration:

@@ -6,19 +6,25 @@ much as pruning a fifth of the channels buys. A point measured during a busy min
 front, one measured during a quiet one stays on it. So the trials that could be on the front
 (within ``SLACK`` of it in latency, and within every budget except latency and energy, which the
 re-bench decides) are benched once more, all in every round, alternating (``measure.side_by_side``),
-and the front, the budgets' verdicts and the chosen point are judged on those figures. Each row
-keeps its in-study figure as ``trial_latency_ms``; the predictor's error stays measured against it.
+and the front, the budgets' verdicts and the chosen point are judged on those figures. A burst of
+load during the re-bench itself would reorder them again, so when the first and second halves of
+its rounds disagree by more than ``MAX_SPREAD`` it is repeated (``measure.steady_side_by_side``).
+Each row keeps its in-study figure as ``trial_latency_ms``; the predictor's error stays measured
+against it.
 """
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 #: a trial is near the front when no other is as accurate and faster by more than this fraction
 SLACK = 0.15
 #: at most this many trials are benched again (the most accurate first)
 MAX_POINTS = 16
+#: the halves of the re-bench's rounds may disagree by this much before it is repeated ...
+MAX_SPREAD = 0.03
+#: ... up to this many times in all
+ATTEMPTS = 3
 from ..measure.verdicts import TIMED  # the budgets the re-bench can change: not used to pick the trials to bench again
 
 
@@ -31,14 +37,17 @@ def near_front(rows: list[dict], *, slack: float = SLACK, limit: int = MAX_POINT
     return sorted(near, key=lambda r: (-r["accuracy"], r["latency_ms"], r["number"]))[:limit]
 
 
-def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int | None = None, runs: int | None = None) -> list[dict]:
+def rebench(s, rows: list[dict], *, rounds: int = 6, warmup: int | None = None, runs: int | None = None,
+            max_spread: float = MAX_SPREAD, attempts: int = ATTEMPTS) -> list[dict]:
     """Bench the near-front trials of ``rows`` again side by side on the study's device (under its
     lease) and update those rows in place: ``latency_ms`` (the in-study figure kept as
     ``trial_latency_ms``), ``latency_label``, the latency budget's verdict, an estimated energy and
     ``feasible``. Returns the rows benched again (none when fewer than two could be: nothing to
     compare). A trial whose bundle is not on this machine (another worker's) keeps its figure.
-    ``warmup`` and ``runs`` default to the profile's [measure], as the trials were benched."""
-    from ..measure.bench import rebench_runner, side_by_side
+    ``warmup`` and ``runs`` default to the profile's [measure], as the trials were benched. When the
+    first and second halves of the rounds disagree by more than ``max_spread`` for any trial, all of
+    them are benched again (``attempts`` in all) and the steadiest attempt is kept."""
+    from ..measure.bench import rebench_runner, steady_side_by_side
     from .search import device_key
     from .study import leased, worker_id
 
@@ -58,14 +67,24 @@ def rebench(s, rows: list[dict], *, rounds: int = 5, warmup: int | None = None, 
     s.rep.info(f"benching the {len(picked)} trials on and near the front again, side by side ({rounds} alternating "
                f"rounds of {runs} runs): figures taken minutes apart on a shared device are not comparable")
     key = device_key(s.device, s.profile)
+    def said(i: int, worst: float) -> None:
+        if worst > max_spread and i + 1 < attempts:
+            s.rep.info(f"the two halves of the rounds disagree by {worst:.1%} (more than {max_spread:.0%}): "
+                       "a burst of load; benching them all again")
+
     with leased(s.store, key, holder=worker_id(), say=s.rep.info), runner:
-        medians = side_by_side(runner, blobs, threads=1, rounds=rounds, warmup=warmup, runs=runs,
-                               options=lambda name: opts[name])
-    how = f"{label}, side by side with the front: median of {rounds} alternating rounds of {runs} runs"
+        got = steady_side_by_side(runner, blobs, threads=1, rounds=rounds, warmup=warmup, runs=runs,
+                                  options=lambda name: opts[name], max_spread=max_spread, attempts=attempts,
+                                  on_attempt=said)
+    how = (f"{label}, side by side with the front: median of {rounds} alternating rounds of {runs} runs, "
+           f"halves within {got.worst:.1%}" + (f" (attempt {got.attempts} of {attempts})" if got.attempts > 1 else ""))
+    if got.worst > max_spread:
+        s.rep.warn(f"the re-bench's halves still disagree by {got.worst:.1%} after {got.attempts} attempts: the "
+                   "device is busy; the front is judged on the steadiest attempt, and may move with a quieter re-run")
     for r in picked:
-        ms = statistics.median(medians[str(r["number"])])
-        _update(r, ms, how, s.profile, opts[str(r["number"])]["threads"])
-    s.study.set_user_attr("rebench", {"label": how, "latency_ms": {str(r["number"]): r["latency_ms"] for r in picked}})
+        _update(r, got.median(str(r["number"])), how, s.profile, opts[str(r["number"])]["threads"])
+    s.study.set_user_attr("rebench", {"label": how, "attempts": got.attempts, "worst_spread": round(got.worst, 4),
+                                      "latency_ms": {str(r["number"]): r["latency_ms"] for r in picked}})
     return picked
 
 

@@ -141,7 +141,7 @@ def _predict(s: Session, trial, overrides: list[str]) -> float | None:
         return None
     candidate = load_profile(s.identity["target"], overrides)
     threads = s.predictor.bench_threads(candidate)  # what the trial's bench will run at (capped on this machine)
-    table_ms = s.predictor.candidate_ms(candidate)
+    table_ms = s.predictor.candidate_ms(candidate, threads)
     cal = Predictor.fit(prediction_history(s.study), threads)
     predicted, n = cal.predict(table_ms), cal.trials
     trial.set_user_attr("prediction", {"table_ms": round(table_ms, 6), **cal.to_attrs(), "threads": threads,

@@ -10,7 +10,6 @@ chosen point is a profile file that extends the target with exactly those fields
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +53,9 @@ def default_space(profile) -> dict[str, Any]:
         space["pruning.recovery_epochs"] = [p.recovery_epochs]
     cores = profile.hardware.cores
     if profile.connection.kind == "local":  # this machine is the device: threads past its cores only contend
-        cores = min(cores, os.cpu_count() or 1)
+        from ..measure.bench import host_cores
+
+        cores = min(cores, host_cores())
     if not profile.is_mcu and cores > 1:
         space["runtime.threads"] = sorted({1, *[n for n in (2, 4, 8) if n <= cores]})
     return space

@@ -148,7 +148,7 @@ def prune_within_budget(loaded, splits, example: torch.Tensor, profile, rep: Rep
         # Taylor scores need labelled data: a fixed slice of the training split
         pr = prune_channels(loaded.module, example, replace(spec, ratio=ratio, layer_ratios=layer_ratios),
                             calibration=(splits.x_train[:256], splits.y_train[:256], splits.task), validation=val,
-                            between_steps=recover_now, say=rep.warn)
+                            between_steps=recover_now, say=rep.warn, progress=rep.info)
         _describe_plan(pr, ratio, p.fragile_drop, rep)
         if pr.macs_after < pr.macs_before:
             recover_now(pr.model)

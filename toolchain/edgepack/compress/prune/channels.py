@@ -145,6 +145,7 @@ def prune_channels(
     validation: tuple[np.ndarray, np.ndarray] | None = None,
     between_steps: Callable[[nn.Module, int], None] | None = None,
     say: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PruneResult:
     """Return a pruned copy of ``model`` (the original is untouched).
 
@@ -157,7 +158,9 @@ def prune_channels(
 
     A model whose channel dependencies torch-pruning cannot trace is returned unpruned with the
     reason in ``skipped``; a group whose pruning breaks the model is left whole with the reason in
-    ``left_whole``. Raises UsageError for names the model does not have or missing data.
+    ``left_whole``. ``say`` gets what the user should heed (a group left whole and why),
+    ``progress`` (``say`` when not given) the sensitivity analysis' progress lines. Raises
+    UsageError for names the model does not have or missing data.
     """
     if spec.scope not in SCOPES:
         raise UsageError(f"unknown pruning scope '{spec.scope}'; known: {', '.join(SCOPES)}")
@@ -167,6 +170,7 @@ def prune_channels(
     if spec.scope == "sensitivity" and validation is None:
         raise UsageError("sensitivity-aware pruning needs labelled validation samples")
     say = say or (lambda _msg: None)
+    progress = progress or say
     pruned = copy.deepcopy(model).eval()
     modules = dict(pruned.named_modules())
     prunable = [n for n, m in modules.items() if isinstance(m, (*CONVS, nn.Linear))]
@@ -216,7 +220,7 @@ def prune_channels(
                                        channel_multiple=spec.channel_multiple, importance=importance, ignored=ignored,
                                        validation=validation, fragile_drop=spec.fragile_drop,
                                        unprunable=left_whole, required_saving=spec.required_saving,
-                                       max_samples=spec.sensitivity_samples, say=say)
+                                       max_samples=spec.sensitivity_samples, say=progress)
                     candidate.zero_grad(set_to_none=True)
                     ratios = {**plan.ratios, **dict(spec.layer_ratios)}
                     _run_pruner(candidate, example, spec, importance, ratio=0.0, ratios=ratios, ignored=ignored,
