@@ -133,7 +133,8 @@ def one_model(spec: str, *, target: str, trials: int, time_budget: float | None,
             "trials": r["trials"], "rows": rows, "chosen": r["chosen"]["number"],
             "prediction_median_abs_error": r["prediction_median_abs_error"], "threads": threads,
             "front_prediction_median_abs_error": statistics.median(errs) if errs else None,
-            "trial_errors": trial_errors(work / "tune", study)}
+            "trial_errors": trial_errors(work / "tune", study),
+            "predictor_vs_every_trial": predictor_vs_every_trial(work / "tune", study, rounds)}
 
 
 def trial_errors(out: Path, study: str) -> dict:
@@ -151,6 +152,36 @@ def trial_errors(out: Path, study: str) -> dict:
             if p.get("calibrated_on", 0) >= 3:
                 got["calibrated"].append(abs(e))
     return {k: {"n": len(v), "median": statistics.median(v) if v else None} for k, v in got.items()}
+
+
+def predictor_vs_every_trial(out: Path, study: str, rounds: int) -> dict:
+    """Every built trial's artifact benched again side by side (steady: ``side_by_side``), and the
+    predictor's median |error| against those figures: the predictor judged on latencies taken
+    in one sitting, apart from the bursts of load a trial's own bench may have met. Also how far
+    each trial's in-study figure was from its side-by-side one (the noise the study met)."""
+    import optuna
+    from edgepack.tune.study import default_storage
+
+    st = optuna.load_study(study_name=study, storage=default_storage(out, study))
+    arts, pred, own = {}, {}, {}
+    for t in st.trials:
+        o = t.user_attrs.get("outcome")
+        if not o or o.get("predicted_latency_ms") is None:
+            continue
+        f = Path(o["bundle"]) / o["deployed"]
+        if f.suffix != ".tflite" or not f.is_file():
+            continue
+        k = str(t.number)
+        arts[k] = (f.read_bytes(), min(int(t.params.get("runtime.threads", 2)), os.cpu_count() or 1))
+        pred[k], own[k] = o["predicted_latency_ms"], o["latency_ms"]
+    if len(arts) < 2:
+        return {"n": len(arts), "median": None}
+    lat, _, attempts = side_by_side(arts, rounds=rounds)
+    err = [abs(pred[k] - lat[k]) / lat[k] for k in arts]
+    noise = {k: (own[k] - lat[k]) / lat[k] for k in arts}
+    return {"n": len(arts), "median": statistics.median(err), "attempts": attempts,
+            "in_study_off_by_more_than_20pct": sorted(int(k) for k, v in noise.items() if abs(v) > 0.2),
+            "in_study_median_abs_off": statistics.median(abs(v) for v in noise.values())}
 
 
 def verdicts(res: dict, goal: tuple[float, float, float] = (3.0, 1.8, 0.5)) -> list[str]:
@@ -209,6 +240,8 @@ def rebench_kept(results: list[dict], keep: Path, rounds: int) -> None:
         for k in res["rows"]:
             res["rows"][k]["ms"], res["rows"][k]["repeat_spread"] = lat[k], spread[k]
         res["rebenched"] = f"{rounds} rounds, a later quiet run (--rebench)"
+        res["predictor_vs_every_trial"] = predictor_vs_every_trial(work / "tune", f"bench-{model.replace(':', '-')}",
+                                                                   rounds)
 
 
 def print_results(results: list[dict], args) -> None:
@@ -227,6 +260,14 @@ def print_results(results: list[dict], args) -> None:
               f"over {te['all']['n']} built trials ({pct(te['calibrated']['median'])} over the "
               f"{te['calibrated']['n']} predicted after 3 trials had calibrated it); against the side-by-side "
               f"bench of the front: {pct(res['front_prediction_median_abs_error'])}")
+        every = res.get("predictor_vs_every_trial")
+        if every and every.get("median") is not None:
+            late = ", ".join(map(str, every["in_study_off_by_more_than_20pct"])) or "none"
+            print(f"- latency predictor against every built trial benched again side by side ({every['n']} trials, "
+                  f"attempt {every['attempts']}): median |error| {pct(every['median'])} "
+                  f"({'met' if every['median'] <= 0.10 else 'NOT met'}: <= 10%); the trials' own in-study figures "
+                  f"were off those by {pct(every['in_study_median_abs_off'])} (median), by more than 20% for "
+                  f"trials {late} (outside load during their bench)")
         unit = "target ms" if res["local"] else "host ms"
         print(f"| artifact | threads | {unit} | repeat spread | val % | held-out % |\n|---|---:|---:|---:|---:|---:|")
         chosen = f"tuned #{res['chosen']}"

@@ -70,7 +70,7 @@ def test_worse_accuracy_is_a_regression(built, tmp_path):
 
 
 def test_a_larger_slower_model_is_a_regression(slim, unpruned):
-    # five rounds: the gate lets one round in five go the other way (a burst of load on a shared machine)
+    # five rounds: a burst of load on a shared machine may turn a round or two the other way
     proc = run_cli("check", str(unpruned), "--baseline", str(slim), "--repeats", "5", "--json", "-q")
     assert proc.returncode == 6, proc.stderr
     r = json.loads(proc.stdout)
@@ -78,7 +78,7 @@ def test_a_larger_slower_model_is_a_regression(slim, unpruned):
     assert set(rows) == {"accuracy", "size", "latency (median)"}  # only model.tflite is in both
     assert not rows["size"]["ok"] and rows["size"]["change"] > 5
     lat = r["latency"]
-    assert not rows["latency (median)"]["ok"] and lat["median_ratio"] > 1.1 and lat["rounds_slower"] >= 4, json.dumps(lat)
+    assert not rows["latency (median)"]["ok"] and lat["median_ratio"] > 1.1 and lat["rounds_slower"] >= 3, json.dumps(lat)
     assert len(lat["new_medians_ms"]) == len(lat["baseline_medians_ms"]) == len(lat["ratios"]) == 5
     assert set(r["thresholds"]) == {"max_accuracy_drop", "max_size_increase_pct", "max_latency_increase_pct", "bench_repeats"}
 
@@ -106,3 +106,16 @@ def test_bad_input_is_exit_2_and_damage_exit_7(built, artifacts, tmp_path):
     (damaged / "model.tflite").write_bytes(b"TFL3")
     proc = run_cli("check", str(damaged), "--baseline", str(built[0]), "--no-latency")
     assert proc.returncode == 7 and "model.tflite: 4 bytes but the manifest says" in proc.stderr
+
+
+def test_the_rounds_must_agree_on_a_small_rise_and_most_of_them_on_a_large_one():
+    from edgepack.ship.gate import latency_regressed
+
+    assert not latency_regressed([1.05, 1.06, 1.04], 10)  # under the limit
+    assert latency_regressed([1.15, 1.2, 1.12], 10)
+    assert not latency_regressed([1.15, 1.2, 0.9], 10)  # a small rise that one round contradicts: noise
+    assert latency_regressed([2.0, 2.1, 0.95], 10)  # twice as slow: one noisy round does not hide it
+    assert latency_regressed([1.15, 1.2, 1.12, 0.9, 1.3], 10)  # 4 of 5
+    assert not latency_regressed([1.15, 1.2, 0.95, 0.9, 1.3], 10)  # 3 of 5 on a small rise
+    assert latency_regressed([2.0, 2.2, 0.95, 0.9, 2.1], 10)  # 3 of 5 on a large one
+    assert not latency_regressed([], 10)

@@ -88,7 +88,7 @@ class CalibrationSet:
 def samples_sha256(x: np.ndarray) -> str:
     """sha256 over the samples' shape and bytes: which calibration data built an artifact."""
     h = hashlib.sha256(str(x.shape).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(x).data)
     return h.hexdigest()
 
 

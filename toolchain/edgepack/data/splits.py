@@ -55,7 +55,7 @@ class Splits:
                 if hasattr(a, "fingerprint"):  # streamed: identified by its files, never decoded for this
                     h.update(a.fingerprint().encode())
                 else:
-                    h.update(np.ascontiguousarray(a).tobytes())
+                    h.update(np.ascontiguousarray(a).data)  # no copy of a large split
             done = h.hexdigest()
             object.__setattr__(self, "_fingerprint", done)
         return done

@@ -88,7 +88,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     info_device = place.describe() if place.accelerated else None
     asked_batch = batch_size
-    batch_size = fit_batch(model, xt, batch_size, place.step_memory_mb, place=place)
+    batch_size = fit_batch(model, xt, batch_size, place.step_memory_mb)
     batches = (len(xt) + batch_size - 1) // batch_size
     planned, steps_cap = epochs, None
     if max_seconds is not None and epochs > 0:
@@ -217,7 +217,7 @@ def saved_bytes_per_sample(model: nn.Module, x) -> float:
     return max(0.0, (totals[1] - totals[0]) / 2)
 
 
-def fit_batch(model: nn.Module, x, batch_size: int, memory_mb: int | None, *, place=None) -> int:
+def fit_batch(model: nn.Module, x, batch_size: int, memory_mb: int | None) -> int:
     """``batch_size`` halved until a training step's saved activations fit ``memory_mb`` (down to
     ``MIN_FITTED_BATCH``); unchanged when they fit, when there is no cap or too few samples to
     measure. At 3x224x224 MobileNetV2-1.0 keeps 79 MB per sample, 5 GB at a batch of 64."""
