@@ -264,7 +264,7 @@ def print_results(results: list[dict], args) -> None:
         if every and every.get("median") is not None:
             late = ", ".join(map(str, every["in_study_off_by_more_than_20pct"])) or "none"
             print(f"- latency predictor against every built trial benched again side by side ({every['n']} trials, "
-                  f"attempt {every['attempts']}): median |error| {pct(every['median'])} "
+                  f"the steadiest of {every['attempts']} attempt(s)): median |error| {pct(every['median'])} "
                   f"({'met' if every['median'] <= 0.10 else 'NOT met'}: <= 10%); the trials' own in-study figures "
                   f"were off those by {pct(every['in_study_median_abs_off'])} (median), by more than 20% for "
                   f"trials {late} (outside load during their bench)")
@@ -278,7 +278,7 @@ def print_results(results: list[dict], args) -> None:
         worst = max(v["repeat_spread"] for v in res["rows"].values())
         print(f"- spread of the repeated side-by-side medians (first {args.rounds // 2} rounds against the last "
               f"{args.rounds - args.rounds // 2}): at most {worst:.1%} ({'met' if worst < 0.03 else 'NOT met'}: < 3%)"
-              f"; attempt {res.get('bench_attempts', 1)} of 3")
+              f"; the steadiest of {res.get('bench_attempts', 1)} attempt(s)")
         if res.get("study_rebench"):
             rb = res["study_rebench"]
             print(f"- the study's own re-bench of its front: halves within {rb['worst_spread']:.1%}, "

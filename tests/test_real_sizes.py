@@ -118,7 +118,8 @@ def test_a_training_step_that_would_not_fit_its_memory_trains_in_smaller_batches
 
 
 def test_inference_on_large_inputs_goes_in_cache_sized_batches_with_the_same_figures():
-    from edgepack.models.training import EVAL_BATCH_BYTES, eval_batch, predict
+    from edgepack.models.training import predict
+    from edgepack.tasks.judge import EVAL_BATCH_BYTES, eval_batch
 
     assert eval_batch(np.zeros((2, 3, 32, 32), np.float32)) == 256  # small inputs: as before
     big = np.zeros((2, 3, 224, 224), np.float32)

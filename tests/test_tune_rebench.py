@@ -95,3 +95,39 @@ def test_a_burst_of_load_in_one_half_of_the_rounds_benches_them_all_again():
     assert got.medians["b"] == [2.0, 2.0, 2.6, 2.6]
     # steady at once: one attempt
     assert steady_side_by_side(_Scripted(steady), models, threads=1, rounds=4, warmup=0, runs=1).attempts == 1
+
+
+def test_a_trial_benched_far_from_its_calibrated_prediction_is_benched_again_and_keeps_the_lower_figure(built, tmp_path):
+    from edgepack.profiles.loader import load_profile
+    from edgepack.progress import Reporter
+    from edgepack.tune.rebench import SURPRISE, bench_again_if_surprising
+    from edgepack.tune.study import storage
+    from edgepack.tune.trial import Outcome
+
+    bundle, _ = built
+    store = storage(f"sqlite:///{tmp_path / 'study.sqlite3'}")
+    profile = load_profile("rpi4")
+    s = SimpleNamespace(profile=profile, device="host", store=store, rep=Reporter(total=1, quiet=True))
+
+    def outcome(ms):
+        return Outcome(accuracy=95.0, float_accuracy=95.0, latency_ms=ms, latency_label="host, in the study",
+                       energy_mj=0.5 * ms, energy_basis=f"estimated: 500 mW x the measured {ms} ms", size_kb=10.0,
+                       deployed="model.tflite", sha256="-", bundle=str(bundle),
+                       budgets=_row(0, 95.0, ms, limit=10.0)["budgets"])
+
+    # benched in a burst of load: 50 ms where the calibrated prediction says 0.05
+    o = outcome(50.0)
+    got = bench_again_if_surprising(s, o, predicted=0.05, calibrated_on=5, threads=2)
+    assert got["first_ms"] == 50.0 and got["kept"] == "again" and got["again_ms"] < 5.0
+    assert o.latency_ms == got["again_ms"] and "benched again at once" in o.latency_label
+    assert o.budgets[1]["value"] == o.latency_ms and o.budgets[1]["met"]
+    assert o.energy_mj == pytest.approx(profile.power.active_mw * o.latency_ms / 1e3, rel=1e-4)
+    # the same surprise before the predictor is calibrated, or a bench near its prediction: it stands
+    o = outcome(50.0)
+    assert bench_again_if_surprising(s, o, predicted=0.05, calibrated_on=2, threads=2) is None and o.latency_ms == 50.0
+    o = outcome(0.05)
+    assert bench_again_if_surprising(s, o, predicted=0.05 * (1 + SURPRISE / 2), calibrated_on=5, threads=2) is None
+    # the second figure no lower than the first (load only adds time): the first stays
+    o = outcome(1e-6)
+    got = bench_again_if_surprising(s, o, predicted=1.0, calibrated_on=5, threads=2)
+    assert got["kept"] == "first" and o.latency_ms == 1e-6

@@ -58,15 +58,17 @@ def test_default_space_fits_the_target(tmp_path):
 
 
 def test_a_local_target_searches_no_more_threads_than_this_machine_has(monkeypatch):
+    from edgepack.measure import bench
+
     x86 = load_profile("x86-64")  # a 4-core box, and this machine is the device
     for cpus, choices in ((2, (1, 2)), (1, None), (8, (1, 2, 4))):
-        monkeypatch.setattr(space.os, "cpu_count", lambda cpus=cpus: cpus)
+        monkeypatch.setattr(bench, "host_cores", lambda cpus=cpus: cpus)
         got = {d.key: d for d in space.dimensions(x86, [["a"]])}.get("runtime.threads")
         assert (got.choices if got else None) == choices
-    monkeypatch.setattr(space.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(bench, "host_cores", lambda: 2)
     dims = space.dimensions(x86, [["a"]])
     assert {p["runtime.threads"] for p in space.warm_points(x86, dims)} == {2}  # its 4 threads, as benched here
-    monkeypatch.setattr(space.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(bench, "host_cores", lambda: 1)
     assert {d.key: d for d in space.dimensions(load_profile("rpi4"), [["a"]])}["runtime.threads"].choices == (1, 2, 4)
 
 

@@ -137,8 +137,8 @@ def repeat_spread(medians: list[float]) -> float:
 
 @dataclass
 class SteadyBench:
-    """The outcome of :func:`steady_side_by_side`: each model's round medians from the attempt kept,
-    each model's repeat spread in it, and how many attempts were benched."""
+    """The outcome of :func:`steady_side_by_side`: each model's round medians from the attempt kept
+    (the steadiest), each model's repeat spread in it, and how many attempts were benched in all."""
 
     medians: dict[str, list[float]]
     spread: dict[str, float]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..progress import Reporter
+from ..tasks.judge import eval_batch
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -177,12 +178,6 @@ def train(
 
 #: the smallest training batch fit_batch halves to (BatchNorm needs a few samples per step)
 MIN_FITTED_BATCH = 8
-#: inputs per inference batch on the CPU (``predict``, the sensitivity probes, ``tasks.judge``): a
-#: batch whose activations stay in the caches runs MobileNetV2-1.0 3.4x faster at 3x224x224 (6
-#: samples a batch against 128) and 3x faster at 3x128x128 (21 against 128), with the same figures;
-#: at 3x32x32 a batch holds every sample, as before. It also keeps a batch's activations small:
-#: 256 samples at 3x224x224 hold 1.2 GB in each of MobileNetV2's widest ones.
-EVAL_BATCH_BYTES = 4 * 2**20
 
 
 def saved_bytes_per_sample(model: nn.Module, x) -> float:
@@ -227,13 +222,6 @@ def fit_batch(model: nn.Module, x, batch_size: int, memory_mb: int | None) -> in
     while batch_size > MIN_FITTED_BATCH and batch_size * per_sample > memory_mb * 2**20:
         batch_size = max(MIN_FITTED_BATCH, batch_size // 2)
     return batch_size
-
-
-def eval_batch(x, batch_size: int = 256) -> int:
-    """Samples per inference batch: ``batch_size``, fewer when their inputs would pass
-    ``EVAL_BATCH_BYTES`` (large images; the activations of a batch grow with its inputs)."""
-    per_sample = int(np.prod(x.shape[1:])) * 4
-    return max(1, min(batch_size, EVAL_BATCH_BYTES // max(per_sample, 1)))
 
 
 class _Batches:

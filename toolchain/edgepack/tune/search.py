@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import StageError, UsageError
 from ..progress import Reporter
 from . import space as sp
-from .study import default_storage, fail_own_orphans, leased, open_study, storage, worker_id
+from .study import default_storage, device_key, fail_own_orphans, leased, open_study, storage, worker_id
 from .trial import OBJECTIVES, judge, validation_accuracy
 
 #: the budgets a trial is judged on, in the order of its constraint vector (absent: met)
@@ -60,24 +60,12 @@ def sampler_for(tune):
     return optuna.samplers.TPESampler(seed=tune.seed, multivariate=True, n_startup_trials=8)
 
 
-def device_key(device: str, profile) -> str:
-    """The lease name of a device: this machine by its name, a board by its address (``profile``:
-    the one in the profile's [connection])."""
-    import socket
-
-    if device == "host" or (device == "profile" and profile.connection.kind in ("local", "qemu-arm64")):
-        return f"host:{socket.gethostname()}"
-    if device == "profile":
-        c = profile.connection
-        return f"adb:{c.serial or 'default'}" if c.kind == "adb" else f"ssh://{c.user or ''}@{c.host}:{c.port or 22}"
-    return device
-
-
 def run_trial(s: Session, trial) -> tuple[float, ...]:
     """One trial: settings -> build -> figures. Returns the objectives' values."""
     from ..compress.prune.budgeted import validation_split
     from ..pipeline import build
     from ..stages.cache import StageCache
+    from .rebench import bench_again_if_surprising
 
     trial.set_user_attr("worker", worker_id())
     values = sp.suggest(trial, s.dims)
@@ -106,6 +94,11 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     acc = validation_accuracy(artifact, "pte" if deployed.endswith(".pte") else "tflite", layout, x, y, task)
     outcome = judge(result.manifest, result.measurements, deployed=deployed, accuracy=acc, float_accuracy=s.float_accuracy,
                     profile=s.profile, bundle=bundle, artifact=artifact)
+    made = trial.user_attrs.get("prediction") or {}  # the prediction's calibration and the bench's threads
+    again = bench_again_if_surprising(s, outcome, predicted=predicted, calibrated_on=made.get("calibrated_on", 0),
+                                      threads=int(made.get("threads", s.profile.runtime.threads)))
+    if again is not None:
+        trial.set_user_attr("benched_again", again)
     if predicted is not None:
         outcome.predicted_latency_ms = round(predicted, 6)
         trial.set_user_attr("prediction_error", round((predicted - outcome.latency_ms) / outcome.latency_ms, 4))

@@ -158,6 +158,19 @@ def _ensure_leases(engine) -> None:
                           "holder VARCHAR(512) NOT NULL, expires DOUBLE PRECISION NOT NULL)"))
 
 
+def device_key(device: str, profile) -> str:
+    """The lease name of a device: this machine by its name, a board by its address (``profile``:
+    the one in the profile's [connection])."""
+    import socket
+
+    if device == "host" or (device == "profile" and profile.connection.kind in ("local", "qemu-arm64")):
+        return f"host:{socket.gethostname()}"
+    if device == "profile":
+        c = profile.connection
+        return f"adb:{c.serial or 'default'}" if c.kind == "adb" else f"ssh://{c.user or ''}@{c.host}:{c.port or 22}"
+    return device
+
+
 def try_lease(store, device: str, holder: str, *, seconds: float) -> str | None:
     """Take or renew the lease on ``device`` for ``seconds`` if it is free, expired or ours.
     Returns None when taken, else the current holder."""

@@ -85,7 +85,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task=None) -> 
         from ...tasks.judge import model_quality
 
         return model_quality(model, x, y, task)
-    from ...models.training import eval_batch
+    from ...tasks.judge import eval_batch
 
     b = eval_batch(x, len(x))  # at 3x224x224, 128 samples at once would hold 0.6 GB per activation
     with torch.no_grad():
