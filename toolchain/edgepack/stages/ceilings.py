@@ -23,11 +23,17 @@ FLOOR_S = 600.0  # no stage's ceiling is under 10 minutes (times the scale)
 
 
 def step_seconds(model: nn.Module, example: torch.Tensor, repeats: int = 3) -> float:
-    """Median seconds of one forward and backward pass of a batch of ``BATCH`` copies of ``example``."""
+    """Median seconds of one forward and backward pass of a batch of ``BATCH`` copies of ``example``:
+    at large inputs timed on fewer copies (``tasks.judge.eval_batch``: about 4 MB of input) and
+    scaled up, so that timing does not hold a whole batch's activations (2.5 GB for
+    MobileNetV2-1.0 at 3x224x224, more than the rest of the load stage)."""
     import copy
 
+    from ..tasks.judge import eval_batch
+
+    n = eval_batch(example, BATCH)
     m = copy.deepcopy(model).train()
-    x = example.expand(BATCH, *example.shape[1:]).contiguous()
+    x = example.expand(n, *example.shape[1:]).contiguous()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -36,7 +42,7 @@ def step_seconds(model: nn.Module, example: torch.Tensor, repeats: int = 3) -> f
         out.float().sum().backward()
         times.append(time.perf_counter() - t)
         m.zero_grad(set_to_none=True)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)[len(times) // 2] * BATCH / n
 
 
 def stage_ceilings(profile, stages: tuple[str, ...], *, step_s: float, n_train: int, n_calib: int,
