@@ -162,7 +162,7 @@ def steady_side_by_side(runner: Runner, models: dict[str, bytes], *, threads: in
     best: SteadyBench | None = None
     for i in range(max(1, attempts)):
         got = side_by_side(runner, models, threads=threads, rounds=rounds, warmup=warmup, runs=runs, options=options)
-        this = SteadyBench(got, {k: repeat_spread(v) for k, v in got.items()}, i + 1)
+        this = SteadyBench(got, {k: repeat_spread(v) for k, v in got.items()}, attempts=0)
         if on_attempt:
             on_attempt(i, this.worst)
         if best is None or this.worst < best.worst:

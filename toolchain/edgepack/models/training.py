@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..progress import Reporter
-from ..tasks.judge import eval_batch
+from ..tasks.judge import outputs_in_batches
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -307,9 +307,7 @@ def predict(model: nn.Module, x: np.ndarray, *, batch_size: int = 256) -> np.nda
     model.eval()
     device = module_device(model)
     if device.type == "cpu":
-        batch_size = eval_batch(x, batch_size)
-        outs = [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
-        return torch.cat(outs).numpy()
+        return outputs_in_batches(model, x, batch_size).numpy()
     # a model being trained on an accelerator (validation between epochs): batches go there and back
     outs = [model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)).float().cpu()
             for i in range(0, len(x), batch_size)]

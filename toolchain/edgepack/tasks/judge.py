@@ -40,11 +40,19 @@ def eval_batch(x, batch_size: int = 256) -> int:
 
 
 @torch.no_grad()
+def outputs_in_batches(model: nn.Module, x, batch_size: int | None = None) -> torch.Tensor:
+    """``model``'s outputs for ``x`` (a tensor, an array or a lazy array read by slices), run in
+    batches of ``eval_batch`` samples (``batch_size``, default all of them, at most) and joined."""
+    b = eval_batch(x, len(x) if batch_size is None else batch_size)
+    part = (lambda c: c) if isinstance(x, torch.Tensor) else (lambda c: torch.from_numpy(np.asarray(c)))
+    return torch.cat([model(part(x[i : i + b])) for i in range(0, len(x), b)])
+
+
+@torch.no_grad()
 def model_quality(model: nn.Module, x, y, task: Task) -> float:
     """``task``'s quality of ``model`` (eval mode) on inputs ``x`` and targets ``y`` (tensors or
     arrays)."""
     x = x.numpy() if isinstance(x, torch.Tensor) else x
     y = y.numpy() if isinstance(y, torch.Tensor) else y
-    b = eval_batch(x, len(x))  # large inputs go in batches: one pass would hold all their activations
-    out = torch.cat([model.eval()(torch.from_numpy(x[i : i + b])) for i in range(0, len(x), b)])
+    out = outputs_in_batches(model.eval(), x)  # large inputs in batches: one pass would hold all their activations
     return task.quality(out.numpy(), y, x)

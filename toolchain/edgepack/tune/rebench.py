@@ -67,6 +67,7 @@ def rebench(s, rows: list[dict], *, rounds: int = 6, warmup: int | None = None, 
     s.rep.info(f"benching the {len(picked)} trials on and near the front again, side by side ({rounds} alternating "
                f"rounds of {runs} runs): figures taken minutes apart on a shared device are not comparable")
     key = device_key(s.device, s.profile)
+
     def said(i: int, worst: float) -> None:
         if worst > max_spread and i + 1 < attempts:
             s.rep.info(f"the two halves of the rounds disagree by {worst:.1%} (more than {max_spread:.0%}): "
