@@ -13,6 +13,11 @@ scikit-learn (its 8x8 handwritten digits), seeded so every machine draws the sam
 - ``digits-pose``: the rotated digits of ``digits-angle`` with two targets per sample, the digit and
   the angle, for a model with two outputs (``zoo:two-head``), judged by its class head's top-1 with
   the metric and loss of ``tasks/pose.py``.
+- ``digits-det``: one to four digits at seeded places and sizes (a sixth to a third of the canvas)
+  on a cluttered canvas (noise, lines, rectangles and a stray digit fragment, which is not an
+  object); the target is each digit's tight box around its ink and its class (detection, judged
+  by mAP@0.5; a FOMO-style model by centroid F1). Any canvas from 32x32 up (96-320 px is what it is
+  made for).
 - ``digits-seg``: one to three digits pasted at seeded places and sizes on a noisy canvas; the
   target is a class per pixel, 0 for background and 1 + the digit where its ink is (segmentation,
   judged by mean IoU).
@@ -27,13 +32,14 @@ import numpy as np
 from ..tasks import Task
 
 #: bumped whenever a draw changes, so splits stored by an older version are not read back
-VERSION = 4
+VERSION = 5
 
 DEMOS = {
     "digits-anomaly": "digits 0-4 normal, 5-9 anomalous (never in training): anomaly detection scored by ROC AUC",
     "digits-angle": "digits rotated by -60..60 degrees, the angle as the target: regression scored by MAE in degrees",
     "digits-seg": "1-3 digits on a noisy canvas, a class per pixel (0 background, 1+digit): segmentation by mean IoU",
     "digits-seq": "digits as multichannel signals (columns = channels, rows = time steps, 1,C,L): 1-D classification",
+    "digits-det": "1-4 digits on a cluttered canvas with their boxes and classes: detection scored by mAP@0.5",
     "digits-pose": "digits-angle's rotated digits with (digit, angle) targets, for a class + angle two-head model",
 }
 
@@ -49,9 +55,10 @@ def _pose_task() -> Task:
 
 
 TASKS = {"digits-anomaly": Task("anomaly"), "digits-angle": Task("regression", units="degrees"),
-         "digits-seg": Task("segmentation"), "digits-seq": Task(), "digits-pose": _pose_task()}
+         "digits-seg": Task("segmentation"), "digits-seq": Task(), "digits-pose": _pose_task(), "digits-det": Task("detection")}
 #: outputs of each demo's model: the anomaly classes, one angle, background + 10 digits, 10 digits
-CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11, "digits-seq": 10, "digits-pose": 10}
+CLASSES = {"digits-anomaly": 2, "digits-angle": 1, "digits-seg": 11, "digits-seq": 10, "digits-pose": 10,
+           "digits-det": 10}
 
 
 def preprocessing(name: str, height: int, width: int, channels: int) -> str:
@@ -74,7 +81,7 @@ def make(name: str, height: int, width: int, channels: int, seed: int):
     tr, ca = train_test_split(rest, test_size=0.125, stratify=y[rest], random_state=seed)
     rng = np.random.default_rng(seed + 7)
     draw = {"digits-anomaly": _anomaly, "digits-angle": _angle, "digits-seg": _segments, "digits-seq": _sequences,
-            "digits-pose": _pose}[name]
+            "digits-pose": _pose, "digits-det": _detections}[name]
     parts = {}
     for split, ids in (("train", tr), ("calib", ca), ("eval", ev)):
         parts[split] = draw(images, y, ids, split, height, width, rng)
@@ -143,3 +150,52 @@ def _segments(images, y, ids, split, height, width, rng):
             x[i, 0, top : top + side, left : left + side] = np.maximum(x[i, 0, top : top + side, left : left + side], glyph)
             mask[i, top : top + side, left : left + side][ink] = 1 + int(y[k])
     return x, mask
+
+
+#: digits-det: objects per canvas at most (the targets' rows; unused rows are class -1)
+MAX_OBJECTS = 4
+
+
+def _detections(images, y, ids, split, height, width, rng):
+    n = len(ids) * (2 if split == "train" else 1)
+    x = rng.uniform(0.0, 0.2, (n, 1, height, width)).astype(np.float32)
+    boxes = np.full((n, MAX_OBJECTS, 5), -1.0, np.float32)
+    lo, hi = max(8, min(height, width) // 6), max(9, min(height, width) // 3)
+    for i in range(n):
+        canvas = x[i, 0]
+        for _ in range(int(rng.integers(2, 6))):  # clutter: lines and rectangle outlines
+            r0, c0 = int(rng.integers(0, height)), int(rng.integers(0, width))
+            r1, c1 = int(rng.integers(0, height)), int(rng.integers(0, width))
+            v = float(rng.uniform(0.2, 0.6))
+            if rng.random() < 0.5:
+                t = np.linspace(0, 1, 2 * max(height, width))
+                canvas[np.round(r0 + (r1 - r0) * t).astype(int), np.round(c0 + (c1 - c0) * t).astype(int)] = v
+            else:
+                a, b = sorted((r0, r1)), sorted((c0, c1))
+                canvas[a[0] : a[1] + 1, [b[0], b[1]]] = v
+                canvas[[a[0], a[1]], b[0] : b[1] + 1] = v
+        k = int(ids[rng.integers(0, len(ids))])  # a stray fragment: the top half of a digit, not an object
+        side = int(rng.integers(lo, hi + 1))
+        frag = _resize(images[k : k + 1], side, side)[0, 0][: side // 2] * float(rng.uniform(0.4, 0.8))
+        r, c = int(rng.integers(0, height - side // 2 + 1)), int(rng.integers(0, width - side + 1))
+        canvas[r : r + side // 2, c : c + side] = np.maximum(canvas[r : r + side // 2, c : c + side], frag)
+        placed: list[tuple[int, int, int, int]] = []
+        for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
+            for _try in range(20):  # a place that overlaps no other digit
+                side = int(rng.integers(lo, hi + 1))
+                top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+                if all(top >= b or top + side <= t or left >= rr or left + side <= ll for t, ll, b, rr in placed):
+                    break
+            else:
+                continue
+            k = int(ids[rng.integers(0, len(ids))])
+            glyph = _resize(images[k : k + 1], side, side)[0, 0] * float(rng.uniform(0.75, 1.0))
+            ink = np.argwhere(glyph > 0.3)
+            if not len(ink):
+                continue
+            region = canvas[top : top + side, left : left + side]
+            np.maximum(region, glyph, out=region)
+            (r0, c0), (r1, c1) = ink.min(axis=0), ink.max(axis=0)
+            boxes[i, len(placed)] = (y[k], left + c0, top + r0, left + c1 + 1, top + r1 + 1)
+            placed.append((top, left, top + side, left + side))
+    return x, boxes

@@ -226,6 +226,8 @@ def _resolve_task(module: nn.Module, data: Splits) -> tuple[nn.Module, Splits]:
         module = Heads(module, out)
         return module, _several_outputs_task(module, data)
     per, x = tuple(out.shape[1:]), tuple(data.x_eval.shape[1:])
+    if data.task.kind == "detection" or (not data.declared and targets.boxes(data.y_eval)):
+        return module, _detection_task(data, (("output", per),))
     if data.task.kind == "classification" and not data.declared and (out.ndim != 2 or per[0] < data.num_classes) \
             and data.y_eval.ndim == 1 and np.issubdtype(data.y_eval.dtype, np.integer):
         raise ModelLoadError(f"the model must return logits of shape [batch, {data.num_classes}]; it returned "
@@ -241,14 +243,43 @@ def _resolve_task(module: nn.Module, data: Splits) -> tuple[nn.Module, Splits]:
     return module, dataclasses.replace(data, task=task)
 
 
+def _detection_task(data: Splits, heads) -> Splits:
+    """``data`` with its detection task bound to the model's outputs and input size: the layout
+    checked (ModelLoadError naming what was expected), a centroid heatmap judged by centroid F1,
+    and the targets checked against the model's classes (DataError)."""
+    import dataclasses
+
+    from ..tasks import Task, targets
+    from ..tasks.decode import LayoutError, layout
+
+    task = data.task if data.task.kind == "detection" else Task("detection", inferred=targets.infer(
+        data.y_eval, (), ()).inferred)
+    hw = tuple(int(v) for v in data.x_eval.shape[2:4])
+    try:
+        lay = layout(heads, hw)
+    except LayoutError as e:
+        raise ModelLoadError(str(e)) from None
+    if lay["kind"] == "fomo" and task.metric.startswith("map"):
+        task = dataclasses.replace(task, metric="centroid-f1", inferred="a centroid heatmap gives object centres, not "
+                                   "boxes: judged by centroid F1 within one heatmap cell")
+    task = dataclasses.replace(task, heads=tuple(heads), input_hw=hw)
+    for split, y in (("training", data.y_train), ("evaluation", data.y_eval)):
+        targets.check_detection(task, y, where=f"{data.name} ({split} targets)")
+    return dataclasses.replace(data, task=task)
+
+
 def _several_outputs_task(module: Heads, data: Splits) -> Splits:
     """The task of a several-output model: fidelity to the float model on every output (the
     worst one counts), or the user's metric, which receives the outputs by name. A declared kind
     that reads labels from one output cannot say which output it means: refused."""
     import dataclasses
 
+    from ..tasks import targets
+
     task = data.task
     heads = tuple(zip(module.names, module.shapes))
+    if task.kind == "detection" and task.metric != "user" or (not data.declared and targets.boxes(data.y_eval)):
+        return _detection_task(data, heads)
     if task.metric == "user" and task.labelled:
         task = dataclasses.replace(task, heads=heads)
         with torch.no_grad():

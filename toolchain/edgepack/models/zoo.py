@@ -13,7 +13,7 @@ from typing import Callable
 
 from torch import nn
 
-from . import imagenet, mobilenet, resnet, small, task_models
+from . import detectors, imagenet, mobilenet, resnet, small, task_models
 from .mobilenet import DemoCNN, InvertedResidual  # noqa: F401  (the demo's parts, used by tests and users)
 
 
@@ -59,6 +59,13 @@ ZOO: dict[str, ZooEntry] = {
     "segmenter": ZooEntry(task_models.SkipSegmenter, (1, 32, 32),
                           "encoder-decoder segmenter with skip connections and bilinear upsampling",
                           task="segmentation", data="digits-seg", shaped=True),
+    "yolo-det": ZooEntry(detectors.YoloDetector, (3, 160, 160),
+                         "anchor-free YOLOv8-style detector: C2f backbone with SPPF, PAN neck, decoupled box and class "
+                         "heads at strides 8/16/32 as separate outputs (SiLU)", task="detection", data="digits-det",
+                         shaped=True),
+    "fomo": ZooEntry(detectors.FomoDetector, (3, 96, 96),
+                     "FOMO-style centroid detector for microcontrollers: MobileNetV2 blocks (width 0.35) cut at stride 8, "
+                     "a heatmap of background + classes per cell", task="detection", data="digits-det", shaped=True),
 }
 
 

@@ -78,13 +78,7 @@ def _matches(det_boxes, det_scores, gt_boxes, threshold: float) -> np.ndarray:
     return tp
 
 
-def mean_average_precision(detections: Sequence[tuple], truths: Sequence[tuple], *,
-                           iou_thresholds: Sequence[float] = (0.5,), max_detections: int = 100,
-                           classes: Sequence[int] | None = None) -> dict:
-    """mAP over ``iou_thresholds`` of ``detections`` (per image: boxes, scores, classes) against
-    ``truths`` (per image: boxes, classes). Returns {"map": the mean over classes and thresholds,
-    "per_class": {class: AP averaged over the thresholds}, "per_threshold": {t: mAP at t}}; a class
-    without ground truth is absent from the means (and "map" is nan when no class has any)."""
+def _prepared(detections, truths, max_detections: int):
     if len(detections) != len(truths):
         raise ValueError(f"{len(detections)} images of detections against {len(truths)} of ground truth")
     dets = []
@@ -93,26 +87,60 @@ def mean_average_precision(detections: Sequence[tuple], truths: Sequence[tuple],
         dets.append((np.asarray(boxes, np.float64).reshape(-1, 4)[keep], np.asarray(scores, np.float64)[keep],
                      np.asarray(cls, np.int64)[keep]))
     gts = [(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(c, np.int64)) for b, c in truths]
+    return dets, gts
+
+
+def image_matches(detections: Sequence[tuple], truths: Sequence[tuple], *, iou_thresholds: Sequence[float] = (0.5,),
+                  max_detections: int = 100) -> list[dict]:
+    """Per image, {class: (tp [thresholds, K], scores [K], ground-truth boxes)}: what the AP of any
+    set of images is computed from (matching never crosses images, so a bootstrap over images
+    reuses it; see ``map_of``)."""
+    dets, gts = _prepared(detections, truths, max_detections)
+    out = []
+    for (db, ds, dc), (gb, gc) in zip(dets, gts):
+        per = {}
+        for c in set(dc.tolist()) | set(gc.tolist()):
+            d, g = dc == c, gc == c
+            tp = np.stack([_matches(db[d], ds[d], gb[g], t) for t in iou_thresholds]) if d.any() else \
+                np.zeros((len(iou_thresholds), 0))
+            per[int(c)] = (tp, ds[d], int(g.sum()))
+        out.append(per)
+    return out
+
+
+def map_of(matches: list[dict], images: Sequence[int] | None = None, *, iou_thresholds: Sequence[float] = (0.5,),
+           classes: Sequence[int] | None = None) -> dict:
+    """mAP of the ``images`` (indices into ``matches``, repeats allowed; default all) as
+    ``mean_average_precision`` returns it."""
+    images = range(len(matches)) if images is None else images
     if classes is None:
-        classes = sorted({int(c) for _, c in gts for c in c} | {int(c) for _, _, k in dets for c in k})
-    table: dict[float, dict[int, float]] = {}
-    for t in iou_thresholds:
-        table[t] = {}
-        for c in classes:
-            tp, sc, n_truth = [], [], 0
-            for (db, ds, dc), (gb, gc) in zip(dets, gts):
-                d, g = dc == c, gc == c
-                n_truth += int(g.sum())
-                tp.append(_matches(db[d], ds[d], gb[g], t))
-                sc.append(ds[d])
-            ap = average_precision(np.concatenate(tp), np.concatenate(sc), n_truth)
-            if not np.isnan(ap):
-                table[t][int(c)] = ap
+        classes = sorted({c for m in matches for c in m})
+    table: dict[float, dict[int, float]] = {t: {} for t in iou_thresholds}
+    for c in classes:
+        parts = [matches[i][c] for i in images if c in matches[i]]
+        n_truth = sum(p[2] for p in parts)
+        if n_truth == 0:
+            continue
+        tp = np.concatenate([p[0] for p in parts], axis=1) if parts else np.zeros((len(iou_thresholds), 0))
+        sc = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+        for k, t in enumerate(iou_thresholds):
+            table[t][int(c)] = average_precision(tp[k], sc, n_truth)
     per_threshold = {t: float(np.mean(list(v.values()))) if v else float("nan") for t, v in table.items()}
     present = sorted({c for v in table.values() for c in v})
     per_class = {c: float(np.mean([table[t][c] for t in table])) for c in present}
     return {"map": float(np.mean(list(per_threshold.values()))) if present else float("nan"),
             "per_class": per_class, "per_threshold": per_threshold}
+
+
+def mean_average_precision(detections: Sequence[tuple], truths: Sequence[tuple], *,
+                           iou_thresholds: Sequence[float] = (0.5,), max_detections: int = 100,
+                           classes: Sequence[int] | None = None) -> dict:
+    """mAP over ``iou_thresholds`` of ``detections`` (per image: boxes, scores, classes) against
+    ``truths`` (per image: boxes, classes). Returns {"map": the mean over classes and thresholds,
+    "per_class": {class: AP averaged over the thresholds}, "per_threshold": {t: mAP at t}}; a class
+    without ground truth is absent from the means (and "map" is nan when no class has any)."""
+    matches = image_matches(detections, truths, iou_thresholds=iou_thresholds, max_detections=max_detections)
+    return map_of(matches, iou_thresholds=iou_thresholds, classes=classes)
 
 
 def map50(detections, truths, **kw) -> float:
@@ -125,15 +153,14 @@ def map50_95(detections, truths, **kw) -> float:
     return 100.0 * mean_average_precision(detections, truths, iou_thresholds=COCO_IOUS, **kw)["map"]
 
 
-def centroid_f1(predicted: Sequence[tuple], truths: Sequence[tuple], *, distance: float) -> dict:
-    """Centroid F1 (percent) of predicted centres (per image: points [K, 2], classes [K]) against
-    ground-truth centres (per image: points [M, 2], classes [M]), a match being within
-    ``distance`` and of the same class, nearest pairs first. Returns {"f1", "precision", "recall",
-    "tp", "fp", "fn"}."""
+def centroid_counts(predicted: Sequence[tuple], truths: Sequence[tuple], *, distance: float) -> np.ndarray:
+    """Per image, (true positives, false positives, false negatives) of predicted centres (points
+    [K, 2], classes [K]) against ground-truth centres (points [M, 2], classes [M]): a match is
+    within ``distance`` and of the same class, nearest pairs first. [images, 3]."""
     if len(predicted) != len(truths):
         raise ValueError(f"{len(predicted)} images of predictions against {len(truths)} of ground truth")
-    tp = fp = fn = 0
-    for (pp, pc), (gp, gc) in zip(predicted, truths):
+    counts = np.zeros((len(truths), 3), np.int64)
+    for k, ((pp, pc), (gp, gc)) in enumerate(zip(predicted, truths)):
         pp, gp = np.asarray(pp, np.float64).reshape(-1, 2), np.asarray(gp, np.float64).reshape(-1, 2)
         pc, gc = np.asarray(pc, np.int64), np.asarray(gc, np.int64)
         for c in set(pc.tolist()) | set(gc.tolist()):
@@ -145,10 +172,22 @@ def centroid_f1(predicted: Sequence[tuple], truths: Sequence[tuple], *, distance
                 if i not in used_p and j not in used_g:
                     used_p.add(i)
                     used_g.add(j)
-            tp += len(used_p)
-            fp += len(p) - len(used_p)
-            fn += len(g) - len(used_g)
+            counts[k] += (len(used_p), len(p) - len(used_p), len(g) - len(used_g))
+    return counts
+
+
+def f1_of(counts: np.ndarray) -> dict:
+    """Centroid F1, precision and recall (percent) of summed (tp, fp, fn) ``counts`` [images, 3]."""
+    tp, fp, fn = (int(v) for v in np.asarray(counts).reshape(-1, 3).sum(axis=0))
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
     return {"f1": 100.0 * f1, "precision": 100.0 * precision, "recall": 100.0 * recall, "tp": tp, "fp": fp, "fn": fn}
+
+
+def centroid_f1(predicted: Sequence[tuple], truths: Sequence[tuple], *, distance: float) -> dict:
+    """Centroid F1 (percent) of predicted centres (per image: points [K, 2], classes [K]) against
+    ground-truth centres (per image: points [M, 2], classes [M]), a match being within
+    ``distance`` and of the same class, nearest pairs first. Returns {"f1", "precision", "recall",
+    "tp", "fp", "fn"}."""
+    return f1_of(centroid_counts(predicted, truths, distance=distance))

@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "anomaly": ("auc",),
     "multi-label": ("f1", "label-accuracy"),
     "fidelity": ("agreement", "cosine"),
+    "detection": ("map50", "map50-95", "centroid-f1"),
 }
 
 #: metric -> (how it is named, its unit, higher is better, one mean over samples)
@@ -45,6 +46,9 @@ METRICS: dict[str, tuple[str, str, bool, bool]] = {
     "label-accuracy": ("label accuracy", "%", True, True),
     "agreement": ("top-1 agreement with the float model", "%", True, True),
     "cosine": ("cosine similarity to the float model", "%", True, True),
+    "map50": ("mAP@0.5", "%", True, False),
+    "map50-95": ("mAP@0.5:0.95", "%", True, False),
+    "centroid-f1": ("centroid F1", "%", True, False),
 }
 
 #: draws of the seeded bootstrap that gives a paired drop's standard error for metrics that are not
@@ -67,6 +71,8 @@ class Task:
     # arrive flattened and concatenated (models/heads.py); fidelity judges the worst of them, and a
     # user metric or loss receives them as a dict by name
     heads: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # a detector's input height and width, which its outputs are decoded against (tasks/decode.py)
+    input_hw: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -119,6 +125,10 @@ class Task:
         """Whether shifting training inputs by a few pixels keeps their targets right."""
         return self.kind in ("classification", "regression", "anomaly", "multi-label")
 
+    @property
+    def detector(self) -> bool:
+        return self.kind == "detection"
+
     def describe(self) -> dict:
         """The manifest's record of the task."""
         from ..fingerprint import portable_name
@@ -133,6 +143,10 @@ class Task:
                 user[f"{k}_sha256"] = file_sha256(file)
         heads = {"outputs_judged": "each output (the worst one per sample)" if self.metric == "cosine" else
                  "all outputs, by name"} if self.heads else {}
+        if self.kind == "detection" and self.heads and self.input_hw:
+            from .decode import layout
+
+            heads = {"outputs_judged": "decoded into detections (tasks/decode.py)", "decoding": layout(self.heads, self.input_hw)}
         return {"kind": self.kind, "metric": self.metric, "metric_name": self.metric_name, "unit": self.unit,
                 "higher_is_better": self.higher_is_better, **({"inferred": self.inferred} if self.inferred else {}),
                 **heads, **user}
@@ -164,7 +178,7 @@ class Task:
     def per_sample(self, out: np.ndarray, y: np.ndarray, x: np.ndarray | None = None) -> np.ndarray | None:
         """Each sample's share of the quality (its mean is the quality), or None for a metric that
         is not one mean over samples."""
-        if self.metric == "user":
+        if self.metric == "user" or self.kind == "detection":
             return None
         out = self._aligned(out, y, x)
         k = self.metric
@@ -196,6 +210,10 @@ class Task:
 
             q = metric(self.user_metric, out, y, x, heads=self.heads)
             return q if self.higher_is_better else -q
+        if self.kind == "detection":
+            from .detect_judge import quality
+
+            return quality(self, out, y)
         per = self.per_sample(out, y, x)
         if per is not None:
             return float(per.mean())
@@ -227,6 +245,10 @@ class Task:
         """Quality lost from outputs ``before`` to ``after`` on the same samples, and its standard
         error: paired per-sample differences where the metric is a mean over samples, else a seeded
         bootstrap over the samples."""
+        if self.kind == "detection" and self.metric != "user":
+            from .detect_judge import paired_drop
+
+            return paired_drop(self, before, after, y, BOOTSTRAP_DRAWS)
         pb, pa = self.per_sample(before, y, x), self.per_sample(after, y, x)
         if pb is not None:
             d = pb - pa

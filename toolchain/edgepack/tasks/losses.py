@@ -28,6 +28,10 @@ def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -
 
         return loss(task.user_loss, out, y, x, None, heads=task.heads)
     k = task.kind
+    if k == "detection":
+        from .detection_loss import detection_loss
+
+        return detection_loss(task, out, y)
     if k == "classification" or k == "segmentation":
         return F.cross_entropy(out, y.long())  # masks may be held as one byte per pixel
     if k == "regression":
@@ -45,6 +49,10 @@ def task_loss(task: Task, out: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -
 def output_match(task: Task, student: torch.Tensor, teacher: torch.Tensor, *, temperature: float) -> torch.Tensor:
     """How far ``student``'s outputs are from ``teacher``'s, in the way the task's outputs mean."""
     t = temperature
+    if task.kind == "detection":
+        from .detection_loss import detection_match
+
+        return detection_match(task, student, teacher, t)
     if task.kind == "classification" or (task.kind == "fidelity" and task.metric == "agreement"):
         return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean",
                         log_target=True) * (t * t)

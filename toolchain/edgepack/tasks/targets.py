@@ -17,6 +17,8 @@ def infer(y: np.ndarray | None, out: tuple[int, ...], x: tuple[int, ...]) -> Tas
                     inferred="the data has no labels: judged by fidelity to the float model")
     integer = np.issubdtype(y.dtype, np.integer) or y.dtype == bool
     per = tuple(y.shape[1:])
+    if boxes(y):
+        return Task("detection", inferred=f"up to {per[0]} rows of (class, x1, y1, x2, y2) per sample")
     if integer and per == () and len(out) == 1 and out[0] > 1:
         return Task(inferred=f"integer labels and {out[0]} outputs per sample")
     if integer and len(per) == 2 and len(out) == 3 and out[1:] == per:
@@ -74,6 +76,47 @@ def check(task: Task, y: np.ndarray | None, out: tuple[int, ...], x: tuple[int, 
             raise DataError(f"{where}: multi-label needs a 0/1 vector per sample (N x labels), not {_kind(y)}")
         if tuple(out) != per:
             raise DataError(f"{where}: {per[0]} labels per sample but the model returns {list(out)}")
+
+
+def boxes(y: np.ndarray | None) -> bool:
+    """Whether targets ``y`` are in the detection array form: [N, M, 5] real-valued rows."""
+    return y is not None and y.ndim == 3 and y.shape[2] == 5 and np.issubdtype(y.dtype, np.floating)
+
+
+def check_detection(task: Task, y: np.ndarray | None, *, where: str) -> None:
+    """Raise DataError (naming ``where`` and the image) when detection targets ``y`` do not fit
+    ``task``'s detector: the array form, class ids within its classes, boxes inside the input
+    and not degenerate."""
+    from .decode import layout
+
+    if not boxes(y):
+        raise DataError(f"{where}: detection needs targets of shape [N, objects, 5] (float rows class, x1, y1, x2, y2 "
+                        f"in input pixels, class -1 for padding), not {_kind(y)}")
+    classes = layout(task.heads, task.input_hw)["classes"]
+    H, W = task.input_hw
+    for i, rows in enumerate(np.asarray(y)):
+        rows = rows[rows[:, 0] != -1]
+        if not len(rows):
+            continue
+        c = rows[:, 0]
+        bad = (c < 0) | (c != np.round(c)) | ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            raise DataError(f"{where}: image {i} has a box of class {c[bad][0]:g}; classes are whole numbers from 0 "
+                            "(-1 marks padding) and coordinates finite")
+        if c.max() >= classes:
+            raise DataError(f"{where}: image {i} has a box of class {int(c.max())}, beyond the model's {classes} classes "
+                            f"(0 .. {classes - 1}); give a model with more classes or fix the class ids")
+        x1, y1, x2, y2 = rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
+        flat = (x2 - x1 < 1.0) | (y2 - y1 < 1.0)
+        if flat.any():
+            k = int(np.flatnonzero(flat)[0])
+            raise DataError(f"{where}: image {i} has a degenerate box {[round(float(v), 2) for v in rows[k, 1:]]} "
+                            "(x2 - x1 or y2 - y1 under one pixel); drop it or fix its coordinates")
+        out = (x1 < -0.5) | (y1 < -0.5) | (x2 > W + 0.5) | (y2 > H + 0.5)
+        if out.any():
+            k = int(np.flatnonzero(out)[0])
+            raise DataError(f"{where}: image {i} has a box {[round(float(v), 2) for v in rows[k, 1:]]} outside the "
+                            f"{W}x{H} input; clip boxes to the image (coordinates are in input pixels)")
 
 
 def check_evaluation(task: Task, y_eval: np.ndarray | None, *, where: str) -> None:
