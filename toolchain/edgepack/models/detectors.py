@@ -1,8 +1,8 @@
 """The zoo's detectors, in the two output conventions ``tasks/decode.py`` reads.
 
 - :class:`YoloDetector` (``zoo:yolo-det``): a YOLOv8-shaped anchor-free detector at small width: a
-  backbone of strided convolutions and C2f blocks (a 1x1 convolution split in two halves, a chain of
-  bottlenecks on one, every intermediate concatenated), SPPF pooling (three chained 5x5 max-pools,
+  backbone of strided convolutions and C2f blocks (two halves, a chain of bottlenecks on one, every
+  intermediate concatenated), SPPF pooling (three chained 5x5 max-pools,
   concatenated), SiLU everywhere; a PAN neck (top-down upsampling and concatenation, then bottom-up
   strided convolutions and concatenation) over strides 8, 16 and 32; and a decoupled head per level
   whose box branch ends in 4 channels and class branch in ``num_classes``: the outputs
@@ -45,17 +45,21 @@ class Bottleneck(nn.Module):
 
 
 class C2f(nn.Module):
-    """YOLOv8's C2f: split, a chain of bottlenecks, every stage concatenated, fused by a 1x1."""
+    """YOLOv8's C2f: two halves, a chain of bottlenecks on the second, every stage concatenated and
+    fused by a 1x1. YOLOv8 computes the halves with one 1x1 convolution whose output it splits;
+    here they are two 1x1 convolutions (the same function), the form torch-pruning can prune:
+    version 1.6 fails on a split output that is concatenated again (an IndexError in its index
+    mapping, so every group through it is left whole)."""
 
     def __init__(self, cin: int, cout: int, n: int = 1, shortcut: bool = True):
         super().__init__()
         self.c = cout // 2
-        self.cv1 = Conv(cin, 2 * self.c, 1)
+        self.cv0, self.cv1 = Conv(cin, self.c, 1), Conv(cin, self.c, 1)
         self.m = nn.ModuleList(Bottleneck(self.c, shortcut) for _ in range(n))
         self.cv2 = Conv((2 + n) * self.c, cout, 1)
 
     def forward(self, x):
-        parts = list(self.cv1(x).chunk(2, dim=1))
+        parts = [self.cv0(x), self.cv1(x)]
         for m in self.m:
             parts.append(m(parts[-1]))
         return self.cv2(torch.cat(parts, dim=1))

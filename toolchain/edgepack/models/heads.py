@@ -49,6 +49,7 @@ class Heads(nn.Module):
         self.names = tuple(names)
         self.shapes = tuple(tuple(int(v) for v in t.shape[1:]) for t in tensors)
         self._split = False
+        self._raw = False
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -60,6 +61,9 @@ class Heads(nn.Module):
         return [t.reshape(t.shape[0], -1) for t in tensors]
 
     def forward(self, x: torch.Tensor):
+        if self._raw:
+            out = self.model(x)
+            return tuple(out[k] for k in self.keys) if self.keys is not None else tuple(out)
         flat = self.outputs(x)
         return tuple(flat) if self._split else torch.cat(flat, dim=1)
 
@@ -75,6 +79,23 @@ class Heads(nn.Module):
     def describe(self) -> list[dict]:
         """The manifest's record of each output: its name and per-sample shape."""
         return [{"name": n, "shape": list(s), "values": v} for n, s, v in zip(self.names, self.shapes, self.sizes)]
+
+
+@contextlib.contextmanager
+def raw_outputs(module: nn.Module):
+    """Within: a several-output model returns its outputs as the model gives them (a tuple, not
+    flattened and joined). torch-pruning traces it so: its index mapping through the flattening
+    and joining of large feature-map outputs (a detector's box and class maps) grows without bound,
+    and nothing is lost, since the layers producing outputs keep their channels anyway."""
+    h = heads_of(module)
+    if h is None:
+        yield module
+        return
+    was, h._raw = h._raw, True
+    try:
+        yield module
+    finally:
+        h._raw = was
 
 
 def heads_of(module: nn.Module) -> Heads | None:

@@ -115,8 +115,9 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
         d = prog.delegation
         rep.info(f"{et.FILES[backend]}: {len(prog.program):,} bytes; {d['delegated_ops']} ops delegated to {backend} in "
                  f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 {splits.task.show(check.accuracy)} on "
-                 f"{check.samples} samples (TFLite {splits.task.show(check.tflite_accuracy)} on the same), top-1 agreement with TFLite "
-                 f"{check.top1_agreement_tflite:.1f}%; kept: {guard.chosen.what}")
+                 f"{check.samples} samples (TFLite {splits.task.show(check.tflite_accuracy)} on the same)"
+                 + (f", top-1 agreement with TFLite {check.top1_agreement_tflite:.1f}%" if not splits.task.heads else "")
+                 + f"; kept: {guard.chosen.what}")
         if prog.vela:
             v = prog.vela
             rep.info(f"Vela ESTIMATES ({v['accelerator']}, {v['system_config']}): SRAM {v['sram_kb']:.1f} KB, flash "

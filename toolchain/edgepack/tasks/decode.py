@@ -45,7 +45,7 @@ class LayoutError(ValueError):
     """The outputs are not in a convention this decoder reads."""
 
 
-def _role(name: str) -> str | None:
+def role(name: str) -> str | None:
     n = name.lower()
     if "box" in n or "reg" in n:
         return "box"
@@ -80,9 +80,9 @@ def layout(outputs, input_hw) -> dict:
         if len(s) == 2 and s[0] > 4 and s[1] > s[0]:
             return {"kind": "yolo-concat", "classes": s[0] - 4, "output": name, "anchors": s[1]}
         refuse("one output must be a heatmap [classes + 1, h, w] or [4 + classes, anchors]")
-    boxes = sorted([(n, s) for n, s in outputs if _role(n) == "box"], key=lambda o: -o[1][-2] * o[1][-1] if len(o[1]) == 3 else 0)
-    scores = sorted([(n, s) for n, s in outputs if _role(n) == "cls"], key=lambda o: -o[1][-2] * o[1][-1] if len(o[1]) == 3 else 0)
-    others = [n for n, _ in outputs if _role(n) is None]
+    boxes = sorted([(n, s) for n, s in outputs if role(n) == "box"], key=lambda o: -o[1][-2] * o[1][-1] if len(o[1]) == 3 else 0)
+    scores = sorted([(n, s) for n, s in outputs if role(n) == "cls"], key=lambda o: -o[1][-2] * o[1][-1] if len(o[1]) == 3 else 0)
+    others = [n for n, _ in outputs if role(n) is None]
     if others:
         refuse(f"output(s) {', '.join(others)} are neither box* nor cls*")
     if not boxes or len(boxes) != len(scores):

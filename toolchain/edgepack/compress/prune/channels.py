@@ -112,6 +112,36 @@ def _layer_stats(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[str
     return out
 
 
+def _output_reasons(model: nn.Module, example: torch.Tensor, layers: list[str]) -> dict[str, str]:
+    """Why each layer producing an output keeps its channels: they are the output's values, named
+    for a several-output model (a detector's box and class maps are what its decoder reads)."""
+    from ...models.heads import heads_of, raw_outputs
+    from ...tasks.decode import role as output_role
+
+    reasons = {n: "it produces the model's output" for n in layers}
+    h = heads_of(model)
+    if h is None:
+        return reasons
+    modules = dict(model.named_modules())
+    seen: dict[int, str] = {}
+    hooks = [modules[n].register_forward_hook(lambda _m, _i, out, n=n: seen.__setitem__(id(out), n))
+             for n in layers if n in modules]
+    try:
+        with torch.no_grad(), raw_outputs(model):
+            outs = model(example)
+    finally:
+        for k in hooks:
+            k.remove()
+    for name, shape, t in zip(h.names, h.shapes, outs):
+        layer = seen.get(id(t))
+        if layer is None:
+            continue
+        role = {"box": "box distances", "cls": "class scores"}.get(output_role(name))
+        reasons[layer] = (f"detection head: it produces {name} {list(shape)}, the {role} the decoder reads; pruning its "
+                          "channels would break decoding") if role else f"it produces the model's output {name} {list(shape)}"
+    return reasons
+
+
 def _attention_projections(model: nn.Module) -> dict[str, str]:
     """The q, k and v projections of each attention (their output channels pair up across a matmul
     that torch-pruning does not see as a dependency): out of torch-pruning's reach, with the
@@ -190,7 +220,7 @@ def prune_channels(
                   "it is built unpruned")
         say(reason)
         return unpruned(pruned, example, spec, reason)
-    protected = {n: "it produces the model's output" for n in outputs}
+    protected = _output_reasons(pruned, example, outputs)
     protected.update({n: "protected by keep_layers" for n in spec.keep_layers})
     protected.update(_attention_projections(pruned))
     for n, why in grouped_layers(pruned, example).items():  # out of torch-pruning's reach (grouped.py)
@@ -308,8 +338,10 @@ def _run_pruner(model, example, spec: PruneSpec, importance, *, ratio: float, ra
     """torch-pruning's MetaPruner over ``model`` in place: ``ratio`` everywhere, ``ratios`` per layer name."""
     import torch_pruning as tp
 
+    from ...models.heads import raw_outputs
+
     modules = dict(model.named_modules())
-    with traced_shapes():  # the pruner builds its own graph
+    with traced_shapes(), raw_outputs(model):  # the pruner builds its own graph
         pruner = tp.pruner.MetaPruner(
             model, example, importance=importance, pruning_ratio=ratio,
             pruning_ratio_dict={modules[n]: r for n, r in ratios.items() if n in modules} or None,

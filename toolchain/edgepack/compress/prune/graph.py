@@ -104,7 +104,9 @@ def dependency_graph(model: nn.Module, example: torch.Tensor):
     module docstring). Raises whatever else torch-pruning raises on a graph it cannot trace."""
     import torch_pruning as tp
 
-    with traced_shapes():
+    from ...models.heads import raw_outputs
+
+    with traced_shapes(), raw_outputs(model):
         return tp.DependencyGraph().build_dependency(model, example_inputs=example)
 
 
