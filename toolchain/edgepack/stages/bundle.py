@@ -110,6 +110,14 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         from ..convert.mcu_bundle import firmware_sources
 
         files.update(firmware_sources(artifact, arena_bytes=judged.arena))
+    detection = None
+    if task.kind == "detection" and task.metric != "user":
+        from ..tasks.detect_judge import decoder_files, output_errors
+
+        files.update(decoder_files())
+        detection = {"int8_vs_float_outputs": output_errors(task, float_out, tflite_out),
+                     "decoder": "decode/decode.py (numpy) and decode/edgepack_decode.c (int8 outputs, no heap): "
+                                "run after the model, never inside it"}
     fcheck = conv.check
     manifest = {
         "schema_version": fingerprint.SCHEMA_VERSION,
@@ -139,7 +147,8 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
                      "eval_samples": len(splits.x_eval),
                      "metric": "top-1 %" if task == type(task)() else f"{task.metric_name}{' ' + task.unit if task.unit else ''}",
                      "higher_is_better": task.higher_is_better,
-                     **({"int8_vs_float_outputs": fidelity} if fidelity else {})},
+                     **({"int8_vs_float_outputs": fidelity} if fidelity else {}),
+                     **({"detection": detection} if detection else {})},
         "calibration": inp.calibration["describe"],
         "preprocessing": inp.calibration["describe"].get("preprocessing") or splits.preprocessing,
         "quantization": {"chosen": guard.chosen.what, "attempts": _attempts(guard.attempts, task), "met_budget": guard.met,

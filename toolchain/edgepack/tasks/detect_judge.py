@@ -138,3 +138,14 @@ def output_errors(task, float_out: np.ndarray, int8_out: np.ndarray) -> list[dic
         rows.append({"output": f"{name}[4:]", "what": "class scores",
                      "error": round(float(np.abs(f[:, 4:] - q[:, 4:]).max(axis=1).mean()), 4), "unit": "probability"})
     return rows
+
+
+def decoder_files() -> dict[str, bytes]:
+    """The decoders a detection bundle ships: the Python reference and the C implementation."""
+    from importlib import resources
+
+    here = resources.files("edgepack.tasks")
+    files = {"decode/decode.py": here.joinpath("decode.py").read_bytes()}
+    for name in ("edgepack_decode.c", "edgepack_decode.h"):
+        files[f"decode/{name}"] = here.joinpath("decode_src", name).read_bytes()
+    return files
