@@ -8,7 +8,7 @@
   whose box branch ends in 4 channels and class branch in ``num_classes``: the outputs
   ``box_s8``, ``cls_s8``, ``box_s16``, ... stay separate tensors (their own int8 scales).
 - :class:`FomoDetector` (``zoo:fomo``): FOMO-style for microcontrollers: MobileNetV2 blocks at width
-  0.35 cut at stride 8 and a 1x1 head giving a heatmap of ``num_classes + 1`` logits per cell
+  0.35 (narrower expansions early, so its arena fits a Cortex-M4's SRAM at 96x96) cut at stride 8 and a 1x1 head giving a heatmap of ``num_classes + 1`` logits per cell
   (channel 0 background); object centres are read from it, not boxes.
 """
 
@@ -138,11 +138,13 @@ class FomoDetector(nn.Module):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, input_shape=None):
         super().__init__()
+        # expansions of 3 before stride 8 (MobileNetV2's 6 would hold a 96-channel map at half the
+        # input's size: 221 KB at 96x96, more than a Cortex-M4's SRAM)
         self.features = nn.Sequential(
-            conv_bn(in_channels, 16, 3, 2),
-            InvertedResidual(16, 8, 1, 1),
-            InvertedResidual(8, 16, 2, 6), InvertedResidual(16, 16, 1, 6),  # stride 4
-            InvertedResidual(16, 24, 2, 6), InvertedResidual(24, 24, 1, 6), InvertedResidual(24, 24, 1, 6),  # 8
+            conv_bn(in_channels, 8, 3, 2),
+            InvertedResidual(8, 8, 1, 1),
+            InvertedResidual(8, 16, 2, 3), InvertedResidual(16, 16, 1, 3),  # stride 4
+            InvertedResidual(16, 24, 2, 3), InvertedResidual(24, 24, 1, 4), InvertedResidual(24, 24, 1, 4),  # 8
         )
         self.head = nn.Sequential(nn.Conv2d(24, 32, 1), nn.ReLU(inplace=True), nn.Conv2d(32, num_classes + 1, 1))
 

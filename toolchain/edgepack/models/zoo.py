@@ -64,7 +64,7 @@ ZOO: dict[str, ZooEntry] = {
                          "heads at strides 8/16/32 as separate outputs (SiLU)", task="detection", data="digits-det",
                          shaped=True),
     "fomo": ZooEntry(detectors.FomoDetector, (3, 96, 96),
-                     "FOMO-style centroid detector for microcontrollers: MobileNetV2 blocks (width 0.35) cut at stride 8, "
+                     "FOMO-style centroid detector for microcontrollers: MobileNetV2 blocks (width 0.35, expansions 3-4) cut at stride 8, "
                      "a heatmap of background + classes per cell", task="detection", data="digits-det", shaped=True),
 }
 

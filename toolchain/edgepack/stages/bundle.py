@@ -116,7 +116,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
 
         files.update(decoder_files())
         detection = {"int8_vs_float_outputs": output_errors(task, float_out, tflite_out),
-                     "decoder": "decode/decode.py (numpy) and decode/edgepack_decode.c (int8 outputs, no heap): "
+                     "decoder": "decode.py (numpy) and edgepack_decode.c / .h (int8 outputs, no heap): "
                                 "run after the model, never inside it"}
     fcheck = conv.check
     manifest = {

@@ -145,7 +145,7 @@ def decoder_files() -> dict[str, bytes]:
     from importlib import resources
 
     here = resources.files("edgepack.tasks")
-    files = {"decode/decode.py": here.joinpath("decode.py").read_bytes()}
+    files = {"decode.py": here.joinpath("decode.py").read_bytes()}
     for name in ("edgepack_decode.c", "edgepack_decode.h"):
-        files[f"decode/{name}"] = here.joinpath("decode_src", name).read_bytes()
+        files[name] = here.joinpath("decode_src", name).read_bytes()
     return files
