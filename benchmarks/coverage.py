@@ -15,6 +15,11 @@ bundle's manifest, float-TFLite agreement with PyTorch, and the seconds of each 
         [--epochs 2] [--size 32] [--json results.json]
     .venv/bin/python benchmarks/coverage.py --build-time    # the 3x64x64 mobile model, profile defaults
     .venv/bin/python benchmarks/coverage.py --tasks         # the models that are not classifiers
+    .venv/bin/python benchmarks/coverage.py --detectors     # four detector architectures, for rpi4
+
+With --detectors the architectures are the four detectors of tests/detector_architectures.py
+(different necks and heads), trained briefly with edgepack's detection loss on digits-det at
+3x64x64 (cached) and built for rpi4 (or --targets) on that data, judged by mAP@0.5 or centroid F1.
 
 With --tasks the architectures are those of tests/task_architectures.py: an autoencoder, a 1-D
 convolution network, an encoder-decoder with skip connections, a regression head, a two-head model
@@ -37,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import architectures  # noqa: E402  (the tests' own model definitions)
+import detector_architectures  # noqa: E402
 import task_architectures  # noqa: E402
 
 STAGE_SHORT = {"prune": "prune+recover", "convert": "convert", "quantize": "quantize", "validate": "validate",
@@ -112,6 +118,30 @@ def build_task(target: str, name: str, weights: Path, *, epochs: int, work: Path
     return row
 
 
+def build_detector(target: str, name: str, weights: Path, *, epochs: int, work: Path) -> dict:
+    """One CLI build of a detector of tests/detector_architectures.py on digits-det, judged by mAP@0.5
+    (or centroid F1 for a heatmap)."""
+    family = detector_architectures.DETECTORS[name][0]
+    profile = work / f"{target}-{name}.toml"
+    profile.write_text(f'extends = "{target}"\nname = "{target}"\n[runtime]\nformats = ["tflite"]\n'
+                       f"[pruning]\nrecovery_epochs = {epochs}\n")
+    out = work / f"out-{target}-{name}"
+    size = detector_architectures.SIZE
+    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
+           f"{ROOT / 'tests' / 'detector_architectures.py'}:{name.replace('-', '_')}", "--weights", str(weights),
+           "--data", "digits-det", "--input-shape", f"1,3,{size},{size}", "--out", str(out), "--no-cache",
+           "--allow-budget-violation"]
+    row, m, _ = _run(cmd, out / target, target=target, arch=name, family=family, task="detection")
+    if m is not None:
+        a, p = m["accuracy"], m["pruning"]
+        left = {r["name"]: r["note"] for r in p["layers"] if r["note"].startswith(("left whole", "detection head"))}
+        row.update(metric=m["task"]["metric_name"], unit=m["task"]["unit"], float=a["float_original"],
+                   pruned=a["float_pruned"], int8=a["int8"], sqnr_db=a["int8_vs_float_outputs"]["sqnr_db"],
+                   macs_before=p["macs_before"], macs_after=p["macs_after"], layout=m["artifact"]["input_layout"],
+                   left_whole=left)
+    return row
+
+
 def task_report(rows: list[dict]) -> str:
     out = []
     for target in dict.fromkeys(r["target"] for r in rows):
@@ -171,13 +201,29 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=32, help="input height and width the models are trained and built at")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ap.add_argument("--tasks", action="store_true", help="the architectures that are not classifiers (see above)")
+    ap.add_argument("--detectors", action="store_true", help="the detector architectures (see above)")
     ap.add_argument("--build-time", action="store_true",
                     help="time the 3x64x64 mobile model (about 50 MMACs) for rpi4 with the profile's own settings")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgepack-coverage-") as d:
         work = Path(d)
-        if args.tasks:
+        if args.detectors:
+            names = list(detector_architectures.DETECTORS) if args.archs == "all" else args.archs.split(",")
+            weights = {n: detector_architectures.trained_weights(n, cache_dir()) for n in names}
+            targets = "rpi4" if args.targets == ap.get_default("targets") else args.targets
+            for target in targets.split(","):
+                for n in names:
+                    row = build_detector(target, n, weights[n], epochs=args.epochs, work=work)
+                    rows.append(row)
+                    print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
+                          f"{row.get('int8', row.get('error', ''))}", flush=True)
+            print()
+            print(task_report(rows))
+            for r in rows:
+                for layer, why in (r.get("left_whole") or {}).items():
+                    print(f"  {r['arch']}: {layer}: {why}")
+        elif args.tasks:
             names = list(task_architectures.TASK_ARCHITECTURES) if args.archs == "all" else args.archs.split(",")
             weights = {n: task_architectures.trained_weights(n, cache_dir()) for n in names}
             for target in args.targets.split(","):

@@ -13,7 +13,10 @@
    model with separate box and class outputs quantized the same default way. Both are decoded by
    ``tasks/decode.py`` and judged by mAP@0.5 on the same held-out canvases.
 
-    .venv/bin/python benchmarks/detection.py [--size 160] [--skip-builds] [--json results.json]
+    .venv/bin/python benchmarks/detection.py [--size 160] [--more-targets] [--skip-builds] [--json results.json]
+
+``--more-targets`` also builds the YOLO-style model for android-arm64 (TFLite and .pte) and the
+FOMO-style one for cortex-m7.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=160, help="the YOLO-style model's input side (px)")
     ap.add_argument("--fomo-size", type=int, default=96)
     ap.add_argument("--skip-builds", action="store_true", help="only the naive side-by-side")
+    ap.add_argument("--more-targets", action="store_true", help="also build for android-arm64 and cortex-m7")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     results: dict = {}
@@ -136,6 +140,15 @@ def main() -> int:
             print(json.dumps(results["yolo_rpi4"], indent=1), flush=True)
             results["fomo_m4"] = cli_build("cortex-m4", "zoo:fomo", f"1,3,{args.fomo_size},{args.fomo_size}", Path(tmp) / "f")
             print(json.dumps(results["fomo_m4"], indent=1), flush=True)
+            if args.more_targets:
+                results["yolo_android"] = cli_build("android-arm64", "zoo:yolo-det", f"1,3,{args.size},{args.size}",
+                                                    Path(tmp) / "ya")
+                results["fomo_m7"] = cli_build("cortex-m7", "zoo:fomo", f"1,3,{args.fomo_size},{args.fomo_size}",
+                                               Path(tmp) / "f7")
+                for k in ("yolo_android", "fomo_m7"):
+                    r = results[k]
+                    print(f"{k}: status {r['status']}, " + (f"int8 {r['int8']:.2f} (float {r['float']:.2f}), files "
+                          f"{', '.join(r['bundle_files'])}" if "int8" in r else r.get("error", "")), flush=True)
     t = time.perf_counter()
     results["naive"] = naive_side_by_side(args.size)
     results["naive_seconds"] = round(time.perf_counter() - t, 1)

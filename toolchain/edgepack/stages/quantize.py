@@ -54,7 +54,7 @@ def run(inp, pruned, conv, work: Path, runner, rep: Reporter, *, cache=None, bas
         q=profile.quantization, float_accuracy=float_quality, max_drop=budget, runner=runner, reporter=rep,
         layer_names=match_layer_names(conv.tflite, weighted_layers(pruned.result.model, inp.example)),
         remedies_allowed=loss <= budget and not _weights_fixed(profile), memo=_memo(cache, base_key),
-        task=task, x_nchw=x_eval)
+        task=task, x_nchw=x_eval, calib_labels=_calib_labels(inp))
     out = QuantizeOut(guard)
     q = guard.chosen.qspec
     rep.info(f"full-integer TFLite {len(out.artifact):,} bytes ({q.weights} weights, {q.effective_io_dtype} I/O, "
@@ -117,3 +117,10 @@ def _memo(cache, base_key: str | None):
         return remembered(cache, "calibration", key("calibration", base_key, name) if base_key else None, compute)
 
     return memo
+
+
+def _calib_labels(inp):
+    """The calibration split's targets when the calibration samples are that split (a detector's
+    float fallback ranks by them), else None."""
+    y = inp.splits.y_calib
+    return y if y is not None and inp.calibration["describe"].get("kind") == "split" else None

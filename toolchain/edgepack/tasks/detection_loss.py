@@ -139,8 +139,12 @@ def detection_loss(task, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return yolo_loss(task, lay, out, y)
     if lay["kind"] == "fomo":
         return fomo_loss(task, lay, out, y)
-    raise ValueError("a detector whose outputs are decoded boxes concatenated with scores (yolo-concat) cannot be "
-                     "trained by edgepack; give its box and class maps as separate outputs, or a loss of your own (--loss)")
+    from ..errors import ModelLoadError
+
+    raise ModelLoadError("the detector returns decoded boxes concatenated with its class scores in one tensor: edgepack "
+                         "judges it but cannot train or recover it (pruning needs recovery); export its box and class "
+                         "maps as separate outputs (box*, cls* per level), set pruning.ratio = 0, or give a loss of "
+                         "your own (--loss)")
 
 
 def detection_match(task, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

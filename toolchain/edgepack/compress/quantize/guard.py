@@ -47,7 +47,8 @@ class GuardResult:
 def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, *, q,
                      float_accuracy: float, max_drop: float, runner, reporter=None,
                      layer_names: dict[str, str] | None = None, remedies_allowed: bool = True,
-                     memo=None, task=None, x_nchw: np.ndarray | None = None) -> GuardResult:
+                     memo=None, task=None, x_nchw: np.ndarray | None = None,
+                     calib_labels: np.ndarray | None = None) -> GuardResult:
     """Quantize to full integer under the accuracy budget. ``q`` is the profile's Quantization.
 
     ``remedies_allowed=False`` quantizes with the profile's settings only (the caller knows the loss
@@ -56,7 +57,9 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
     and its tensor statistics); the build passes one backed by the stage cache. Every candidate is
     judged by ``task``'s quality (``tasks.Task``; default top-1 accuracy) against ``y_eval``, with
     ``x_nchw`` the held-out inputs in PyTorch's layout (an anomaly task's reconstruction error reads
-    them); ``float_accuracy`` and ``max_drop`` are in the task's units."""
+    them); ``float_accuracy`` and ``max_drop`` are in the task's units. ``calib_labels``: the
+    calibration split's targets, where it has them; a detector's float fallback then ranks the
+    layers it may keep float by the mAP they give back on that split (never the held-out one)."""
     from ...tasks import Task
     from .tflite_graph import FloatGraph, TensorStats
 
@@ -104,8 +107,16 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
         model = quantize_int8(saved_model_dir, calib, spec16)
         return record(Candidate("int16x8 (int16 activations, int8 weights)", model, measure(model), spec16, None), why)
 
+    rank = None
+    if task.kind == "detection" and task.metric != "user" and calib_labels is not None:
+        def rank(model: bytes) -> tuple[float, float]:  # the detector's metric on the calibration split
+            try:
+                return task.quality(runner.run(model, calib), calib_labels), 0.0
+            except RuntimeError:
+                return float("-inf"), 0.0
+
     def try_float(why: str) -> Candidate:
-        return _float_fallback(best_int8, calib, q, layer_names, why, record, measure, ok)
+        return _float_fallback(best_int8, calib, q, layer_names, why, record, measure, ok, rank=rank)
 
     first = CalibSpec(method=q.calibration, percentile=q.percentile, equalize=q.equalize,
                       bias_correction=q.bias_correction)
@@ -170,10 +181,12 @@ def _float_group(graph: FloatGraph, e: LayerError) -> set[str]:
     return {graph.tensor_name(int(graph.sg.operators[k].outputs[0])) for k in ops}
 
 
-def _float_fallback(base: Candidate, calib, q, layer_names, why, record, measure, ok, candidates: int = 3) -> Candidate:
+def _float_fallback(base: Candidate, calib, q, layer_names, why, record, measure, ok, candidates: int = 3,
+                    rank=None) -> Candidate:
     """Greedily keep layers float, up to ``max_float_layers`` ops: at each step try the groups of the
     ``candidates`` costliest layers (the layer and the ops reading its output), keep the one whose
-    model agrees best with float on the calibration data (label-free), then measure it on the
+    model agrees best with float on the calibration data (label-free; ``rank(model)``, where given,
+    scores it instead: a detector's mAP on the calibration split), then measure it on the
     held-out set; stop within budget."""
     graph = FloatGraph(base.float_model)
     kept: set[str] = set()
@@ -187,7 +200,8 @@ def _float_fallback(base: Candidate, calib, q, layer_names, why, record, measure
             if len(group) > q.max_float_layers or group == kept:
                 continue
             m = mlir_quantize(base.float_model, sorted(group), per_channel=q.weights == "per-channel", io_dtype=q.io_dtype)
-            trials.append((output_agreement(base.float_model, m, calib), e, group, m))
+            score = rank(m) if rank is not None else output_agreement(base.float_model, m, calib)
+            trials.append((score, e, group, m))
             if len(trials) == candidates:
                 break
         if not trials:
