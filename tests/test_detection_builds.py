@@ -149,3 +149,16 @@ def test_an_output_layout_that_cannot_be_decoded_is_one_line(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert "cannot decode the detector's outputs" in last and "expected" in last and "angle" in last
     assert not out.exists()
+
+
+def test_bench_and_check_work_on_a_detector_bundle(yolo):
+    """`edgepack bench` runs the detector's artifact; `edgepack check` gates a bundle on mAP@0.5."""
+    _, folder, m = yolo
+    proc = run_cli("bench", "--target", "rpi4", "--device", "host", "--runs", "10", "--warmup", "2", "--repeats", "1",
+                   "--no-record", "--json", str(folder / "model.tflite"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["latency"]["median_ms"] > 0
+    proc = run_cli("check", str(folder), "--baseline", str(folder), "--no-latency", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert "mAP@0.5" in json.dumps(report)
