@@ -21,8 +21,8 @@ def test_demo_is_mobilenetv2_style():
     assert any(isinstance(x, nn.ReLU6) for x in m.modules()) and any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
     assert isinstance(m.pool, nn.AdaptiveAvgPool2d)
     assert m(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
-    known = ("angle-regressor, autoencoder, demo, dscnn, dscnn-spread, mobilenetv2, mobilenetv2-imagenet, mobilenetv2-w0.5, "
-             "mobilenetv3-small, resnet18, resnet18-imagenet, resnet8, segmenter, signal-cnn, squeezenet, two-head")
+    known = ("angle-regressor, autoencoder, demo, dscnn, dscnn-spread, fomo, mobilenetv2, mobilenetv2-imagenet, mobilenetv2-w0.5, "
+             "mobilenetv3-small, resnet18, resnet18-imagenet, resnet8, segmenter, signal-cnn, squeezenet, two-head, yolo-det")
     with pytest.raises(ModelLoadError, match=f"^unknown zoo model 'vgg'; known: {known}$"):
         zoo.create("vgg", in_channels=1, num_classes=10)
 

@@ -135,8 +135,8 @@ def test_anomaly_needs_both_kinds_in_evaluation():
 def test_parse():
     assert parse("regression:rmse") == Task("regression", "rmse")
     assert parse("segmentation").metric == "mean-iou"
-    with pytest.raises(ValueError, match="unknown task 'detection'"):
-        parse("detection")
+    with pytest.raises(ValueError, match="unknown task 'keypoints'"):
+        parse("keypoints")
     with pytest.raises(ValueError, match="has no metric 'auc'"):
         parse("regression:auc")
 
@@ -211,10 +211,10 @@ def test_a_data_manifest_declares_its_task(tmp_path):
     path.write_text(path.read_text().replace('metric = "top-5"', 'metric = "m.py:hits"\nunits = "hits"'))
     s = load_data(str(path), input_shape=(1, 1, 32, 32))
     assert s.task.metric == "user" and s.task.user_metric == f"{tmp_path / 'm.py'}:hits" and s.task.unit == "hits"
-    path.write_text(path.read_text().replace('kind = "classification"', 'kind = "detection"'))
-    with pytest.raises(DataError, match="\\[task\\] kind 'detection' is not one of classification"):
+    path.write_text(path.read_text().replace('kind = "classification"', 'kind = "keypoints"'))
+    with pytest.raises(DataError, match="\\[task\\] kind 'keypoints' is not one of classification"):
         load_data(str(path), input_shape=(1, 1, 32, 32))
-    path.write_text(path.read_text().replace('kind = "detection"', 'kind = "regression"\nlabels = "x"'))
+    path.write_text(path.read_text().replace('kind = "keypoints"', 'kind = "regression"\nlabels = "x"'))
     with pytest.raises(DataError, match="\\[task\\] must be a table with keys kind, metric, units, loss; unknown: labels"):
         load_data(str(path), input_shape=(1, 1, 32, 32))
 

@@ -58,12 +58,13 @@ def add(sub) -> None:
                         "the demo): 'digits' (scikit-learn's digits, resized "
                         "to the input shape), 'digits-hard' (the same digits distorted, occluded and noisy: a "
                         "task on which compression methods differ), the task demos 'digits-anomaly', 'digits-angle', "
-                        "'digits-seg', 'digits-seq' and 'digits-pose' (docs/tasks.md), an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
+                        "'digits-seg', 'digits-seq', 'digits-pose' and 'digits-det' (docs/tasks.md), an .npz with x_train, y_train, x_calib, x_eval, y_eval (no y_* for "
                         "unlabelled data), or a data "
                         "manifest (an image folder with one sub-folder per class, or labelled arrays, split by its "
                         "[splits] table; see calibration/README.md), or an image folder with one sub-folder per "
                         "class, or without sub-folders for --task fidelity (resized to the input, pixels / 255, split "
-                        "70/10/20, read a batch at a time), or an annotation file (.csv or .json mapping image files "
+                        "70/10/20, read a batch at a time), or detection boxes (a folder holding images/ and labels/ "
+                        "of YOLO text files, or a COCO .json), or an annotation file (.csv or .json mapping image files "
                         "to a number, a vector or a mask image), or file.py:function returning PyTorch datasets for "
                         "the train, calibration and evaluation splits (calibration/README.md)")
     b.add_argument("--task", metavar="KIND[:METRIC]",

@@ -469,8 +469,9 @@ def _load_data(spec: str, *, input_shape: tuple[int, ...], caps: tuple[int, int]
                                input_shape=input_shape, made=True, caps=caps, workers=workers)
     raise DataError(f"data '{spec}' is not a built-in set ({', '.join(BUILT_IN)}), a .npz file holding {', '.join(NPZ_KEYS)}, a data manifest "
                     "(.toml: an image folder, labelled arrays or an annotation file, see calibration/README.md), an "
-                    "annotation file (.csv or .json mapping image files to targets), your datasets (file.py:function), or "
-                    "an image folder with one sub-folder per class")
+                    "annotation file (.csv or .json mapping image files to targets), detection boxes (a folder with images/ "
+                    "and labels/ of YOLO text files, or a COCO .json), your datasets (file.py:function), or an image folder "
+                    "with one sub-folder per class")
 
 
 def npz_input_shape(path: str | Path) -> tuple[int, ...]:
