@@ -131,3 +131,19 @@ def test_array_form_defects_name_the_image():
         assert words in str(e.value) and "image 1" in str(e.value)
     with pytest.raises(DataError, match=r"\[N, objects, 5\]"):
         targets.check_detection(task, np.zeros((2, 3), np.float32), where="d")
+
+
+def test_an_npz_of_boxes_is_detection_with_the_box_classes(tmp_path):
+    """The array form in an .npz: [N, M, 5] float targets; the classes are those of the boxes."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3, 32, 32)).astype(np.float32)
+    y = np.full((40, 2, 5), -1.0, np.float32)
+    y[:, 0] = (0, 2, 2, 12, 12)
+    y[::3, 1] = (6, 10, 10, 30, 30)
+    f = tmp_path / "boxes.npz"
+    np.savez(f, x_train=x[:24], y_train=y[:24], x_calib=x[24:30], y_calib=y[24:30], x_eval=x[30:], y_eval=y[30:])
+    s = load_data(str(f), input_shape=(1, 3, 32, 32))
+    assert s.num_classes == 7
+    from edgepack.tasks import targets
+
+    assert targets.boxes(s.y_eval) and targets.infer(s.y_eval, (), ()).kind == "detection"

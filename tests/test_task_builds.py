@@ -218,7 +218,7 @@ def test_task_data_that_does_not_fit_is_refused(tmp_path, case):
 
 
 def test_unknown_task_is_refused_with_the_known_ones(tmp_path):
-    proc = run_cli("build", "--target", "rpi4", "--task", "detection", "--out", str(tmp_path / "out"))
+    proc = run_cli("build", "--target", "rpi4", "--task", "keypoints", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
-    assert "unknown task 'detection'; known: classification, regression, segmentation, anomaly" in proc.stderr
+    assert "unknown task 'keypoints'; known: classification, regression, segmentation, anomaly" in proc.stderr
 

@@ -187,7 +187,11 @@ def load_npz(path: str | Path, *, input_shape: tuple[int, ...], caps: tuple[int,
     integer = np.issubdtype(first.dtype, np.integer) or first.dtype == bool
     ys = {k: (arrays[k].astype(np.int64) if integer else arrays[k].astype(np.float32)) for k, _ in
           ((yk, 0) for _, yk in pairs)}
-    if integer and first.ndim != 2:  # class labels or masks: the classes are the labels seen
+    from ..tasks.targets import boxes
+
+    if boxes(first):  # detection's array form: the classes are the box classes seen
+        num_classes = int(max(ys["y_train"][..., 0].max(), ys["y_eval"][..., 0].max())) + 1
+    elif integer and first.ndim != 2:  # class labels or masks: the classes are the labels seen
         num_classes = int(max(ys["y_train"].max(), ys["y_eval"].max())) + 1
     else:  # real values or 0/1 label vectors: one output per value
         num_classes = int(np.prod(first.shape[1:])) if first.ndim > 1 else 1
