@@ -58,6 +58,13 @@ def test_yolo_style_builds_judged_by_map(yolo):
     per = acc["detection"]["int8_vs_float_outputs"]
     assert {r["output"] for r in per} == {n for lv in t["decoding"]["levels"] for n in (lv["box"], lv["cls"])}
     assert all(r["unit"].startswith(("pixels", "probability")) for r in per)
+    # the costliest layers in mAP on the calibration split, and both tables in the report
+    lay = acc["detection"]["layers"]
+    assert lay["metric"] == "mAP@0.5" and lay["split"] == "calibration" and 1 <= len(lay["layers"]) <= 5
+    assert {r["layer"] for r in lay["layers"]} <= {e["layer"] for e in m["quantization"]["layers"]}
+    report = (folder / "report.md").read_text()
+    assert "The int8 outputs against float, in detection terms" in report and "| box_s8 | box edges at stride 8 |" in report
+    assert "| layer | op | added dB | ops kept float | mAP@0.5 if float | gain |" in report
     assert "judged by mAP@0.5" in proc.stderr
 
 

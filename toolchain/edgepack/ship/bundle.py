@@ -115,7 +115,26 @@ def _quantization_section(m: dict) -> list[str]:
         *[f"| {e['layer']} | {e['op']} | {_db(e['added_db'])} | {_db(e['channel_sqnr_db'])} | {_db(e['sqnr_db'])} | "
           f"{e['rel_error']:.4f} |" for e in q["layers"][:10]],
         "",
+        *_detection_lines(m["accuracy"].get("detection")),
     ]
+    return lines
+
+
+def _detection_lines(det: dict | None) -> list[str]:
+    """A detector's int8 error in detection terms: per output (pixels, probability) and per layer
+    (the metric given back on the calibration split were that layer float)."""
+    if not det:
+        return []
+    lines = ["The int8 outputs against float, in detection terms (held-out set):", "",
+             "| output | what | error | unit |", "|---|---|---:|---|",
+             *[f"| {r['output']} | {r['what']} | {r['error']:g} | {r['unit']} |" for r in det["int8_vs_float_outputs"]], ""]
+    t = det.get("layers")
+    if t and t["layers"]:
+        lines += [f"The costliest layers in {t['metric']} on the {t['split']} split: the kept model scores {t['int8']:.2f}; "
+                  "each row is the score if that layer (and the ops reading its output) ran float.", "",
+                  f"| layer | op | added dB | ops kept float | {t['metric']} if float | gain |", "|---|---|---:|---:|---:|---:|",
+                  *[f"| {r['layer']} | {r['op']} | {_db(r['added_db'])} | {r['ops_kept_float']} | {r['metric_if_float']:.2f} | "
+                    f"{r['gain']:+.2f} |" for r in t["layers"]], ""]
     return lines
 
 
@@ -276,13 +295,13 @@ def _artifacts_section(m: dict) -> list[str]:
     lines = [
         "## Artifacts (TFLite and ExecuTorch)",
         "",
-        "| file | backend | bytes | int8 accuracy % | samples | top-1 agreement with TFLite % | runs on this host | checked by |",
+        f"| file | backend | bytes | int8 {_metric(m)} | samples | top-1 agreement with TFLite % | runs on this host | checked by |",
         "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for a in arts:
         acc = a["accuracy"]
-        lines.append(f"| `{a['file']}` | {a['backend']} | {_fmt_int(a['size_bytes'])} | {acc['int8']:.2f} | {acc['samples']} | "
-                     f"{acc['top1_agreement_with_tflite']:.1f} | {'yes' if a['runs_on_host'] else 'no'} | {acc['basis']} |")
+        lines.append(f"| `{a['file']}` | {a['backend']} | {_fmt_int(a['size_bytes'])} | {_num(acc['int8'], '', m)} | {acc['samples']} | "
+                     f"{_num(acc['top1_agreement_with_tflite'])} | {'yes' if a['runs_on_host'] else 'no'} | {acc['basis']} |")
     lines.append("")
     for a in arts:
         d = a.get("delegation")

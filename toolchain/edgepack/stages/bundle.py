@@ -27,7 +27,8 @@ def _tflite_entry(profile, quant, layout: str, tensors: dict, float_acc: float, 
             "accuracy": {"int8": round(acc, 4), "samples": samples, "basis": "the .tflite in LiteRT on the host (XNNPACK)",
                          "drop_vs_float_ci95": list(drop_ci95),
                          "tflite_int8_same_samples": round(acc, 4), "float_original_same_samples": round(float_acc, 4),
-                         "top1_agreement_with_tflite": 100.0, "mean_abs_logit_diff_vs_tflite": 0.0},
+                         "top1_agreement_with_tflite": 100.0 if task.kind == "classification" else None,
+                         "mean_abs_logit_diff_vs_tflite": 0.0},
             "runs_on_host": True, "delegation": None, "vela": None,
             "guard": {"chosen": guard.chosen.what, "met_budget": guard.met, "attempts": _attempts(guard.attempts, task)},
             "notes": []}
@@ -116,6 +117,7 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
 
         files.update(decoder_files())
         detection = {"int8_vs_float_outputs": output_errors(task, float_out, tflite_out),
+                     "layers": guard.layers_in_task_terms or None,
                      "decoder": "decode.py (numpy) and edgepack_decode.c / .h (int8 outputs, no heap): "
                                 "run after the model, never inside it"}
     fcheck = conv.check

@@ -11,7 +11,7 @@ build (unless overridden). Every attempt and its accuracy is recorded for the re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -42,6 +42,9 @@ class GuardResult:
     attempts: list[dict]
     layers: list[LayerError]
     met: bool
+    #: the costliest layers in the task's own terms (``task_terms``); empty where the task has no
+    #: calibration targets to score by
+    layers_in_task_terms: dict = field(default_factory=dict)
 
 
 def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, *, q,
@@ -116,6 +119,8 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
                 return float("-inf"), 0.0
 
     def try_float(why: str) -> Candidate:
+        if rank is not None:
+            why += f"; candidates ranked by {task.metric_name} on the calibration split"
         return _float_fallback(best_int8, calib, q, layer_names, why, record, measure, ok, rank=rank)
 
     first = CalibSpec(method=q.calibration, percentile=q.percentile, equalize=q.equalize,
@@ -148,7 +153,35 @@ def guarded_quantize(saved_model_dir, calib: np.ndarray, x_eval: np.ndarray, y_e
                               "allow int16x8 or float layers in the profile's [quantization], or report the model")
     # the int16x8 model was calibrated by TF on the unmodified float graph: diagnose it against that
     layers = layer_errors(best.float_model or calibrated, best.model, calib, layer_names)
-    return GuardResult(best, attempts, layers, ok(best))
+    in_task_terms = task_terms(best, layers, q, rank, task, say) if rank is not None else {}
+    return GuardResult(best, attempts, layers, ok(best), in_task_terms)
+
+
+def task_terms(best: Candidate, layers: list[LayerError], q, rank, task, say, n: int = 5) -> dict:
+    """The per-layer error of the kept model in the task's own terms: for each of the ``n``
+    costliest layers, the task's metric on the calibration split if that layer (and the ops reading
+    its output) ran float, against the kept model's. A large gain names the layer that costs the
+    metric; a gain near zero means its SQNR loss does not reach the decoded result. Empty for the
+    int16x8 model (no calibrated float graph to keep layers of)."""
+    if best.calib is None or best.float_model is None or not layers:
+        return {}
+    graph = FloatGraph(best.float_model)
+    kept = set(best.calib.float_tensors)
+    base = rank(best.model)[0]
+    rows = []
+    for e in layers:
+        group = kept | _float_group(graph, e)
+        if group == kept:
+            continue
+        model = mlir_quantize(best.float_model, sorted(group), per_channel=q.weights == "per-channel", io_dtype=q.io_dtype)
+        score = rank(model)[0]
+        rows.append({"layer": e.layer, "op": e.op, "added_db": e.to_dict()["added_db"], "ops_kept_float": len(group - kept),
+                     "metric_if_float": round(task.value(score), 4), "gain": round(task.value(score) - task.value(base), 4)})
+        if len(rows) == n:
+            break
+    say(f"costliest layers in {task.metric_name} on the calibration split (kept model {task.show(base)}), if each ran float: "
+        + ", ".join(f"{r['layer']} {r['gain']:+.2f}" for r in rows))
+    return {"metric": task.metric_name, "split": "calibration", "int8": round(task.value(base), 4), "layers": rows}
 
 
 def delegate_refusal(e: Exception) -> str:

@@ -71,6 +71,8 @@ def _entropy_range(x: np.ndarray, c: np.ndarray, lo: float, hi: float) -> tuple[
         mass = np.add.reduceat(kept, starts)
         bins = np.add.reduceat(nonzero.astype(np.float64), starts)
         q = np.repeat(np.divide(mass, bins, out=np.zeros_like(mass), where=bins > 0), sizes) * nonzero
+        if q.sum() <= 0:  # nothing but the zero bin inside: no distribution to compare
+            continue
         mask = p > 0
         pn, qn = p[mask] / p.sum(), q[mask] / q.sum()
         kl = float((pn * np.log(pn / np.maximum(qn, 1e-12))).sum())
