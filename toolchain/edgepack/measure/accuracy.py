@@ -66,7 +66,7 @@ class PteCheck:
     accuracy: float
     samples: int
     basis: str  # what actually ran
-    top1_agreement_tflite: float  # percent of the same samples with the TFLite artifact's argmax
+    top1_agreement_tflite: float | None  # percent of the same samples with the TFLite artifact's argmax (class scores only)
     mean_abs_diff_tflite: float  # mean |logit difference| vs the TFLite artifact
     tflite_accuracy: float  # the TFLite artifact's accuracy on the same samples
     float_accuracy: float  # the original float model's accuracy on the same samples
@@ -79,7 +79,8 @@ class PteCheck:
                 "drop_vs_float_ci95": list(self.drop_ci95),
                 "tflite_int8_same_samples": round(v(self.tflite_accuracy), 4),
                 "float_original_same_samples": round(v(self.float_accuracy), 4),
-                "top1_agreement_with_tflite": round(self.top1_agreement_tflite, 4),
+                "top1_agreement_with_tflite": None if self.top1_agreement_tflite is None
+                else round(self.top1_agreement_tflite, 4),
                 "mean_abs_logit_diff_vs_tflite": round(self.mean_abs_diff_tflite, 6)}
 
 
@@ -90,7 +91,8 @@ def check_pte(prog, x_nchw: np.ndarray, y: np.ndarray, tflite_out: np.ndarray, f
     on the same samples in the same order. ``outputs`` stands in for :func:`pte_outputs` (the
     build passes one that keeps them in the stage cache by the program's bytes). Raises
     ValidationError when the program cannot run or returns the wrong shape. Scores are ``task``'s
-    quality (default top-1 accuracy)."""
+    quality (default top-1 accuracy); the top-1 agreement with TFLite is a classifier's only (None
+    for every other task, whose outputs are not class scores)."""
     from ..tasks import Task
     from ..tasks.metrics import align
 
@@ -101,7 +103,8 @@ def check_pte(prog, x_nchw: np.ndarray, y: np.ndarray, tflite_out: np.ndarray, f
     if got.shape != tflite_out.shape:
         raise ValidationError(f"the {prog.backend} .pte returns shape {got.shape[1:]} but the TFLite artifact "
                               f"{tflite_out.shape[1:]}; report the model")
-    agree = float((got.argmax(1) == tflite_out.argmax(1)).mean() * 100)
+    # the argmax of an output means something only where the output is class scores
+    agree = float((got.argmax(1) == tflite_out.argmax(1)).mean() * 100) if task.kind == "classification" else None
     if task.kind == "classification" and task.metric == "top-1":
         ci = paired_drop_ci95(float_out, got, y)
     else:

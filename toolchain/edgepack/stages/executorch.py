@@ -116,7 +116,8 @@ def run(inp, pruned, quant, tflite_out: np.ndarray, float_out: np.ndarray, work:
         rep.info(f"{et.FILES[backend]}: {len(prog.program):,} bytes; {d['delegated_ops']} ops delegated to {backend} in "
                  f"{d['delegated_subgraphs']} subgraph(s), {d['cpu_ops']} on the CPU; int8 {splits.task.show(check.accuracy)} on "
                  f"{check.samples} samples (TFLite {splits.task.show(check.tflite_accuracy)} on the same)"
-                 + (f", top-1 agreement with TFLite {check.top1_agreement_tflite:.1f}%" if not splits.task.heads else "")
+                 + (f", top-1 agreement with TFLite {check.top1_agreement_tflite:.1f}%"
+                    if check.top1_agreement_tflite is not None else "")
                  + f"; kept: {guard.chosen.what}")
         if prog.vela:
             v = prog.vela
