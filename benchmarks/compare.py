@@ -1,4 +1,4 @@
-"""Benchmark: `edgepack compare` with every method, on the demo model, for each (data, target) pair.
+"""Benchmark: `edgepack compare` with every method, on the demo model (or --model), for each (data, target) pair.
 
 Prints each comparison's table (the report's) and the checks of the expected shape, from the
 numbers of the same run:
@@ -11,6 +11,8 @@ side in alternating rounds; on MCU targets: estimated from each artifact's layer
     .venv/bin/python benchmarks/compare.py [--pairs digits:rpi4,digits-hard:rpi4,digits:cortex-m4,digits-hard:cortex-m4]
         [--methods all] [--out compare-bench] [--json results.json]
     .venv/bin/python benchmarks/compare.py --rebench results.json [--rounds 5]
+    .venv/bin/python benchmarks/compare.py --pairs digits-det:rpi4 --model zoo:yolo-det --input-shape 1,3,64,64 \
+        --set pruning.recovery_epochs=2   # every method on a detector, judged by mAP@0.5
 
 ``--rebench`` benches the artifacts of an earlier run's --json again, side by side (the latency
 column only: every other figure is the run's), for a run whose re-bench was disturbed.
@@ -58,7 +60,8 @@ def report(pair: str, doc: dict, seconds: float) -> None:
     from edgepack.compare.report import table
 
     data, target = pair.split(":")
-    print(f"\n## {target}, demo on {data} ({seconds:.0f} s)\n")
+    shape = f" at {'x'.join(str(v) for v in doc['input_shape'][1:])}" if doc.get("input_shape") else ""
+    print(f"\n## {target}, {doc.get('model', 'demo')}{shape} on {data} ({seconds:.0f} s)\n")
     print(table(doc))
     print(f"\nrecommendation: {doc['recommendation']['method']}: {doc['recommendation']['reason']}")
     for line in checks(doc):
@@ -99,6 +102,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default="digits:rpi4,digits-hard:rpi4,digits:cortex-m4,digits-hard:cortex-m4")
     ap.add_argument("--methods", default="all")
+    ap.add_argument("--model", default="demo", help="the model of every pair (default demo)")
+    ap.add_argument("--input-shape", metavar="1,C,H,W", help="its input shape (default: the model's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="profile override for every method (repeatable)")
     ap.add_argument("--out", default="compare-bench")
     ap.add_argument("--json")
     ap.add_argument("--rebench", metavar="RESULTS.json", help="bench an earlier run's artifacts again, side by side")
@@ -110,8 +117,9 @@ def main() -> int:
     for pair in args.pairs.split(","):
         data, target = pair.split(":")
         t0 = time.perf_counter()
-        doc = api.compare(target, data=data, methods=args.methods, out=Path(args.out) / data,
-                          reporter=Reporter(total=1, quiet=False))
+        doc = api.compare(target, model=args.model, data=data, methods=args.methods, out=Path(args.out) / data,
+                          sets=tuple(args.sets), reporter=Reporter(total=1, quiet=False),
+                          input_shape=api.parse_input_shape(args.input_shape) if args.input_shape else None)
         report(pair, doc, time.perf_counter() - t0)
         results[pair] = doc
     if args.json:

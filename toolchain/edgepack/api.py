@@ -258,11 +258,13 @@ def compare(
     sets: tuple[str, ...] = (),
     rebench_rounds: int = 3,
     reporter: Reporter | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> dict:
     """Build ``model`` for ``target`` with each compression method of ``methods`` ("all", or method
     and family names, see ``compare/methods.py``), measure each artifact the same way and write
     ``out/<target>/`` (results.json, results.csv, report.md, report.html, plots, bundles/).
-    ``sets`` (``--set KEY=VALUE``) apply to every method before its own settings.
+    ``sets`` (``--set KEY=VALUE``) apply to every method before its own settings; ``input_shape``
+    (1, C, H, W) is every build's (None: the model's default).
 
     Returns the results document with ``folder``. A method that fails is a row with its reason.
     Raises UsageError for unknown methods, ProfileError for a bad target, DataError for unusable
@@ -279,14 +281,13 @@ def compare(
 
     chosen = select(methods)
     profile = load_profile(target, sets)
-    load_data(data, input_shape=default_input_shape(model))
+    load_data(data, input_shape=input_shape or default_input_shape(model))
     dest = Path(out) / profile.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{profile.name}.work.", dir=dest.parent))
     try:
         doc = run(target, chosen, model=model, data=data, device=device, out=work, sets=tuple(sets),
-                  rebench_rounds=rebench_rounds,
-                  reporter=reporter)
+                  rebench_rounds=rebench_rounds, reporter=reporter, input_shape=input_shape)
         write(doc, dest, bundles=work / "bundles")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -43,6 +43,9 @@ def add(sub) -> None:
     c.add_argument("--target", metavar="NAME|FILE.toml", help="target profile")
     add_model(c, weights=False)
     add_data(c, calibration=False)
+    c.add_argument("--input-shape", metavar="1,C,H,W",
+                   help="the model's input shape with batch 1, for every method (default: the zoo model's, or the "
+                        "shape of --data)")
     c.add_argument("--methods", default="all", metavar="all|LIST",
                    help="comma-separated method or family names (default all; see --list)")
     add_device(c, default="host", what="artifacts are benched (host figures are labelled as such)")
@@ -74,7 +77,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError("--target is needed (e.g. --target rpi4); `edgepack targets list` shows the known ones")
     if args.rounds < 0:
         raise UsageError(f"--rounds {args.rounds}: give 0 or more")
+    shape = api.parse_input_shape(args.input_shape) if args.input_shape else None
     doc = api.compare(args.target, model=args.model, data=args.data, methods=args.methods, device=args.device,
+                      input_shape=shape,
                       out=args.out, sets=(*args.sets, *train_device_sets(args)), rebench_rounds=args.rounds, reporter=Reporter(total=1, quiet=args.quiet))
     if args.json:
         print(json.dumps(doc, indent=2, default=str))

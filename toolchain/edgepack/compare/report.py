@@ -29,7 +29,7 @@ def _metric(rows: list[dict]) -> tuple[str, bool]:
     return r.get("metric", "top-1 %"), r.get("higher_is_better", True)
 
 
-def _score(r: dict) -> str:
+def score_text(r: dict) -> str:
     """A row's deployed score with its unit: '91.20%', '3.214 degrees'."""
     metric = r.get("metric", "top-1 %")
     unit = metric.rsplit(" ", 1)[1] if " " in metric else ""
@@ -70,12 +70,12 @@ def recommend(rows: list[dict], profile) -> dict:
         others = ", ".join(r["method"] for r in meeting[1:4])
         return {"method": best["method"], "meets_budgets": True,
                 "reason": f"{best['method']} meets every budget of {profile.name} with the best deployed accuracy "
-                          f"({_score(best)}, {best['latency_ms']} ms, {best['size_bytes']:,} bytes) of the "
+                          f"({score_text(best)}, {best['latency_ms']} ms, {best['size_bytes']:,} bytes) of the "
                           f"{len(meeting)} method(s) that do" + (f"; next: {others}" if others else "")}
     best = sorted(ok, key=key)[0]
     return {"method": None, "meets_budgets": False,
             "reason": f"no method meets every budget of {profile.name}; the most accurate, {best['method']} "
-                      f"({_score(best)}), breaks: {', '.join(best.get('broken') or ['?'])}"}
+                      f"({score_text(best)}), breaks: {', '.join(best.get('broken') or ['?'])}"}
 
 
 def write(doc: dict, dest: Path, *, bundles: Path | None = None) -> Path:

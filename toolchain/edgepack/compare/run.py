@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import EdgepackError
 from ..progress import Reporter
 from .methods import Method
-from .report import COLUMNS, recommend
+from .report import COLUMNS, recommend, score_text
 
 
 def artifact_figures(data: bytes) -> dict:
@@ -123,10 +123,11 @@ def _activation_zeros(result, data: str) -> float:
 
 
 def compare(target: str, methods: list[Method], *, model: str = "demo", data: str = "digits", device: str = "host",
-            out: Path, sets: tuple[str, ...] = (), rebench_rounds: int = 3, reporter: Reporter | None = None) -> dict:
+            out: Path, sets: tuple[str, ...] = (), rebench_rounds: int = 3, reporter: Reporter | None = None,
+            input_shape: tuple[int, ...] | None = None) -> dict:
     """Build every method, gather its row, re-bench side by side (on --device), and return the results
     document (``report.SCHEMA``). ``sets`` (``--set``) apply to every method, before its own
-    settings. Bundles go to ``out/bundles/<method>/``. Raises EdgepackError only
+    settings; ``input_shape`` (None: the model's default) is every build's. Bundles go to ``out/bundles/<method>/``. Raises EdgepackError only
     for what stops every method (an unknown target, unusable data)."""
     from ..pipeline import STAGES, build
     from ..profiles.loader import load_profile
@@ -143,7 +144,7 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
         t0 = time.perf_counter()
         try:
             with tempfile.TemporaryDirectory() as scratch:
-                res = build(target, model=model, data=data, out=Path(scratch), device=device,
+                res = build(target, model=model, data=data, out=Path(scratch), device=device, input_shape=input_shape,
                             overrides=(*base, *sets, *m.sets), allow_budget_violation=True, cache=StageCache(),
                             reporter=Reporter(total=len(STAGES), quiet=True))
                 row = figures(m, res, time.perf_counter() - t0)
@@ -156,7 +157,7 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
         rows.append(row)
         if row["status"] == "ok":
             ms = "no latency figure" if row["latency_ms"] is None else f"{row['latency_ms']:.4g} ms"
-            rep.info(f"    {m.name}: accuracy {row['accuracy']:.2f}%, {row['size_bytes']:,} bytes "
+            rep.info(f"    {m.name}: {score_text(row)}, {row['size_bytes']:,} bytes "
                      f"({row['gzip_bytes']:,} gzip), {ms}, {row['build_seconds']:.0f} s")
         else:
             rep.warn(f"{m.name} failed: {row['reason']}")
@@ -172,6 +173,7 @@ def compare(target: str, methods: list[Method], *, model: str = "demo", data: st
     rebenched = how is not None
 
     return {"target": profile.name, "description": profile.description, "model": model, "data": data,
+            **({"input_shape": list(input_shape)} if input_shape else {}),
             "device": device, "sets": list(sets), "runtime": profile.runtime.name, "threads": threads, "rebenched": rebenched,
             "budgets": {k: v for k, v in vars(profile.budgets).items() if v is not None},
             "seconds": round(time.perf_counter() - t_all, 1), "rows": rows,
