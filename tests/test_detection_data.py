@@ -79,6 +79,19 @@ def test_yolo_and_coco_read_the_same_boxes_scaled_to_the_input(tmp_path):
         np.testing.assert_allclose(_all_boxes(s), _want(items, 0.5), atol=1e-4)
 
 
+def test_a_coco_file_is_known_by_its_top_level_keys_however_long_its_info(tmp_path):
+    from edgepack.data.detection_data import is_coco
+
+    f, doc = _coco(tmp_path, _canvases())
+    f.write_text(json.dumps({"info": {"description": "x" * 20000}, "licenses": [{"id": 1}] * 500, **doc}))
+    assert is_coco(f)
+    s = load_data(str(f), input_shape=(1, 3, 32, 32))
+    assert s.task.kind == "detection" and s.num_classes == 3
+    other = tmp_path / "labels.json"
+    other.write_text(json.dumps({"note": '"images" and "annotations" named in a string', "labels": {"a.png": 1}}))
+    assert not is_coco(other) and not is_coco(tmp_path / "missing.json")
+
+
 def test_yolo_defects_are_one_line(tmp_path):
     items = _canvases()
     folder = _yolo(tmp_path, items)

@@ -37,13 +37,30 @@ def is_yolo_folder(path: Path) -> bool:
     return path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir()
 
 
+#: the COCO document ``is_coco`` parsed, kept for ``read_coco`` (the one that follows) only:
+#: {(path, mtime, size): doc}; a large annotation file is parsed once
+_PARSED: dict[tuple, object] = {}
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return str(path.resolve()), st.st_mtime_ns, st.st_size
+
+
 def is_coco(path: Path) -> bool:
-    """Whether ``path`` is a .json file that reads as a COCO detection file (its top keys)."""
+    """Whether ``path`` is a .json file whose top level is a COCO detection file's: an object with
+    "images" and "annotations" or "categories" (wherever they come in the file)."""
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
-    with open(path, "rb") as f:
-        head = f.read(4096).decode("utf-8", "replace")
-    return '"annotations"' in head and '"images"' in head or ('"images"' in head and '"categories"' in head)
+    try:
+        top = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # the annotation-file reader says what is wrong with it
+    found = isinstance(top, dict) and "images" in top and ("annotations" in top or "categories" in top)
+    _PARSED.clear()
+    if found:
+        _PARSED[_stamp(path)] = top
+    return found
 
 
 def _size(file: Path, where: str) -> tuple[int, int]:
@@ -104,7 +121,9 @@ def read_coco(path: Path) -> tuple[list[Path], list[np.ndarray], list[tuple[int,
     """(image files, boxes per image as rows (class, x1, y1, x2, y2) in the image's pixels,
     (width, height) per image, classes) of a COCO JSON file. Raises DataError."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+        doc = _PARSED.pop(_stamp(path), None)
+        if doc is None:
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: not a readable JSON file ({one_line(str(e))})") from e
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):

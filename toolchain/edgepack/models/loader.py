@@ -249,11 +249,10 @@ def _detection_task(data: Splits, heads) -> Splits:
     and the targets checked against the model's classes (DataError)."""
     import dataclasses
 
-    from ..tasks import Task, targets
+    from ..tasks import targets
     from ..tasks.decode import LayoutError, layout
 
-    task = data.task if data.task.kind == "detection" else Task("detection", inferred=targets.infer(
-        data.y_eval, (), ()).inferred)
+    task = data.task if data.task.kind == "detection" else targets.detection_task(data.y_eval)
     hw = tuple(int(v) for v in data.x_eval.shape[2:4])
     try:
         lay = layout(heads, hw)

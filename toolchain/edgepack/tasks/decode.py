@@ -108,7 +108,8 @@ def _stride(H: int, W: int, h: int, w: int) -> float | None:
     return float(H // h)
 
 
-def _sigmoid(v: np.ndarray) -> np.ndarray:
+def sigmoid(v: np.ndarray) -> np.ndarray:
+    """The logistic function, clipped so that large logits do not overflow."""
     return 1.0 / (1.0 + np.exp(-np.clip(v, -60.0, 60.0)))
 
 
@@ -130,7 +131,7 @@ def candidates(outputs: dict, lay: dict) -> tuple[np.ndarray, np.ndarray]:
         d = np.maximum(np.asarray(outputs[lv["box"]], np.float64).reshape(4, -1).T, 0.0) * lv["stride"]
         p = anchor_points(lv["h"], lv["w"], lv["stride"])
         boxes.append(np.concatenate([p - d[:, :2], p + d[:, 2:]], axis=1))
-        scores.append(_sigmoid(np.asarray(outputs[lv["cls"]], np.float64).reshape(lay["classes"], -1).T))
+        scores.append(sigmoid(np.asarray(outputs[lv["cls"]], np.float64).reshape(lay["classes"], -1).T))
     return np.concatenate(boxes), np.concatenate(scores)
 
 

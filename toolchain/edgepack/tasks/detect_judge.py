@@ -16,7 +16,7 @@ import numpy as np
 
 from . import decode as dec
 from . import detection as det
-from .metrics import align
+from .metrics import align, split_heads
 
 #: score threshold and candidates before NMS when decoding for mAP
 EVAL_CONF, EVAL_CANDIDATES = 0.01, 300
@@ -39,15 +39,20 @@ def truths(y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def per_image_outputs(task, out: np.ndarray) -> list[dict]:
-    """Each sample's outputs {name: array shaped as the model gives it} from ``out``: the flat
-    concatenation of several outputs, or one output (channels-last from a converted model is
-    moved back)."""
+def batched_outputs(task, out: np.ndarray) -> dict[str, np.ndarray]:
+    """All samples' outputs {name: [N, *shape]} from ``out``: the flat concatenation of several
+    outputs, or one output (channels-last from a converted model is moved back)."""
     heads = task.heads
     if len(heads) == 1 and out.ndim > 2:
         out = align(out, heads[0][1])
-    flat = out.reshape(len(out), -1)
-    return [dec.split(row, heads) for row in flat]
+    return split_heads(out, heads)
+
+
+def per_image_outputs(task, out: np.ndarray) -> list[dict]:
+    """Each sample's outputs {name: array shaped as the model gives it} (``batched_outputs``, one
+    dict per sample: what the shipped decoder takes)."""
+    b = batched_outputs(task, out)
+    return [{name: v[i] for name, v in b.items()} for i in range(len(out))]
 
 
 def decoded(task, out: np.ndarray) -> list[tuple]:
@@ -108,15 +113,13 @@ def output_errors(task, float_out: np.ndarray, int8_out: np.ndarray) -> list[dic
     distances in pixels (mean absolute error of the decoded edges, where an object is likely), class
     scores in probability, heatmap cells' class agreement."""
     lay = layout_of(task)
-    f_all, q_all = per_image_outputs(task, float_out), per_image_outputs(task, int8_out)
+    f_all, q_all = batched_outputs(task, float_out), batched_outputs(task, int8_out)
     rows = []
     if lay["kind"] == "yolo":
         for lv in lay["levels"]:
             s = lv["stride"]
-            fb = np.stack([np.maximum(o[lv["box"]], 0) for o in f_all]) * s
-            qb = np.stack([np.maximum(o[lv["box"]], 0) for o in q_all]) * s
-            fp = 1 / (1 + np.exp(-np.stack([o[lv["cls"]] for o in f_all])))
-            qp = 1 / (1 + np.exp(-np.stack([o[lv["cls"]] for o in q_all])))
+            fb, qb = np.maximum(f_all[lv["box"]], 0) * s, np.maximum(q_all[lv["box"]], 0) * s
+            fp, qp = dec.sigmoid(f_all[lv["cls"]].astype(np.float64)), dec.sigmoid(q_all[lv["cls"]].astype(np.float64))
             likely = fp.max(axis=1) >= 0.25  # cells where the float model sees an object
             box_err = float(np.abs(fb - qb).transpose(0, 2, 3, 1)[likely].mean()) if likely.any() else 0.0
             rows.append({"output": lv["box"], "what": f"box edges at stride {s:g}", "error": round(box_err, 3),
@@ -126,13 +129,12 @@ def output_errors(task, float_out: np.ndarray, int8_out: np.ndarray) -> list[dic
                          "unit": "probability (mean over cells of the largest |int8 - float|)"})
     elif lay["kind"] == "fomo":
         name = lay["output"]
-        fa = np.stack([o[name].argmax(axis=0) for o in f_all])
-        qa = np.stack([o[name].argmax(axis=0) for o in q_all])
+        fa, qa = f_all[name].argmax(axis=1), q_all[name].argmax(axis=1)
         rows.append({"output": name, "what": "heatmap cells' class", "error": round(float(100 * (fa != qa).mean()), 3),
                      "unit": "% of cells whose most likely class differs from float"})
     else:
         name = lay["output"]
-        f, q = np.stack([o[name] for o in f_all]), np.stack([o[name] for o in q_all])
+        f, q = f_all[name], q_all[name]
         rows.append({"output": f"{name}[0:4]", "what": "decoded boxes (cx, cy, w, h)",
                      "error": round(float(np.abs(f[:, :4] - q[:, :4]).mean()), 3), "unit": "pixels"})
         rows.append({"output": f"{name}[4:]", "what": "class scores",

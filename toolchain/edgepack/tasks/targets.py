@@ -18,7 +18,7 @@ def infer(y: np.ndarray | None, out: tuple[int, ...], x: tuple[int, ...]) -> Tas
     integer = np.issubdtype(y.dtype, np.integer) or y.dtype == bool
     per = tuple(y.shape[1:])
     if boxes(y):
-        return Task("detection", inferred=f"up to {per[0]} rows of (class, x1, y1, x2, y2) per sample")
+        return detection_task(y)
     if integer and per == () and len(out) == 1 and out[0] > 1:
         return Task(inferred=f"integer labels and {out[0]} outputs per sample")
     if integer and len(per) == 2 and len(out) == 3 and out[1:] == per:
@@ -76,6 +76,11 @@ def check(task: Task, y: np.ndarray | None, out: tuple[int, ...], x: tuple[int, 
             raise DataError(f"{where}: multi-label needs a 0/1 vector per sample (N x labels), not {_kind(y)}")
         if tuple(out) != per:
             raise DataError(f"{where}: {per[0]} labels per sample but the model returns {list(out)}")
+
+
+def detection_task(y: np.ndarray) -> Task:
+    """The detection task inferred from targets in the array form ([N, M, 5]), saying so."""
+    return Task("detection", inferred=f"up to {y.shape[1]} rows of (class, x1, y1, x2, y2) per sample")
 
 
 def boxes(y: np.ndarray | None) -> bool:

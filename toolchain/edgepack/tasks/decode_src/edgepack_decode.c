@@ -23,11 +23,8 @@ static float iou_of(const ep_box *a, const ep_box *b) {
     return u > 0.f ? inter / u : 0.f;
 }
 
-static int by_score(const void *pa, const void *pb) {
-    const ep_box *a = (const ep_box *)pa, *b = (const ep_box *)pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    return 0;
-}
+/* whether a goes after b in the candidates' order (highest score first; equal scores keep their order) */
+static int score_below(const ep_box *a, const ep_box *b) { return a->score < b->score; }
 
 int ep_decode_boxes(const ep_level *levels, int n_levels, int classes, float conf, float iou,
                     ep_box *cand, int max_candidates, ep_box *out, int max_out) {
@@ -66,7 +63,7 @@ int ep_decode_boxes(const ep_level *levels, int n_levels, int classes, float con
     for (int i = 1; i < n; ++i) {
         ep_box b = cand[i];
         int j = i - 1;
-        while (j >= 0 && by_score(&cand[j], &b) > 0) {
+        while (j >= 0 && score_below(&cand[j], &b)) {
             cand[j + 1] = cand[j];
             --j;
         }
