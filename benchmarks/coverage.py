@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import architectures  # noqa: E402  (the tests' own model definitions)
 import detector_architectures  # noqa: E402
+from cli_runs import edgepack_build  # noqa: E402
 import task_architectures  # noqa: E402
 
 STAGE_SHORT = {"prune": "prune+recover", "convert": "convert", "quantize": "quantize", "validate": "validate",
@@ -62,10 +61,9 @@ def build(target: str, name: str, weights: Path, *, size: int, epochs: int | Non
     profile.write_text("\n".join(lines) + "\n")
     out = work / f"out-{target}-{name}"
     fn = name.replace("-", "_")
-    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
-           f"{ROOT / 'tests' / 'architectures.py'}:{fn}", "--weights", str(weights), "--input-shape", f"1,3,{size},{size}",
-           "--out", str(out), "--no-cache"]
-    row, m, meas = _run(cmd, out / target, target=target, arch=name,
+    args = ["--target", str(profile), "--model", f"{ROOT / 'tests' / 'architectures.py'}:{fn}", "--weights",
+            str(weights), "--input-shape", f"1,3,{size},{size}", "--out", str(out), "--no-cache"]
+    row, m, meas = edgepack_build(args, out / target, target=target, arch=name,
                         family=architectures.ARCHITECTURES.get(name, ("mobile 64x64",))[0])
     if m is not None:
         a, v, p = m["accuracy"], m["validation"], m["pruning"]
@@ -75,22 +73,6 @@ def build(target: str, name: str, weights: Path, *, size: int, epochs: int | Non
                    quantization=m["quantization"]["chosen"], stage_seconds=meas["stage_seconds"],
                    recovery=m.get("recovery"))
     return row
-
-
-def _run(cmd: list[str], bundle: Path, **row) -> tuple[dict, dict | None, dict | None]:
-    """Run one CLI build: (its row: what it was, exit status, seconds, and for a failure whether it
-    was a clear one-line error or a traceback; its manifest and measurements, or None)."""
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    row.update(status=proc.returncode, seconds=round(time.perf_counter() - t, 1))
-    if proc.returncode == 0:
-        row["outcome"] = "built"
-        return (row, json.loads((bundle / "manifest.json").read_text()),
-                json.loads((bundle / "measurements.json").read_text()))
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-    traceback = proc.returncode == 1 or any(l.startswith("Traceback") for l in lines)
-    row.update(outcome="traceback" if traceback else "clear error", error=(lines[-1] if lines else "")[:300])
-    return row, None, None
 
 
 def _counts(rs: list[dict]) -> tuple[int, int, int]:
@@ -105,11 +87,10 @@ def build_task(target: str, name: str, weights: Path, *, epochs: int, work: Path
     profile.write_text(f'extends = "{target}"\nname = "{target}"\n[runtime]\nformats = ["tflite"]\n'
                        f"[pruning]\nrecovery_epochs = {epochs}\n")
     out = work / f"out-{target}-{name}"
-    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
-           f"{ROOT / 'tests' / 'task_architectures.py'}:{name.replace('-', '_')}", "--weights", str(weights),
-           "--data", task_architectures.data_for(name, cache_dir()), "--task", task,
-           "--input-shape", ",".join(str(v) for v in shape), "--out", str(out), "--no-cache", "--allow-budget-violation"]
-    row, m, _ = _run(cmd, out / target, target=target, arch=name, family=family, task=task)
+    args = ["--target", str(profile), "--model", f"{ROOT / 'tests' / 'task_architectures.py'}:{name.replace('-', '_')}",
+            "--weights", str(weights), "--data", task_architectures.data_for(name, cache_dir()), "--task", task,
+            "--input-shape", ",".join(str(v) for v in shape), "--out", str(out), "--no-cache", "--allow-budget-violation"]
+    row, m, _ = edgepack_build(args, out / target, target=target, arch=name, family=family, task=task)
     if m is not None:
         a, p = m["accuracy"], m["pruning"]
         row.update(metric=m["task"]["metric_name"], unit=m["task"]["unit"], float=a["float_original"],
@@ -127,11 +108,10 @@ def build_detector(target: str, name: str, weights: Path, *, epochs: int, work: 
                        f"[pruning]\nrecovery_epochs = {epochs}\n")
     out = work / f"out-{target}-{name}"
     size = detector_architectures.SIZE
-    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model",
-           f"{ROOT / 'tests' / 'detector_architectures.py'}:{name.replace('-', '_')}", "--weights", str(weights),
-           "--data", "digits-det", "--input-shape", f"1,3,{size},{size}", "--out", str(out), "--no-cache",
-           "--allow-budget-violation"]
-    row, m, _ = _run(cmd, out / target, target=target, arch=name, family=family, task="detection")
+    args = ["--target", str(profile), "--model", f"{ROOT / 'tests' / 'detector_architectures.py'}:{name.replace('-', '_')}",
+            "--weights", str(weights), "--data", "digits-det", "--input-shape", f"1,3,{size},{size}", "--out", str(out),
+            "--no-cache", "--allow-budget-violation"]
+    row, m, _ = edgepack_build(args, out / target, target=target, arch=name, family=family, task="detection")
     if m is not None:
         a, p = m["accuracy"], m["pruning"]
         left = {r["name"]: r["note"] for r in p["layers"] if r["note"].startswith(("left whole", "detection head"))}
@@ -193,6 +173,20 @@ def report(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def build_all(targets: str, names: list[str], build_one) -> list[dict]:
+    """``build_one(target, name)`` for every target (comma-separated) and name, a line printed as
+    each finishes; the rows, then a blank line."""
+    rows = []
+    for target in targets.split(","):
+        for n in names:
+            row = build_one(target, n)
+            rows.append(row)
+            print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
+                  f"{row.get('int8', row.get('error', ''))}", flush=True)
+    print()
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="rpi4,android-arm64,cortex-m7")
@@ -208,17 +202,15 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgepack-coverage-") as d:
         work = Path(d)
-        if args.detectors:
+        if args.build_time:
+            weights = architectures.trained_weights("mobilenet64", cache_dir(), size=64)
+            rows.append(build("rpi4", "mobilenet64", weights, size=64, epochs=None, work=work, formats='["tflite", "pte"]'))
+            print(json.dumps(rows[0], indent=1), flush=True)
+        elif args.detectors:
             names = list(detector_architectures.DETECTORS) if args.archs == "all" else args.archs.split(",")
             weights = {n: detector_architectures.trained_weights(n, cache_dir()) for n in names}
             targets = "rpi4" if args.targets == ap.get_default("targets") else args.targets
-            for target in targets.split(","):
-                for n in names:
-                    row = build_detector(target, n, weights[n], epochs=args.epochs, work=work)
-                    rows.append(row)
-                    print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
-                          f"{row.get('int8', row.get('error', ''))}", flush=True)
-            print()
+            rows = build_all(targets, names, lambda t, n: build_detector(t, n, weights[n], epochs=args.epochs, work=work))
             print(task_report(rows))
             for r in rows:
                 for layer, why in (r.get("left_whole") or {}).items():
@@ -226,29 +218,13 @@ def main() -> int:
         elif args.tasks:
             names = list(task_architectures.TASK_ARCHITECTURES) if args.archs == "all" else args.archs.split(",")
             weights = {n: task_architectures.trained_weights(n, cache_dir()) for n in names}
-            for target in args.targets.split(","):
-                for n in names:
-                    row = build_task(target, n, weights[n], epochs=args.epochs, work=work)
-                    rows.append(row)
-                    print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
-                          f"{row.get('int8', row.get('error', ''))}", flush=True)
-            print()
+            rows = build_all(args.targets, names, lambda t, n: build_task(t, n, weights[n], epochs=args.epochs, work=work))
             print(task_report(rows))
-        elif args.build_time:
-            weights = architectures.trained_weights("mobilenet64", cache_dir(), size=64)
-            row = build("rpi4", "mobilenet64", weights, size=64, epochs=None, work=work, formats='["tflite", "pte"]')
-            rows.append(row)
-            print(json.dumps(row, indent=1), flush=True)
         else:
             names = list(architectures.ARCHITECTURES) if args.archs == "all" else args.archs.split(",")
             weights = {n: architectures.trained_weights(n, cache_dir(), size=args.size) for n in names}
-            for target in args.targets.split(","):
-                for n in names:
-                    row = build(target, n, weights[n], size=args.size, epochs=args.epochs, work=work, formats='["tflite"]')
-                    rows.append(row)
-                    print(f"{target:14s} {n:18s} {row['outcome']:12s} {row['seconds']:6.0f} s "
-                          f"{row.get('int8', row.get('error', ''))}", flush=True)
-            print()
+            rows = build_all(args.targets, names, lambda t, n: build(t, n, weights[n], size=args.size, epochs=args.epochs,
+                                                                     work=work, formats='["tflite"]'))
             print(report(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

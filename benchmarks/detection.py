@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,24 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cli_runs import edgepack_build
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_build(target: str, model: str, shape: str, work: Path) -> dict:
     out = work / f"out-{target}"
-    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", target, "--model", model,
-           "--input-shape", shape, "--out", str(out), "--allow-budget-violation"]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    row = {"target": target, "model": model, "input": shape, "status": proc.returncode,
-           "seconds": round(time.perf_counter() - t, 1)}
-    if proc.returncode != 0:
-        row["error"] = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    row, m, meas = edgepack_build(["--target", target, "--model", model, "--input-shape", shape, "--out", str(out),
+                                   "--allow-budget-violation"], out / target, target=target, model=model, input=shape)
+    if m is None:
         return row
-    m = json.loads((out / target / "manifest.json").read_text())
-    meas = json.loads((out / target / "measurements.json").read_text())
     acc = m["accuracy"]
     row.update(metric=m["task"]["metric_name"], float=acc["float_original"], pruned=acc["float_pruned"],
                int8=acc["int8"], drop=round(acc["float_original"] - acc["int8"], 2),
@@ -56,6 +48,7 @@ def cli_build(target: str, model: str, shape: str, work: Path) -> dict:
                host_ms=meas["latency"].get("median_ms"), host_label=meas["latency"].get("label"),
                estimated_ms=m["estimates"]["latency"]["value"], arena_bytes=m["memory"]["tensor_arena_bytes"],
                per_output=acc.get("detection", {}).get("int8_vs_float_outputs"),
+               layers_in_map=(acc.get("detection", {}).get("layers") or {}).get("layers"),
                ptes=[{"file": a["file"], "int8": a["accuracy"]["int8"]} for a in m["artifacts"] if a["format"] == "pte"],
                bundle_files=sorted(m["files"]))
     return row

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from cli_runs import edgepack_build
+
 
 #: task -> (zoo model, budget in the metric's own units, what the budget means)
 TASKS = {
@@ -39,16 +38,10 @@ def build(target: str, task: str, work: Path) -> dict:
     profile = work / f"{target}-{task}.toml"
     profile.write_text(f'extends = "{target}"\nname = "{target}"\n[budgets]\nmax_accuracy_drop = {budget}\n')
     out = work / f"out-{target}-{task}"
-    cmd = [str(Path(sys.executable).with_name("edgepack")), "build", "--target", str(profile), "--model", f"zoo:{model}",
-           "--out", str(out), "--allow-budget-violation"]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    row = {"target": target, "task": task, "model": model, "status": proc.returncode,
-           "seconds": round(time.perf_counter() - t, 1)}
-    if proc.returncode != 0:
-        row["error"] = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    row, m, _ = edgepack_build(["--target", str(profile), "--model", f"zoo:{model}", "--out", str(out),
+                                "--allow-budget-violation"], out / target, target=target, task=task, model=model)
+    if m is None:
         return row
-    m = json.loads((out / target / "manifest.json").read_text())
     acc, t = m["accuracy"], m["task"]
     sign = 1 if t["higher_is_better"] else -1
     row.update(metric=t["metric_name"], unit=t["unit"], float=acc["float_original"], pruned=acc["float_pruned"],

@@ -590,7 +590,6 @@ def trained_weights(name: str, cache_dir, *, size: int = 32):
     made once and kept in ``cache_dir`` (keyed by this file's source, the recipe and torch)."""
     import hashlib
     import inspect
-    import os
     from pathlib import Path
 
     from edgepack.data.loaders import digits
@@ -604,17 +603,17 @@ def trained_weights(name: str, cache_dir, *, size: int = 32):
     src = "".join(inspect.getsource(c) for c in classes)
     key = hashlib.sha256(f"{name}|{size}|{TRAINING}|{torch.__version__}|{src}".encode()).hexdigest()[:16]
     path = Path(cache_dir) / "architectures" / f"{name}-{key}.pt"
-    if path.is_file():
-        return path
-    data = digits(height=size, width=size, channels=3)
-    seed_everything(TRAINING["seed"])
-    model = make_model(name)
-    train(model, data.x_train, data.y_train, epochs=TRAINING["epochs"], lr=TRAINING["lr"], seed=TRAINING["seed"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return path
+
+    def trained():
+        data = digits(height=size, width=size, channels=3)
+        seed_everything(TRAINING["seed"])
+        model = make_model(name)
+        train(model, data.x_train, data.y_train, epochs=TRAINING["epochs"], lr=TRAINING["lr"], seed=TRAINING["seed"])
+        return model
+
+    from state_cache import cached_state
+
+    return cached_state(path, trained)
 
 
 def _factory(name):

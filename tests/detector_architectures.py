@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from edgepack.models.detectors import SPPF
 
 SIZE = 64
 CLASSES = 10
@@ -47,18 +48,6 @@ class C2fSplit(nn.Module):
         return self.cv2(torch.cat([a, b, b + y if self.add else y], 1))
 
 
-class SPPF(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.cv1, self.cv2, self.pool = _conv(c, c // 2), _conv(c * 2, c), nn.MaxPool2d(5, 1, 2)
-
-    def forward(self, x):
-        x = self.cv1(x)
-        a = self.pool(x)
-        b = self.pool(a)
-        return self.cv2(torch.cat([x, a, b, self.pool(b)], 1))
-
-
 def _branch(c, out, act=nn.SiLU, dw=False):
     if dw:
         return nn.Sequential(_conv(c, c, 3, groups=c, act=act), _conv(c, c, act=act), nn.Conv2d(c, out, 1))
@@ -75,7 +64,7 @@ class YoloV8Split(nn.Module):
         self.stem = _conv(3, 16, 3, 2)
         self.s3 = nn.Sequential(_conv(16, 24, 3, 2), C2fSplit(24, 24), _conv(24, 32, 3, 2), C2fSplit(32, 32))
         self.s4 = nn.Sequential(_conv(32, 48, 3, 2), C2fSplit(48, 48))
-        self.s5 = nn.Sequential(_conv(48, 64, 3, 2), C2fSplit(64, 64), SPPF(64))
+        self.s5 = nn.Sequential(_conv(48, 64, 3, 2), C2fSplit(64, 64), SPPF(64, 64))
         self.up = nn.Upsample(scale_factor=2)
         self.t4, self.t3 = C2fSplit(112, 48, False), C2fSplit(80, 32, False)
         self.d3, self.b4 = _conv(32, 32, 3, 2), C2fSplit(80, 48, False)
@@ -190,20 +179,20 @@ def trained_weights(name: str, cache_dir, *, epochs: int = 8) -> Path:
 
     key = hashlib.sha256((inspect.getsource(inspect.getmodule(YoloV8Split)) + name + str(epochs)).encode()).hexdigest()[:12]
     path = Path(cache_dir) / "fixtures" / f"det-{name}-{key}.pt"
-    if path.is_file():
-        return path
-    seed_everything(0)
-    model = DETECTORS[name][1]()
-    splits = load_data("digits-det", input_shape=(1, 3, SIZE, SIZE))
-    with torch.no_grad():
-        out = model.eval()(torch.from_numpy(splits.x_eval[:1]))
-    trainee = model if isinstance(out, torch.Tensor) else Heads(model, out)
-    heads = (("output", tuple(out.shape[1:])),) if isinstance(out, torch.Tensor) else tuple(zip(trainee.names, trainee.shapes))
-    task = dataclasses.replace(splits.task, heads=heads, input_hw=(SIZE, SIZE))
-    train(trainee, splits.x_train, splits.y_train, epochs=epochs, lr=0.01, augment_px=0,
-          loss_fn=lambda o, y, x, _e: task_loss(task, o, y, x))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return path
+
+    def trained():
+        seed_everything(0)
+        model = DETECTORS[name][1]()
+        splits = load_data("digits-det", input_shape=(1, 3, SIZE, SIZE))
+        with torch.no_grad():
+            out = model.eval()(torch.from_numpy(splits.x_eval[:1]))
+        trainee = model if isinstance(out, torch.Tensor) else Heads(model, out)
+        heads = (("output", tuple(out.shape[1:])),) if isinstance(out, torch.Tensor) else tuple(zip(trainee.names, trainee.shapes))
+        task = dataclasses.replace(splits.task, heads=heads, input_hw=(SIZE, SIZE))
+        train(trainee, splits.x_train, splits.y_train, epochs=epochs, lr=0.01, augment_px=0,
+              loss_fn=lambda o, y, x, _e: task_loss(task, o, y, x))
+        return model
+
+    from state_cache import cached_state
+
+    return cached_state(path, trained)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
 
 
 def _cbr(cin, cout, stride=1):
@@ -192,21 +192,21 @@ def trained_weights(name: str, cache_dir, *, epochs: int = 6) -> Path:
     _, factory, _, task, shape = TASK_ARCHITECTURES[name]
     key = hashlib.sha256((inspect.getsource(inspect.getmodule(make)) + name + str(epochs)).encode()).hexdigest()[:12]
     path = Path(cache_dir) / "fixtures" / f"task-{name}-{key}.pt"
-    if path.is_file():
-        return path
-    model = make(name)
-    splits = load_data(data_for(name, cache_dir), input_shape=shape)
-    t = parse(task)
-    seed_everything(0)
-    if name == "several-outputs":  # its class and angle outputs trained as the two-head model's
-        regression = parse("regression")
-        train(model, splits.x_train, splits.y_train, epochs=epochs, lr=0.01, augment_px=0,
-              loss_fn=lambda o, y, x, _e: task_loss(regression, torch.cat([o["classes"], o["angle"]], 1), y, x))
-    else:
-        train(model, splits.x_train, splits.y_train, epochs=epochs, lr=0.01, augment_px=0,
-              loss_fn=lambda o, y, x, _e: task_loss(t, o, y, x))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return path
+
+    def trained():
+        model = make(name)
+        splits = load_data(data_for(name, cache_dir), input_shape=shape)
+        t = parse(task)
+        seed_everything(0)
+        if name == "several-outputs":  # its class and angle outputs trained as the two-head model's
+            regression = parse("regression")
+            train(model, splits.x_train, splits.y_train, epochs=epochs, lr=0.01, augment_px=0,
+                  loss_fn=lambda o, y, x, _e: task_loss(regression, torch.cat([o["classes"], o["angle"]], 1), y, x))
+        else:
+            train(model, splits.x_train, splits.y_train, epochs=epochs, lr=0.01, augment_px=0,
+                  loss_fn=lambda o, y, x, _e: task_loss(t, o, y, x))
+        return model
+
+    from state_cache import cached_state
+
+    return cached_state(path, trained)
