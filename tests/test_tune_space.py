@@ -139,3 +139,14 @@ def test_no_feasible_point_names_the_budget_and_the_closest_trial():
         report.choose(rows, load_profile("rpi4"))
     msg = str(e.value)
     assert "max_latency_ms was met by no trial" in msg and "closest: trial 1 (max_latency_ms 1.2 ms > 1)" in msg
+
+
+def test_a_trials_progress_line_shows_a_large_per_layer_table_as_its_count_and_range():
+    from edgepack.tune import search, space
+
+    table = {f"model.s{i}.cv{j}.0": 0.3 if i % 2 else 0.5 for i in range(8) for j in range(4)}
+    overrides = space.overrides({"pruning.layer_ratios": table, "pruning.importance": "l2"})
+    shown = [search._shown(o) for o in overrides]
+    assert "pruning.layer_ratios={32 layers at 0.3 to 0.5}" in shown and 'pruning.importance="l2"' in shown
+    small = space.overrides({"pruning.layer_ratios": {"a": 0.2}})
+    assert [search._shown(o) for o in small] == small  # a short table is shown whole

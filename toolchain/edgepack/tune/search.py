@@ -60,6 +60,19 @@ def sampler_for(tune):
     return optuna.samplers.TPESampler(seed=tune.seed, multivariate=True, n_startup_trials=8)
 
 
+def _shown(override: str) -> str:
+    """An override as the progress line shows it: a per-layer table of ratios (one entry per
+    prunable layer of a large model) as its count and range; the trial keeps it whole."""
+    import re
+
+    key, _, value = override.partition("=")
+    ratios = [float(v) for v in re.findall(r'" = ([0-9.]+)', value)]
+    if not value.startswith("{") or len(ratios) < 6:
+        return override
+    lo, hi = min(ratios), max(ratios)
+    return f"{key}={{{len(ratios)} layers at {lo:g}{'' if lo == hi else f' to {hi:g}'}}}"
+
+
 def run_trial(s: Session, trial) -> tuple[float, ...]:
     """One trial: settings -> build -> figures. Returns the objectives' values."""
     from ..compress.prune.budgeted import validation_split
@@ -73,7 +86,7 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
     overrides = sp.overrides(fields)
     trial.set_user_attr("fields", fields)
     trial.set_user_attr("overrides", overrides)
-    s.rep.info(f"trial {trial.number}: building with {' '.join(overrides)}")
+    s.rep.info(f"trial {trial.number}: building with {' '.join(_shown(o) for o in overrides)}")
     bench = [f"measure.repeats={s.profile.tune.repeats}"] if s.profile.tune.repeats > s.profile.measure.repeats else []
     folder = s.out / "trials" / f"{trial.number:04d}"
     ident = s.identity
