@@ -164,3 +164,11 @@ def test_cli_exits_4_when_no_method_meets_the_budgets(compared, tmp_path):
                 "--set", "budgets.max_model_kb=0.001", *[a for s in SHORT for a in ("--set", s)])
     assert p.returncode == 4, p.stderr[-2000:]
     assert "no method meets every budget" in p.stdout and (tmp_path / "rpi4" / "results.json").is_file()
+
+
+def test_a_rows_score_is_shown_in_its_tasks_metric():
+    from edgepack.compare.report import score_text
+
+    assert score_text({"metric": "top-1 %", "accuracy": 91.2}) == "91.20%"
+    assert score_text({"metric": "mAP@0.5 %", "accuracy": 83.529}) == "mAP@0.5 83.53%"
+    assert score_text({"metric": "MAE degrees", "accuracy": 3.21449}) == "MAE 3.214 degrees"
