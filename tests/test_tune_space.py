@@ -150,3 +150,20 @@ def test_a_trials_progress_line_shows_a_large_per_layer_table_as_its_count_and_r
     assert "pruning.layer_ratios={32 layers at 0.3 to 0.5}" in shown and 'pruning.importance="l2"' in shown
     small = space.overrides({"pruning.layer_ratios": {"a": 0.2}})
     assert [search._shown(o) for o in small] == small  # a short table is shown whole
+
+
+def test_a_studys_input_shape_is_kept_and_a_run_at_another_is_refused(tmp_path):
+    """A study started with --input-shape builds every trial (and every worker's) at that shape."""
+    from edgepack.errors import StudyError
+    from edgepack.tune.study import open_study, storage
+
+    store = storage(f"sqlite:///{tmp_path / 'study.db'}")
+    ident = {"target": "rpi4", "model": "zoo:yolo-det", "weights": None, "data": "digits-det", "calibration": None,
+             "objectives": ["accuracy"], "space": [], "input_shape": [1, 3, 64, 64]}
+    open_study(store, "s", ident, directions=["maximize"], sampler=None)
+    _, theirs = open_study(store, "s", None, directions=[], sampler=None)  # a worker joining
+    assert theirs["input_shape"] == [1, 3, 64, 64]
+    _, again = open_study(store, "s", dict(ident), directions=["maximize"], sampler=None)
+    assert again["input_shape"] == [1, 3, 64, 64]
+    with pytest.raises(StudyError, match="another input_shape"):
+        open_study(store, "s", {**ident, "input_shape": [1, 3, 160, 160]}, directions=["maximize"], sampler=None)

@@ -24,7 +24,7 @@ def heartbeat_s() -> int:
     except ValueError:
         return 10
 #: the study's identity: a worker joining the study runs exactly these
-IDENTITY = ("target", "model", "weights", "data", "calibration", "objectives", "space")
+IDENTITY = ("target", "model", "weights", "data", "calibration", "objectives", "space", "input_shape")
 
 
 def default_storage(out: Path, study: str) -> str:
