@@ -34,8 +34,8 @@ def run(inp, pruned, rep: Reporter):
     from ..compress.weights.activations import mean_zero_fraction, zero_fractions
     from ..compress.weights.finetune import FineTune
     from ..compress.weights.sparsity import effective_macs, sparsify, sparsity_report
-    from ..measure.accuracy import torch_accuracy
     from ..models.training import predict
+    from ..tasks.judge import model_quality
 
     profile, splits, example = inp.profile, inp.splits, inp.example
     if not needed(profile):
@@ -78,8 +78,8 @@ def run(inp, pruned, rep: Reporter):
     record.update({"macs": macs, "params": params, "nonzero_params": params - zeros["zeros"],
                    "weight_sparsity": zeros["overall"], "dense_macs": macs, "effective_macs": macs - (dense - eff),
                    "activation_zeros": mean_zero_fraction(zero_fractions(model, splits.x_eval[:256]))})
-    acc = torch_accuracy(model, splits.x_eval, splits.y_eval)
-    rep.info(f"after {' + '.join(record['steps'])}: float accuracy {acc:.2f}%, MACs {macs:,} "
+    acc = model_quality(model, splits.x_eval, splits.y_eval, splits.task)  # in the task's metric (mAP, MAE, top-1)
+    rep.info(f"after {' + '.join(record['steps'])}: float {splits.task.show(acc)}, MACs {macs:,} "
              f"(effective {eff:,} counting non-zero weights only)")
     result = dataclasses.replace(pruned.result, model=model, macs_after=macs, params_after=params)
     return dataclasses.replace(pruned, result=result, accuracy=acc, weights=record)
