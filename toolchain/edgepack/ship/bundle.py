@@ -127,7 +127,8 @@ def _detection_lines(det: dict | None) -> list[str]:
         return []
     lines = ["The int8 outputs against float, in detection terms (held-out set):", "",
              "| output | what | error | unit |", "|---|---|---:|---|",
-             *[f"| {r['output']} | {r['what']} | {r['error']:g} | {r['unit']} |" for r in det["int8_vs_float_outputs"]], ""]
+             *[f"| {r['output']} | {r['what']} | {'-' if r['error'] is None else format(r['error'], 'g')} | {r['unit']} |"
+               for r in det["int8_vs_float_outputs"]], ""]
     t = det.get("layers")
     if t and t["layers"]:
         lines += [f"The costliest layers in {t['metric']} on the {t['split']} split: the kept model scores {t['int8']:.2f}; "

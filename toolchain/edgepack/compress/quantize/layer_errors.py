@@ -101,9 +101,33 @@ def layer_errors(float_model: bytes, int8_model: bytes, samples: np.ndarray, lay
         total = float(_sqnr(signal[t].sum(), noise[t].sum()))
         rel = float(np.sqrt(noise[t].sum() / signal[t].sum())) if signal[t].sum() > 0 else 0.0
         tname = graph.tensor_name(t)
-        out.append(LayerError(tname, graph.op_type(k), names.get(tname, tname.split(";")[0]), total, chan[t], float(added),
-                              rel, k, tuple(graph.consumers.get(t, []))))
+        out.append(LayerError(tname, graph.op_type(k), _layer_name(graph, producer, names, t), total, chan[t],
+                              float(added), rel, k, tuple(graph.consumers.get(t, []))))
     return sorted(out, key=lambda e: -e.added_db)
+
+
+def _layer_name(graph: FloatGraph, producer: dict[int, int], names: dict[str, str], t: int, depth: int = 6) -> str:
+    """The source layer of op-output tensor ``t``; for an op the source model has no layer for (an
+    activation's multiply, an add), "<op> after <nearest source layer above it>" within ``depth``
+    ops (e.g. "mul after model.s2.1.cv0.0", a SiLU's product), else the tensor's own short name."""
+    own = graph.tensor_name(t)
+    if own in names:
+        return names[own]
+    frontier, seen = [t], {t}
+    for _ in range(depth):
+        above = []
+        for u in frontier:
+            k = producer.get(u)
+            for i in graph.sg.operators[k].inputs if k is not None else ():
+                i = int(i)
+                if i < 0 or i in seen or i not in producer:
+                    continue
+                if graph.tensor_name(i) in names:
+                    return f"{graph.op_type(producer[t]).lower()} after {names[graph.tensor_name(i)]}"
+                seen.add(i)
+                above.append(i)
+        frontier = above
+    return own.split(";")[0]
 
 
 def match_layer_names(float_model: bytes, modules: list[tuple[str, int]]) -> dict[str, str]:
