@@ -27,7 +27,13 @@ from torch.nn.utils import parametrize
 
 
 class FakeQuantWeight(nn.Module):
-    """Parametrization: symmetric int8 per output channel, straight-through; zeros stay zero."""
+    """Parametrization: symmetric int8 per output channel, straight-through. Weights under
+    ``mask``'s zeros (a sparse layer's pruned weights) stay exactly zero however training moves
+    them."""
+
+    def __init__(self, mask: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("mask", mask if mask is not None else torch.ones(()), persistent=False)
 
     def exact(self, w: torch.Tensor) -> torch.Tensor:
         flat = w.detach().reshape(w.shape[0], -1)
@@ -35,16 +41,20 @@ class FakeQuantWeight(nn.Module):
         return torch.clamp(torch.round(w / scale), -127, 127) * scale
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        w = w * self.mask
         return w + (self.exact(w) - w).detach()
 
 
 def attach_fake_quant(model: nn.Module) -> int:
-    """Fake-quantize every conv/linear weight; returns how many layers."""
+    """Fake-quantize every conv/linear weight (a layer with zeros, from sparsity, keeps them);
+    returns how many layers."""
     from .sparsity import weight_layers
 
     layers = weight_layers(model)
     for _, m in layers:
-        parametrize.register_parametrization(m, "weight", FakeQuantWeight())
+        w = m.weight.detach()
+        mask = (w != 0).to(w.dtype) if bool((w == 0).any()) else None
+        parametrize.register_parametrization(m, "weight", FakeQuantWeight(mask))
     return len(layers)
 
 
