@@ -137,7 +137,7 @@ def _energy_basis(rows: list[dict]) -> str:
 
 
 def write(folder: Path, *, rows: list[dict], failed: list[dict], profile, target_ref: str, objectives: list[str],
-          float_accuracy: float, study: str) -> dict:
+          float_accuracy: float, study: str, task=None) -> dict:
     """Write report.html, pareto.png, chosen.toml and front.json into ``folder``. Returns
     {"chosen", "front", "files"}. Raises BudgetError when no trial is feasible (after writing the
     report of what was tried)."""
@@ -148,7 +148,7 @@ def write(folder: Path, *, rows: list[dict], failed: list[dict], profile, target
     try:
         chosen = choose(rows, profile)
     except BudgetError:
-        _html(folder / "report.html", rows, failed, front, None, profile, study, None)
+        _html(folder / "report.html", rows, failed, front, None, profile, study, None, task)
         raise
     label = chosen["latency_label"]
     plot(rows, front, chosen, profile, float_accuracy, folder / "pareto.png", label)
@@ -157,25 +157,32 @@ def write(folder: Path, *, rows: list[dict], failed: list[dict], profile, target
             f"{chosen['latency_ms']:.4g} ms measured: {label})")
     (folder / "chosen.toml").write_text(profile_text(target_ref, profile.name, chosen["fields"], note))
     (folder / "front.json").write_text(json.dumps({"chosen": chosen["number"], "front": front}, indent=1, default=str))
-    _html(folder / "report.html", rows, failed, front, chosen, profile, study, folder / "pareto.png")
+    _html(folder / "report.html", rows, failed, front, chosen, profile, study, folder / "pareto.png", task)
     return {"chosen": chosen, "front": front,
             "files": [str(folder / n) for n in ("report.html", "pareto.png", "chosen.toml", "front.json")]}
 
 
-def _html(path: Path, rows, failed, front, chosen, profile, study: str, png: Path | None) -> None:
+def _html(path: Path, rows, failed, front, chosen, profile, study: str, png: Path | None, task=None) -> None:
+    """``task`` (``tasks.Task``; default a classifier) names the score's metric; the scores are its
+    values (an error metric's are shown as errors, lower is better)."""
+    from ..tasks import Task
+
+    task = task or Task()
     esc = html.escape
+    metric = "val acc %" if task.metric == "top-1" else f"val {task.metric_name}{' ' + task.unit if task.unit else ''}"
+    score = (lambda q: f"{task.value(q):.2f}") if task.unit == "%" else (lambda q: f"{task.value(q):.4g}")
     img = (f'<img alt="Pareto front" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
            if png and png.exists() else "")
 
     def tr(cells):
         return "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>"
 
-    head = ["trial", "val acc %", "latency ms", "predicted ms", "energy mJ", "KB", "feasible", "settings"]
-    body = [tr([r["number"], f"{r['accuracy']:.2f}", f"{r['latency_ms']:.4f}",
+    head = ["trial", metric, "latency ms", "predicted ms", "energy mJ", "KB", "feasible", "settings"]
+    body = [tr([r["number"], score(r["accuracy"]), f"{r['latency_ms']:.4f}",
                 "-" if r.get("predicted_latency_ms") is None else f"{r['predicted_latency_ms']:.4f}", f"{r['energy_mj']:.4g}",
                 f"{r['size_kb']:.1f}", "yes" if r["feasible"] else "no: " + ", ".join(
                     b["budget"] for b in r["budgets"] if not b["met"]), _settings(r["fields"])]) for r in rows]
-    front_rows = [tr([r["number"], f"{r['accuracy']:.2f}", r.get("held_out"), f"{r['latency_ms']:.4f}",
+    front_rows = [tr([r["number"], score(r["accuracy"]), r.get("held_out"), f"{r['latency_ms']:.4f}",
                       f"{r['energy_mj']:.4g}", f"{r['size_kb']:.1f}", _settings(r["fields"])]) for r in front]
     fails = [tr([f["number"], f["reason"]]) for f in failed]
     again = [r for r in rows if "trial_latency_ms" in r]
@@ -193,12 +200,12 @@ def _html(path: Path, rows, failed, front, chosen, profile, study: str, png: Pat
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}</style></head><body>
 <h1>edgepack tune: study {esc(study)} on {esc(profile.name)}</h1>
-<p>{len(rows)} complete trials, {len(failed)} failed. Accuracy is measured on the validation split (never the held-out
-split; held-out accuracy is shown for the Pareto front only). Latency is measured: {esc(label)}. Energy per inference
+<p>{len(rows)} complete trials, {len(failed)} failed. {esc(task.metric_name[0].upper() + task.metric_name[1:])} is measured on
+the validation split (never the held-out split; the held-out figure is shown for the Pareto front only). Latency is measured: {esc(label)}. Energy per inference
 is {esc(energy)}.</p>
 {chosen_line}
 {img}
-<h2>Pareto front</h2><table><tr>{''.join(f'<th>{h}</th>' for h in ['trial', 'val acc %', 'held-out %', 'latency ms', 'energy mJ', 'KB', 'settings'])}</tr>
+<h2>Pareto front</h2><table><tr>{''.join(f'<th>{h}</th>' for h in ['trial', metric, 'held-out', 'latency ms', 'energy mJ', 'KB', 'settings'])}</tr>
 {''.join(front_rows)}</table>
 <h2>All trials</h2><table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>
 {'<h2>Failed trials</h2><table><tr><th>trial</th><th>reason</th></tr>' + ''.join(fails) + '</table>' if fails else ''}

@@ -33,6 +33,8 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
         rep.info(f"{s.profile.name}: {len(s.dims)} dimensions ({'; '.join(d.describe() for d in s.dims)}); "
                  f"objectives {', '.join(s.identity['objectives'])}; device {device}; {len(rows)} trial(s) already done")
 
+    task = s.inputs.splits.task  # trial scores are its quality: shown in its metric (mAP@0.5 85.64%)
+
     def on_trial(frozen) -> None:
         rows = search.trial_rows(s.study)
         front = report.pareto(rows, s.identity["objectives"])
@@ -47,11 +49,11 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
         ok = "within budgets" if all(b["met"] for b in o["budgets"]) else "misses " + ", ".join(
             b["budget"] for b in o["budgets"] if not b["met"])
         rep.info(f"trial {frozen.number} ({len(rows)}/{goal if goal < 10**6 else '-'} done, "
-                 f"{frozen.user_attrs.get('seconds', 0):.0f} s): val {o['accuracy']:.2f}%, {o['latency_ms']:.4g} ms, "
+                 f"{frozen.user_attrs.get('seconds', 0):.0f} s): val {task.show(o['accuracy'])}, {o['latency_ms']:.4g} ms, "
                  f"{o['energy_mj']:.3g} mJ, {o['size_kb']:.0f} KB, {ok}"
                  + (f" (predicted {o['predicted_latency_ms']:.4g} ms, {err:+.0%})" if err is not None else "")
                  + " | best feasible "
-                 + (f"{best['accuracy']:.2f}% @ {best['latency_ms']:.4g} ms" if best else "none yet")
+                 + (f"{task.show(best['accuracy'])} @ {best['latency_ms']:.4g} ms" if best else "none yet")
                  + f" | Pareto {len(front)} | device {device}")
 
     with rep.stage(f"search ({goal if goal < 10**6 else 'until'} trials{f', {time_budget_min:g} min' if time_budget_min else ''})"):
@@ -69,7 +71,7 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
     with rep.stage("report"):
         done = report.write(s.out, rows=rows, failed=failed, profile=s.profile,
                             target_ref=_target_ref(s.identity["target"]), objectives=s.identity["objectives"],
-                            float_accuracy=s.float_accuracy, study=study)
+                            float_accuracy=s.float_accuracy, study=study, task=task)
     err, n_err = report.prediction_error(rows)
     return {"study": study, "trials": len(rows), "failed": len(failed), "chosen": done["chosen"],
             "prediction_median_abs_error": err, "predicted_trials": n_err,
