@@ -67,7 +67,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     shape = api.parse_input_shape(args.input_shape) if args.input_shape else None
     r = api.tune(args.target, model=args.model, input_shape=shape, weights=args.weights, data=args.data, calibration=args.calibration,
                  device=args.device, trials=args.trials, time_budget_min=args.time_budget, study=args.study,
-                 storage=args.storage, out=args.out, worker=args.worker, reporter=Reporter(total=3, quiet=args.quiet))
+                 storage=args.storage, out=args.out, worker=args.worker, reporter=Reporter(total=4, quiet=args.quiet))
     if args.json:
         print(json.dumps({k: v for k, v in r.items() if k != "table"}, indent=2, default=str))
         return ExitStatus.OK
