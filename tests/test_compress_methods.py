@@ -230,3 +230,24 @@ def test_digits_hard_is_deterministic_and_split_by_image():
     assert a.x_train.min() >= -1 and a.x_train.max() <= 1
     # each evaluation image's two draws differ (distortion is random per draw)
     assert not np.array_equal(a.x_eval[0], a.x_eval[1])
+
+
+@pytest.mark.parametrize("regrow", ["rigl", "set"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels-last"])
+def test_dynamic_sparse_updates_keep_the_count_in_any_memory_layout(regrow, channels_last):
+    """A weight trained channels-last is not contiguous: the drop-and-regrow step works on its
+    elements in logical order (a flat view of it did not exist and stopped RigL on a detector)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    masks = sparsity.magnitude_masks(model, 0.7)
+    sparsity.apply_masks(model, masks)
+    w = model[0].weight
+    w.grad = torch.randn_like(w)
+    before = {n: m.clone() for n, m in masks.items()}
+    step = sparsity.Dynamic(masks, 100, regrow=regrow)
+    step(model, step.every)  # one drop-and-regrow update, then the masks applied
+    for n, m in masks.items():
+        assert int(m.sum()) == int(before[n].sum()) and bool((m != before[n]).any())
+        assert not bool(w.detach()[~m].any())  # every weight off the new mask is zero

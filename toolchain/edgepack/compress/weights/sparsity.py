@@ -151,7 +151,9 @@ class Dynamic:
 
     @torch.no_grad()
     def _update(self, weight: torch.Tensor, mask: torch.Tensor, frac: float) -> None:
-        flat, w = mask.view(-1), weight.detach().view(-1)
+        # flat copies in the tensors' logical order: a weight trained channels-last is not
+        # contiguous, so a view of it would not exist (nor index the mask's elements)
+        flat, w = mask.flatten().clone(), weight.detach().flatten()
         active = int(flat.sum())
         n = int(frac * active)
         if n == 0 or active - n < mask.shape[0] or flat.numel() - active < n:
@@ -161,14 +163,15 @@ class Dynamic:
         dropped = score.topk(n, largest=False).indices
         # regrow n of the connections missing before this update (not the ones just dropped)
         if self.regrow == "rigl" and weight.grad is not None:
-            g = weight.grad.detach().view(-1).abs()
+            g = weight.grad.detach().flatten().abs()
         else:
             g = torch.rand(flat.numel(), generator=self.gen).to(w.device)
         g = torch.where(flat, torch.full_like(g, -1.0), g)
         grown = g.topk(n).indices
         flat[dropped] = False
         flat[grown] = True
-        weight.view(-1)[grown] = 0.0
+        mask.copy_(flat.view(mask.shape))
+        weight.data[torch.unravel_index(grown, weight.shape)] = 0.0
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
