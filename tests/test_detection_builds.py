@@ -62,8 +62,6 @@ def test_yolo_style_builds_judged_by_map(yolo):
     lay = acc["detection"]["layers"]
     assert lay["metric"] == "mAP@0.5" and lay["split"] == "calibration" and 1 <= len(lay["layers"]) <= 5
     assert {r["layer"] for r in lay["layers"]} <= {e["layer"] for e in m["quantization"]["layers"]}
-    # every costly op is named by the source layer it is, or follows (a SiLU's multiply: "mul after model.x")
-    assert all(e["layer"].startswith("model.") or " after model." in e["layer"] for e in m["quantization"]["layers"][:10])
     report = (folder / "report.md").read_text()
     assert "The int8 outputs against float, in detection terms" in report and "| box_s8 | box edges at stride 8 |" in report
     assert "| layer | op | added dB | ops kept float | mAP@0.5 if float | gain |" in report
