@@ -118,4 +118,7 @@ def test_the_rounds_must_agree_on_a_small_rise_and_most_of_them_on_a_large_one()
     assert latency_regressed([1.15, 1.2, 1.12, 0.9, 1.3], 10)  # 4 of 5
     assert not latency_regressed([1.15, 1.2, 0.95, 0.9, 1.3], 10)  # 3 of 5 on a small rise
     assert latency_regressed([2.0, 2.2, 0.95, 0.9, 2.1], 10)  # 3 of 5 on a large one
+    # the same model on a loaded machine (a CI failure): 4 of 5 slower, but one of those barely
+    assert not latency_regressed([1.108, 1.117, 1.142, 0.894, 1.011], 10)
+    assert latency_regressed([1.108, 1.117, 1.142, 0.894, 1.061], 10)
     assert not latency_regressed([], 10)

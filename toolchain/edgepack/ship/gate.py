@@ -145,15 +145,17 @@ def check(new: str | Path, baseline: str | Path, *, target: str | None = None, d
 def latency_regressed(ratios: list[float], limit_pct: float) -> bool:
     """Whether the new model is slower than the limit allows, from each round's new / baseline
     ratio: the median ratio's rise is past ``limit_pct``, and the rounds agree that it is slower.
-    A rise within twice the limit must be seen in all rounds but one in five (a burst of load
-    in one round is not a regression); a larger one needs only most rounds, so that one noisy
-    round of three cannot hide a model twice as slow."""
+    A rise within twice the limit must be seen in all rounds but one in five, each of them slower
+    by at least half the limit (a burst of load in one round, or rounds barely slower, are not a
+    regression); a larger one needs only most rounds slower, so that one noisy round of three
+    cannot hide a model twice as slow."""
     if not ratios:
         return False
     rise = 100 * (statistics.median(ratios) - 1)
-    slower = sum(r > 1 for r in ratios)
-    need = len(ratios) - len(ratios) // 5 if rise <= 2 * limit_pct else len(ratios) // 2 + 1
-    return rise > limit_pct and slower >= need
+    if rise <= 2 * limit_pct:
+        agree = sum(r > 1 + limit_pct / 200 for r in ratios)
+        return rise > limit_pct and agree >= len(ratios) - len(ratios) // 5
+    return sum(r > 1 for r in ratios) >= len(ratios) // 2 + 1
 
 
 def _side_by_side(profile, device: str, new: Path, old: Path, repeats: int, on_progress) -> dict:
