@@ -62,8 +62,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: setup
 	$(VENV)/bin/edgepack build --target rpi4 --out dist
 
+# the suite on TEST_WORKERS processes (pytest-xdist; 0: on this one). tests/conftest.py orders it.
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS)
 
 artifacts: setup
 	@set -e; for t in $(ARTIFACT_TARGETS); do \
