@@ -212,3 +212,33 @@ def test_stored_statistics_give_the_same_model_as_collecting_them(spread):
         fresh = quantize_calibrated(calibrated, calib, spec)
         stored = quantize_calibrated(calibrated, calib, spec, stats_state=state)
         assert fresh.model == stored.model, spec.describe()
+
+
+def test_an_op_without_a_source_layer_is_named_after_the_nearest_layer_above():
+    """A SiLU's multiply has no layer of its own in the source model: the per-layer report names it
+    "mul after <the conv above>", and an op with no named layer within reach keeps TF's name."""
+    import tensorflow as tf
+
+    from edgepack.compress.quantize.layer_errors import _layer_name
+    from edgepack.compress.quantize.tflite_graph import FloatGraph
+
+    rng = np.random.default_rng(0)
+    w1, w2 = (tf.constant(rng.normal(size=s).astype(np.float32)) for s in ((3, 3, 3, 4), (1, 1, 4, 4)))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 3), tf.float32)])
+    def net(x):
+        a = tf.nn.conv2d(x, w1, 1, "SAME")
+        return tf.nn.conv2d(a * tf.sigmoid(a), w2, 1, "VALID")
+
+    model = tf.lite.TFLiteConverter.from_concrete_functions([net.get_concrete_function()], net).convert()
+    graph = FloatGraph(model)
+    producer = {int(t): k for k, op in enumerate(graph.sg.operators) for t in op.outputs}
+    out_of = {graph.op_type(k): int(op.outputs[0]) for k, op in enumerate(graph.sg.operators)}
+    assert {"CONV_2D", "LOGISTIC", "MUL"} <= set(out_of), set(out_of)
+    convs = [int(op.outputs[0]) for k, op in enumerate(graph.sg.operators) if graph.op_type(k) == "CONV_2D"]
+    names = {graph.tensor_name(convs[0]): "stem.conv", graph.tensor_name(convs[1]): "head.conv"}
+    assert _layer_name(graph, producer, names, convs[0]) == "stem.conv"
+    assert _layer_name(graph, producer, names, out_of["MUL"]) == "mul after stem.conv"
+    assert _layer_name(graph, producer, names, out_of["LOGISTIC"]) == "logistic after stem.conv"
+    own = graph.tensor_name(out_of["MUL"]).split(";")[0]
+    assert _layer_name(graph, producer, {}, out_of["MUL"]) == own  # nothing named above: TF's own name

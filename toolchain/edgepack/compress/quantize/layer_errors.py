@@ -38,11 +38,11 @@ class LayerError:
     consumers: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "sqnr_db": _r(self.sqnr_db),
-                "channel_sqnr_db": _r(self.channel_sqnr_db), "added_db": _r(self.added_db), "rel_error": round(self.rel_error, 5)}
+        return {"layer": self.layer, "op": self.op, "tensor": self.tensor, "sqnr_db": round_db(self.sqnr_db),
+                "channel_sqnr_db": round_db(self.channel_sqnr_db), "added_db": round_db(self.added_db), "rel_error": round(self.rel_error, 5)}
 
 
-def _r(v: float) -> float | None:
+def round_db(v: float) -> float | None:
     return round(v, 2) if np.isfinite(v) else None
 
 
