@@ -174,6 +174,37 @@ def test_sensitivity_protects_fragile_groups_and_loses_less_than_uniform(digits3
     assert acc(sen.model) > acc(uni.model), (acc(sen.model), acc(uni.model))
 
 
+def test_layer_ratios_alone_keep_fragile_groups_whole_under_sensitivity(digits3):
+    """tune's stages give layers ratios of their own (global ratio 0): under scope "sensitivity"
+    each named group is probed at its ratio and cut at it unless it is fragile, groups not named
+    stay whole, and the model keeps more accuracy than cutting every named layer alike."""
+    from edgepack.compress.prune.channels import PruneSpec, prune_channels
+    from edgepack.models.training import accuracy, predict
+
+    model = A.make_model("mobilenetv2")
+    model.load_state_dict(torch.load(_trained("mobilenetv2"), weights_only=True))
+    model.eval()
+    x = torch.from_numpy(digits3.x_eval[:1])
+    val = (digits3.x_calib, digits3.y_calib)
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    named = convs[: 2 * len(convs) // 3]  # the first two thirds: the rest is not given a ratio
+    ratios = tuple((n, 0.3) for n in named)
+    uni = prune_channels(model, x, PruneSpec(ratio=0.0, layer_ratios=ratios, channel_multiple=4, scope="uniform"))
+    sen = prune_channels(model, x, PruneSpec(ratio=0.0, layer_ratios=ratios, channel_multiple=4, scope="sensitivity"),
+                         validation=val)
+    groups = sen.plan["groups"]
+    fragile = [g for g in groups if g["note"].startswith("fragile")]
+    cut = [g for g in groups if g["chosen_ratio"] > 0]
+    assert fragile and cut and all(g["chosen_ratio"] == 0 for g in fragile)
+    assert all(g["chosen_ratio"] == 0.3 and g["root"] in named for g in cut)  # each at its own ratio, no other
+    assert all(len(g["trials"]) == 1 and g["trials"][0]["ratio"] == 0.3 for g in groups if g["trials"])
+    unnamed = [g for g in groups if g["root"] not in named]
+    assert unnamed and all(g["note"].startswith("ratio 0") and not g["trials"] for g in unnamed)
+    assert uni.macs_after < sen.macs_after < sen.macs_before
+    acc = lambda m: accuracy(predict(m, digits3.x_eval), digits3.y_eval)  # noqa: E731
+    assert acc(sen.model) > acc(uni.model), (acc(sen.model), acc(uni.model))
+
+
 def test_the_budgets_can_make_fragile_groups_go_cheapest_first(digits3):
     """When the profile's latency / energy budgets need more MACs removed than the affordable groups
     give, fragile groups are cut too, cheapest first, and the plan says why."""

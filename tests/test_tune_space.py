@@ -107,7 +107,8 @@ def test_trial_settings_are_overrides_the_loader_accepts_and_the_chosen_profile_
     fields = space.settings({"pruning.recovery_epochs": 3, "quantization.calibration": "mse", "stage.0": 0.35,
                              "stage.1": 0.0, "deploy": "pte"}, stages)
     assert fields["pruning.layer_ratios"] == {"features.0.block.0.0": 0.35, "stem.0": 0.35}
-    assert fields["pruning.scope"] == "uniform" and fields["pruning.ratio"] == 0.0
+    assert fields["pruning.scope"] == "sensitivity" and fields["pruning.ratio"] == 0.0  # the profile's scope
+    assert space.settings({"stage.0": 0.35}, stages, scope="global")["pruning.scope"] == "uniform"
     assert fields["runtime.formats"] == ["tflite", "pte"]
     via_set = load_profile(target.source, space.overrides(fields))
     assert via_set.pruning.layer_ratios == (("features.0.block.0.0", 0.35), ("stem.0", 0.35))
@@ -167,3 +168,16 @@ def test_a_studys_input_shape_is_kept_and_a_run_at_another_is_refused(tmp_path):
     assert again["input_shape"] == [1, 3, 64, 64]
     with pytest.raises(StudyError, match="another input_shape"):
         open_study(store, "s", {**ident, "input_shape": [1, 3, 160, 160]}, directions=["maximize"], sampler=None)
+
+
+def test_the_front_table_names_the_tasks_metric():
+    from edgepack.tasks import Task
+    from edgepack.tune import report
+
+    rows = [{**_row(0, 85.64, 0.19), "held_out": 83.4}, {**_row(1, -3.2, 0.1), "held_out": None}]
+    det = report.table(rows[:1], rows[0], [], Task("detection", heads=(("box", (4, 2, 2)), ("cls", (3, 2, 2))),
+                                                    input_hw=(8, 8)))
+    assert det[0].split()[:3] == ["trial", "val", "mAP@0.5"] and "85.64" in det[1] and "83.40" in det[1]
+    assert report.table(rows[:1], rows[0], [])[0].split()[:4] == ["trial", "val", "acc", "%"]
+    mae = report.table(rows[1:], rows[1], [], Task("regression", units="degrees"))
+    assert "val MAE degrees" in mae[0] and "3.2 " in mae[1]  # an error metric: its value, not the quality

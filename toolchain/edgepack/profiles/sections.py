@@ -121,7 +121,8 @@ class Pruning:
     early_stop_patience: int = field(default=2, metadata=_spec(hi=1000, lo=0, doc=(
         "stop recovery after this many epochs without a lower validation loss; the best epoch is kept (0: never stop early)")))
     layer_ratios: tuple[tuple[str, float], ...] = field(default=(), metadata=_spec(
-        lo=0.0, hi=1.0, hi_open=True, doc="a table of layer name = ratio, overriding ratio for those layers"))
+        lo=0.0, hi=1.0, hi_open=True, doc="a table of layer name = ratio, overriding ratio for those layers (with ratio 0 and scope sensitivity: "
+            "only these layers' groups are cut, each probed at its ratio first and left whole where fragile)"))
     steps: int = field(default=1, metadata=_spec(lo=1, hi=20, doc="prune in this many steps, recovering after each"))
     recovery: Literal["distill", "distill-unlabelled", "finetune", "bn-reestimate", "none"] = field(default="distill", metadata=_spec(
         doc="after pruning: distillation from the unpruned model (+ labels), distillation only, plain fine-tuning, "

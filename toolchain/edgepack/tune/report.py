@@ -71,13 +71,27 @@ def prediction_error(rows: list[dict]) -> tuple[float | None, int]:
     return (float(statistics.median(errs)) if errs else None), len(errs)
 
 
-def table(front: list[dict], chosen: dict, objectives: list[str]) -> list[str]:
-    """The front as text lines (stdout)."""
-    lines = [f"{'trial':>5}  {'val acc %':>9}  {'held-out %':>10}  {'latency ms':>10}  {'energy mJ':>9}  {'KB':>7}  settings"]
+def metric_header(task=None) -> str:
+    """The score column's name: "val acc %" for a classifier, else the task's metric ("val mAP@0.5 %")."""
+    if task is None or task.metric == "top-1":
+        return "val acc %"
+    return f"val {task.metric_name}{' ' + task.unit if task.unit else ''}"
+
+
+def table(front: list[dict], chosen: dict, objectives: list[str], task=None) -> list[str]:
+    """The front as text lines (stdout); scores in ``task``'s metric (a classifier's top-1 when None)."""
+    from ..tasks import Task
+
+    task = task or Task()
+    head = metric_header(task)
+    width = max(9, len(head))
+    shown = (lambda v: f"{v:.2f}") if task.unit == "%" else (lambda v: f"{v:.4g}")
+    score = lambda q: shown(task.value(q))  # noqa: E731  (a trial's score is a quality; held-out, the manifest's value)
+    lines = [f"{'trial':>5}  {head:>{width}}  {'held-out':>10}  {'latency ms':>10}  {'energy mJ':>9}  {'KB':>7}  settings"]
     for r in front:
         mark = "*" if r["number"] == chosen["number"] else " "
         h = r.get("held_out")
-        lines.append(f"{r['number']:>4}{mark}  {r['accuracy']:>9.2f}  {('%.2f' % h) if h is not None else '-':>10}  "
+        lines.append(f"{r['number']:>4}{mark}  {score(r['accuracy']):>{width}}  {shown(h) if h is not None else '-':>10}  "
                      f"{r['latency_ms']:>10.4f}  {r['energy_mj']:>9.4g}  {r['size_kb']:>7.1f}  {_settings(r['fields'])}")
     return lines
 
@@ -169,7 +183,7 @@ def _html(path: Path, rows, failed, front, chosen, profile, study: str, png: Pat
 
     task = task or Task()
     esc = html.escape
-    metric = "val acc %" if task.metric == "top-1" else f"val {task.metric_name}{' ' + task.unit if task.unit else ''}"
+    metric = metric_header(task)
     score = (lambda q: f"{task.value(q):.2f}") if task.unit == "%" else (lambda q: f"{task.value(q):.4g}")
     img = (f'<img alt="Pareto front" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
            if png and png.exists() else "")

@@ -82,7 +82,7 @@ def run_trial(s: Session, trial) -> tuple[float, ...]:
 
     trial.set_user_attr("worker", worker_id())
     values = sp.suggest(trial, s.dims)
-    fields = sp.settings(values, s.stages, deploy=s.profile.tune.deploy)
+    fields = sp.settings(values, s.stages, deploy=s.profile.tune.deploy, scope=s.profile.pruning.scope)
     overrides = sp.overrides(fields)
     trial.set_user_attr("fields", fields)
     trial.set_user_attr("overrides", overrides)

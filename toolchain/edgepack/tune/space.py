@@ -159,10 +159,13 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-def settings(values: dict[str, Any], stages: list[list[str]] | None = None, deploy: tuple[str, ...] = ()) -> dict[str, Any]:
+def settings(values: dict[str, Any], stages: list[list[str]] | None = None, deploy: tuple[str, ...] = (),
+             scope: str = "sensitivity") -> dict[str, Any]:
     """A trial's values as profile fields {"section.key": value}: stage ratios become
-    ``pruning.layer_ratios`` (with ``scope = "uniform"`` and ``ratio = 0``: only the stages' own
-    ratios apply), ``deploy`` the formats built (with one format in ``[tune] deploy``, only it is
+    ``pruning.layer_ratios`` with ``ratio = 0`` (only the stages' own ratios apply) and the
+    profile's ``scope``: under "sensitivity" (the default) each channel group is probed at its
+    stage's ratio and a fragile one stays whole, as a plain build leaves it; otherwise every layer
+    of a stage is cut alike ("uniform"). ``deploy`` the formats built (with one format in ``[tune] deploy``, only it is
     built: a TFLite-only search does not export .pte programs it never measures)."""
     out = {k: v for k, v in values.items() if not k.startswith("stage.") and k != "deploy"}
     if any(k.startswith("stage.") for k in values):
@@ -171,7 +174,7 @@ def settings(values: dict[str, Any], stages: list[list[str]] | None = None, depl
             r = round(float(values.get(f"stage.{i}", 0.0)), 4)
             if r > 0:
                 ratios.update({name: r for name in layers})
-        out.update({"pruning.scope": "uniform", "pruning.ratio": 0.0, "pruning.layer_ratios": dict(sorted(ratios.items()))})
+        out.update({"pruning.scope": "sensitivity" if scope == "sensitivity" else "uniform", "pruning.ratio": 0.0, "pruning.layer_ratios": dict(sorted(ratios.items()))})
     if "deploy" in values:
         out["runtime.formats"] = ["tflite", "pte"] if values["deploy"] == "pte" else ["tflite"]
     elif len(deploy) == 1:

@@ -246,13 +246,15 @@ def prune_channels(
                 if spec.scope == "sensitivity":
                     if spec.importance == "taylor":
                         _taylor_gradients(candidate, calibration)
+                    # per-layer ratios alone (tune's stages): each group probed at its own, fragile ones kept
+                    fixed = dict(spec.layer_ratios) if spec.ratio == 0 and spec.layer_ratios else None
                     plan = plan_ratios(candidate, example, ratio=spec.ratio, max_ratio=spec.max_ratio,
                                        channel_multiple=spec.channel_multiple, importance=importance, ignored=ignored,
                                        validation=validation, fragile_drop=spec.fragile_drop,
                                        unprunable=left_whole, required_saving=spec.required_saving,
-                                       max_samples=spec.sensitivity_samples, say=progress)
+                                       max_samples=spec.sensitivity_samples, fixed=fixed, say=progress)
                     candidate.zero_grad(set_to_none=True)
-                    ratios = {**plan.ratios, **dict(spec.layer_ratios)}
+                    ratios = plan.ratios if fixed is not None else {**plan.ratios, **dict(spec.layer_ratios)}
                     _run_pruner(candidate, example, spec, importance, ratio=0.0, ratios=ratios, ignored=ignored,
                                 calibration=calibration, between_steps=between_steps)
                 else:

@@ -169,8 +169,12 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
                 importance, ignored: list[nn.Module], validation: tuple[np.ndarray, np.ndarray],
                 fragile_drop: float, unprunable: dict[str, str] | None = None, max_samples: int = 128,
                 min_share: float = 0.005, required_saving: int = 0, max_groups: int = 64,
-                say: Callable[[str], None] | None = None) -> Plan:
+                fixed: dict[str, float] | None = None, say: Callable[[str], None] | None = None) -> Plan:
     """Measure every prunable group of ``model`` (left unchanged) and choose a ratio per group.
+
+    With ``fixed`` (layer name -> ratio, as `tune` gives each stage's layers theirs) every group
+    whose root layer is named is probed at that ratio alone and cut at it unless that costs more
+    than ``fragile_drop``; groups not named stay whole. ``ratio`` is then unused.
 
     Probes each group at ``ratio`` and at min(2 x ratio, ``max_ratio``); the greedy allocation then
     removes at most the MACs uniform pruning at ``ratio`` would, cheapest accuracy per MAC first.
@@ -202,7 +206,8 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
         plan = _plan(model, dg, names, layer_macs, x, y, ratio=ratio, max_ratio=max_ratio,
                      channel_multiple=channel_multiple, importance=importance, ignored=ignored,
                      fragile_drop=fragile_drop, unprunable=unprunable or {}, min_share=min_share,
-                     required_saving=required_saving, max_groups=max_groups, say=say or (lambda _: None), task=task)
+                     required_saving=required_saving, max_groups=max_groups, say=say or (lambda _: None), task=task,
+                     fixed=fixed)
         plan.seconds = time.perf_counter() - started
         return plan
     finally:
@@ -210,10 +215,16 @@ def plan_ratios(model: nn.Module, example: torch.Tensor, *, ratio: float, max_ra
 
 
 def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multiple, importance, ignored,
-          fragile_drop, unprunable, min_share, required_saving, max_groups, say, task=None) -> Plan:
+          fragile_drop, unprunable, min_share, required_saving, max_groups, say, task=None, fixed=None) -> Plan:
     total_macs = max(sum(layer_macs.values()), 1)
     base = _accuracy(model, x, y, task)
     levels = sorted({round(ratio, 4), round(min(2 * ratio, max_ratio), 4)})
+
+    def levels_of(root: str) -> list[float]:
+        if fixed is None:
+            return levels
+        r = round(float(fixed.get(root, 0.0)), 4)
+        return [r] if r > 0 else []
     groups: list[GroupSensitivity] = []
     exact: dict[tuple[str, float], float] = {}  # (root, level) -> the ratio torch-pruning turns into that channel count
     options: dict[str, list[tuple[float, float, dict]]] = {}  # root -> [(ratio, drop, cut)]
@@ -228,6 +239,8 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
         groups.append(g)
         if root in unprunable:
             g.note = unprunable[root]
+        elif not levels_of(root):
+            g.note = "ratio 0: not among the layers given ratios"
         elif g.macs < min_share * total_macs:
             g.note = f"left whole: its layers hold {100 * g.macs / total_macs:.2f}% of the MACs, too little to be worth a cut"
         else:
@@ -237,7 +250,8 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
         for _, g in measured[max_groups:]:
             g.note = f"left whole: not measured (only the {max_groups} groups holding the most MACs are)"
         measured = measured[:max_groups]
-    say(f"sensitivity analysis: {len(measured)} channel groups x up to {len(levels)} levels, each probe on "
+    say(f"sensitivity analysis: {len(measured)} channel groups x up to {len(levels) if fixed is None else 1} "
+        f"level{'s' if fixed is None else ' (their own ratio)'}, each probe on "
         f"{len(x):,} validation samples at {'x'.join(map(str, x.shape[1:]))} ([data] sensitivity_samples)")
     last = start = time.perf_counter()
     for i, (group, g) in enumerate(measured):
@@ -251,7 +265,7 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
             continue
         order = torch.argsort(scores.detach().flatten()[:n]).tolist()
         opts = []
-        for lvl in levels:
+        for lvl in levels_of(root):
             k = _keep(n, lvl, channel_multiple)
             if k >= n:
                 continue
@@ -277,9 +291,15 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
                 fragile[root] = opts
     # the MACs uniform pruning at `ratio` would save (fragile groups included), in the same estimate
     probed = {**options, **fragile}  # a group's fragile entry holds every level probed
-    target = _macs_saved([o[2] for opts in probed.values() for o in opts if o[0] == round(ratio, 4)], layer_macs)
+    first = {root: opts[0][0] for root, opts in probed.items()} if fixed is not None else {}
+    target = _macs_saved([o[2] for root, opts in probed.items() for o in opts
+                          if o[0] == first.get(root, round(ratio, 4))], layer_macs)
     chosen: dict[str, tuple[float, float, dict]] = {root: (0.0, 0.0, {}) for root in [*options, *fragile]}
-    planned = _allocate(options, chosen, target, layer_macs)
+    if fixed is None:
+        planned = _allocate(options, chosen, target, layer_macs)
+    else:  # each affordable group at its own ratio: nothing to allocate
+        chosen.update({root: opts[-1] for root, opts in options.items()})
+        planned = _macs_saved([c[2] for c in chosen.values()], layer_macs)
     forced = set()
     if planned < required_saving:  # the budgets need more: fragile levels too, cheapest first
         before = dict(chosen)
@@ -294,6 +314,9 @@ def _plan(model, dg, names, layer_macs, x, y, *, ratio, max_ratio, channel_multi
             g.note = f"cut although fragile: the profile's latency / energy budgets need {required_saving:,} MACs removed"
         if not g.note:
             g.note = "pruned" if g.chosen_ratio else "left whole: pruning elsewhere costs less accuracy per MAC"
+    if fixed is not None:
+        say(f"sensitivity analysis: {len(ratios)} groups cut at their own ratio, "
+            f"{sum(1 for g in groups if g.note.startswith('fragile'))} left whole as fragile")
     return Plan(ratios, groups, int(target), int(planned), base, len(x), int(required_saving))
 
 
