@@ -37,30 +37,23 @@ def is_yolo_folder(path: Path) -> bool:
     return path.is_dir() and (path / "images").is_dir() and (path / "labels").is_dir()
 
 
-#: the COCO document ``is_coco`` parsed, kept for ``read_coco`` (the one that follows) only:
-#: {(path, mtime, size): doc}; a large annotation file is parsed once
-_PARSED: dict[tuple, object] = {}
-
-
-def _stamp(path: Path) -> tuple:
-    st = path.stat()
-    return str(path.resolve()), st.st_mtime_ns, st.st_size
-
-
-def is_coco(path: Path) -> bool:
-    """Whether ``path`` is a .json file whose top level is a COCO detection file's: an object with
-    "images" and "annotations" or "categories" (wherever they come in the file)."""
+def coco_document(path: Path) -> dict | None:
+    """The parsed top level of ``path`` when it is a COCO detection file (a .json object with
+    "images" and "annotations" or "categories", wherever they come in the file), else None. The
+    caller hands it to ``split_detection`` so that a large file is parsed once."""
     if path.suffix.lower() != ".json" or not path.is_file():
-        return False
+        return None
     try:
         top = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return False  # the annotation-file reader says what is wrong with it
+        return None  # the annotation-file reader says what is wrong with it
     found = isinstance(top, dict) and "images" in top and ("annotations" in top or "categories" in top)
-    _PARSED.clear()
-    if found:
-        _PARSED[_stamp(path)] = top
-    return found
+    return top if found else None
+
+
+def is_coco(path: Path) -> bool:
+    """Whether ``path`` is a COCO detection file (``coco_document``)."""
+    return coco_document(path) is not None
 
 
 def _size(file: Path, where: str) -> tuple[int, int]:
@@ -117,11 +110,11 @@ def read_yolo(folder: Path) -> tuple[list[Path], list[np.ndarray], list[tuple[in
     return images, boxes, [(1, 1)] * len(images), max(classes, 1)
 
 
-def read_coco(path: Path) -> tuple[list[Path], list[np.ndarray], list[tuple[int, int]], int]:
+def read_coco(path: Path, doc: dict | None = None) -> tuple[list[Path], list[np.ndarray], list[tuple[int, int]], int]:
     """(image files, boxes per image as rows (class, x1, y1, x2, y2) in the image's pixels,
-    (width, height) per image, classes) of a COCO JSON file. Raises DataError."""
+    (width, height) per image, classes) of a COCO JSON file (``doc``: its content, already parsed).
+    Raises DataError."""
     try:
-        doc = _PARSED.pop(_stamp(path), None)
         if doc is None:
             doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -186,15 +179,16 @@ def to_input_pixels(boxes: list[np.ndarray], sizes, input_hw: tuple[int, int]) -
 
 
 def split_detection(path: Path, *, input_shape: tuple[int, ...], calibration: float, evaluation: float, seed: int,
-                    caps: tuple[int, int] | None, workers: int, task=None) -> Splits:
-    """The splits of a YOLO folder or a COCO JSON file (see the module doc). Raises DataError."""
+                    caps: tuple[int, int] | None, workers: int, task=None, coco: dict | None = None) -> Splits:
+    """The splits of a YOLO folder or a COCO JSON file (see the module doc; ``coco``: that file's
+    content, already parsed by ``coco_document``). Raises DataError."""
     from ..tasks import Task
     from .calibration import _preprocess
 
     where = str(path)
     if len(input_shape) != 4 or input_shape[1] not in (1, 3):
         raise DataError(f"{where}: detection images give 1,1,H,W or 1,3,H,W inputs and the model takes {input_shape}")
-    files, boxes, sizes, classes = read_coco(path) if path.is_file() else read_yolo(path)
+    files, boxes, sizes, classes = read_coco(path, coco) if path.is_file() else read_yolo(path)
     if len(files) < 20:
         raise DataError(f"{where}: {len(files)} images; give at least 20 (more for a trustworthy evaluation)")
     _, c, h, w = input_shape

@@ -456,12 +456,13 @@ def _load_data(spec: str, *, input_shape: tuple[int, ...], caps: tuple[int, int]
         return load_datasets(spec, input_shape=input_shape, task=None, caps=caps, workers=workers)
     if spec.endswith(".toml"):
         return load_manifest_data(spec, input_shape=input_shape, caps=caps, workers=workers)
-    from .detection_data import is_coco, is_yolo_folder, split_detection
+    from .detection_data import coco_document, is_yolo_folder, split_detection
 
-    if is_yolo_folder(Path(spec)) or is_coco(Path(spec)):
+    coco = coco_document(Path(spec))
+    if is_yolo_folder(Path(spec)) or coco is not None:
         return split_detection(Path(spec), input_shape=input_shape, calibration=SPLIT_DEFAULTS["calibration"],
                                evaluation=SPLIT_DEFAULTS["evaluation"], seed=SPLIT_DEFAULTS["seed"], caps=caps,
-                               workers=workers)
+                               workers=workers, coco=coco)
     if Path(spec).is_dir():
         return load_folder_data(spec, input_shape=input_shape, caps=caps, workers=workers)
     if spec.lower().endswith((".csv", ".json")):

@@ -18,7 +18,7 @@ import numpy as np
 
 from .calibrate import CalibSpec, calibrated_float, mlir_quantize, quantize_calibrated
 from .converter import QuantSpec, quantize_int8
-from .layer_errors import LayerError, layer_errors, output_agreement
+from .layer_errors import LayerError, layer_errors, output_agreement, round_db
 from .ranges import METHODS
 from .tflite_graph import FloatGraph
 
@@ -170,12 +170,12 @@ def task_terms(best: Candidate, layers: list[LayerError], q, rank, task, say, n:
     base = rank(best.model)[0]
     rows = []
     for e in layers:
-        group = kept | _float_group(graph, e)
-        if group == kept:
+        trial = _float_trial(graph, best.float_model, kept, e, q)
+        if trial is None:
             continue
-        model = mlir_quantize(best.float_model, sorted(group), per_channel=q.weights == "per-channel", io_dtype=q.io_dtype)
+        group, model = trial
         score = rank(model)[0]
-        rows.append({"layer": e.layer, "op": e.op, "added_db": e.to_dict()["added_db"], "ops_kept_float": len(group - kept),
+        rows.append({"layer": e.layer, "op": e.op, "added_db": round_db(e.added_db), "ops_kept_float": len(group - kept),
                      "metric_if_float": round(task.value(score), 4), "gain": round(task.value(score) - task.value(base), 4)})
         if len(rows) == n:
             break
@@ -214,6 +214,16 @@ def _float_group(graph: FloatGraph, e: LayerError) -> set[str]:
     return {graph.tensor_name(int(graph.sg.operators[k].outputs[0])) for k in ops}
 
 
+def _float_trial(graph: FloatGraph, float_model: bytes, kept: set[str], e: LayerError, q,
+                 limit: int | None = None) -> tuple[set[str], bytes] | None:
+    """``kept`` plus ``e``'s group (``_float_group``) run float, quantized: (group, model); None when
+    the group adds nothing to ``kept`` or holds more than ``limit`` ops."""
+    group = kept | _float_group(graph, e)
+    if group == kept or (limit is not None and len(group) > limit):
+        return None
+    return group, mlir_quantize(float_model, sorted(group), per_channel=q.weights == "per-channel", io_dtype=q.io_dtype)
+
+
 def _float_fallback(base: Candidate, calib, q, layer_names, why, record, measure, ok, candidates: int = 3,
                     rank=None) -> Candidate:
     """Greedily keep layers float, up to ``max_float_layers`` ops: at each step try the groups of the
@@ -229,10 +239,10 @@ def _float_fallback(base: Candidate, calib, q, layer_names, why, record, measure
         worst = [e for e in layer_errors(base.float_model, model, calib, layer_names) if e.tensor not in kept]
         trials = []
         for e in worst:
-            group = kept | _float_group(graph, e)
-            if len(group) > q.max_float_layers or group == kept:
+            trial = _float_trial(graph, base.float_model, kept, e, q, limit=q.max_float_layers)
+            if trial is None:
                 continue
-            m = mlir_quantize(base.float_model, sorted(group), per_channel=q.weights == "per-channel", io_dtype=q.io_dtype)
+            group, m = trial
             score = rank(m) if rank is not None else output_agreement(base.float_model, m, calib)
             trials.append((score, e, group, m))
             if len(trials) == candidates:
