@@ -1,0 +1,174 @@
+"""The C program generator (mcu/cprog_*): each kernel alone against TensorFlow Lite Micro's
+interpreter on models made here with random shapes and quantization (int8 edge cases: saturation,
+negative zero points, per-channel scales, odd widths), compiled for this machine and compared byte
+for byte; the arena it plans; an operator it lacks named. Cortex-M runs under QEMU: test_cprog_qemu.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf-tiny"
+
+
+def _int8(fn, shape, *, seed=0, spread=3.0, float_io=False) -> bytes:
+    """A full-int8 .tflite of ``fn`` (a tf.function of one NHWC input) calibrated on random data."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    spec = tf.TensorSpec((1, *shape), tf.float32)
+    f = tf.function(fn, input_signature=[spec])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.normal(0.3, spread, size=(1, *shape)).astype(np.float32)]
+                                           for _ in range(32))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if not float_io:
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _check(model: bytes, n: int = 12, seed: int = 1):
+    from edgepack.mcu.cprog_emit import generate
+    from edgepack.mcu.cprog_run import run_host, tflm_raw
+
+    program = generate(model)
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        sample = []
+        for d in program.inputs:
+            if d["dtype"] == "int8":
+                sample.append(rng.integers(-128, 128, size=d["shape"], dtype=np.int8))
+            else:
+                sample.append(rng.normal(0.3, 4.0, size=d["shape"]).astype(np.float32))
+        samples.append(sample)
+    samples[0] = [np.full(d["shape"], 127 if d["dtype"] == "int8" else 1e4, dtype=np.dtype(d["dtype"]))
+                  for d in program.inputs]  # saturation
+    got, ref = run_host(program, samples), tflm_raw(model, samples)
+    for k, (g, r) in enumerate(zip(got, ref)):
+        for a, b in zip(g, r):
+            assert a.dtype == b.dtype and np.array_equal(a.reshape(b.shape), b), (
+                f"sample {k}: {int((a.reshape(b.shape) != b).sum())} of {b.size} values differ, up to "
+                f"{int(np.abs(a.reshape(b.shape).astype(np.int64) - b.astype(np.int64)).max())}; ops {program.ops}")
+    return program
+
+
+def _w(rng, *shape, per_channel_spread=True):
+    w = rng.normal(size=shape).astype(np.float32)
+    if per_channel_spread:  # channels of very different ranges: per-channel scales matter
+        w *= np.geomspace(0.01, 3.0, shape[-1]).astype(np.float32)
+    return w
+
+
+def _conv_cases():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    w1, w2, w3 = _w(rng, 3, 3, 3, 8), _w(rng, 5, 5, 5, 7), _w(rng, 1, 1, 4, 6)
+    b1 = rng.normal(size=8).astype(np.float32)
+    dw1, dw2 = _w(rng, 3, 3, 5, 1), _w(rng, 3, 3, 3, 2)
+    return {
+        "conv-same-relu": (lambda x: tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME") + b1), (9, 11, 3)),
+        "conv-stride2-valid-odd": (lambda x: tf.nn.conv2d(x, w2, 2, "VALID"), (13, 9, 5)),
+        "conv-dilated": (lambda x: tf.nn.conv2d(x, w1, 1, "SAME", dilations=2), (10, 10, 3)),
+        "conv-1x1-relu6": (lambda x: tf.nn.relu6(tf.nn.conv2d(x, w3, 1, "VALID")), (6, 5, 4)),
+        "depthwise-same": (lambda x: tf.nn.depthwise_conv2d(x, dw1, [1, 1, 1, 1], "SAME"), (8, 7, 5)),
+        "depthwise-stride2-mult2": (lambda x: tf.nn.relu(tf.nn.depthwise_conv2d(x, dw2, [1, 2, 2, 1], "SAME")),
+                                    (9, 9, 3)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_conv_cases()))
+def test_convolutions_are_bit_exact_with_tflm(case):
+    fn, shape = _conv_cases()[case]
+    _check(_int8(fn, shape))
+
+
+def _other_cases():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    fc = _w(rng, 60, 9)
+    fcb = rng.normal(size=9).astype(np.float32)
+    k = _w(rng, 1, 1, 4, 4, per_channel_spread=False)
+    return {
+        "fully-connected": (lambda x: tf.matmul(tf.reshape(x, (1, -1)), fc) + fcb, (3, 4, 5)),
+        "average-pool": (lambda x: tf.nn.avg_pool2d(x, 3, 2, "SAME"), (7, 9, 4)),
+        "max-pool": (lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"), (8, 6, 3)),
+        "add-broadcast-relu": (lambda x: tf.nn.relu(x + tf.reduce_mean(x, axis=[1, 2], keepdims=True) * 0.5), (5, 4, 6)),
+        "add-two-branches": (lambda x: tf.nn.conv2d(x, k, 1, "VALID") + x * 3.0, (4, 4, 4)),
+        "mul": (lambda x: x * tf.nn.conv2d(x, k, 1, "VALID"), (5, 3, 4)),
+        "mean": (lambda x: tf.reduce_mean(x, axis=[1, 2]), (6, 5, 7)),
+        "softmax": (lambda x: tf.nn.softmax(tf.reshape(x, (1, -1)) * 2.0), (1, 1, 12)),
+        "logistic": (lambda x: tf.sigmoid(x), (4, 4, 3)),
+        "hard-swish": (lambda x: x * tf.nn.relu6(x + 3.0) / 6.0, (4, 5, 3)),
+        "concatenation": (lambda x: tf.concat([x, tf.nn.relu(x)], axis=3), (3, 4, 2)),
+        "pad": (lambda x: tf.pad(x, [[0, 0], [1, 2], [0, 1], [0, 0]]), (3, 4, 2)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_other_cases()))
+def test_each_other_kernel_is_bit_exact_with_tflm(case):
+    fn, shape = _other_cases()[case]
+    program = _check(_int8(fn, shape))
+    assert program.arena_bytes > 0
+
+
+def test_float_io_quantizes_and_dequantizes_as_tflm():
+    import tensorflow as tf
+
+    program = _check(_int8(lambda x: tf.nn.relu(x) * 2.0, (4, 4, 3), float_io=True))
+    assert program.ops[0] == "QUANTIZE" and program.ops[-1] == "DEQUANTIZE"
+
+
+def test_an_operator_without_a_kernel_is_named():
+    import tensorflow as tf
+
+    from edgepack.mcu.cprog_emit import generate
+    from edgepack.mcu.cprog_ir import UnsupportedOps
+
+    model = _int8(lambda x: tf.nn.tanh(x), (4, 4, 3))
+    with pytest.raises(UnsupportedOps, match="no C kernel for TANH"):
+        generate(model)
+
+
+def test_the_arena_reuses_dead_buffers_and_runs_elementwise_ops_in_place():
+    import tensorflow as tf
+
+    from edgepack.mcu.cprog_emit import generate
+
+    rng = np.random.default_rng(2)
+    ws = [_w(rng, 1, 1, 8, 8) for _ in range(4)]
+
+    def chain(x):
+        for w in ws:
+            x = tf.nn.relu(tf.nn.conv2d(x, w, 1, "VALID"))
+        return tf.sigmoid(x)
+
+    program = _check(_int8(chain, (16, 16, 8)))
+    one = 16 * 16 * 8
+    # input + four convolutions + the sigmoid: two buffers alive at a time, the sigmoid in place
+    assert program.arena_bytes == 2 * one, program.arena_bytes
+    assert len(program.plan.in_place) == 1
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/models/mlperf-tiny is not beside this clone (an extra check)")
+@pytest.mark.parametrize("name", ["ad01_int8.tflite", "kws_ref_model.tflite", "pretrainedResnet_quant.tflite",
+                                  "vww_96_int8.tflite"])
+def test_mlperf_tiny_models_are_bit_exact_and_smaller_than_tflms_arena(name):
+    from edgepack.devices.tflm import measure_arena
+
+    model = (SHARED / name).read_bytes()
+    program = _check(model, n=8)
+    assert program.arena_bytes < measure_arena(model)
+
+
+def test_standalone_activations_are_bit_exact_with_tflm():
+    import tensorflow as tf
+
+    for fn in (lambda x: tf.concat([x, tf.nn.relu(x)], axis=3), lambda x: tf.concat([x, tf.nn.relu6(x)], axis=3)):
+        program = _check(_int8(fn, (3, 4, 2)))
+        assert {"RELU", "RELU6"} & set(program.ops), program.ops

@@ -1,0 +1,148 @@
+"""The generated program's one static arena: every activation tensor gets an offset, planned from
+the tensors' lifetimes in the straight-line program.
+
+- A tensor lives from the op that writes it (the model's inputs: from the start) to the last op
+  that reads it (the model's outputs: to the end).
+- RESHAPE and SQUEEZE write nothing: their output is their input's bytes (one buffer, the union
+  of both lifetimes).
+- Elementwise ops (ADD and MUL of same-shaped operands, LOGISTIC, HARD_SWISH, requantizing
+  QUANTIZE, SOFTMAX) and depthwise convolutions with stride 1 and depth multiplier 1 may write over
+  an input that no later op reads: the kernels read each element before they write it (the
+  depthwise one channel at a time, through a scratch of one channel's plane).
+- Placement is greedy, largest first, each at the lowest 16-byte-aligned offset free for its whole
+  lifetime (the arrangement TFLM's greedy planner makes, here without its per-tensor headers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cprog_ir import Graph
+
+ALIGN = 16
+_ALIAS = ("RESHAPE", "SQUEEZE")
+_ELEMENTWISE = ("LOGISTIC", "HARD_SWISH", "SOFTMAX", "QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+@dataclass
+class Buffer:
+    tensors: list[int]
+    size: int
+    first: int  # op index that writes it (-1: the model's input)
+    last: int  # op index of its last reader (len(ops): the model's output)
+    offset: int = 0
+
+
+@dataclass
+class Plan:
+    offsets: dict[int, int]  # tensor index -> byte offset in the arena
+    size: int
+    buffers: list[Buffer]
+    in_place: list[int]  # op indices that write over their input
+    scratch: int  # bytes of the depthwise in-place scratch (a static array beside the arena)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def dw_in_place(graph: Graph, k: int) -> bool:
+    """Whether depthwise op ``k`` can run in place (stride 1, multiplier 1, same spatial size)."""
+    op = graph.ops[k]
+    o = op.options
+    i, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    return (op.kind == "DEPTHWISE_CONV_2D" and o.strideH == 1 and o.strideW == 1 and i.shape == out.shape)
+
+
+def plan(graph: Graph) -> Plan:
+    """Offsets for every non-constant tensor of ``graph``."""
+    n_ops = len(graph.ops)
+    const = {t.index for t in graph.tensors if t.data is not None}
+    owner: dict[int, int] = {}  # tensor -> buffer id
+    bufs: list[Buffer] = []
+
+    def new(t: int, first: int) -> None:
+        owner[t] = len(bufs)
+        bufs.append(Buffer([t], _align(graph.t(t).nbytes), first, first))
+
+    for t in graph.inputs:
+        new(t, -1)
+    readers: dict[int, list[int]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            if t >= 0 and t not in const:
+                readers.setdefault(t, []).append(op.index)
+    in_place = []
+    for op in graph.ops:
+        live_in = [t for t in op.inputs if t >= 0 and t not in const]
+        for t in live_in:
+            b = bufs[owner[t]]
+            b.last = max(b.last, op.index)
+        out = op.outputs[0]
+        if op.kind in _ALIAS and live_in:
+            src = owner[live_in[0]]
+            owner[out] = src
+            bufs[src].tensors.append(out)
+            continue
+        reuse = _reusable(graph, op, live_in, readers, owner, bufs, set(graph.outputs))
+        if reuse is not None:
+            owner[out] = reuse
+            bufs[reuse].tensors.append(out)
+            in_place.append(op.index)
+            continue
+        for o in op.outputs:
+            new(o, op.index)
+    for t in graph.outputs:
+        bufs[owner[t]].last = n_ops
+    offsets_of = _place(bufs)
+    offsets = {t: offsets_of[b] for t, b in owner.items()}
+    size = max((offsets_of[i] + b.size for i, b in enumerate(bufs)), default=0)
+    scratch = max((graph.t(graph.ops[k].outputs[0]).shape[1] * graph.t(graph.ops[k].outputs[0]).shape[2]
+                   for k in in_place if graph.ops[k].kind == "DEPTHWISE_CONV_2D"), default=0)
+    return Plan(offsets, size, bufs, in_place, scratch)
+
+
+def _reusable(graph, op, live_in, readers, owner, bufs, outputs) -> int | None:
+    """The buffer of an input ``op`` may overwrite, or None."""
+    out = graph.t(op.outputs[0])
+    if len(op.outputs) != 1 or out.dtype != np.int8:
+        return None
+    if op.kind in ("ADD", "MUL"):
+        candidates = [t for t in live_in if graph.t(t).shape == out.shape]
+    elif op.kind in _ELEMENTWISE or (op.kind == "DEPTHWISE_CONV_2D" and dw_in_place(graph, op.index)):
+        candidates = live_in[:1]
+    else:
+        return None
+    for t in candidates:
+        b = owner[t]
+        buf = bufs[b]
+        if graph.t(t).dtype != np.int8 or buf.size < _align(out.nbytes):
+            continue
+        if any(x in outputs for x in buf.tensors) or buf.first < 0 and any(x in graph.inputs for x in buf.tensors):
+            continue  # the model's input stays readable after the run, as TFLM leaves it
+        later = [r for x in buf.tensors for r in readers.get(x, []) if r > op.index]
+        if not later and sum(1 for x in op.inputs if x >= 0 and owner.get(x) == b) == 1:
+            return b
+    return None
+
+
+def _place(bufs: list[Buffer]) -> list[int]:
+    """Greedy placement, largest buffer first, each at the lowest aligned offset that overlaps no
+    placed buffer alive at the same time."""
+    order = sorted(range(len(bufs)), key=lambda i: (-bufs[i].size, bufs[i].first))
+    offsets = [0] * len(bufs)
+    placed: list[int] = []
+    for i in order:
+        b = bufs[i]
+        busy = sorted((offsets[j], offsets[j] + bufs[j].size) for j in placed
+                      if not (bufs[j].last < b.first or b.last < bufs[j].first))
+        at = 0
+        for lo, hi in busy:
+            if at + b.size <= lo:
+                break
+            at = max(at, _align(hi))
+        offsets[i] = at
+        placed.append(i)
+    return offsets
