@@ -15,9 +15,10 @@ ARM64  := $(HOME)/.cache/edgepack/arm64-sysroot/.complete
 # Debian packages the device tests need: a real sshd and the adb client (required), PostgreSQL for
 # the shared tuning study's tests (a throwaway cluster, started by the tests), arm-none-eabi-gcc for
 # the microcontroller bundles (the model's flash is read from its object file) with newlib's C library
-# (a detection bundle's decoder uses <math.h>); qemu-user for the emulated arm64 board (optional: its
-# tests are skipped, with the reason, where it cannot be had).
-APT_REQUIRED := openssh-server openssh-client adb postgresql gcc-arm-none-eabi libnewlib-arm-none-eabi
+# (a detection bundle's decoder uses <math.h>); qemu-system-arm for the emulated Cortex-M boards the
+# generated C programs run on; qemu-user for the emulated arm64 board (optional: its tests are
+# skipped, with the reason, where it cannot be had).
+APT_REQUIRED := openssh-server openssh-client adb postgresql gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 APT_OPTIONAL := qemu-user-static
 
 .PHONY: setup demo test bench clean constraints system arm64-sysroot artifacts

@@ -1,0 +1,80 @@
+"""Generated programs on emulated Cortex-M boards (QEMU's mps2-an386 M4, mps2-an500 M7, mps3-an547
+M55): compiled with arm-none-eabi-gcc, run bare metal with the samples compiled in, every output
+compared byte for byte with TFLM's interpreter, and the instructions executed per inference counted
+under -icount."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_cprog import SHARED, _int8, _w
+
+from edgepack.mcu import cprog_qemu
+
+pytestmark = pytest.mark.skipif(cprog_qemu.available() is not None,
+                                reason=f"no Cortex-M emulation here: {cprog_qemu.available()}")
+
+
+def _model():
+    """A small keyword-spotting-like network: conv, depthwise, pointwise with a residual add,
+    average pool, fully connected, softmax."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    w0, dw, pw = _w(rng, 3, 3, 1, 8), _w(rng, 3, 3, 8, 1), _w(rng, 1, 1, 8, 8)
+    fc = _w(rng, 8, 5)
+
+    def net(x):
+        a = tf.nn.relu(tf.nn.conv2d(x, w0, 2, "SAME"))
+        b = tf.nn.relu(tf.nn.depthwise_conv2d(a, dw, [1, 1, 1, 1], "SAME"))
+        c = tf.nn.relu(tf.nn.conv2d(b, pw, 1, "VALID") + a)
+        p = tf.nn.avg_pool2d(c, [c.shape[1], c.shape[2]], 1, "VALID")
+        return tf.nn.softmax(tf.matmul(tf.reshape(p, (1, 8)), fc))
+
+    return _int8(net, (20, 10, 1))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _model()
+
+
+def _samples(program, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[rng.integers(-128, 128, size=d["shape"], dtype=np.int8) for d in program.inputs] for _ in range(n)]
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m55"])
+def test_the_program_is_bit_exact_with_tflm_on_each_emulated_core(model, cpu):
+    from edgepack.mcu.cprog_emit import generate
+    from edgepack.mcu.cprog_run import tflm_raw
+
+    program = generate(model)
+    samples = _samples(program, 6)
+    run = cprog_qemu.run(program, cpu, samples)
+    ref = tflm_raw(model, samples)
+    for k, (got, want) in enumerate(zip(run.outputs, ref)):
+        assert np.array_equal(got[0].reshape(want[0].shape), want[0]), f"sample {k} on {run.machine}"
+    # instructions per inference: deterministic under -icount to the SysTick's resolution (40 at 25 MHz)
+    assert min(run.instructions) > 10_000 and max(run.instructions) - min(run.instructions) < 0.01 * min(run.instructions)
+    size = cprog_qemu.image_size(program, cpu)
+    assert size["flash_bytes"] > program.weight_bytes and size["ram_bytes"] >= program.arena_bytes
+
+
+def test_a_missing_board_is_named(model):
+    from edgepack.mcu.cprog_emit import generate
+
+    with pytest.raises(ValueError, match="no emulated board for cortex-m0plus; known: cortex-m4, cortex-m7, cortex-m55"):
+        cprog_qemu.build(generate(model), "cortex-m0plus", SHARED)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/models/mlperf-tiny is not beside this clone (an extra check)")
+def test_mlperf_keyword_spotting_is_bit_exact_on_the_m4(tmp_path):
+    from edgepack.mcu.cprog_emit import generate
+    from edgepack.mcu.cprog_run import tflm_raw
+
+    model = (SHARED / "kws_ref_model.tflite").read_bytes()
+    program = generate(model)
+    samples = _samples(program, 3)
+    run = cprog_qemu.run(program, "cortex-m4", samples)
+    assert all(np.array_equal(g[0].reshape(r[0].shape), r[0]) for g, r in zip(run.outputs, tflm_raw(model, samples)))
