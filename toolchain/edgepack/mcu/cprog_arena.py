@@ -42,6 +42,31 @@ class Plan:
     buffers: list[Buffer]
     in_place: list[int]  # op indices that write over their input
     scratch: int  # bytes of the depthwise in-place scratch (a static array beside the arena)
+    fused: dict[int, int]  # convolution op -> the ADD op it computes (its own output is never stored)
+
+
+def fusions(graph: Graph) -> dict[int, int]:
+    """Convolutions whose output only an ADD reads, fused with that ADD: {conv op: add op}. Of an
+    ADD's two inputs the later-written one is fused, when it is a CONV_2D and the other input is
+    already there (a residual block's last convolution, or its shortcut's)."""
+    writer = {**{t: -1 for t in graph.inputs}, **{o: op.index for op in graph.ops for o in op.outputs}}
+    readers: dict[int, list[int]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(op.index)
+    out = {}
+    for op in graph.ops:
+        if op.kind != "ADD" or len(op.inputs) != 2:
+            continue
+        shape = graph.t(op.outputs[0]).shape
+        a, b = op.inputs
+        if any(graph.t(t).data is not None or graph.t(t).shape != shape or t not in writer for t in (a, b)):
+            continue
+        conv_t, other = (a, b) if writer[a] > writer[b] else (b, a)
+        j = writer[conv_t]
+        if graph.ops[j].kind == "CONV_2D" and readers.get(conv_t) == [op.index] and graph.t(conv_t).dtype == np.int8:
+            out[j] = op.index
+    return out
 
 
 def _align(n: int) -> int:
@@ -75,12 +100,30 @@ def plan(graph: Graph) -> Plan:
             if t >= 0 and t not in const:
                 readers.setdefault(t, []).append(op.index)
     in_place = []
+    fused = fusions(graph)
+    skipped = set(fused.values())
     for op in graph.ops:
+        if op.index in skipped:
+            continue  # computed by its convolution
         live_in = [t for t in op.inputs if t >= 0 and t not in const]
+        if op.index in fused:
+            add = graph.ops[fused[op.index]]
+            other = next(t for t in add.inputs if t != op.outputs[0])
+            live_in.append(other)
         for t in live_in:
             b = bufs[owner[t]]
             b.last = max(b.last, op.index)
         out = op.outputs[0]
+        if op.index in fused:
+            add = graph.ops[fused[op.index]]
+            reuse = _reusable_for_add(graph, op.index, add, other, readers, owner, bufs, set(graph.outputs))
+            if reuse is not None:
+                owner[add.outputs[0]] = reuse
+                bufs[reuse].tensors.append(add.outputs[0])
+                in_place.append(op.index)
+            else:
+                new(add.outputs[0], op.index)
+            continue
         if op.kind in _ALIAS and live_in:
             src = owner[live_in[0]]
             owner[out] = src
@@ -101,7 +144,18 @@ def plan(graph: Graph) -> Plan:
     size = max((offsets_of[i] + b.size for i, b in enumerate(bufs)), default=0)
     scratch = max((graph.t(graph.ops[k].outputs[0]).shape[1] * graph.t(graph.ops[k].outputs[0]).shape[2]
                    for k in in_place if graph.ops[k].kind == "DEPTHWISE_CONV_2D"), default=0)
-    return Plan(offsets, size, bufs, in_place, scratch)
+    return Plan(offsets, size, bufs, in_place, scratch, fused)
+
+
+def _reusable_for_add(graph, j, add, other, readers, owner, bufs, outputs) -> int | None:
+    """The buffer of the ADD's other input when the fused convolution ``j`` may write over it: no op
+    but the ADD reads it at or after ``j``, and it is neither the model's input nor an output."""
+    b = owner[other]
+    buf = bufs[b]
+    if any(x in outputs or x in graph.inputs for x in buf.tensors) or graph.t(other).dtype != np.int8:
+        return None
+    later = [r for x in buf.tensors for r in readers.get(x, []) if r >= j and r != add.index]
+    return None if later else b
 
 
 def _reusable(graph, op, live_in, readers, owner, bufs, outputs) -> int | None:

@@ -114,7 +114,17 @@ def _conv(w: _Writer, op: Op) -> None:
     lo, hi = P.activation_range(P.act_of(op), out)
     aff = f"(ep_affine){{{-i.zp}, {out.zp}, {lo}, {hi}}}"
     m, s = w.table("int32_t", mult), w.table("int8_t", shift)
-    if op.kind == "CONV_2D":
+    if op.kind == "CONV_2D" and op.index in w.p.fused:
+        _, kh, kw, fin = f.shape
+        add = g.ops[w.p.fused[op.index]]
+        other = next(t for t in add.inputs if t != op.outputs[0])
+        first = int(add.inputs[0] == op.outputs[0])
+        a, b = (op.outputs[0], other) if first else (other, op.outputs[0])
+        pn = _add_params(w, a, b, add)
+        w.emit(f"ep_conv_add({w.ptr(op.inputs[0], True)}, {_dims(i.shape)}, {w.ptr(op.inputs[1])}, {fin}, {bias}, "
+               f"{w.ptr(add.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw)}, {aff}, {m}, {s}, "
+               f"{w.ptr(other, True)}, &{pn}, {first});")
+    elif op.kind == "CONV_2D":
         _, kh, kw, fin = f.shape
         w.emit(f"ep_conv({w.ptr(op.inputs[0], True)}, {_dims(i.shape)}, {w.ptr(op.inputs[1])}, {fin}, {bias}, "
                f"{w.ptr(op.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw)}, {aff}, {m}, {s});")
@@ -159,17 +169,23 @@ def _elementwise(w: _Writer, op: Op) -> None:
                     f"{{{', '.join(map(str, bc['s1']))}}}, {{{', '.join(map(str, bc['s2']))}}}}};\n")
     args = f"{w.ptr(op.inputs[0], True)}, {w.ptr(op.inputs[1], True)}, {w.ptr(op.outputs[0])}, &{name}"
     if op.kind == "ADD":
-        q = P.add_params(a, b, out, P.act_of(op))
-        w._n += 1
-        pn = f"k{w._n}"
-        w.consts.append(f"static const ep_add_params {pn} = {{{q['in1_offset']}, {q['in2_offset']}, {q['out_offset']}, "
-                        f"{q['left_shift']}, {q['m1']}, {q['m2']}, {q['m_out']}, {q['s1']}, {q['s2']}, {q['s_out']}, "
-                        f"{q['act_min']}, {q['act_max']}}};\n")
-        w.emit(f"ep_add({args}, &{pn});")
+        w.emit(f"ep_add({args}, &{_add_params(w, op.inputs[0], op.inputs[1], op)});")
     else:
         q = P.mul_params(a, b, out, P.act_of(op))
         w.emit(f"ep_mul({args}, {q['in1_offset']}, {q['in2_offset']}, {q['out_offset']}, {q['mult']}, {q['shift']}, "
                f"{q['act_min']}, {q['act_max']});")
+
+
+def _add_params(w: _Writer, a: int, b: int, add: Op) -> str:
+    """A const ep_add_params for ADD ``add`` of tensors ``a`` (first) and ``b``; returns its name."""
+    g = w.g
+    q = P.add_params(g.t(a), g.t(b), g.t(add.outputs[0]), P.act_of(add))
+    w._n += 1
+    name = f"k{w._n}"
+    w.consts.append(f"static const ep_add_params {name} = {{{q['in1_offset']}, {q['in2_offset']}, {q['out_offset']}, "
+                    f"{q['left_shift']}, {q['m1']}, {q['m2']}, {q['m_out']}, {q['s1']}, {q['s2']}, {q['s_out']}, "
+                    f"{q['act_min']}, {q['act_max']}}};\n")
+    return name
 
 
 def _mean(w: _Writer, op: Op) -> None:
@@ -262,6 +278,9 @@ def generate(model: bytes, prefix: str = "ep_model") -> Program:
             if p.offsets.get(op.outputs[0]) != p.offsets.get(op.inputs[0]):
                 raise ValueError(f"{op.kind} of a constant tensor")
             w.emit(f"/* {op.kind.lower()}: op {op.index} leaves the bytes where they are */")
+            continue
+        if op.index in p.fused.values():
+            w.emit(f"/* op {op.index}: add, computed by the convolution before it */")
             continue
         w.emit(f"/* op {op.index}: {op.kind.lower()} -> {g.t(op.outputs[0]).name[:60].replace('*/', '')} */")
         _EMIT[op.kind](w, op)

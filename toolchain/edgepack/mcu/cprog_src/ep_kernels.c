@@ -9,8 +9,18 @@
 
 static inline int8_t clamp8(int32_t v, int32_t lo, int32_t hi) { return (int8_t)EP_MIN(EP_MAX(v, lo), hi); }
 
-void ep_conv(const int8_t *in, ep_dims id, const int8_t *filter, int32_t filter_in, const int32_t *bias, int8_t *out,
-             ep_dims od, ep_window win, ep_affine q, const int32_t *mult, const int8_t *shift) {
+static inline int8_t add_one(int32_t x1, int32_t x2, const ep_add_params *p) {
+    x1 = (x1 + p->in1_offset) * (1 << p->left_shift);
+    x2 = (x2 + p->in2_offset) * (1 << p->left_shift);
+    const int32_t sum = ep_mbqm(x1, p->m1, p->s1) + ep_mbqm(x2, p->m2, p->s2);
+    return clamp8(ep_mbqm(sum, p->m_out, p->s_out) + p->out_offset, p->act_min, p->act_max);
+}
+
+/* the convolution; with `other`, each int8 result is then added to other's element at the same
+ * place (ADD's arithmetic; `conv_first`: the convolution is ADD's first input) */
+static void conv(const int8_t *in, ep_dims id, const int8_t *filter, int32_t filter_in, const int32_t *bias, int8_t *out,
+                 ep_dims od, ep_window win, ep_affine q, const int32_t *mult, const int8_t *shift, const int8_t *other,
+                 const ep_add_params *ap, int conv_first) {
     const int32_t per_group_out = od.c / (id.c / filter_in);
     for (int32_t b = 0; b < od.n; ++b) {
         for (int32_t oy = 0; oy < od.h; ++oy) {
@@ -33,11 +43,24 @@ void ep_conv(const int8_t *in, ep_dims id, const int8_t *filter, int32_t filter_
                     }
                     if (bias) acc += bias[oc];
                     acc = ep_mbqm(acc, mult[oc], shift[oc]) + q.out_offset;
-                    out[((b * od.h + oy) * od.w + ox) * od.c + oc] = clamp8(acc, q.act_min, q.act_max);
+                    const int32_t at = ((b * od.h + oy) * od.w + ox) * od.c + oc;
+                    const int8_t v = clamp8(acc, q.act_min, q.act_max);
+                    out[at] = other == 0 ? v : conv_first ? add_one(v, other[at], ap) : add_one(other[at], v, ap);
                 }
             }
         }
     }
+}
+
+void ep_conv(const int8_t *in, ep_dims id, const int8_t *filter, int32_t filter_in, const int32_t *bias, int8_t *out,
+             ep_dims od, ep_window win, ep_affine q, const int32_t *mult, const int8_t *shift) {
+    conv(in, id, filter, filter_in, bias, out, od, win, q, mult, shift, 0, 0, 0);
+}
+
+void ep_conv_add(const int8_t *in, ep_dims id, const int8_t *filter, int32_t filter_in, const int32_t *bias,
+                 int8_t *out, ep_dims od, ep_window win, ep_affine q, const int32_t *mult, const int8_t *shift,
+                 const int8_t *other, const ep_add_params *ap, int conv_first) {
+    conv(in, id, filter, filter_in, bias, out, od, win, q, mult, shift, other, ap, conv_first);
 }
 
 void ep_dwconv(const int8_t *in, ep_dims id, const int8_t *filter, const int32_t *bias, int8_t *out, ep_dims od,
@@ -170,12 +193,7 @@ void ep_maxpool(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, ep_window
     } while (0)
 
 void ep_add(const int8_t *a, const int8_t *b, int8_t *out, const ep_bcast *bc, const ep_add_params *p) {
-    EP_BROADCAST(bc, {
-        const int32_t x1 = ((int32_t)a[i] + p->in1_offset) * (1 << p->left_shift);
-        const int32_t x2 = ((int32_t)b[j] + p->in2_offset) * (1 << p->left_shift);
-        const int32_t sum = ep_mbqm(x1, p->m1, p->s1) + ep_mbqm(x2, p->m2, p->s2);
-        out[k] = clamp8(ep_mbqm(sum, p->m_out, p->s_out) + p->out_offset, p->act_min, p->act_max);
-    });
+    EP_BROADCAST(bc, { out[k] = add_one(a[i], b[j], p); });
 }
 
 void ep_mul(const int8_t *a, const int8_t *b, int8_t *out, const ep_bcast *bc, int32_t in1_offset,

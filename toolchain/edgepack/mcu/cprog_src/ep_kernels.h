@@ -47,6 +47,11 @@ typedef struct {
     int32_t act_min, act_max;
 } ep_add_params;
 
+/* a convolution whose result goes straight into an ADD with `other` (same shape, no broadcast),
+ * written to `out` (which may be `other`): the convolution's int8 output is never stored */
+void ep_conv_add(const int8_t *in, ep_dims id, const int8_t *filter, int32_t filter_in, const int32_t *bias,
+                 int8_t *out, ep_dims od, ep_window win, ep_affine q, const int32_t *mult, const int8_t *shift,
+                 const int8_t *other, const ep_add_params *ap, int conv_first);
 void ep_add(const int8_t *a, const int8_t *b, int8_t *out, const ep_bcast *bc, const ep_add_params *p);
 void ep_mul(const int8_t *a, const int8_t *b, int8_t *out, const ep_bcast *bc, int32_t in1_offset,
             int32_t in2_offset, int32_t out_offset, int32_t mult, int shift, int32_t act_min, int32_t act_max);
