@@ -34,6 +34,23 @@ def test_a_bundle_with_programs_can_be_rebuilt(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "report.md"]
 
 
+def test_every_file_a_build_writes_is_known_as_the_bundles_own(tmp_path):
+    """A detection bundle (its decoders) and a microcontroller bundle (its C sources) are replaced
+    by the next build into the same folder, not refused as someone else's files."""
+    from edgepack.convert.executorch import FILES as PTE
+    from edgepack.convert.mcu_bundle import FILES as MCU
+    from edgepack.mcu.cprog_run import KERNELS
+    from edgepack.ship.bundle import BUNDLE_FILES
+    from edgepack.tasks.detect_judge import decoder_files
+
+    written = {*decoder_files(), *MCU, *PTE.values(), *KERNELS, "model_program.c", "model_program.h"}
+    assert written <= set(BUNDLE_FILES), written - set(BUNDLE_FILES)
+    out = tmp_path / "rpi4"
+    write_bundle(out, {**_files("one"), **decoder_files()})
+    write_bundle(out, _files("two"))
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "report.md"]
+
+
 def test_failure_mid_write_keeps_previous_bundle(tmp_path):
     out = tmp_path / "rpi4"
     write_bundle(out, _files("good"))

@@ -19,7 +19,9 @@ from ..errors import UsageError
 #: Every file a bundle may hold (the ExecuTorch programs' names come from convert/executorch.py's FILES).
 BUNDLE_FILES = ("model.tflite", "manifest.json", "measurements.json", "report.md", "model_data.h", "model_data.cc",
                 "model_ops.h", "edgepack_wire.h", "edgepack_wire.c", "edgepack_harness.cc", "edgepack_model.cmake",
-                "model.pte", "model_cortex_m.pte", "model_ethos_u.pte")
+                "model.pte", "model_cortex_m.pte", "model_ethos_u.pte",
+                "decode.py", "edgepack_decode.c", "edgepack_decode.h",  # a detector's decoders
+                "model_program.c", "model_program.h", "ep_kernels.c", "ep_kernels.h", "ep_fixed.h")  # c-program
 
 
 def sha256(data: bytes) -> str:
