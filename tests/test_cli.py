@@ -227,3 +227,9 @@ def test_zoo_model_by_name_for_a_microcontroller(tmp_path):
     assert m["accuracy"]["float_original"] >= 90.0
     assert m["accuracy"]["int8"] >= m["accuracy"]["float_original"] - 2.0
     assert m["micro"]["arena_bytes"] > 0 and (tmp_path / "cortex-m4" / "model_data.cc").is_file()
+    # the zoo's DS-CNN as a C program: bit-exact with TFLM on the held-out samples, here and on the emulated M4
+    p = m["micro"]["program"]
+    assert p["written"] and p["bit_exact"]["equal"] == p["bit_exact"]["samples"] > 0, p
+    assert p["arena_bytes"] < p["tflm_arena_bytes"] and (tmp_path / "cortex-m4" / "model_program.c").is_file()
+    if p["image"]:  # arm-none-eabi-gcc and qemu-system-arm are installed by the set-up
+        assert p["emulated"]["equal"] == p["emulated"]["samples"] and p["emulated"]["instructions_per_inference"] > 0

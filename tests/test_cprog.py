@@ -189,3 +189,15 @@ def test_a_residual_blocks_last_convolution_computes_the_add():
     program = _check(_int8(block, (12, 12, 8)))
     assert len(program.plan.fused) == 1 and program.ops.count("ADD") == 1
     assert program.arena_bytes == 2 * 12 * 12 * 8, program.arena_bytes
+
+
+def test_a_model_the_generator_cannot_write_keeps_the_tflm_bundle_with_the_reason():
+    import tensorflow as tf
+
+    from edgepack.stages import program
+
+    warned = []
+    rep = type("Rep", (), {"warn": lambda self, m: warned.append(m), "info": lambda self, m: None})()
+    record = program.run(None, None, _int8(lambda x: tf.nn.tanh(x), (4, 4, 3)), 1000, rep)
+    assert record == {"written": False, "why": "no C kernel for TANH; the TFLM bundle (c-source) runs this model"}
+    assert warned == ["c-program not written: no C kernel for TANH; the TFLM bundle (c-source) runs this model"]

@@ -78,3 +78,24 @@ def test_mlperf_keyword_spotting_is_bit_exact_on_the_m4(tmp_path):
     samples = _samples(program, 3)
     run = cprog_qemu.run(program, "cortex-m4", samples)
     assert all(np.array_equal(g[0].reshape(r[0].shape), r[0]) for g, r in zip(run.outputs, tflm_raw(model, samples)))
+
+
+def test_bench_on_an_emulated_core_reports_instructions_labelled_emulated(model, tmp_path):
+    import json
+
+    from helpers import run_cli
+
+    path = tmp_path / "model.tflite"
+    path.write_bytes(model)
+    proc = run_cli("bench", "--target", "cortex-m7", "--device", "qemu-m7", "--runs", "3", "--json", str(path))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    em = r["emulated"]
+    assert em["board"] == "mps2-an500" and em["bit_exact_with_tflm"] == "3/3" and len(em["instructions"]) == 3
+    assert em["instructions_per_inference"] > 10_000 and "not cycles, not time" in em["label"]
+    assert r["latency"]["basis"] == "estimated" and r["record_id"] is None and r["estimated_cycles"] > 0
+    text = run_cli("bench", "--target", "cortex-m7", "--device", "qemu-m7", "--runs", "2", str(path)).stdout
+    assert "instructions per inference EMULATED" in text and "not recorded" in text
+    bad = run_cli("bench", "--target", "rpi4", "--device", "qemu-m4", str(path))
+    assert bad.returncode == 2 and bad.stderr.strip() == ("edgepack: error: --device qemu-m4 is an emulated "
+                                                          "microcontroller; rpi4 is not a tflm target")

@@ -82,7 +82,7 @@ MALFORMED = {
     "int16-bool": (CHILD + '[quantization]\nallow_int16x8 = "yes"\n',
                    ":3: quantization.allow_int16x8: expected true or false, got str 'yes'"),
     "format-choice": (CHILD + '[runtime]\nformats = ["tflite", "onnx"]\n',
-                      ":3: runtime.formats: 'onnx' is not allowed; choose one of: 'tflite', 'c-source', 'pte'"),
+                      ":3: runtime.formats: 'onnx' is not allowed; choose one of: 'tflite', 'c-source', 'c-program', 'pte'"),
     "formats-empty": (CHILD + "[runtime]\nformats = []\n", ":3: runtime.formats: expected a non-empty list, got []"),
     "alpha-range": (CHILD + "[pruning]\ndistill_alpha = 1.2\n",
                     ":3: pruning.distill_alpha: 1.2 is out of range; expected >= 0.0 and <= 1.0"),
@@ -110,6 +110,8 @@ MALFORMED = {
                         ":3: executorch.ethos_u_accelerator: 'ethos-u42' is not allowed; choose one of: 'ethos-u55-32'"),
     "c-source-on-litert": (CHILD + '[runtime]\nformats = ["tflite", "c-source"]\n',
                            ":3: runtime.formats: 'c-source' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\""),
+    "c-program-on-litert": (CHILD + '[runtime]\nformats = ["tflite", "c-program"]\n',
+                            ":3: runtime.formats: 'c-program' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\""),
     "tflm-threads": ('extends = "cortex-m4"\n[runtime]\nthreads = 2\n',
                      ":3: runtime.threads: 2: TensorFlow Lite Micro runs on one thread; use 1"),
     "adb-with-host": (CHILD + '[connection]\nkind = "adb"\nhost = "pi"\n',
@@ -182,12 +184,12 @@ def test_targets_list_and_show():
     assert proc.returncode == 0
     names = [line.split()[0] for line in proc.stdout.splitlines()]
     assert names == sorted(names) and set(SHIPPED) <= set(names)
-    assert any(line.startswith("cortex-m4 ") and " tflm " in line and "tflite,c-source" in line for line in proc.stdout.splitlines())
+    assert any(line.startswith("cortex-m4 ") and " tflm " in line and "tflite,c-source,c-program" in line for line in proc.stdout.splitlines())
     show = run_cli("targets", "show", "cortex-m7")
     assert show.returncode == 0
     lines = show.stdout.splitlines()
     assert lines[1].endswith("targets/cortex-m7.toml  (extends cortex-m4)")
     assert any(l.startswith("clock_mhz = 216  # from ") and l.endswith("cortex-m7.toml") for l in lines)
     assert any(l.startswith("flash_kb = 1024  # from ") and l.endswith("cortex-m4.toml") for l in lines)
-    assert 'formats = ["tflite", "c-source"]  # from ' in show.stdout
+    assert 'formats = ["tflite", "c-source", "c-program"]  # from ' in show.stdout
     assert run_cli("targets", "show", "nope").stderr.startswith("edgepack: error: unknown target 'nope'; known: ")

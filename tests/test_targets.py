@@ -190,6 +190,39 @@ def test_c_source_compiles_and_holds_the_model(bundles, tmp_path):
     assert int(arena) >= m["micro"]["arena_bytes"] and int(arena) % 16 == 0
 
 
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_the_shipped_c_program_reproduces_tflm_from_the_bundles_files_alone(bundles, target, tmp_path):
+    """The bundle's model_program.c and kernels, compiled here with a harness of the test's own,
+    give TFLM's outputs byte for byte; the manifest says what the build checked and measured."""
+    from edgepack.mcu.cprog_run import tflm_raw
+
+    out, m = bundles[target].out_dir, bundles[target].manifest
+    p = m["micro"]["program"]
+    assert p["written"] and p["bit_exact"]["equal"] == p["bit_exact"]["samples"] == 200
+    assert p["emulated"]["board"] == {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}[target]
+    assert p["emulated"]["equal"] == p["emulated"]["samples"] and "not cycles" in p["emulated"]["label"]
+    assert 0 < p["arena_bytes"] < p["tflm_arena_bytes"] and p["image"]["flash_bytes"] > p["weights_bytes"]
+    assert {f: m["files"][f]["size_bytes"] for f in p["files"]}  # listed (and hashed) in the manifest
+    budgets = {b["budget"] for b in m["budgets"]}
+    assert {"max_peak_memory_kb (c-program)", "hardware.flash_kb (c-program fits flash)"} <= budgets
+    main = tmp_path / "main.c"
+    main.write_text('#include <stdio.h>\n#include "model_program.h"\n'
+                    "int main(void) { while (fread(model_program_input(0), 1, MODEL_PROGRAM_INPUT0_BYTES, stdin) =="
+                    " MODEL_PROGRAM_INPUT0_BYTES) { model_program_invoke();"
+                    " fwrite(model_program_output(0), 1, MODEL_PROGRAM_OUTPUT0_BYTES, stdout); } return 0; }\n")
+    exe = tmp_path / "program"
+    subprocess.run(["cc", "-std=c99", "-O1", "-I", str(out), str(main), str(out / "model_program.c"),
+                    str(out / "ep_kernels.c"), "-lm", "-o", str(exe)], check=True, capture_output=True)
+    model = (out / "model.tflite").read_bytes()
+    rng = np.random.default_rng(7)
+    shape = m["tensors"]["inputs"][0]["shape"]
+    xs = [[rng.integers(-128, 128, size=shape, dtype=np.int8)] for _ in range(10)]
+    got = subprocess.run([str(exe)], input=b"".join(x[0].tobytes() for x in xs), capture_output=True, check=True).stdout
+    want = b"".join(r[0].tobytes() for r in tflm_raw(model, xs))
+    assert got == want
+    assert "C program (no interpreter" in (out / "report.md").read_text()
+
+
 def test_linux_targets_differ_where_profiles_differ(bundles):
     rpi4, rpi5 = bundles["rpi4"].manifest, bundles["rpi5"].manifest
     # rpi5 rounds channels to 8, rpi4 to 4: different pruned widths from the same model and ratio

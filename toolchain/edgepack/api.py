@@ -167,6 +167,15 @@ def bench(
     m = profile.measure
     runs, warmup = runs or m.runs, m.warmup if warmup is None else warmup
     repeats, cooldown_s = repeats or m.repeats, m.cooldown_s if cooldown_s is None else cooldown_s
+    from .measure.mcu_emulated import DEVICES as EMULATED
+
+    if device in EMULATED:
+        if not profile.is_mcu:
+            raise UsageError(f"--device {device} is an emulated microcontroller; {profile.name} is not a tflm target")
+        from .measure.mcu_emulated import bench_emulated
+
+        with rep.stage(f"{Path(artifact).name} for {profile.name} on {device} (emulated)"):
+            return bench_emulated(profile, data, fmt, device, artifact=str(artifact), runs=min(runs, 20), rep=rep)
     if profile.is_mcu and not is_serial(profile, device):
         # no board: TFLM runs the model here for what it can tell; the figures are estimates, never host time
         from .measure.mcu import bench_estimate

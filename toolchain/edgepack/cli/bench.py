@@ -23,11 +23,15 @@ count over its clock, and its outputs are checked against TFLM here. Without a b
 the model on this machine (it loads, every operator runs, the arena) and latency and energy are
 ESTIMATED by the per-kernel cost model (docs/mcu.md), the ten costliest layers listed with their
 MACs and milliseconds: this machine's time never stands for an MCU's; nothing is recorded.
+qemu-m4, qemu-m7 and qemu-m55 run the model as edgepack's C program (docs/mcu.md) on QEMU's emulated
+Cortex-M4 / M7 / M55 board: outputs checked bit-exact against TFLM, and the instructions executed
+per inference reported as EMULATED (never cycles or milliseconds) beside the cost model's estimate.
 
 examples:
   edgepack bench --target rpi4 dist/rpi4/model.tflite
   edgepack bench --target cortex-m4 --device serial:/dev/ttyACM0:115200 dist/cortex-m4/model.tflite
   edgepack bench --target cortex-m4 --device host dist/cortex-m4/model.tflite   # no board: estimated
+  edgepack bench --target cortex-m4 --device qemu-m4 dist/cortex-m4/model.tflite   # emulated instructions
   edgepack bench --target android-arm64 --device adb:R58M123 dist/android-arm64/model.tflite --op-profile
   edgepack bench --target rpi4 --device host --repeats 5 dist/rpi4/model.pte
   edgepack history --target rpi4
@@ -47,7 +51,8 @@ def add(sub) -> None:
                         epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     bn.add_argument("artifact", metavar="MODEL.tflite|MODEL.pte", help="the artifact to benchmark")
     bn.add_argument("--target", required=True, metavar="NAME|PATH", help="the target profile (threads, [measure], [connection], [power])")
-    add_device(bn, default="profile", what="the artifact runs", extra=", serial:PORT[:BAUD], qemu-arm64")
+    add_device(bn, default="profile", what="the artifact runs",
+               extra=", serial:PORT[:BAUD], qemu-arm64, qemu-m4, qemu-m7, qemu-m55")
     bn.add_argument("--runs", type=like_field(Measure, "runs"), metavar="N", help="timed runs per bench (default: [measure] runs)")
     bn.add_argument("--warmup", type=like_field(Measure, "warmup"), metavar="N", help="untimed runs first (default: [measure] warmup)")
     bn.add_argument("--threads", type=like_field(Runtime, "threads"), metavar="N", help="inference threads (default: [runtime] threads)")
@@ -104,7 +109,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _print_mcu_estimate(r: dict) -> int:
     lat, e = r["latency"], r["energy"]
     print(f"{r['artifact']} (sha256 {r['sha256'][:12]}, {r['size_bytes']:,} bytes) for {r['target']}: {r['device']['description']}")
-    print(f"  TFLM     ran on this machine (every operator loads and runs); tensor arena {r['arena_bytes']:,} bytes")
+    em = r.get("emulated")
+    if em:
+        print(f"  program  edgepack's C program on {em['board']} ({em['cpu']}): outputs bit-exact with TFLM on "
+              f"{em['bit_exact_with_tflm']} inputs; arena {em['arena_bytes']:,} bytes; image flash "
+              f"{em['image']['flash_bytes']:,} bytes, static RAM {em['image']['ram_bytes']:,} bytes")
+        est = f"{r['estimated_cycles']:,} cycles" if r["estimated_cycles"] is not None else "nothing (see latency)"
+        print(f"  executed {em['instructions_per_inference']:,} instructions per inference EMULATED ({em['label']}); "
+              f"the cost model ESTIMATES {est} for TFLM + CMSIS-NN")
+    else:
+        print(f"  TFLM     ran on this machine (every operator loads and runs); tensor arena {r['arena_bytes']:,} bytes")
     print(f"  latency  {_fmt(lat['value'])} ms {lat['basis'].upper()} ({lat['how']})")
     print(f"  energy   {_fmt(e['value'], '.4g', ' mJ per inference')} {e['basis'].upper()} ({e['how']})")
     priced = [x for x in r["layers"] if x["estimated_cycles"] is not None]

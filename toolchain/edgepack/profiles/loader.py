@@ -214,8 +214,11 @@ def _check_consistency(p: Profile, where: _Where) -> None:
             raise where.error(("hardware",), "missing 'flash_kb': a tflm (microcontroller) target needs its flash size")
         if p.runtime.threads != 1:
             raise where.error(("runtime", "threads"), f"{p.runtime.threads}: TensorFlow Lite Micro runs on one thread; use 1")
-    elif "c-source" in p.runtime.formats:
-        raise where.error(("runtime", "formats"), "'c-source' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\"")
+    else:
+        for fmt in ("c-source", "c-program"):
+            if fmt in p.runtime.formats:
+                raise where.error(("runtime", "formats"),
+                                  f"'{fmt}' is for tflm (microcontroller) targets; remove it or use runtime name = \"tflm\"")
     backends = p.executorch.backends
     if "pte" in p.runtime.formats and not backends:
         raise where.error(("executorch", "backends"), "'pte' is in runtime.formats but no backend is listed; add e.g. \"xnnpack\"")

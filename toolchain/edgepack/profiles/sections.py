@@ -34,8 +34,10 @@ class Hardware:
 class Runtime:
     name: Literal["litert", "tflm"] = field(metadata=_spec(doc="inference runtime on the device"))
     threads: int = field(metadata=_spec(hi=1024, lo=1, doc="inference threads"))
-    formats: tuple[Literal["tflite", "c-source", "pte"], ...] = field(metadata=_spec(
-        doc="artifact formats to produce: tflite, c-source (microcontrollers), pte (ExecuTorch, see [executorch])"))
+    formats: tuple[Literal["tflite", "c-source", "c-program", "pte"], ...] = field(metadata=_spec(
+        doc="artifact formats to produce: tflite, c-source (microcontrollers: the model for TFLM), c-program "
+            "(microcontrollers: the model as C with no interpreter, bit-exact with TFLM, docs/mcu.md), pte (ExecuTorch, "
+            "see [executorch])"))
     flex: bool = field(default=False, metadata=_spec(doc=(
         "the runtime has TensorFlow's Select ops (the Flex delegate); none of the shipped ones do: without it a model "
         "needing an operator TFLite has no builtin for is a one-line error naming the operators")))

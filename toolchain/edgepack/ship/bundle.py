@@ -28,6 +28,29 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _program_lines(p: dict | None) -> list[str]:
+    """The report's lines on the generated C program (formats "c-program")."""
+    if not p:
+        return []
+    if not p["written"]:
+        return [f"- C program (no interpreter): **not written**: {p['why']}"]
+    be, em, img = p["bit_exact"], p["emulated"], p.get("image")
+    lines = [f"- C program (no interpreter, `model_program.c` / `.h` with `ep_kernels.c`, `ep_kernels.h`, `ep_fixed.h`): "
+             f"{p['operators']} operators as straight-line kernel calls; arena {_fmt_int(p['arena_bytes'])} bytes "
+             f"(planned; {100 * p['arena_bytes'] / max(p['tflm_arena_bytes'], 1):.0f}% of TFLM's measured "
+             f"{_fmt_int(p['tflm_arena_bytes'])}), scratch {_fmt_int(p['scratch_bytes'])} bytes, "
+             f"{p['fused_adds']} convolution(s) computing their residual add, {p['in_place_ops']} op(s) in place.",
+             f"- bit-exact with TFLM: {be['equal']}/{be['samples']} held-out samples ({be['basis']})."]
+    if img:
+        lines.append(f"- on QEMU's {em['board']} ({em['cpu']}): {em['equal']}/{em['samples']} samples bit-exact; "
+                     f"{_fmt_int(em['instructions_per_inference'])} instructions per inference (**emulated**: "
+                     f"{em['label']}); image flash {_fmt_int(img['flash_bytes'])} bytes, static RAM "
+                     f"{_fmt_int(img['ram_bytes'])} bytes ({img['how']}).")
+    else:
+        lines.append(f"- not run on an emulated board: {em['why']}.")
+    return lines
+
+
 def write_bundle(out_dir: Path, files: dict[str, bytes]) -> Path:
     """Atomically (re)place ``out_dir`` with exactly ``files``. Returns ``out_dir``.
 
@@ -238,6 +261,7 @@ def render_report(m: dict) -> str:
             "--device serial:PORT` (`edgepack_harness.cc`, `edgepack_wire.{h,c}`; docs/serial-protocol.md) and "
             "`edgepack_model.cmake`."
             if "c-source" in m["target"]["runtime"]["formats"] else "",
+            *_program_lines(mc.get("program")),
             "",
         ]
     est = m["estimates"]

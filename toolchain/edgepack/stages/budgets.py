@@ -96,6 +96,18 @@ def run(inp, pruned, quant, micro: dict | None, ptes: list[dict], meas, rep: Rep
                                "measured: TFLM tensor arena on the host"))
         budgets.append(_budget("hardware.flash_kb (model + runtime fit flash)", micro["flash"]["total_bytes"] / 1024,
                                profile.hardware.flash_kb, "KB", "model measured + runtime code estimated"))
+    program = (micro or {}).get("program") or {}
+    if program.get("written"):
+        budgets.append(_budget("max_peak_memory_kb (c-program)", program["arena_bytes"] / 1024, b.max_peak_memory_kb,
+                               "KB", "planned: the generated program's static arena"))
+        ram = program["image"]["ram_bytes"] if program.get("image") else program["arena_bytes"] + program["scratch_bytes"]
+        budgets.append(_budget("hardware.ram_kb (c-program fits SRAM)", ram / 1024, profile.hardware.ram_kb, "KB",
+                               "measured: the linked image's data + bss (arena, scratch), arm-none-eabi-size"
+                               if program.get("image") else "planned: arena + scratch"))
+        if program.get("image"):
+            budgets.append(_budget("hardware.flash_kb (c-program fits flash)", program["image"]["flash_bytes"] / 1024,
+                                   profile.hardware.flash_kb, "KB",
+                                   "measured: the linked image's text + rodata + data, arm-none-eabi-size"))
     broken = [x for x in budgets if not x["met"]]
     for x in broken:
         rep.warn(f"{x['budget']}: {_needs(x)}, the {profile.name} allows {x['limit']:g} ({x['basis']})")

@@ -111,6 +111,10 @@ def run(inp, pruned, conv, quant, micro, ptes: list[dict], meas, judged, *, tfli
         from ..convert.mcu_bundle import firmware_sources
 
         files.update(firmware_sources(artifact, arena_bytes=judged.arena))
+    if ((micro or {}).get("program") or {}).get("written"):
+        from . import program
+
+        files.update(program.files(artifact))
     detection = None
     if task.kind == "detection" and task.metric != "user":
         from ..tasks.detect_judge import decoder_files, output_errors

@@ -60,10 +60,15 @@ def run(inp, conv, quant, runner, rep: Reporter) -> dict | None:
              f"{agree:.1f}%, {xnn_agree:.1f}% with XNNPACK); "
              f"arena {arena:,} bytes; flash {flash.total_bytes:,} bytes (model {flash.model_bytes:,}"
              f"{' compiled for ' + flash.compiled['cpu'] if flash.compiled else ''} + runtime ~{flash.code_bytes:,} ESTIMATED)")
-    return {"tflm_vs_litert": {"kernels": "LiteRT reference kernels", "samples": len(x), "max_steps": steps,
-                               "mean_steps": round(float(diffs.mean()), 4), "top1_agreement": agree,
-                               "top1_agreement_xnnpack": xnn_agree},
-            "arena_bytes": arena, "flash": flash.to_dict()}
+    record = {"tflm_vs_litert": {"kernels": "LiteRT reference kernels", "samples": len(x), "max_steps": steps,
+                                 "mean_steps": round(float(diffs.mean()), 4), "top1_agreement": agree,
+                                 "top1_agreement_xnnpack": xnn_agree},
+              "arena_bytes": arena, "flash": flash.to_dict()}
+    if "c-program" in inp.profile.runtime.formats:
+        from . import program
+
+        record["program"] = program.run(inp, conv, artifact, arena, rep)
+    return record
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,74 @@
+"""`edgepack bench --device qemu-m4` (``qemu-m7``, ``qemu-m55``): the model as edgepack's C program
+(mcu/cprog_*), compiled for that core and executed on QEMU's emulated board. What it gives: the
+outputs, bit-exact with TFLM's or an error; the instructions executed per inference under
+emulation (never cycles or time: no pipeline, caches or wait states are emulated); the program's
+arena and flash; next to the cost model's ESTIMATED cycles for TFLM with CMSIS-NN on the
+profile's core. Nothing is recorded in the bench history, which holds measurements only.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from ..errors import DependencyError, UsageError
+
+DEVICES = {"qemu-m4": "cortex-m4", "qemu-m7": "cortex-m7", "qemu-m55": "cortex-m55"}
+
+
+def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str, runs: int, rep) -> dict:
+    """The figures for ``data`` (an int8 .tflite) as a C program on QEMU's board for ``device``."""
+    from ..mcu import cprog_qemu
+    from ..mcu.cprog_emit import generate
+    from ..mcu.cprog_ir import UnsupportedOps
+    from ..mcu.cprog_run import tflm_raw
+    from .bench import sha256
+    from .energy import estimate_energy
+    from .mcu import estimated_latency
+
+    cpu = DEVICES[device]
+    if fmt != "tflite":
+        raise UsageError(f"{artifact}: --device {device} runs a .tflite as edgepack's C program; bench model.tflite")
+    why = cprog_qemu.available()
+    if why:
+        raise DependencyError(f"--device {device}: {why}")
+    try:
+        program = generate(data)
+    except (UnsupportedOps, ValueError) as e:
+        raise UsageError(f"{artifact}: cannot run as a C program on {device}: {e}; bench it with --device host "
+                         "(estimates) or on a board (--device serial:PORT)") from e
+    rng = np.random.default_rng(0)
+    xs = [[rng.integers(-128, 128, size=d["shape"], dtype=np.int8) if d["dtype"] == "int8"
+           else rng.standard_normal(d["shape"]).astype(np.float32) for d in program.inputs] for _ in range(runs)]
+    with rep.stage(f"compile for {cpu} and run {runs} inference(s) on QEMU's {cprog_qemu.BOARDS[cpu].machine}"):
+        got = cprog_qemu.run(program, cpu, xs)
+        size = cprog_qemu.image_size(program, cpu)
+    ref = tflm_raw(data, xs)
+    same = sum(all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(g, r)) for g, r in zip(got.outputs, ref))
+    if same != runs:
+        raise UsageError(f"{artifact}: the C program on {got.machine} computes other outputs than TFLM on {runs - same} "
+                         f"of {runs} inputs; report the model")
+    lat, macs, rows, costs = estimated_latency(profile, data)
+    energy = estimate_energy(macs, lat, profile.power)
+    est_cycles = round(sum(c.cycles for c in costs)) if costs else None
+    instr = int(statistics.median(got.instructions))
+    rep.info(f"{same}/{runs} outputs bit-exact with TFLM; {instr:,} instructions per inference (emulated)")
+    return {
+        "artifact": artifact, "sha256": sha256(data), "format": fmt, "size_bytes": len(data), "target": profile.name,
+        "estimated": True, "emulated": {
+            "board": got.machine, "cpu": cpu, "runs": runs, "bit_exact_with_tflm": f"{same}/{runs}",
+            "instructions_per_inference": instr, "instructions": got.instructions,
+            "label": "instructions executed under QEMU -icount emulation (median); not cycles, not time",
+            "arena_bytes": program.arena_bytes, "image": size},
+        "macs": macs, "arena_bytes": program.arena_bytes, "latency": lat.to_dict(), "energy": energy.to_dict(),
+        "estimated_cycles": est_cycles,
+        "layers": [{**r.to_dict(), "estimated_cycles": round(c.cycles),
+                    "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)]
+        or [{**r.to_dict(), "estimated_cycles": None, "estimated_ms": None} for r in rows],
+        "device": {"kind": "qemu", "id": got.machine, "description": f"QEMU's emulated {got.machine} ({cpu}), "
+                                                                       f"edgepack's C program: {profile.description}"},
+        "warnings": [f"emulated, not measured: {instr:,} instructions per inference on {got.machine}; the latency is "
+                     "the cost model's ESTIMATE for TFLM with CMSIS-NN at the profile's clock"],
+        "record_id": None, "store": None,
+    }
