@@ -201,3 +201,20 @@ def test_a_model_the_generator_cannot_write_keeps_the_tflm_bundle_with_the_reaso
     record = program.run(None, None, _int8(lambda x: tf.nn.tanh(x), (4, 4, 3)), 1000, rep)
     assert record == {"written": False, "why": "no C kernel for TANH; the TFLM bundle (c-source) runs this model"}
     assert warned == ["c-program not written: no C kernel for TANH; the TFLM bundle (c-source) runs this model"]
+
+
+def test_a_pad_before_a_convolution_is_done_by_the_convolution():
+    """PyTorch's padding=1 before a stride-2 convolution becomes PAD + VALID convolution in TFLite:
+    the program never makes the padded copy (the kernel skips the taps outside), bit-exact."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    dw, w = _w(rng, 3, 3, 8, 1), _w(rng, 3, 3, 8, 4)
+
+    def net(x):
+        a = tf.nn.depthwise_conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), dw, [1, 2, 2, 1], "VALID")
+        return tf.nn.conv2d(tf.pad(tf.nn.relu(a), [[0, 0], [0, 1], [2, 0], [0, 0]]), w, 1, "VALID")
+
+    program = _check(_int8(net, (16, 16, 8)))
+    assert program.ops.count("PAD") == 2 and len(program.plan.padded) == 2
+    assert all(g.tensors[0] not in program.plan.padded for g in program.plan.buffers)  # no buffer for a padded copy

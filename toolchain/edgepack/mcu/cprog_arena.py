@@ -9,6 +9,8 @@ the tensors' lifetimes in the straight-line program.
   QUANTIZE, SOFTMAX) and depthwise convolutions with stride 1 and depth multiplier 1 may write over
   an input that no later op reads: the kernels read each element before they write it (the
   depthwise one channel at a time, through a scratch of one channel's plane).
+- A PAD feeding one convolution is done by the convolution (it skips the taps outside the image):
+  the padded copy is never made.
 - Placement is greedy, largest first, each at the lowest 16-byte-aligned offset free for its whole
   lifetime (the arrangement TFLM's greedy planner makes, here without its per-tensor headers).
 """
@@ -43,6 +45,34 @@ class Plan:
     in_place: list[int]  # op indices that write over their input
     scratch: int  # bytes of the depthwise in-place scratch (a static array beside the arena)
     fused: dict[int, int]  # convolution op -> the ADD op it computes (its own output is never stored)
+    padded: dict[int, tuple[int, int, int]]  # PAD output tensor -> (PAD's input, rows before, columns before)
+
+
+def pad_fusions(graph: Graph) -> dict[int, tuple[int, int, int]]:
+    """PADs a convolution can do itself: {PAD output: (PAD input, top, left)}. A PAD of rows and
+    columns only, with the output's zero point (what an int8 PAD writes), read by one CONV_2D or
+    DEPTHWISE_CONV_2D only: the kernel skips taps outside the image, which is what a tap on the
+    zero point adds (nothing), so the padded copy is never made."""
+    readers: dict[int, list[int]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            readers.setdefault(t, []).append(op.index)
+    out = {}
+    for op in graph.ops:
+        if op.kind not in ("PAD", "PADV2") or graph.t(op.inputs[1]).data is None:
+            continue
+        src, dst = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+        pads = np.asarray(graph.t(op.inputs[1]).data).reshape(-1, 2)
+        if len(src.shape) != 4 or pads.shape[0] != 4 or pads[0].any() or pads[3].any() or (pads < 0).any():
+            continue
+        if op.kind == "PADV2" and len(op.inputs) > 2 and int(np.asarray(graph.t(op.inputs[2]).data).reshape(-1)[0]) != dst.zp:
+            continue
+        users = readers.get(op.outputs[0], [])
+        if (len(users) == 1 and graph.ops[users[0]].kind in ("CONV_2D", "DEPTHWISE_CONV_2D")
+                and graph.ops[users[0]].inputs[0] == op.outputs[0] and op.outputs[0] not in graph.outputs
+                and src.data is None and (src.s, src.zp) == (dst.s, dst.zp)):
+            out[op.outputs[0]] = (op.inputs[0], int(pads[1][0]), int(pads[2][0]))
+    return out
 
 
 def fusions(graph: Graph) -> dict[int, int]:
@@ -101,11 +131,12 @@ def plan(graph: Graph) -> Plan:
                 readers.setdefault(t, []).append(op.index)
     in_place = []
     fused = fusions(graph)
-    skipped = set(fused.values())
+    padded = pad_fusions(graph)
+    skipped = set(fused.values()) | {op.index for op in graph.ops if op.outputs[0] in padded}
     for op in graph.ops:
         if op.index in skipped:
             continue  # computed by its convolution
-        live_in = [t for t in op.inputs if t >= 0 and t not in const]
+        live_in = [padded[t][0] if t in padded else t for t in op.inputs if t >= 0 and t not in const]
         if op.index in fused:
             add = graph.ops[fused[op.index]]
             other = next(t for t in add.inputs if t != op.outputs[0])
@@ -144,7 +175,7 @@ def plan(graph: Graph) -> Plan:
     size = max((offsets_of[i] + b.size for i, b in enumerate(bufs)), default=0)
     scratch = max((graph.t(graph.ops[k].outputs[0]).shape[1] * graph.t(graph.ops[k].outputs[0]).shape[2]
                    for k in in_place if graph.ops[k].kind == "DEPTHWISE_CONV_2D"), default=0)
-    return Plan(offsets, size, bufs, in_place, scratch, fused)
+    return Plan(offsets, size, bufs, in_place, scratch, fused, padded)
 
 
 def _reusable_for_add(graph, j, add, other, readers, owner, bufs, outputs) -> int | None:

@@ -96,18 +96,24 @@ def _dims(shape) -> str:
     return f"(ep_dims){{{n}, {h}, {w}, {c}}}"
 
 
-def _window(g: Graph, op: Op, kh: int, kw: int) -> str:
+def _window(g: Graph, op: Op, kh: int, kw: int, extra: tuple[int, int] = (0, 0)) -> str:
+    """The op's window; ``extra``: rows and columns of a PAD before it that the kernel does itself."""
     o = op.options
     i, out = g.t(op.inputs[0]), g.t(op.outputs[0])
     dh, dw = getattr(o, "dilationHFactor", 1) or 1, getattr(o, "dilationWFactor", 1) or 1
-    pt = P.padding(o.padding, i.shape[1], kh, o.strideH, dh, out.shape[1])
-    pl = P.padding(o.padding, i.shape[2], kw, o.strideW, dw, out.shape[2])
+    pt = P.padding(o.padding, i.shape[1], kh, o.strideH, dh, out.shape[1]) + extra[0]
+    pl = P.padding(o.padding, i.shape[2], kw, o.strideW, dw, out.shape[2]) + extra[1]
     return f"(ep_window){{{o.strideH}, {o.strideW}, {dh}, {dw}, {pt}, {pl}, {kh}, {kw}}}"
 
 
 def _conv(w: _Writer, op: Op) -> None:
     g = w.g
     i, f, out = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    src, extra = op.inputs[0], (0, 0)
+    if src in w.p.padded:  # the PAD before it is done here: read its input, with its rows and columns
+        src, top, left = w.p.padded[src]
+        extra = (top, left)
+    x, xd = w.ptr(src, True), _dims(g.t(src).shape)
     bias = w.ptr(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else "0"
     channels = out.shape[-1]
     mult, shift = P.channel_multipliers(i, f, out, channels)
@@ -121,21 +127,21 @@ def _conv(w: _Writer, op: Op) -> None:
         first = int(add.inputs[0] == op.outputs[0])
         a, b = (op.outputs[0], other) if first else (other, op.outputs[0])
         pn = _add_params(w, a, b, add)
-        w.emit(f"ep_conv_add({w.ptr(op.inputs[0], True)}, {_dims(i.shape)}, {w.ptr(op.inputs[1])}, {fin}, {bias}, "
-               f"{w.ptr(add.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw)}, {aff}, {m}, {s}, "
+        w.emit(f"ep_conv_add({x}, {xd}, {w.ptr(op.inputs[1])}, {fin}, {bias}, "
+               f"{w.ptr(add.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw, extra)}, {aff}, {m}, {s}, "
                f"{w.ptr(other, True)}, &{pn}, {first});")
     elif op.kind == "CONV_2D":
         _, kh, kw, fin = f.shape
-        w.emit(f"ep_conv({w.ptr(op.inputs[0], True)}, {_dims(i.shape)}, {w.ptr(op.inputs[1])}, {fin}, {bias}, "
-               f"{w.ptr(op.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw)}, {aff}, {m}, {s});")
+        w.emit(f"ep_conv({x}, {xd}, {w.ptr(op.inputs[1])}, {fin}, {bias}, "
+               f"{w.ptr(op.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw, extra)}, {aff}, {m}, {s});")
     elif op.index in w.p.in_place and dw_in_place(g, op.index):
         _, kh, kw, _ = f.shape
         w.emit(f"ep_dwconv_inplace({w.ptr(op.outputs[0])}, {_dims(out.shape)}, {w.ptr(op.inputs[1])}, {bias}, "
-               f"{_window(g, op, kh, kw)}, {aff}, {m}, {s}, ep_scratch);")
+               f"{_window(g, op, kh, kw, extra)}, {aff}, {m}, {s}, ep_scratch);")
     else:
         _, kh, kw, _ = f.shape
-        w.emit(f"ep_dwconv({w.ptr(op.inputs[0], True)}, {_dims(i.shape)}, {w.ptr(op.inputs[1])}, {bias}, "
-               f"{w.ptr(op.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw)}, {aff}, {m}, {s});")
+        w.emit(f"ep_dwconv({x}, {xd}, {w.ptr(op.inputs[1])}, {bias}, "
+               f"{w.ptr(op.outputs[0])}, {_dims(out.shape)}, {_window(g, op, kh, kw, extra)}, {aff}, {m}, {s});")
 
 
 def _fc(w: _Writer, op: Op) -> None:
@@ -281,6 +287,9 @@ def generate(model: bytes, prefix: str = "ep_model") -> Program:
             continue
         if op.index in p.fused.values():
             w.emit(f"/* op {op.index}: add, computed by the convolution before it */")
+            continue
+        if op.outputs[0] in p.padded:
+            w.emit(f"/* op {op.index}: {op.kind.lower()}, done by the convolution after it */")
             continue
         w.emit(f"/* op {op.index}: {op.kind.lower()} -> {g.t(op.outputs[0]).name[:60].replace('*/', '')} */")
         _EMIT[op.kind](w, op)
