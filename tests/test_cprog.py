@@ -218,3 +218,14 @@ def test_a_pad_before_a_convolution_is_done_by_the_convolution():
     program = _check(_int8(net, (16, 16, 8)))
     assert program.ops.count("PAD") == 2 and len(program.plan.padded) == 2
     assert all(g.tensors[0] not in program.plan.padded for g in program.plan.buffers)  # no buffer for a padded copy
+
+
+def test_a_float_model_gets_no_program_and_says_why():
+    import tensorflow as tf
+
+    from edgepack.mcu.cprog_emit import generate
+
+    f = tf.function(lambda x: tf.nn.relu(x) * 2.0, input_signature=[tf.TensorSpec((1, 4, 4, 3), tf.float32)])
+    model = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert()
+    with pytest.raises(ValueError, match=r"computes in float32: the C program generator writes int8 models"):
+        generate(model)

@@ -108,4 +108,11 @@ def read(model: bytes) -> Graph:
     missing = sorted({o.kind for o in ops if o.kind not in SUPPORTED})
     if missing:
         raise UnsupportedOps(missing)
+    for o in ops:  # the kernels compute in int8: floats only enter through QUANTIZE, leave through DEQUANTIZE
+        ends = [tensors[t] for t in (*o.inputs[:1], *o.outputs) if t >= 0]
+        odd = sorted({np.dtype(t.dtype).name for t in ends if t.dtype != np.int8} - ({"float32"} if o.kind in (
+            "QUANTIZE", "DEQUANTIZE") else set()))
+        if odd:
+            raise ValueError(f"{o.kind} computes in {'/'.join(odd)}: the C program generator writes int8 models "
+                             "(quantization.mode = \"int8\")")
     return Graph(tensors, ops, [int(i) for i in sg.inputs], [int(o) for o in sg.outputs])

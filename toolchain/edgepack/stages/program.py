@@ -17,8 +17,11 @@ from the artifact (the generator is deterministic).
 from __future__ import annotations
 
 import statistics
+import subprocess
 
 import numpy as np
+
+from ..errors import one_line
 
 HOST_SAMPLES = 200
 EMULATED_SAMPLES = 5
@@ -60,7 +63,12 @@ def run(inp, conv, artifact: bytes, tflm_arena: int, rep) -> dict:
     def equal(outs) -> int:
         return sum(all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(g, r)) for g, r in zip(outs, ref))
 
-    same = equal(run_host(program, xs))
+    try:
+        same = equal(run_host(program, xs))
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:  # a compiler or run failure: not shipped
+        why = f"the generated program did not run on this machine ({one_line(str(e))[:300]}); report the model"
+        rep.warn(f"c-program not written: {why}")
+        return {"written": False, "why": why}
     if same != len(xs):
         why = (f"the generated program disagrees with TFLM on {len(xs) - same} of {len(xs)} held-out samples; "
                "the TFLM bundle (c-source) runs this model (report the model)")
@@ -78,11 +86,22 @@ def run(inp, conv, artifact: bytes, tflm_arena: int, rep) -> dict:
         record["image"] = None
     else:
         n = min(EMULATED_SAMPLES, len(xs))
-        r = cprog_qemu.run(program, cpu, xs[:n])
-        record["emulated"] = {"board": r.machine, "cpu": cpu, "samples": n, "equal": equal(r.outputs),
-                              "instructions_per_inference": int(statistics.median(r.instructions)),
-                              "label": "instructions executed under QEMU -icount emulation (median); not cycles, not time"}
-        record["image"] = cprog_qemu.image_size(program, cpu)
+        try:
+            r = cprog_qemu.run(program, cpu, xs[:n])
+            record["image"] = cprog_qemu.image_size(program, cpu)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:  # the board's memory, a compiler: say so
+            record["emulated"] = {"why": f"the program did not run on QEMU's board for {cpu}: {one_line(str(e))[:300]}"}
+            record["image"] = None
+            rep.warn(f"c-program: {record['emulated']['why']}")
+        else:
+            record["emulated"] = {"board": r.machine, "cpu": cpu, "samples": n, "equal": equal(r.outputs),
+                                  "instructions_per_inference": int(statistics.median(r.instructions)),
+                                  "label": "instructions executed under QEMU -icount emulation (median); not cycles, not time"}
+            if record["emulated"]["equal"] != n:
+                why = (f"the program on {r.machine} disagrees with TFLM on {n - record['emulated']['equal']} of {n} "
+                       "samples (the host build agreed); the TFLM bundle (c-source) runs this model (report the model)")
+                rep.warn(f"c-program not written: {why}")
+                return {"written": False, "why": why}
     em, img = record["emulated"], record["image"]
     rep.info(f"c-program: arena {program.arena_bytes:,} bytes ({100 * program.arena_bytes / max(tflm_arena, 1):.0f}% of "
              f"TFLM's {tflm_arena:,}), bit-exact with TFLM on {same}/{len(xs)} held-out samples"
