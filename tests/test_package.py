@@ -43,7 +43,9 @@ def test_every_file_a_build_writes_is_known_as_the_bundles_own(tmp_path):
     from edgepack.ship.bundle import BUNDLE_FILES
     from edgepack.tasks.detect_judge import decoder_files
 
-    written = {*decoder_files(), *MCU, *PTE.values(), *KERNELS, "model_program.c", "model_program.h"}
+    from edgepack.stages.program import FILES as PROGRAM
+
+    written = {*decoder_files(), *MCU, *PTE.values(), *KERNELS, *PROGRAM}
     assert written <= set(BUNDLE_FILES), written - set(BUNDLE_FILES)
     out = tmp_path / "rpi4"
     write_bundle(out, {**_files("one"), **decoder_files()})

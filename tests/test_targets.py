@@ -36,6 +36,11 @@ def test_build_meets_profile(bundles, target):
     expected = ["manifest.json", "measurements.json", "model.tflite", "report.md"] + (list(MCU_FILES) if "c-source" in p.runtime.formats else [])
     if "pte" in p.runtime.formats:
         expected += [FILES[b] for b in p.executorch.backends]
+    if "c-program" in p.runtime.formats:
+        from edgepack.stages.program import FILES as PROGRAM_FILES
+
+        assert m["micro"]["program"]["written"], m["micro"]["program"]
+        expected += list(PROGRAM_FILES)
     assert files == sorted(expected)
     model = (result.out_dir / "model.tflite").read_bytes()
     assert json.loads((result.out_dir / "manifest.json").read_text())["artifact"]["sha256"] == m["artifact"]["sha256"]

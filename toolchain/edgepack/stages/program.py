@@ -26,6 +26,8 @@ from ..errors import one_line
 HOST_SAMPLES = 200
 EMULATED_SAMPLES = 5
 PREFIX = "model_program"
+#: the files a bundle holds when the program is written
+FILES = (f"{PREFIX}.c", f"{PREFIX}.h", "ep_kernels.c", "ep_kernels.h", "ep_fixed.h")
 
 
 def _cpu(profile) -> str | None:
@@ -74,7 +76,7 @@ def run(inp, conv, artifact: bytes, tflm_arena: int, rep) -> dict:
                "the TFLM bundle (c-source) runs this model (report the model)")
         rep.warn(f"c-program not written: {why}")
         return {"written": False, "why": why}
-    record = {"written": True, "files": [f"{PREFIX}.c", f"{PREFIX}.h", "ep_kernels.c", "ep_kernels.h", "ep_fixed.h"],
+    record = {"written": True, "files": list(FILES),
               "arena_bytes": program.arena_bytes, "scratch_bytes": program.scratch_bytes,
               "tflm_arena_bytes": tflm_arena, "weights_bytes": program.weight_bytes, "operators": len(program.ops),
               "fused_adds": len(program.plan.fused), "in_place_ops": len(program.plan.in_place),
