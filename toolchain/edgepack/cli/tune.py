@@ -75,6 +75,6 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for line in r["table"]:
         print(line)
     c = r["chosen"]
-    print(f"chosen: trial {c['number']}, validation accuracy {c['accuracy']:.2f}%, {c['latency_ms']:.4g} ms "
+    print(f"chosen: trial {c['number']}, {r['chosen_score']}, {c['latency_ms']:.4g} ms "
           f"[{c['latency_label']}]; rebuild it with: edgepack build --target {r['folder']}/chosen.toml")
     return ExitStatus.OK

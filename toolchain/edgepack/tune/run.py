@@ -77,4 +77,5 @@ def run(target: str | None, *, model: str, weights: str | None, data: str, calib
             "prediction_median_abs_error": err, "predicted_trials": n_err,
             "front": done["front"], "files": done["files"], "folder": str(s.out),
             "rebench": {k: v for k, v in s.study.user_attrs["rebench"].items() if k != "latency_ms"} if again else None,
-            "table": report.table(done["front"], done["chosen"], s.identity["objectives"], task)}
+            "table": report.table(done["front"], done["chosen"], s.identity["objectives"], task),
+            "chosen_score": f"validation {task.show(done['chosen']['accuracy'])}"}
