@@ -5,9 +5,12 @@ under -icount."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from test_cprog import SHARED, _int8, _w
+from fixture_models import int8_model, third_party_model
+from test_cprog import _int8, _w
 
 from edgepack.mcu import cprog_qemu
 
@@ -65,15 +68,27 @@ def test_a_missing_board_is_named(model):
     from edgepack.mcu.cprog_emit import generate
 
     with pytest.raises(ValueError, match="no emulated board for cortex-m0plus; known: cortex-m4, cortex-m7, cortex-m55"):
-        cprog_qemu.build(generate(model), "cortex-m0plus", SHARED)
+        cprog_qemu.build(generate(model), "cortex-m0plus", Path("unused"))
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/models/mlperf-tiny is not beside this clone (an extra check)")
-def test_mlperf_keyword_spotting_is_bit_exact_on_the_m4(tmp_path):
+@pytest.mark.parametrize("name,cpu", [("kws", "cortex-m4"), ("resnet8", "cortex-m7"), ("vww", "cortex-m4")])
+def test_the_zoos_mcu_models_are_bit_exact_on_emulated_cores(name, cpu):
+    """edgepack's own DS-CNN, ResNet-8 and MobileNet (tests/fixture_models.py) as programs on QEMU."""
     from edgepack.mcu.cprog_emit import generate
     from edgepack.mcu.cprog_run import tflm_raw
 
-    model = (SHARED / "kws_ref_model.tflite").read_bytes()
+    model = int8_model(name).read_bytes()
+    program = generate(model)
+    samples = _samples(program, 3)
+    run = cprog_qemu.run(program, cpu, samples)
+    assert all(np.array_equal(g[0].reshape(r[0].shape), r[0]) for g, r in zip(run.outputs, tflm_raw(model, samples)))
+
+
+def test_mlperf_keyword_spotting_is_bit_exact_on_the_m4():
+    from edgepack.mcu.cprog_emit import generate
+    from edgepack.mcu.cprog_run import tflm_raw
+
+    model = third_party_model("kws_ref_model.tflite").read_bytes()
     program = generate(model)
     samples = _samples(program, 3)
     run = cprog_qemu.run(program, "cortex-m4", samples)
