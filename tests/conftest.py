@@ -37,10 +37,11 @@ def demo(digits):
 
 #: test files that read `make artifacts`: one unit, run by one worker (they share its module fixtures)
 ARTIFACT_FILES = ("test_packaging.py", "test_targets.py", "test_workflow.py", "test_x86_target.py")
-#: units by their time on one process (`pytest --durations=0`, summed per file), slowest first;
+#: units by their time in a two-process run (`--durations`, summed per file; 2026-12-07), slowest first;
 #: the rest follow in collection order. A slow unit started last would leave one worker idle.
-SLOW_FIRST = ("artifacts", "test_detection_builds.py", "test_gate.py", "test_tune.py", "test_modern_builds.py",
-              "test_task_builds.py", "test_compare.py", "test_real_sizes.py", "test_architectures.py", "test_cli.py")
+SLOW_FIRST = ("artifacts", "test_detection_builds.py", "test_task_builds.py", "test_modern_builds.py", "test_tune.py",
+              "test_stages.py", "test_compare.py", "test_compress_methods.py", "test_several_outputs.py",
+              "test_profile_effects.py", "test_cli.py", "test_architectures.py", "test_gate.py", "test_real_sizes.py")
 
 
 def _unit(nodeid: str) -> str:
