@@ -53,10 +53,7 @@ def pad_fusions(graph: Graph) -> dict[int, tuple[int, int, int]]:
     columns only, with the output's zero point (what an int8 PAD writes), read by one CONV_2D or
     DEPTHWISE_CONV_2D only: the kernel skips taps outside the image, which is what a tap on the
     zero point adds (nothing), so the padded copy is never made."""
-    readers: dict[int, list[int]] = {}
-    for op in graph.ops:
-        for t in op.inputs:
-            readers.setdefault(t, []).append(op.index)
+    readers = _readers(graph)
     out = {}
     for op in graph.ops:
         if op.kind not in ("PAD", "PADV2") or graph.t(op.inputs[1]).data is None:
@@ -75,15 +72,22 @@ def pad_fusions(graph: Graph) -> dict[int, tuple[int, int, int]]:
     return out
 
 
+def _readers(graph: Graph, skip: set[int] = frozenset()) -> dict[int, list[int]]:
+    """Tensor -> the ops reading it, in order (absent inputs and ``skip`` left out)."""
+    readers: dict[int, list[int]] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            if t >= 0 and t not in skip:
+                readers.setdefault(t, []).append(op.index)
+    return readers
+
+
 def fusions(graph: Graph) -> dict[int, int]:
     """Convolutions whose output only an ADD reads, fused with that ADD: {conv op: add op}. Of an
     ADD's two inputs the later-written one is fused, when it is a CONV_2D and the other input is
     already there (a residual block's last convolution, or its shortcut's)."""
     writer = {**{t: -1 for t in graph.inputs}, **{o: op.index for op in graph.ops for o in op.outputs}}
-    readers: dict[int, list[int]] = {}
-    for op in graph.ops:
-        for t in op.inputs:
-            readers.setdefault(t, []).append(op.index)
+    readers = _readers(graph)
     out = {}
     for op in graph.ops:
         if op.kind != "ADD" or len(op.inputs) != 2:
@@ -124,11 +128,7 @@ def plan(graph: Graph) -> Plan:
 
     for t in graph.inputs:
         new(t, -1)
-    readers: dict[int, list[int]] = {}
-    for op in graph.ops:
-        for t in op.inputs:
-            if t >= 0 and t not in const:
-                readers.setdefault(t, []).append(op.index)
+    readers = _readers(graph, skip=const)
     in_place = []
     fused = fusions(graph)
     padded = pad_fusions(graph)
