@@ -41,6 +41,13 @@ def estimated_latency(profile, data: bytes):
     return Figure(est.ms, "ms", "estimated", est.how), macs, rows, est.layers
 
 
+def layer_rows(profile, rows, costs) -> list[dict]:
+    """Each operator with its estimated cycles and milliseconds (None where the model is not priced)."""
+    return ([{**r.to_dict(), "estimated_cycles": round(c.cycles),
+              "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)]
+            or [{**r.to_dict(), "estimated_cycles": None, "estimated_ms": None} for r in rows])
+
+
 def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dict:
     """The figures for ``data`` (a .tflite) on ``profile``'s microcontroller, without a board."""
     from ..devices.tflm import measure_arena, tflm_interpreter
@@ -65,9 +72,7 @@ def bench_estimate(profile, data: bytes, fmt: str, *, artifact: str, rep) -> dic
         "artifact": artifact, "sha256": sha256(data), "format": fmt, "size_bytes": len(data), "target": profile.name,
         "estimated": True, "macs": macs, "arena_bytes": arena,
         "latency": lat.to_dict(), "energy": energy.to_dict(),
-        "layers": [{**r.to_dict(), "estimated_cycles": round(c.cycles),
-                    "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)]
-        or [{**r.to_dict(), "estimated_cycles": None, "estimated_ms": None} for r in rows],
+        "layers": layer_rows(profile, rows, costs),
         "device": {"kind": "none", "id": "none", "description": f"no board: {profile.description}"},
         "warnings": [f"no {profile.name} board attached: latency and energy are "
                      f"{'ESTIMATED' if lat.value is not None else 'NOT ESTIMATED'}, not measured; attach one "

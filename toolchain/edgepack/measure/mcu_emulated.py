@@ -25,7 +25,7 @@ def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str
     from ..mcu.cprog_run import tflm_raw
     from .bench import sha256
     from .energy import estimate_energy
-    from .mcu import estimated_latency
+    from .mcu import estimated_latency, layer_rows
 
     cpu = DEVICES[device]
     if fmt != "tflite":
@@ -63,9 +63,7 @@ def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str
             "arena_bytes": program.arena_bytes, "image": size},
         "macs": macs, "arena_bytes": program.arena_bytes, "latency": lat.to_dict(), "energy": energy.to_dict(),
         "estimated_cycles": est_cycles,
-        "layers": [{**r.to_dict(), "estimated_cycles": round(c.cycles),
-                    "estimated_ms": round(c.cycles / (profile.hardware.clock_mhz * 1e3), 6)} for r, c in zip(rows, costs)]
-        or [{**r.to_dict(), "estimated_cycles": None, "estimated_ms": None} for r in rows],
+        "layers": layer_rows(profile, rows, costs),
         "device": {"kind": "qemu", "id": got.machine, "description": f"QEMU's emulated {got.machine} ({cpu}), "
                                                                        f"edgepack's C program: {profile.description}"},
         "warnings": [f"emulated, not measured: {instr:,} instructions per inference on {got.machine}; the latency is "
