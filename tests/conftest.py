@@ -66,6 +66,15 @@ def pytest_xdist_make_scheduler(config, log):
     return ByFile(config, log)
 
 
+def pytest_runtest_logreport(report):
+    """A failure or error is printed when it happens, not only in the summary at the end: a run cut
+    off by CI's time limit still shows what went wrong (the last lines of its report)."""
+    if not report.failed or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    tail = "\n".join(report.longreprtext.splitlines()[-25:])
+    sys.stderr.write(f"\n--- {report.when} failed: {report.nodeid} ({report.duration:.0f} s)\n{tail}\n---\n")
+
+
 def once_per_run(tmp_path_factory, name: str, make) -> Path:
     """A folder ``make(folder)`` fills once per test run, shared by the run's worker processes:
     the first to ask makes it while the others wait (a file lock), then all read it."""

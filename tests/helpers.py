@@ -24,6 +24,17 @@ os.environ.setdefault("EDGEPACK_STAGE_CACHE_DIR", tempfile.mkdtemp(prefix="edgep
 # the secret that signs stage-cache entries: the session's own, never the user's
 os.environ.setdefault("EDGEPACK_CACHE_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="edgepack-test-key-"), "cache.key"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# On several worker processes (pytest-xdist) each gets its share of the cores: torch's and TF's
+# thread pools sized for the whole machine in every worker oversubscribe it (OpenMP threads spin
+# while they wait), which made the two-process suite slower than one process.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _WORKERS > 1:
+    _share = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                 "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(_var, _share)
+    if "torch" in sys.modules:  # imported before this module: its pool is already sized
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 # Benches recorded by the tests go to a history of their own, never the user's.
 os.environ.setdefault("EDGEPACK_HOME", tempfile.mkdtemp(prefix="edgepack-test-home-"))
 
