@@ -114,3 +114,74 @@ def test_bench_on_an_emulated_core_reports_instructions_labelled_emulated(model,
     bad = run_cli("bench", "--target", "rpi4", "--device", "qemu-m4", str(path))
     assert bad.returncode == 2 and bad.stderr.strip() == ("edgepack: error: --device qemu-m4 is an emulated "
                                                           "microcontroller; rpi4 is not a tflm target")
+
+
+def test_the_serial_firmware_answers_edgepack_bench_on_an_emulated_board(model, tmp_path):
+    """`edgepack board` runs the program with the serial firmware on QEMU's M4, its UART on a
+    pseudo-terminal; `edgepack bench --device serial:PTY` (the runner a physical board gets) shakes
+    hands, checks the model's sha256, compares an output with TFLM and records the counts, labelled
+    emulated instructions. A model that is not the board's is refused."""
+    import json
+    import subprocess
+    import sys
+
+    from edgepack.devices.serial_board import bench_input
+    from edgepack.mcu.cprog_emit import generate
+    from helpers import ROOT, run_cli
+
+    path = tmp_path / "model.tflite"
+    path.write_bytes(model)
+    board = subprocess.Popen([sys.executable, "-m", "edgepack.cli", "board", str(path), "--core", "cortex-m4",
+                              "--seconds", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        first = board.stdout.readline()
+        assert "emulated cortex-m4 (QEMU mps2-an386)" in first, first + board.stderr.read()[-2000:]
+        device = board.stdout.readline().split("--device ")[1].strip()
+        assert device.startswith("serial:/dev/pts/")
+        proc = run_cli("bench", str(path), "--target", "cortex-m4", "--device", device, "--runs", "5", "--warmup", "1",
+                       "--json", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        r = json.loads(proc.stdout)
+        assert r["emulated"] is True and "(emulated on QEMU mps2-an386" in r["device"]["description"]
+        lat = r["latency"]
+        assert lat["measured_on"] == "emulated board over serial (instructions executed, not cycles)"
+        assert any(w.startswith("emulated:") for w in r["warnings"])
+        served = lat["loop"]["instructions_median"]
+        # the same program on the same core counted by the semihosting harness: the same instructions
+        program = generate(model)
+        x = bench_input({"shape": program.inputs[0]["shape"], "dtype": np.int8})
+        alone = cprog_qemu.run(program, "cortex-m4", [[x]]).instructions[0]
+        assert abs(served - alone) <= 0.002 * alone, (served, alone)
+
+        other = tmp_path / "other.tflite"
+        other.write_bytes(int8_model("kws").read_bytes())
+        refused = run_cli("bench", str(other), "--target", "cortex-m4", "--device", device, timeout=300)
+        assert refused.returncode == 5 and "holds another model (sha256" in refused.stderr, refused.stderr[-1500:]
+    finally:
+        board.terminate()
+        board.wait(timeout=30)
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m7", "cortex-m55"])
+def test_the_serial_firmware_returns_tflms_outputs_byte_for_byte(model, cpu):
+    """INFER over the wire on the M7 and M55 boards: every output is TFLM's, and LOOP runs n inferences."""
+    from edgepack.devices.serial_board import SerialBoard
+    from edgepack.mcu.cprog_board import EmulatedBoard
+    from edgepack.mcu.cprog_emit import generate
+    from edgepack.mcu.cprog_run import tflm_raw
+
+    program = generate(model)
+    samples = _samples(program, 4, seed=5)
+    with EmulatedBoard(model, cpu, program=program) as board:
+        runner = SerialBoard(board.port, timeout_s=20)
+        try:
+            info = runner.connect()
+            assert runner.emulated and info.arena_bytes == program.arena_bytes and info.model_bytes == len(model)
+            shape, dtype = program.outputs[0]["shape"], np.int8
+            got = [runner._infer(s[0].tobytes(), shape, dtype)[0] for s in samples]
+            cycles, _ = runner.loop(model, 3)
+        finally:
+            runner.cleanup()
+    for k, (g, want) in enumerate(zip(got, tflm_raw(model, samples))):
+        assert np.array_equal(g.reshape(want[0].shape), want[0]), f"sample {k} on {cpu}"
+    assert cycles > 3 * 10_000

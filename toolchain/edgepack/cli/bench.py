@@ -86,6 +86,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(f"  latency  median {_fmt(lat['median_ms'])} ms, p90 {_fmt(lat['p90_ms'])} ms, p95 {_fmt(lat['p95_ms'])} ms, "
           f"stdev {_fmt(lat['stdev_ms'])} ms (cv {lat['cv']:.3f}) over {lat['runs']} runs after {lat['warmup']} warm-up, "
           f"{lat['threads']} thread(s) [{lat['measured_on']}; {lat['source']}]")
+    if (lat.get("loop") or {}).get("instructions_median") is not None:
+        print(f"  emulated {lat['loop']['instructions_median']:,} instructions per inference (median; counted under "
+              f"emulation: not cycles, not a board's time)")
     if len(r["repeat_medians_ms"]) > 1:
         print(f"  repeats  medians {', '.join(f'{v:.4g}' for v in r['repeat_medians_ms'])} ms")
     if lat["peak_memory_kb"] is not None:

@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 from ..errors import EdgepackError, ExitStatus
-from . import bench, build, cache, check, history, targets, tune, verify
+from . import bench, board, build, cache, check, history, targets, tune, verify
 from . import compare as compare_cmd
 from .options import Parser
 
@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add(sub)
     compare_cmd.add(sub)
     bench.add(sub)
+    board.add(sub)
     history.add(sub)
     verify.add(sub)
     check.add(sub)

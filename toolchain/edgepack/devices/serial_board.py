@@ -76,6 +76,9 @@ class SerialBoard(Runner):
             raise DeviceError(f"the board on {self.port} reports a CPU clock of {info.clock_hz} Hz; its harness must "
                               f"report SystemCoreClock")
         self.info = info
+        # firmware built for an emulator names itself "(emulated ...)": its counts are instructions
+        # executed under emulation and its clock a virtual one (docs/serial-protocol.md)
+        self.emulated = "(emulated" in info.firmware
         return info
 
     def _request(self, kind: wire.Msg, payload: bytes, expect: wire.Msg, *, allow_boot: bool = False,
@@ -197,6 +200,12 @@ class SerialBoard(Runner):
             self._infer(x.tobytes(), dout["shape"], dout["dtype"])
         cycles = [self._infer(x.tobytes(), dout["shape"], dout["dtype"])[1] for _ in range(runs)]
         clock = self.info.clock_hz
+        if self.emulated:
+            return LatencyStats.from_samples(
+                [c / clock * 1e3 for c in cycles], warmup=warmup, threads=1, device=self.describe(),
+                measured_on="emulated board over serial (instructions executed, not cycles)",
+                source=f"instructions per inference counted by the emulated firmware, at its virtual {clock / 1e6:g} MHz "
+                       f"clock (QEMU -icount); not a board's time", loop={"instructions_median": int(np.median(cycles))})
         return LatencyStats.from_samples([c / clock * 1e3 for c in cycles], warmup=warmup, threads=1,
                                          measured_on="serial board (DWT cycle counter)", device=self.describe(),
                                          source=f"DWT cycles per inference / {clock / 1e6:g} MHz CPU clock",

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +34,23 @@ class Board:
     code: tuple[int, int]  # origin, length
     const: tuple[int, int]
     ram: tuple[int, int]
+    uart: int  # the first CMSDK APB UART's base address (the serial firmware's port)
 
 
 _MB = 1 << 20
 BOARDS = {
     "cortex-m4": Board("mps2-an386", ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
-                       (0, 4 * _MB), (0, 4 * _MB), (0x20000000, 4 * _MB)),
+                       (0, 4 * _MB), (0, 4 * _MB), (0x20000000, 4 * _MB), 0x40004000),
     "cortex-m7": Board("mps2-an500", ("-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
-                       (0, 4 * _MB), (0, 4 * _MB), (0x20000000, 4 * _MB)),
+                       (0, 4 * _MB), (0, 4 * _MB), (0x20000000, 4 * _MB), 0x40004000),
     "cortex-m55": Board("mps3-an547", ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
-                        (0, 512 << 10), (0x01000000, 2 * _MB), (0x20000000, 512 << 10)),
+                        (0, 512 << 10), (0x01000000, 2 * _MB), (0x20000000, 512 << 10), 0x49303000),
 }
-_FIRMWARE = ("ep_startup.c", "ep_board.h", "ep_semihost_main.c")
+#: the firmware around the program: start-up, then one of two mains (HARNESSES); the serial one
+#: frames with the protocol's C code that every MCU bundle ships (convert/mcu_src/WIRE)
+_FIRMWARE = ("ep_startup.c", "ep_board.h")
+HARNESSES = {"semihost": "ep_semihost_main.c", "serial": "ep_serial_main.c"}
+WIRE = ("edgepack_wire.c", "edgepack_wire.h")
 
 
 class EmulationUnavailable(Exception):
@@ -78,9 +84,12 @@ def _samples_c(program: Program, samples: list[list[np.ndarray]]) -> str:
             f"const uint8_t ep_samples[{max(len(blob), 1)}] __attribute__((aligned(4))) = {{{body}}};\n")
 
 
-def build(program: Program, cpu: str, folder: Path, samples: list[list[np.ndarray]] | None = None) -> Path:
+def build(program: Program, cpu: str, folder: Path, samples: list[list[np.ndarray]] | None = None, *,
+          harness: str = "semihost", defines: dict[str, str] | None = None) -> Path:
     """The firmware ELF for ``cpu`` (a key of BOARDS) in ``folder``: the program, its kernels, the
-    start-up and the harness, with ``samples`` compiled in (none: the image measured for flash)."""
+    start-up and a harness (HARNESSES): "semihost" runs ``samples`` compiled in (none: the image
+    measured for flash), "serial" serves the serial protocol on the board's UART (cprog_board;
+    ``defines`` are its -D values)."""
     if cpu not in BOARDS:
         raise ValueError(f"no emulated board for {cpu}; known: {', '.join(BOARDS)}")
     why = available()
@@ -88,17 +97,25 @@ def build(program: Program, cpu: str, folder: Path, samples: list[list[np.ndarra
         raise EmulationUnavailable(why)
     b = BOARDS[cpu]
     cprog_run.write(program, folder)
-    for name in _FIRMWARE:
+    main = HARNESSES[harness]
+    for name in (*_FIRMWARE, main):
         shutil.copyfile(cprog_run.source_dir() / name, folder / name)
     (folder / "ep_board.ld").write_text(_linker_script(b))
-    (folder / "ep_samples.c").write_text(_samples_c(program, samples or []))
-    elf = folder / f"{program.prefix}-{cpu}.elf"
+    units = [f"{program.prefix}.c", "ep_kernels.c", "ep_startup.c", main]
+    if harness == "semihost":
+        (folder / "ep_samples.c").write_text(_samples_c(program, samples or []))
+        units.append("ep_samples.c")
+    else:
+        wire = resources.files("edgepack.convert") / "mcu_src"
+        for name in WIRE:
+            shutil.copyfile(str(wire / name), folder / name)
+        units.append(WIRE[0])
+    elf = folder / f"{program.prefix}-{cpu}{'' if harness == 'semihost' else '-' + harness}.elf"
     cmd = ["arm-none-eabi-gcc", *b.cflags, "-mthumb", "-O2", "-std=c99", "-Wall", "-Werror", "-ffunction-sections",
            "-fdata-sections", "-fno-tree-loop-distribute-patterns", "-nostartfiles", "--specs=nano.specs",
            "--specs=nosys.specs", f"-I{folder}", f'-DEP_MODEL_HEADER="{program.prefix}.h"', f"-DEP_PREFIX={program.prefix}",
-           "-T", str(folder / "ep_board.ld"), "-Wl,--gc-sections",
-           *(str(folder / n) for n in (f"{program.prefix}.c", "ep_kernels.c", "ep_startup.c", "ep_semihost_main.c",
-                                       "ep_samples.c")), "-lm", "-o", str(elf)]
+           *(f"-D{k}={v}" for k, v in (defines or {}).items()),
+           "-T", str(folder / "ep_board.ld"), "-Wl,--gc-sections", *(str(folder / n) for n in units), "-lm", "-o", str(elf)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"arm-none-eabi-gcc failed for {cpu}: {proc.stderr[-2000:]}")

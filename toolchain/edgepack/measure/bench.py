@@ -275,7 +275,8 @@ def measure(runner: Runner, model: bytes, *, name: str, profile, threads: int, w
         else:
             warnings.append(f"energy not measured: {refused}")
     if energy is None and refused is None:
-        where = "on the device" if on_target(profile, runner) else f"on {runner.kind}, not on the {profile.name}"
+        where = ("on the device" if on_target(profile, runner) else f"under emulation ({runner.kind}), not on the {profile.name}"
+                 if runner.emulated else f"on {runner.kind}, not on the {profile.name}")
         energy = Figure(profile.power.active_mw * head.median_ms / 1e3, "mJ", "estimated",
                         f"{profile.power.active_mw:g} mW active power from the profile's [power] x {head.median_ms:.4g} ms "
                         f"median latency measured {where}")

@@ -39,6 +39,8 @@ class PPK2(PowerMeter):
     def refusal(self, runner) -> str | None:
         if runner.kind != "serial":
             return "the ppk2 meter measures a microcontroller board reached over a serial port (--device serial:PORT)"
+        if runner.emulated:
+            return "the board is emulated (its firmware says so): it draws no current for a PPK2 to measure"
         if not self.port:
             return "the profile names no PPK2 port: set [connection] meter_device (e.g. /dev/ttyACM1)"
         return None

@@ -1,0 +1,68 @@
+"""``edgepack board``: start an emulated Cortex-M board that runs a model as edgepack's C program
+with the serial firmware, for ``edgepack bench --device serial:PORT`` (mcu/cprog_board.py)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import DependencyError, DeviceError, ExitStatus, UsageError
+
+CORES = ("cortex-m4", "cortex-m7", "cortex-m55")
+
+
+def add(sub) -> None:
+    """Add the command's parser to ``sub``."""
+    b = sub.add_parser("board", help="start an emulated Cortex-M board serving a model over the serial protocol",
+                       description="Generate MODEL's C program (an int8 .tflite), compile it with the serial firmware "
+                                   "for the core, and run it on QEMU's board for that core (mps2-an386 for the M4, "
+                                   "mps2-an500 for the M7, mps3-an547 for the M55) with its UART on a pseudo-terminal. "
+                                   "Prints the --device to bench it with, then serves until interrupted (Ctrl-C) or "
+                                   "--seconds pass. What the board reports is labelled emulated: its counts are "
+                                   "instructions executed, not cycles or time (docs/serial-protocol.md).",
+                       epilog="example:\n  edgepack board dist/cortex-m4/model_int8.tflite --core cortex-m4 &\n"
+                              "  edgepack bench dist/cortex-m4/model_int8.tflite --target cortex-m4 --device serial:/dev/pts/3\n\n"
+                              "exit status: 0 stopped; 2 bad model or core; 3 arm-none-eabi-gcc or qemu-system-arm missing; 5 the board stopped on its own.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("model", metavar="MODEL", help="an int8 .tflite (a bundle's model_int8.tflite)")
+    b.add_argument("--core", choices=CORES, default="cortex-m4", help="the emulated core (default: cortex-m4)")
+    b.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    b.set_defaults(func=_cmd_board)
+
+
+def _cmd_board(args: argparse.Namespace) -> int:
+    from ..mcu import cprog_qemu
+    from ..mcu.cprog_board import EmulatedBoard
+    from ..mcu.cprog_emit import generate
+    from ..mcu.cprog_ir import UnsupportedOps
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file; pass an int8 .tflite (a bundle's model_int8.tflite)")
+    data = path.read_bytes()
+    if data[4:8] != b"TFL3":
+        raise UsageError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); pass an int8 .tflite")
+    why = cprog_qemu.available()
+    if why:
+        raise DependencyError(f"edgepack board: {why}")
+    try:
+        program = generate(data)
+    except (UnsupportedOps, ValueError) as e:
+        raise UsageError(f"{path}: cannot run as a C program: {e}") from e
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError(f"--seconds {args.seconds:g}: give a positive number of seconds, or leave it out")
+    with EmulatedBoard(data, args.core, program=program) as board:
+        print(f"emulated {args.core} (QEMU {board.machine}) serving {path.name} as edgepack's C program "
+              f"(arena {program.arena_bytes:,} bytes) on {board.port}", flush=True)
+        print(f"  bench it: edgepack bench {path} --target <profile> --device {board.device}", flush=True)
+        deadline = None if args.seconds is None else time.monotonic() + args.seconds
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                if not board.running:
+                    raise DeviceError(f"the emulated board stopped on its own: {board.said[-300:].strip()}")
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # the usual way to stop it
+            pass
+    print("emulated board stopped", flush=True)
+    return ExitStatus.OK
