@@ -4,6 +4,7 @@ with the serial firmware, for ``edgepack bench --device serial:PORT`` (mcu/cprog
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def add(sub) -> None:
     b.set_defaults(func=_cmd_board)
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _cmd_board(args: argparse.Namespace) -> int:
     from ..mcu import cprog_qemu
     from ..mcu.cprog_board import EmulatedBoard
@@ -52,6 +57,7 @@ def _cmd_board(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: cannot run as a C program: {e}") from e
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError(f"--seconds {args.seconds:g}: give a positive number of seconds, or leave it out")
+    signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: QEMU goes with it
     with EmulatedBoard(data, args.core, program=program) as board:
         print(f"emulated {args.core} (QEMU {board.machine}) serving {path.name} as edgepack's C program "
               f"(arena {program.arena_bytes:,} bytes) on {board.port}", flush=True)

@@ -62,6 +62,18 @@ def build_firmware(model: bytes, cpu: str, folder: Path, program: Program | None
     return cprog_qemu.build(program, cpu, folder, harness="serial", defines=defines)
 
 
+def _die_with_parent() -> None:
+    """In QEMU's process before it starts (Linux): it gets SIGTERM when the process that started it
+    ends, however that ends, so no emulated board outlives its owner spinning a core."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class EmulatedBoard:
     """``with EmulatedBoard(model, "cortex-m4") as board:`` QEMU runs the serial firmware;
     ``board.port`` is its UART's pseudo-terminal and ``board.device`` the ``--device`` for bench."""
@@ -86,7 +98,7 @@ class EmulatedBoard:
             self._proc = subprocess.Popen(
                 ["qemu-system-arm", "-M", self.machine, "-nographic", "-monitor", "none", "-serial", "pty",
                  "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
             self.port = self._wait_for_port()
         except BaseException:
             self.stop()
