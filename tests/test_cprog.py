@@ -10,8 +10,9 @@ import pytest
 from fixture_models import int8_model, third_party_model
 
 
-def _int8(fn, shape, *, seed=0, spread=3.0, float_io=False) -> bytes:
-    """A full-int8 .tflite of ``fn`` (a tf.function of one NHWC input) calibrated on random data."""
+def _int8(fn, shape, *, seed=0, spread=3.0, mean=0.3, float_io=False) -> bytes:
+    """A full-int8 .tflite of ``fn`` (a tf.function of one NHWC input) calibrated on random data
+    around ``mean`` (far from 0: the input's zero point goes to one end of the int8 range)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -19,7 +20,7 @@ def _int8(fn, shape, *, seed=0, spread=3.0, float_io=False) -> bytes:
     f = tf.function(fn, input_signature=[spec])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.normal(0.3, spread, size=(1, *shape)).astype(np.float32)]
+    conv.representative_dataset = lambda: ([rng.normal(mean, spread, size=(1, *shape)).astype(np.float32)]
                                            for _ in range(32))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if not float_io:
@@ -107,6 +108,85 @@ def _other_cases():
         "concatenation": (lambda x: tf.concat([x, tf.nn.relu(x)], axis=3), (3, 4, 2)),
         "pad": (lambda x: tf.pad(x, [[0, 0], [1, 2], [0, 1], [0, 0]]), (3, 4, 2)),
     }
+
+
+def _random_layer(kind: str, rng):
+    """One layer of ``kind`` with a random shape, kernel, stride, padding and activation: (fn, input shape)."""
+    import tensorflow as tf
+
+    h, w, c = (int(v) for v in rng.integers(1, 12, size=3))
+    h, w = h + 3, w + 3  # at least 4x4: a 4x4 pooling window fits
+    act = [lambda y: y, tf.nn.relu, tf.nn.relu6][int(rng.integers(3))]
+    pad = ["SAME", "VALID"][int(rng.integers(2))]
+    stride = int(rng.integers(1, 3))
+    k = int(rng.integers(1, 4))
+    if kind == "conv":
+        wt = _w(rng, k, k, c, int(rng.integers(1, 10)))
+        return (lambda x: act(tf.nn.conv2d(x, wt, stride, pad))), (h, w, c)
+    if kind == "grouped-conv":
+        groups = int(rng.integers(2, 4))
+        per, out = int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        wt = _w(rng, k, k, per, out)
+        return (lambda x: act(tf.nn.conv2d(x, wt, stride, pad))), (h, w, groups * per)
+    if kind == "depthwise":
+        wt = _w(rng, k, k, c, int(rng.integers(1, 3)))
+        return (lambda x: act(tf.nn.depthwise_conv2d(x, wt, [1, stride, stride, 1], pad))), (h, w, c)
+    if kind == "fully-connected":
+        wt = _w(rng, h * w * c, int(rng.integers(1, 17)))
+        return (lambda x: act(tf.matmul(tf.reshape(x, (1, -1)), wt))), (h, w, c)
+    if kind == "average-pool":
+        return (lambda x: tf.nn.avg_pool2d(x, k + 1, stride, pad)), (h, w, c)
+    if kind == "max-pool":
+        return (lambda x: tf.nn.max_pool2d(x, k + 1, stride, pad)), (h, w, c)
+    if kind == "add":  # two operands of different scales (TFLM itself aborts when they differ by ~2^20)
+        f = float(rng.uniform(0.5, 4)) * float(rng.choice([-1, 1]))
+        return (lambda x: act(x + tf.nn.conv2d(x, _w(rng, 1, 1, c, c), 1, "VALID") * f)), (h, w, c)
+    if kind == "mul":
+        return (lambda x: x * tf.nn.relu6(x)), (h, w, c)
+    if kind == "mean":
+        return (lambda x: tf.reduce_mean(x, axis=[1, 2])), (h, w, c)
+    if kind == "softmax":
+        beta = float(rng.uniform(0.2, 4))
+        return (lambda x: tf.nn.softmax(tf.reshape(x, (1, -1)) * beta)), (1, w, c)
+    if kind == "logistic":
+        return tf.sigmoid, (h, w, c)
+    if kind == "hard-swish":
+        return (lambda x: x * tf.nn.relu6(x + 3.0) / 6.0), (h, w, c)
+    if kind == "concatenation":
+        return (lambda x: tf.concat([x * 0.25, tf.nn.relu(x), x], axis=3)), (h, w, c)
+    if kind == "pad":
+        p = [[0, 0], [int(rng.integers(3)), int(rng.integers(1, 3))], [int(rng.integers(3)), int(rng.integers(3))], [0, 0]]
+        return (lambda x: tf.pad(x, p)), (h, w, c)
+    raise ValueError(kind)
+
+
+#: each kind and the TFLite operator its kernel must run
+RANDOM_KINDS = {"conv": "CONV_2D", "grouped-conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D",
+                "fully-connected": "FULLY_CONNECTED", "average-pool": "AVERAGE_POOL_2D", "max-pool": "MAX_POOL_2D",
+                "add": "ADD", "mul": "MUL", "mean": "MEAN", "softmax": "SOFTMAX", "logistic": "LOGISTIC",
+                "hard-swish": "HARD_SWISH", "concatenation": "CONCATENATION", "pad": "PAD"}
+
+
+@pytest.mark.parametrize("kind", RANDOM_KINDS)
+def test_each_kernel_is_bit_exact_on_random_shapes_and_quantization(kind):
+    """Three random layers of each kind (shape, kernel, stride, padding, activation), calibrated on
+    data centred below, near and above zero: the input's zero point lands high, middle and low
+    (negative); every output byte equals TFLM's, saturated inputs included (_check)."""
+    from edgepack.mcu.cprog_ir import read
+
+    zero_points = []
+    for seed, mean in enumerate((-2.5, 0.3, 6.0)):
+        rng = np.random.default_rng(1000 * list(RANDOM_KINDS).index(kind) + seed)
+        fn, shape = _random_layer(kind, rng)
+        model = _int8(fn, shape, seed=seed, spread=float(rng.uniform(0.5, 4.0)), mean=mean)
+        graph = read(model)
+        zero_points.append(graph.t(graph.inputs[0]).zp)
+        program = _check(model, n=6, seed=seed)
+        assert RANDOM_KINDS[kind] in program.ops, (kind, program.ops)
+        if kind == "grouped-conv":  # the filter sees a slice of the input's channels
+            op = next(o for o in graph.ops if o.kind == "CONV_2D")
+            assert graph.t(op.inputs[1]).shape[-1] < graph.t(op.inputs[0]).shape[-1], graph.t(op.inputs[1]).shape
+    assert zero_points[2] < 0 < zero_points[0], zero_points  # negative zero points were exercised
 
 
 @pytest.mark.parametrize("case", list(_other_cases()))

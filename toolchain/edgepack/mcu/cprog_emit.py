@@ -255,8 +255,8 @@ def _unary(w: _Writer, op: Op) -> None:
         q = P.requantize_params(i, out)
         lo, hi = P.activation_range({"QUANTIZE": 0, "RELU": 1, "RELU_N1_TO_1": 2}[op.kind], out)
         w.emit(f"ep_requantize({src}, {i.size}, {dst}, {q['in_zp']}, {q['out_zp']}, {q['mult']}, {q['shift']}, {lo}, {hi});")
-    elif op.kind == "RELU6":  # TFLM clamps between the input's zero and the output's six, without rescaling
-        hi = max(-128, min(127, P.quantize_f32(6.0, out.s, out.zp)))
+    elif op.kind == "RELU6":  # TFLM clamps to the input's zero and six, without rescaling to the output's scale
+        hi = max(-128, min(127, P.quantize_f32(6.0, i.s, i.zp)))
         w.emit(f"ep_clamp({src}, {i.size}, {dst}, {i.zp}, {hi});")
     elif op.kind == "DEQUANTIZE":
         w.emit(f"ep_dequantize({src}, {i.size}, {dst}, {float(np.float32(i.s))!r}, {i.zp});")
