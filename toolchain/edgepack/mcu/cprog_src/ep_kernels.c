@@ -63,32 +63,45 @@ void ep_conv_add(const int8_t *in, ep_dims id, const int8_t *filter, int32_t fil
     conv(in, id, filter, filter_in, bias, out, od, win, q, mult, shift, other, ap, conv_first);
 }
 
+/* one depthwise window of one channel: `img` at the channel's value of pixel (0, 0), pixels `pstride`
+ * apart, rows of `w` pixels; `f` at the output channel's tap (0, 0), taps `fstride` apart */
+static inline int32_t dw_window(const int8_t *img, int32_t h, int32_t w, int32_t pstride, const int8_t *f,
+                                int32_t fstride, int32_t y0, int32_t x0, const ep_window *win, int32_t in_offset) {
+    int32_t acc = 0;
+    for (int32_t fy = 0; fy < win->k_h; ++fy) {
+        const int32_t iy = y0 + win->dil_h * fy;
+        if (iy < 0 || iy >= h) continue;
+        for (int32_t fx = 0; fx < win->k_w; ++fx) {
+            const int32_t ix = x0 + win->dil_w * fx;
+            if (ix < 0 || ix >= w) continue;
+            acc += (int32_t)f[(fy * win->k_w + fx) * fstride] * ((int32_t)img[(iy * w + ix) * pstride] + in_offset);
+        }
+    }
+    return acc;
+}
+
+/* an accumulator with its bias, requantized for output channel `oc` and clamped */
+static inline int8_t dw_result(int32_t acc, const int32_t *bias, int32_t oc, const int32_t *mult, const int8_t *shift,
+                               const ep_affine *q) {
+    if (bias) acc += bias[oc];
+    return clamp8(ep_mbqm(acc, mult[oc], shift[oc]) + q->out_offset, q->act_min, q->act_max);
+}
+
 void ep_dwconv(const int8_t *in, ep_dims id, const int8_t *filter, const int32_t *bias, int8_t *out, ep_dims od,
                ep_window win, ep_affine q, const int32_t *mult, const int8_t *shift) {
     const int32_t depth_mult = od.c / id.c;
     for (int32_t b = 0; b < od.n; ++b) {
+        const int8_t *img = in + b * id.h * id.w * id.c;
         for (int32_t oy = 0; oy < od.h; ++oy) {
             const int32_t y0 = oy * win.stride_h - win.pad_t;
             for (int32_t ox = 0; ox < od.w; ++ox) {
                 const int32_t x0 = ox * win.stride_w - win.pad_l;
+                int8_t *px = out + ((b * od.h + oy) * od.w + ox) * od.c;
                 for (int32_t ic = 0; ic < id.c; ++ic) {
                     for (int32_t m = 0; m < depth_mult; ++m) {
                         const int32_t oc = m + ic * depth_mult;
-                        int32_t acc = 0;
-                        for (int32_t fy = 0; fy < win.k_h; ++fy) {
-                            const int32_t iy = y0 + win.dil_h * fy;
-                            if (iy < 0 || iy >= id.h) continue;
-                            for (int32_t fx = 0; fx < win.k_w; ++fx) {
-                                const int32_t ix = x0 + win.dil_w * fx;
-                                if (ix < 0 || ix >= id.w) continue;
-                                int32_t v = in[((b * id.h + iy) * id.w + ix) * id.c + ic];
-                                int32_t f = filter[(fy * win.k_w + fx) * od.c + oc];
-                                acc += f * (v + q.in_offset);
-                            }
-                        }
-                        if (bias) acc += bias[oc];
-                        acc = ep_mbqm(acc, mult[oc], shift[oc]) + q.out_offset;
-                        out[((b * od.h + oy) * od.w + ox) * od.c + oc] = clamp8(acc, q.act_min, q.act_max);
+                        const int32_t acc = dw_window(img + ic, id.h, id.w, id.c, filter + oc, od.c, y0, x0, &win, q.in_offset);
+                        px[oc] = dw_result(acc, bias, oc, mult, shift, &q);
                     }
                 }
             }
@@ -102,22 +115,10 @@ void ep_dwconv_inplace(int8_t *io, ep_dims d, const int8_t *filter, const int32_
         int8_t *img = io + b * d.h * d.w * d.c;
         for (int32_t c = 0; c < d.c; ++c) {
             for (int32_t oy = 0; oy < d.h; ++oy) {
-                const int32_t y0 = oy - win.pad_t;
                 for (int32_t ox = 0; ox < d.w; ++ox) {
-                    const int32_t x0 = ox - win.pad_l;
-                    int32_t acc = 0;
-                    for (int32_t fy = 0; fy < win.k_h; ++fy) {
-                        const int32_t iy = y0 + win.dil_h * fy;
-                        if (iy < 0 || iy >= d.h) continue;
-                        for (int32_t fx = 0; fx < win.k_w; ++fx) {
-                            const int32_t ix = x0 + win.dil_w * fx;
-                            if (ix < 0 || ix >= d.w) continue;
-                            acc += (int32_t)filter[(fy * win.k_w + fx) * d.c + c] * ((int32_t)img[(iy * d.w + ix) * d.c + c] + q.in_offset);
-                        }
-                    }
-                    if (bias) acc += bias[c];
-                    acc = ep_mbqm(acc, mult[c], shift[c]) + q.out_offset;
-                    scratch[oy * d.w + ox] = clamp8(acc, q.act_min, q.act_max);
+                    const int32_t acc = dw_window(img + c, d.h, d.w, d.c, filter + c, d.c, oy - win.pad_t, ox - win.pad_l,
+                                                  &win, q.in_offset);
+                    scratch[oy * d.w + ox] = dw_result(acc, bias, c, mult, shift, &q);
                 }
             }
             for (int32_t p = 0; p < d.h * d.w; ++p) img[p * d.c + c] = scratch[p];
