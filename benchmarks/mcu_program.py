@@ -11,7 +11,8 @@ there, and the zoo's microcontroller models built with `edgepack build` when --z
   (mps2-an500);
 - instructions: executed per inference under QEMU -icount (median over the samples; instructions
   under emulation, not cycles) next to the cost model's ESTIMATED TFLM + CMSIS-NN cycles, and their
-  ratio (it calibrates nothing by itself: the program's kernels are plain C, CMSIS-NN's are SIMD).
+  ratio, per model and per kind of operator (each operator's instructions from a profiled run on
+  the M4: the kinds' factors say where the plain-C kernels stand against CMSIS-NN's SIMD ones).
 
     .venv/bin/python benchmarks/mcu_program.py [--models a.tflite,b.tflite] [--zoo] [--json out.json]
 """
@@ -58,6 +59,7 @@ def measure(name: str, model: bytes, samples: int, qemu_samples: int) -> dict:
     from edgepack.mcu.cprog_emit import generate
     from edgepack.mcu.cprog_run import run_host, tflm_raw
     from edgepack.mcu.layers import layers
+    from edgepack.measure.mcu_emulated import instructions_by_kind
 
     t = time.perf_counter()
     program = generate(model)
@@ -80,11 +82,13 @@ def measure(name: str, model: bytes, samples: int, qemu_samples: int) -> dict:
         row["flash_bytes_m4"] = cprog_qemu.image_size(program, "cortex-m4")["flash_bytes"]
         rows = layers(model)
         for cpu, clock in (("cortex-m4", 168), ("cortex-m7", 216)):
-            run = cprog_qemu.run(program, cpu, xs[:qemu_samples])
+            run = cprog_qemu.run(program, cpu, xs[:qemu_samples], profile=cpu == "cortex-m4")
             est = estimate(rows, cpu.replace("cortex-", "Cortex-").upper().replace("CORTEX", "Cortex"), clock)
             instr = statistics.median(run.instructions)
             row[cpu] = {"exact": f"{exact(run.outputs, qemu_samples)}/{qemu_samples}", "instructions": int(instr),
                         "estimated_cycles": round(est.cycles), "instructions_per_estimated_cycle": round(instr / est.cycles, 2)}
+            if run.per_op:
+                row[cpu]["by_kind"] = instructions_by_kind(program, run.per_op, est.layers)
     row["seconds"] = round(time.perf_counter() - t, 1)
     return row
 
@@ -115,6 +119,19 @@ def main() -> int:
               f"{r.get('flash_bytes_m4', 0):,} | {r['tflite_bytes']:,} | {r['host_exact']} | {m4.get('exact', '-')} | "
               f"{m7.get('exact', '-')} | {m4.get('instructions', 0):,} | {m4.get('estimated_cycles', 0):,} | "
               f"{m4.get('instructions_per_estimated_cycle', '-')} |")
+    kinds = sorted({k for r in rows for k in r.get("cortex-m4", {}).get("by_kind", {})})
+    if kinds:
+        print("\nInstructions (M4, emulated) per estimated TFLM + CMSIS-NN cycle, by kind of operator:\n")
+        print("| kind | " + " | ".join(r["model"] for r in rows) + " | all models |")
+        print("|---|" + "---:|" * (len(rows) + 1))
+        for k in kinds:
+            cells, instr, cyc = [], 0, 0
+            for r in rows:
+                b = r.get("cortex-m4", {}).get("by_kind", {}).get(k)
+                cells.append(f"{b['factor']:.2f}" if b and b["factor"] is not None and b["instructions"] else "-")
+                if b and b["instructions"]:
+                    instr, cyc = instr + b["instructions"], cyc + b["estimated_cycles"]
+            print(f"| {k} | " + " | ".join(cells) + f" | {instr / cyc:.2f} |" if cyc else f"| {k} | " + " | ".join(cells) + " | - |")
     ok = all(r["arena_ratio"] <= 0.75 for r in rows)
     exact = all(r["host_exact"].split("/")[0] == r["host_exact"].split("/")[1] for r in rows)
     print(f"\narena at most 75% of TFLM's on every model: {'yes' if ok else 'NO'}; "

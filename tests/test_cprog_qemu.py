@@ -109,6 +109,13 @@ def test_bench_on_an_emulated_core_reports_instructions_labelled_emulated(model,
     assert em["board"] == "mps2-an500" and em["bit_exact_with_tflm"] == "3/3" and len(em["instructions"]) == 3
     assert em["instructions_per_inference"] > 10_000 and "not cycles, not time" in em["label"]
     assert r["latency"]["basis"] == "estimated" and r["record_id"] is None and r["estimated_cycles"] > 0
+    # each operator's instructions (a profiled run): they add up to the inference's; the ADD a
+    # convolution computes has none of its own and names that convolution
+    rows = r["layers"]
+    ran = [x["emulated_instructions"] for x in rows if x["emulated_instructions"] is not None]
+    assert len(ran) >= 5 and abs(sum(ran) - em["instructions"][0]) <= 0.01 * em["instructions"][0], (ran, em)
+    add = next(x for x in rows if x["op"] == "ADD")
+    assert add["emulated_instructions"] is None and rows[add["computed_by"]]["op"] == "CONV_2D"
     text = run_cli("bench", "--target", "cortex-m7", "--device", "qemu-m7", "--runs", "2", str(path)).stdout
     assert "instructions per inference EMULATED" in text and "not recorded" in text
     bad = run_cli("bench", "--target", "rpi4", "--device", "qemu-m4", str(path))

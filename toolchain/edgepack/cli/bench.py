@@ -127,8 +127,11 @@ def _print_mcu_estimate(r: dict) -> int:
     priced = [x for x in r["layers"] if x["estimated_cycles"] is not None]
     total = sum(x["estimated_cycles"] for x in priced) or 1
     for x in sorted(priced, key=lambda x: -x["estimated_cycles"])[:10]:  # the per-layer estimate next to the MACs
+        ran = x.get("emulated_instructions")
+        ran = (f"; {ran:,} instructions EMULATED" if ran is not None else
+               f"; computed by #{x['computed_by']}" if "computed_by" in x else "")
         print(f"  layer    #{x['index']:<3} {x['op']:<18} {x['macs']:>11,} MACs {x['estimated_ms']:>9.3f} ms "
-              f"{100 * x['estimated_cycles'] / total:5.1f}%  (ESTIMATED)")
+              f"{100 * x['estimated_cycles'] / total:5.1f}%  (ESTIMATED{ran})")
     for w in r["warnings"]:
         print(f"  NOTE     {w}")
     print("  not recorded: the bench history holds measurements only")

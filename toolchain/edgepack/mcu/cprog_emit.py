@@ -31,6 +31,7 @@ class Program:
     outputs: list[dict]
     ops: list[str]
     plan: Plan
+    graph: Graph  # the model as read (operators, tensors): which operator is which
 
 
 def _array(name: str, values: np.ndarray, ctype: str) -> str:
@@ -293,6 +294,7 @@ def generate(model: bytes, prefix: str = "ep_model") -> Program:
             continue
         w.emit(f"/* op {op.index}: {op.kind.lower()} -> {g.t(op.outputs[0]).name[:60].replace('*/', '')} */")
         _EMIT[op.kind](w, op)
+        w.emit(f"EP_MARK({op.index});")
     ins, outs = [_io(g, t) for t in g.inputs], [_io(g, t) for t in g.outputs]
     scratch = max(p.scratch, 1)
     guard = prefix.upper() + "_H"
@@ -309,6 +311,8 @@ def generate(model: bytes, prefix: str = "ep_model") -> Program:
            f" * Arena {p.size} bytes (planned: {len(p.buffers)} buffers, {len(p.in_place)} ops in place); "
            f"scratch {p.scratch} bytes. */\n",
            f'#include "{prefix}.h"\n#include "ep_kernels.h"\n\n',
+           "/* EP_MARK(op) follows each operator's code: define it (e.g. -D'EP_MARK(op)=my_mark(op)') to time each\n"
+           " * operator on the board; by default it is nothing. */\n#ifndef EP_MARK\n#define EP_MARK(op)\n#endif\n\n",
            f"static int8_t ep_arena[{max(p.size, 16)}] __attribute__((aligned(16)));\n",
            f"static int8_t ep_scratch[{scratch}];\n\n", *w.consts, "\n",
            f"static const int32_t ep_in_off[{len(ins)}] = {{{', '.join(str(p.offsets[t]) for t in g.inputs)}}};\n",
@@ -321,4 +325,4 @@ def generate(model: bytes, prefix: str = "ep_model") -> Program:
            f"void *{prefix}_input(int index) {{ return ep_arena + ep_in_off[index]; }}\n",
            f"void *{prefix}_output(int index) {{ return ep_arena + ep_out_off[index]; }}\n\n",
            f"void {prefix}_invoke(void) {{\n    (void)ep_scratch;\n", "\n".join(w.body), "\n}\n"]
-    return Program("".join(src), header, prefix, p.size, p.scratch, w.weight_bytes, ins, outs, [o.kind for o in g.ops], p)
+    return Program("".join(src), header, prefix, p.size, p.scratch, w.weight_bytes, ins, outs, [o.kind for o in g.ops], p, g)

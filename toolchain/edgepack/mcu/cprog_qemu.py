@@ -127,22 +127,32 @@ class Run:
     outputs: list[list[np.ndarray]]
     instructions: list[int]  # per inference, under emulation
     machine: str
+    per_op: dict[int, int] | None = None  # operator index -> instructions (first sample; profiled runs)
 
 
-def run(program: Program, cpu: str, samples: list[list[np.ndarray]], *, timeout: float = 600) -> Run:
-    """The samples through the firmware on QEMU's board for ``cpu``: outputs and instruction counts."""
+#: ``-D`` of a profiled build: each operator's EP_MARK calls the harness's ep_mark
+PROFILE_DEFINES = {"EP_PROFILE": "1", "EP_MARK(op)": "do { extern void ep_mark(int); ep_mark(op); } while (0)"}
+
+
+def run(program: Program, cpu: str, samples: list[list[np.ndarray]], *, timeout: float = 600,
+        profile: bool = False) -> Run:
+    """The samples through the firmware on QEMU's board for ``cpu``: outputs and instruction counts;
+    with ``profile``, each operator's instructions too (a call per operator: a few instructions more)."""
     with tempfile.TemporaryDirectory(prefix="edgepack-qemu-") as tmp:
-        elf = build(program, cpu, Path(tmp), samples)
+        elf = build(program, cpu, Path(tmp), samples, defines=PROFILE_DEFINES if profile else None)
         machine = BOARDS[cpu].machine
         cmd = ["qemu-system-arm", "-M", machine, "-nographic",
                "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"the firmware on {machine} exited with {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-    return Run(*_parse(proc.stdout + proc.stderr, program, len(samples)), machine)  # semihosting: stderr
+    text = proc.stdout + proc.stderr  # semihosting writes to stderr
+    outputs, instructions, per_tick = _parse(text, program, len(samples))
+    per_op = {int(k): round(int(t) * per_tick) for k, t in re.findall(r"^M (\d+) (\d+)$", text, re.M)} if profile else None
+    return Run(outputs, instructions, machine, per_op)
 
 
-def _parse(text: str, program: Program, n: int) -> tuple[list[list[np.ndarray]], list[int]]:
+def _parse(text: str, program: Program, n: int) -> tuple[list[list[np.ndarray]], list[int], float]:
     calib = re.search(r"^C (\d+)$", text, re.M)
     if calib is None or int(calib.group(1)) == 0:
         raise RuntimeError(f"the firmware gave no calibration line: {text[:300]}")
@@ -160,7 +170,7 @@ def _parse(text: str, program: Program, n: int) -> tuple[list[list[np.ndarray]],
                 raise RuntimeError(f"sample {s} output {o}: {len(raw)} bytes from the firmware, {d['bytes']} expected")
             row.append(np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]))
         outs.append(row)
-    return outs, [round(ticks[s] * per_tick) for s in range(n)]
+    return outs, [round(ticks[s] * per_tick) for s in range(n)], per_tick
 
 
 def image_size(program: Program, cpu: str) -> dict:

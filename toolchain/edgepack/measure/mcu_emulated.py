@@ -17,6 +17,57 @@ from ..errors import DependencyError, UsageError
 DEVICES = {"qemu-m4": "cortex-m4", "qemu-m7": "cortex-m7", "qemu-m55": "cortex-m55"}
 
 
+def owners(program) -> dict[int, int]:
+    """Operator index -> the index of the operator whose code computes it: itself, or for an ADD a
+    convolution computes and a PAD a convolution does, that convolution (RESHAPE: itself, no code)."""
+    plan, ops = program.plan, program.graph.ops
+    own = {op.index: op.index for op in ops}
+    own.update({add: conv for conv, add in plan.fused.items()})
+    for op in ops:
+        if op.outputs[0] in plan.padded:
+            own[op.index] = next(o.index for o in ops if op.outputs[0] in o.inputs)
+    return own
+
+
+def with_instructions(program, per_op: dict[int, int], layers: list[dict]) -> list[dict]:
+    """``layers`` (layer_rows) with each operator's instructions executed under emulation
+    (``emulated_instructions``; None for an operator another's code computes, ``computed_by`` names it)."""
+    own = owners(program)
+    out = []
+    for row in layers:
+        k = row["index"]
+        by = own.get(k, k)
+        out.append({**row, "emulated_instructions": per_op.get(k) if by == k else None,
+                    **({"computed_by": by} if by != k else {})})
+    return out
+
+
+def instructions_by_kind(program, per_op: dict[int, int], costs) -> dict[str, dict]:
+    """{layer kind: {"instructions", "estimated_cycles", "factor"}}: what the program executes for each
+    kind of operator (emulated) against the cost model's TFLM + CMSIS-NN estimate for the same
+    operators (a fused ADD's or PAD's estimate counts with the convolution that computes it)."""
+    own = owners(program)
+    kind_of = {c.index: ("pointwise" if c.kind == "conv" and c.op == "CONV_2D" and _pointwise(program, c.index) else c.kind)
+               for c in costs}
+    out: dict[str, dict] = {}
+    for c in costs:
+        kind = kind_of.get(own.get(c.index, c.index), kind_of[c.index])
+        row = out.setdefault(kind, {"instructions": 0, "estimated_cycles": 0.0})
+        row["estimated_cycles"] += c.cycles
+        if own.get(c.index, c.index) == c.index:
+            row["instructions"] += per_op.get(c.index, 0)
+    for row in out.values():
+        row["estimated_cycles"] = round(row["estimated_cycles"])
+        row["factor"] = round(row["instructions"] / row["estimated_cycles"], 2) if row["estimated_cycles"] else None
+    return out
+
+
+def _pointwise(program, index: int) -> bool:
+    op = program.graph.ops[index]
+    shape = program.graph.t(op.inputs[1]).shape
+    return len(shape) == 4 and shape[1] == shape[2] == 1
+
+
 def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str, runs: int, rep) -> dict:
     """The figures for ``data`` (an int8 .tflite) as a C program on QEMU's board for ``device``."""
     from ..mcu import cprog_qemu
@@ -42,7 +93,7 @@ def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str
     xs = [[rng.integers(-128, 128, size=d["shape"], dtype=np.int8) if d["dtype"] == "int8"
            else rng.standard_normal(d["shape"]).astype(np.float32) for d in program.inputs] for _ in range(runs)]
     with rep.stage(f"compile for {cpu} and run {runs} inference(s) on QEMU's {cprog_qemu.BOARDS[cpu].machine}"):
-        got = cprog_qemu.run(program, cpu, xs)
+        got = cprog_qemu.run(program, cpu, xs, profile=True)
         size = cprog_qemu.image_size(program, cpu)
     ref = tflm_raw(data, xs)
     same = sum(all(np.array_equal(a.reshape(b.shape), b) for a, b in zip(g, r)) for g, r in zip(got.outputs, ref))
@@ -63,7 +114,7 @@ def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str
             "arena_bytes": program.arena_bytes, "image": size},
         "macs": macs, "arena_bytes": program.arena_bytes, "latency": lat.to_dict(), "energy": energy.to_dict(),
         "estimated_cycles": est_cycles,
-        "layers": layer_rows(profile, rows, costs),
+        "layers": with_instructions(program, got.per_op or {}, layer_rows(profile, rows, costs)),
         "device": {"kind": "qemu", "id": got.machine, "description": f"QEMU's emulated {got.machine} ({cpu}), "
                                                                        f"edgepack's C program: {profile.description}"},
         "warnings": [f"emulated, not measured: {instr:,} instructions per inference on {got.machine}; the latency is "

@@ -1,7 +1,9 @@
 /* edgepack C program, firmware harness: runs the model on the samples compiled in beside it
  * (ep_samples.c) and writes, through semihosting, one line per sample per output ("O k <hex>"),
  * the SysTick ticks of each inference ("T k <ticks>") and the ticks of a calibration loop of
- * 2 x EP_CALIBRATION instructions ("C <ticks>"), then exits with 0. */
+ * 2 x EP_CALIBRATION instructions ("C <ticks>"), then exits with 0. Built with EP_PROFILE (and
+ * EP_MARK(op) calling ep_mark), it also writes the ticks of each operator of the first sample
+ * ("M <op> <ticks>"). */
 #include <stdint.h>
 #include <string.h>
 
@@ -17,6 +19,19 @@ extern const int32_t ep_sample_count;
 extern const uint8_t ep_samples[];
 
 static char line[1024];
+
+#ifdef EP_PROFILE
+#define EP_MAX_MARKS 1024
+static int32_t mark_op[EP_MAX_MARKS];
+static uint64_t mark_ticks[EP_MAX_MARKS];
+static int32_t marks = -1; /* -1: not recording */
+
+void ep_mark(int op) {
+    if (marks < 0 || marks >= EP_MAX_MARKS) return;
+    mark_ticks[marks] = ep_ticks();
+    mark_op[marks++] = op;
+}
+#endif
 
 static char *put_u64(char *p, uint64_t v) {
     char tmp[24];
@@ -70,9 +85,25 @@ int main(void) {
             memcpy(FN(_input)(i), src, (size_t)FN(_input_bytes)(i));
             src += FN(_input_bytes)(i);
         }
+#ifdef EP_PROFILE
+        marks = s == 0 ? 0 : -1;
+#endif
         uint64_t a = ep_ticks();
         FN(_invoke)();
         uint64_t b = ep_ticks();
+#ifdef EP_PROFILE
+        for (int32_t k = 0; s == 0 && k < marks; ++k) {
+            p = line;
+            *p++ = 'M';
+            *p++ = ' ';
+            p = put_u64(p, (uint64_t)mark_op[k]);
+            *p++ = ' ';
+            p = put_u64(p, mark_ticks[k] - (k ? mark_ticks[k - 1] : a));
+            *p++ = '\n';
+            *p = 0;
+            ep_write(line);
+        }
+#endif
         for (int o = 0; o < FN(_outputs)(); ++o) emit_hex((int)s, o, (const uint8_t *)FN(_output)(o), FN(_output_bytes)(o));
         p = line;
         *p++ = 'T';
