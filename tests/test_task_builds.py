@@ -4,7 +4,7 @@ judged in the metric's own units; fidelity on an unlabelled image folder; a user
 bad task input as one-line errors with nothing written.
 
 Models are the zoo's task models at 16x16 (trained once, cached; multi-label: the demo CNN on
-digits with three 0/1 labels each); each build has 2 recovery epochs, TFLite only."""
+digits with three 0/1 labels each); each build has 2 recovery epochs, TFLite only (and the C program on a microcontroller)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ SMALL = "1,1,16,16"
 
 def _profile(tmp, target: str, *extra: str):
     p = tmp / f"{target}-task.toml"
-    lines = [f'extends = "{target}"', f'name = "{target}"', "[runtime]", 'formats = ["tflite"]',
+    formats = '["tflite", "c-program"]' if target.startswith("cortex-m") else '["tflite"]'
+    lines = [f'extends = "{target}"', f'name = "{target}"', "[runtime]", f"formats = {formats}",
              "[pruning]", "recovery_epochs = 2", "[measure]", "warmup = 2", "runs = 10", "repeats = 1", *extra]
     p.write_text("\n".join(lines) + "\n")
     return p
@@ -90,8 +91,10 @@ def test_each_task_kind_builds_judged_by_its_metric(tmp_path, kind, micro):
     assert f"judged by {metric}" in report and f"| original float (PyTorch) |" in report
     fid = acc["int8_vs_float_outputs"]
     # against the original float model, so pruning counts too: recovery by BCE leaves a multi-label
-    # model's logit scale free to move (its labels, judged by F1, do not)
-    assert fid["sqnr_db"] > (3 if kind == "multi-label" else 10) and fid["samples"] == acc["eval_samples"]
+    # model's logit scale free to move (its labels, judged by F1, do not), which SQNR counts as
+    # error (2.4 dB seen on cortex-m4) and the cosine similarity, blind to scale, does not
+    assert fid["samples"] == acc["eval_samples"]
+    assert fid["cosine_pct"] > 90 if kind == "multi-label" else fid["sqnr_db"] > 10, fid
     if micro:
         assert m["micro"]["tflm_vs_litert"]["max_steps"] <= 2 and m["micro"]["arena_bytes"] > 0
         # the C program (on by default for cortex-m4/m7): where written, every held-out sample bit-exact
