@@ -69,7 +69,7 @@ def _linker_script(b: Board) -> str:
             + ("" if same else f"  CONST (r) : ORIGIN = {b.const[0]:#x}, LENGTH = {b.const[1]:#x}\n")
             + f"  RAM (rwx) : ORIGIN = {b.ram[0]:#x}, LENGTH = {b.ram[1]:#x}\n}}\n"
             "_estack = ORIGIN(RAM) + LENGTH(RAM);\nSECTIONS {\n"
-            "  .text : { KEEP(*(.vectors)) *(.text*) . = ALIGN(4); } > CODE\n"
+            "  .text : { KEEP(*(.vectors)) KEEP(*(.vectors_irq)) *(.text*) . = ALIGN(4); } > CODE\n"
             f"  .rodata : {{ *(.rodata*) . = ALIGN(4); }} > {'CODE' if same else 'CONST'}\n"
             "  .ARM.exidx : { *(.ARM.exidx*) } > CODE\n  _sidata = LOADADDR(.data);\n"
             "  .data : { _sdata = .; *(.data*) . = ALIGN(4); _edata = .; } > RAM AT > CODE\n"

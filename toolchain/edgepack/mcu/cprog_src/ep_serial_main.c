@@ -24,8 +24,11 @@
 #define UART_REG(offset) (*(volatile uint32_t *)(EP_UART_BASE + (offset)))
 #define UART_DATA UART_REG(0x00)
 #define UART_STATE UART_REG(0x04) /* bit 0: TX buffer full, bit 1: RX buffer full */
-#define UART_CTRL UART_REG(0x08)  /* bit 0: TX enable, bit 1: RX enable */
+#define UART_CTRL UART_REG(0x08)  /* bit 0: TX enable, bit 1: RX enable, bit 3: RX interrupt enable */
+#define UART_INTCLEAR UART_REG(0x0C)
 #define UART_BAUDDIV UART_REG(0x10)
+#define NVIC_ISER(k) (*(volatile uint32_t *)(0xE000E100u + 4u * (k)))
+#define EP_IRQS 128 /* device interrupts in the vector table: more than these boards have */
 
 #define IO_BYTES (EP_IN_BYTES > EP_OUT_BYTES + 8 ? EP_IN_BYTES : EP_OUT_BYTES + 8)
 #define MAX_FRAME (EP_HEADER_BYTES + IO_BYTES + 64 + sizeof(firmware) + EP_CRC_BYTES)
@@ -37,12 +40,33 @@ static uint8_t tx[MAX_FRAME] __attribute__((aligned(4)));
 static uint8_t *const payload = tx + EP_HEADER_BYTES; /* replies are written in place */
 static uint64_t calibration_ticks;
 
+/* Waiting for the host, the core sleeps (WFI) until the UART's receive interrupt, instead of
+ * spinning: an emulated board left running idles. Every device interrupt lands here; only the
+ * UART's is enabled at its source, and it is cleared there. */
+void Irq_Handler(void) { UART_INTCLEAR = 0xFu; }
+
+__attribute__((section(".vectors_irq"), used)) const void *const ep_irq_vectors[EP_IRQS] = {
+    [0 ... EP_IRQS - 1] = (void *)Irq_Handler};
+
 static void uart_init(void) {
     UART_BAUDDIV = 16u; /* the smallest divider the UART takes; the board's clock sets the rate */
-    UART_CTRL = 3u;
+    UART_CTRL = 3u | 8u;
+    for (int k = 0; k < EP_IRQS / 32; ++k) NVIC_ISER(k) = 0xFFFFFFFFu;
 }
 
 static int uart_getc(void) { return (UART_STATE & 2u) ? (int)(UART_DATA & 0xFFu) : -1; }
+
+/* the next received byte, sleeping until one comes (interrupts masked around the check, so a byte
+ * that arrives between the check and WFI still wakes it) */
+static uint8_t uart_wait_getc(void) {
+    for (;;) {
+        __asm__ volatile("cpsid i" ::: "memory");
+        int c = uart_getc();
+        if (c < 0) __asm__ volatile("wfi");
+        __asm__ volatile("cpsie i" ::: "memory");
+        if (c >= 0) return (uint8_t)c;
+    }
+}
 
 static void uart_write(const uint8_t *data, size_t n) {
     for (size_t i = 0; i < n; ++i) {
@@ -140,9 +164,7 @@ int main(void) {
     send(EP_BOOT, 0, 2 + put_name(payload + 2));
     ep_decoder_init(&d, rx, sizeof rx);
     for (;;) {
-        int c = uart_getc();
-        if (c < 0) continue;
-        int got = ep_decode_byte(&d, (uint8_t)c);
+        int got = ep_decode_byte(&d, uart_wait_getc());
         if (got > 0) serve(&d);
         else if (got < 0) send_error(0, EP_ERR_FRAME, "bad frame (length or CRC)");
     }
