@@ -157,6 +157,12 @@ def _random_layer(kind: str, rng):
     if kind == "pad":
         p = [[0, 0], [int(rng.integers(3)), int(rng.integers(1, 3))], [int(rng.integers(3)), int(rng.integers(3))], [0, 0]]
         return (lambda x: tf.pad(x, p)), (h, w, c)
+    if kind == "resize-bilinear":  # up or down, to odd sizes; TF2's half-pixel centres, v1's corners or neither
+        size = [int(v) for v in rng.integers(2, 2 * max(h, w), size=2)]
+        variant = int(rng.integers(3))
+        if variant == 0:
+            return (lambda x: tf.image.resize(x, size, "bilinear")), (h, w, c)
+        return (lambda x: tf.compat.v1.image.resize_bilinear(x, size, align_corners=variant == 1)), (h, w, c)
     raise ValueError(kind)
 
 
@@ -164,7 +170,8 @@ def _random_layer(kind: str, rng):
 RANDOM_KINDS = {"conv": "CONV_2D", "grouped-conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D",
                 "fully-connected": "FULLY_CONNECTED", "average-pool": "AVERAGE_POOL_2D", "max-pool": "MAX_POOL_2D",
                 "add": "ADD", "mul": "MUL", "mean": "MEAN", "softmax": "SOFTMAX", "logistic": "LOGISTIC",
-                "hard-swish": "HARD_SWISH", "concatenation": "CONCATENATION", "pad": "PAD"}
+                "hard-swish": "HARD_SWISH", "concatenation": "CONCATENATION", "pad": "PAD",
+                "resize-bilinear": "RESIZE_BILINEAR"}
 
 
 @pytest.mark.parametrize("kind", RANDOM_KINDS)

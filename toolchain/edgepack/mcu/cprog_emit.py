@@ -221,6 +221,25 @@ def _pad(w: _Writer, op: Op) -> None:
            f"{before}, {value});")
 
 
+def _resize(w: _Writer, op: Op) -> None:
+    g = w.g
+    i, out = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if len(i.shape) != 4:
+        raise ValueError(f"RESIZE_BILINEAR of a {len(i.shape)}-D tensor (the generator resizes 4-D NHWC)")
+    if (i.s, i.zp) != (out.s, out.zp):  # TFLM interpolates the input's integers as they are
+        raise ValueError("RESIZE_BILINEAR with other output quantization than its input's")
+    align, half = bool(op.options.alignCorners), bool(op.options.halfPixelCenters)
+    (ih, iw), (oh, ow) = i.shape[1:3], out.shape[1:3]
+
+    def scale(n_in: int, n_out: int) -> int:  # TFLM's input pixels per output pixel, x 1024, rounded
+        if align and n_out > 1:
+            return ((1 << 10) * (n_in - 1) + (n_out - 1) // 2) // (n_out - 1)
+        return ((1 << 10) * n_in + n_out // 2) // n_out
+
+    w.emit(f"ep_resize_bilinear({w.ptr(op.inputs[0], True)}, {_dims(i.shape)}, {w.ptr(op.outputs[0])}, "
+           f"{_dims(out.shape)}, {scale(ih, oh)}, {scale(iw, ow)}, {int(half)});")
+
+
 def _concat(w: _Writer, op: Op) -> None:
     g = w.g
     out = g.t(op.outputs[0])
@@ -265,7 +284,7 @@ def _unary(w: _Writer, op: Op) -> None:
 
 _EMIT = {"CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc, "AVERAGE_POOL_2D": _pool,
          "MAX_POOL_2D": _pool, "ADD": _elementwise, "MUL": _elementwise, "MEAN": _mean, "PAD": _pad, "PADV2": _pad,
-         "CONCATENATION": _concat, "SOFTMAX": _unary, "RELU": _unary, "RELU6": _unary, "RELU_N1_TO_1": _unary, "LOGISTIC": _unary, "HARD_SWISH": _unary, "QUANTIZE": _unary,
+         "CONCATENATION": _concat, "RESIZE_BILINEAR": _resize, "SOFTMAX": _unary, "RELU": _unary, "RELU6": _unary, "RELU_N1_TO_1": _unary, "LOGISTIC": _unary, "HARD_SWISH": _unary, "QUANTIZE": _unary,
          "DEQUANTIZE": _unary}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 #: operator kinds the generator writes C for (see cprog_src/ep_kernels.h)
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "MUL",
              "MEAN", "RESHAPE", "SQUEEZE", "SOFTMAX", "LOGISTIC", "HARD_SWISH", "CONCATENATION", "PAD", "PADV2",
-             "QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1")
+             "QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1", "RESIZE_BILINEAR")
 _DTYPES = {0: np.float32, 2: np.int32, 7: np.int16, 9: np.int8, 3: np.uint8, 4: np.int64}
 
 

@@ -325,3 +325,35 @@ void ep_concat(const int8_t *const *ins, const int32_t *inner, int32_t count, in
             out += inner[k];
         }
 }
+
+/* an output coordinate's position in the input (x 1024) and the two input pixels around it */
+static void resize_position(int32_t v, int32_t scale, int half_pixel, int32_t size, int32_t *pos, int32_t *lo,
+                            int32_t *hi) {
+    *pos = half_pixel ? v * scale + scale / 2 - (1 << 9) : v * scale;
+    *lo = EP_MAX(*pos / (1 << 10), 0);
+    *hi = EP_MIN((*pos + (1 << 10) - 1) / (1 << 10), size - 1);
+}
+
+void ep_resize_bilinear(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, int32_t scale_h, int32_t scale_w,
+                        int half_pixel_centers) {
+    for (int32_t b = 0; b < od.n; ++b) {
+        const int8_t *img = in + b * id.h * id.w * id.c;
+        for (int32_t y = 0; y < od.h; ++y) {
+            int32_t py, y0, y1;
+            resize_position(y, scale_h, half_pixel_centers, id.h, &py, &y0, &y1);
+            const int64_t wy1 = py - (1 << 10) * y0, wy0 = (1 << 10) - wy1;
+            for (int32_t x = 0; x < od.w; ++x) {
+                int32_t px, x0, x1;
+                resize_position(x, scale_w, half_pixel_centers, id.w, &px, &x0, &x1);
+                const int64_t wx1 = px - (1 << 10) * x0, wx0 = (1 << 10) - wx1;
+                const int8_t *p00 = img + (y0 * id.w + x0) * id.c, *p01 = img + (y0 * id.w + x1) * id.c;
+                const int8_t *p10 = img + (y1 * id.w + x0) * id.c, *p11 = img + (y1 * id.w + x1) * id.c;
+                int8_t *o = out + ((b * od.h + y) * od.w + x) * od.c;
+                for (int32_t c = 0; c < od.c; ++c) {
+                    const int64_t v = p00[c] * wy0 * wx0 + p10[c] * wy1 * wx0 + p01[c] * wy0 * wx1 + p11[c] * wy1 * wx1;
+                    o[c] = (int8_t)((v + (v > 0 ? (1 << 19) : -(1 << 19))) / (1 << 20));
+                }
+            }
+        }
+    }
+}

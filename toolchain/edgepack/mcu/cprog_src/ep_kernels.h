@@ -73,6 +73,10 @@ void ep_quantize_f32(const float *in, int32_t size, int8_t *out, float scale, in
 void ep_dequantize(const int8_t *in, int32_t size, float *out, double scale, int32_t zp);
 /* pad a 4-D NHWC tensor with `value` (before/after per axis) */
 void ep_pad(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, const int32_t before[4], int8_t value);
+/* RESIZE_BILINEAR as TFLM's integer reference: positions in 1/1024ths of an input pixel (scale_h,
+ * scale_w: input pixels per output pixel x 1024), the result rounded half away from zero */
+void ep_resize_bilinear(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, int32_t scale_h, int32_t scale_w,
+                        int half_pixel_centers);
 /* concatenate along `axis` of 4-D tensors with the same quantization: outer x (each input's inner block) */
 void ep_concat(const int8_t *const *ins, const int32_t *inner, int32_t count, int32_t outer, int8_t *out);
 
