@@ -325,3 +325,29 @@ def test_a_float_model_gets_no_program_and_says_why():
     model = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert()
     with pytest.raises(ValueError, match=r"computes in float32: the C program generator writes int8 models"):
         generate(model)
+
+
+def test_a_skip_concatenation_writes_over_its_first_input():
+    """A U-Net-style decoder step: the upsampled map, concatenated with the encoder's, dies in the
+    CONCATENATION, which writes its output over it (the kernel copies from the last block back):
+    two buffers live there, not three, and every output byte is still TFLM's."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    w0, w1, w2 = _w(rng, 3, 3, 3, 8), _w(rng, 3, 3, 8, 12), _w(rng, 1, 1, 20, 4)
+
+    def unet(x):
+        a = tf.nn.relu(tf.nn.conv2d(x, w0, 1, "SAME"))
+        b = tf.nn.relu(tf.nn.conv2d(a, w1, 2, "SAME"))
+        u = tf.image.resize(b, (12, 12), "bilinear")
+        return tf.nn.conv2d(tf.concat([u, a], axis=3), w2, 1, "VALID")
+
+    program = _check(_int8(unet, (12, 12, 3)))
+    concat = program.ops.index("CONCATENATION")
+    assert concat in program.plan.in_place, program.plan.in_place
+    g = program.graph
+    op = g.ops[concat]
+    out, first = op.outputs[0], op.inputs[0]
+    assert program.plan.offsets[out] == program.plan.offsets[first]
+    # the arena holds the concatenation and the encoder's map, not a third buffer for the upsampled one
+    assert program.arena_bytes < g.t(out).nbytes + g.t(op.inputs[1]).nbytes + g.t(first).nbytes

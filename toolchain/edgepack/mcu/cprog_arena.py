@@ -9,6 +9,9 @@ the tensors' lifetimes in the straight-line program.
   QUANTIZE, SOFTMAX) and depthwise convolutions with stride 1 and depth multiplier 1 may write over
   an input that no later op reads: the kernels read each element before they write it (the
   depthwise one channel at a time, through a scratch of one channel's plane).
+- A CONCATENATION writes over its first input when no later op reads it: that buffer grows to the
+  output's size, and the kernel copies from the last block back, so it only overwrites blocks of
+  the first input it has already moved (a U-Net's skip concatenations need no third buffer).
 - A PAD feeding one convolution is done by the convolution (it skips the taps outside the image):
   the padded copy is never made.
 - Placement is greedy, largest first, each at the lowest 16-byte-aligned offset free for its whole
@@ -198,17 +201,21 @@ def _reusable(graph, op, live_in, readers, owner, bufs, outputs) -> int | None:
         candidates = [t for t in live_in if graph.t(t).shape == out.shape]
     elif op.kind in _ELEMENTWISE or (op.kind == "DEPTHWISE_CONV_2D" and dw_in_place(graph, op.index)):
         candidates = live_in[:1]
+    elif op.kind == "CONCATENATION" and live_in and live_in[0] == op.inputs[0]:
+        candidates = live_in[:1]  # the first input only: the output starts where it does
     else:
         return None
     for t in candidates:
         b = owner[t]
         buf = bufs[b]
-        if graph.t(t).dtype != np.int8 or buf.size < _align(out.nbytes):
+        grows = op.kind == "CONCATENATION"
+        if graph.t(t).dtype != np.int8 or (buf.size < _align(out.nbytes) and not grows):
             continue
         if any(x in outputs for x in buf.tensors) or buf.first < 0 and any(x in graph.inputs for x in buf.tensors):
             continue  # the model's input stays readable after the run, as TFLM leaves it
         later = [r for x in buf.tensors for r in readers.get(x, []) if r > op.index]
         if not later and sum(1 for x in op.inputs if x >= 0 and owner.get(x) == b) == 1:
+            buf.size = max(buf.size, _align(out.nbytes))
             return b
     return None
 

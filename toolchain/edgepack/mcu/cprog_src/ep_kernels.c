@@ -319,11 +319,17 @@ void ep_pad(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, const int32_t
 }
 
 void ep_concat(const int8_t *const *ins, const int32_t *inner, int32_t count, int32_t outer, int8_t *out) {
-    for (int32_t o = 0; o < outer; ++o)
+    int32_t total = 0;
+    for (int32_t k = 0; k < count; ++k) total += inner[k];
+    /* the last block first: the output may start where the first input does (the plan puts it there
+     * when that input dies here), and then only ever overwrites blocks of it already copied */
+    for (int32_t o = outer - 1; o >= 0; --o) {
+        int8_t *dst = out + o * total;
         for (int32_t k = 0; k < count; ++k) {
-            memcpy(out, ins[k] + o * inner[k], (size_t)inner[k]);
-            out += inner[k];
+            memmove(dst, ins[k] + o * inner[k], (size_t)inner[k]);
+            dst += inner[k];
         }
+    }
 }
 
 /* an output coordinate's position in the input (x 1024) and the two input pixels around it */

@@ -77,7 +77,8 @@ void ep_pad(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, const int32_t
  * scale_w: input pixels per output pixel x 1024), the result rounded half away from zero */
 void ep_resize_bilinear(const int8_t *in, ep_dims id, int8_t *out, ep_dims od, int32_t scale_h, int32_t scale_w,
                         int half_pixel_centers);
-/* concatenate along `axis` of 4-D tensors with the same quantization: outer x (each input's inner block) */
+/* concatenate along `axis` of 4-D tensors with the same quantization: outer x (each input's inner block);
+ * `out` may be the first input's own bytes (written from the last block back) */
 void ep_concat(const int8_t *const *ins, const int32_t *inner, int32_t count, int32_t outer, int8_t *out);
 
 #endif
