@@ -1,5 +1,5 @@
 """Both detector conventions built end to end with the real CLI: the YOLO-style zoo detector for
-rpi4 (TFLite; its .pte is built by benchmarks/detection.py) and the FOMO-style one for cortex-m4 (TFLM C bundle), judged by mAP@0.5 and
+rpi4 (TFLite; its .pte is built by benchmarks/detection.py) and the FOMO-style one for cortex-m4 (TFLM C bundle and the C program), judged by mAP@0.5 and
 centroid F1. The int8 TFLite keeps box and class maps as separate outputs with their own scales;
 the detection heads are left whole with their reason; the bundle's decoders run on the artifact's
 outputs and agree with edgepack's own judgement; an output layout that cannot be decoded is a
@@ -44,7 +44,7 @@ def yolo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fomo(tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("fomo"), "cortex-m4", "zoo:fomo", '["tflite", "c-source"]')
+    return _build(tmp_path_factory.mktemp("fomo"), "cortex-m4", "zoo:fomo", '["tflite", "c-source", "c-program"]')
 
 
 def test_yolo_style_builds_judged_by_map(yolo):
@@ -130,6 +130,14 @@ def test_fomo_style_builds_for_cortex_m4_with_its_c_decoder(fomo, tmp_path):
     for f in ("decode.py", "edgepack_decode.c", "edgepack_decode.h", "model_data.cc"):
         assert (folder / f).is_file(), f
     assert m["estimates"]["latency"]["value"] > 0 and m["memory"]["tensor_arena_bytes"] > 0
+    # the detector as a C program too: bit-exact with TFLM on every held-out sample, on the host and
+    # as Cortex-M4 instructions under QEMU, in at most 75% of TFLM's arena
+    prog = m["micro"]["program"]
+    assert prog["written"], prog
+    assert prog["bit_exact"]["equal"] == prog["bit_exact"]["samples"] > 0
+    assert prog["emulated"]["equal"] == prog["emulated"]["samples"] > 0 and prog["emulated"]["cpu"] == "cortex-m4"
+    assert prog["arena_bytes"] <= 0.75 * prog["tflm_arena_bytes"], prog
+    assert (folder / "model_program.c").is_file()
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
         pytest.skip("arm-none-eabi-gcc is not installed: the C decoder's Cortex-M compile is not checked here")
