@@ -192,3 +192,20 @@ def test_the_serial_firmware_returns_tflms_outputs_byte_for_byte(model, cpu):
     for k, (g, want) in enumerate(zip(got, tflm_raw(model, samples))):
         assert np.array_equal(g.reshape(want[0].shape), want[0]), f"sample {k} on {cpu}"
     assert cycles > 3 * 10_000
+
+
+def test_edgepack_board_refuses_what_it_cannot_serve_in_one_line(tmp_path):
+    import tensorflow as tf
+
+    from helpers import run_cli
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model")
+    tanh = tmp_path / "tanh.tflite"
+    tanh.write_bytes(_int8(lambda x: tf.nn.tanh(x), (4, 4, 3)))
+    for path, message in ((text, "not a .tflite or .pte file"), (tmp_path / "absent.tflite", "no such file"),
+                          (tanh, "cannot run as a C program: no C kernel for TANH")):
+        proc = run_cli("board", str(path), "--core", "cortex-m7", "--seconds", "5")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and message in lines[-1] and lines[-1].startswith("edgepack: error: "), proc.stderr[-800:]
+        assert "emulated cortex-m7" not in proc.stdout

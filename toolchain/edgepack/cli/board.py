@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from ..errors import DependencyError, DeviceError, ExitStatus, UsageError
+from ..errors import DeviceError, ExitStatus, UsageError
 
 CORES = ("cortex-m4", "cortex-m7", "cortex-m55")
 
@@ -37,24 +37,15 @@ def _stop(signum, frame) -> None:
 
 
 def _cmd_board(args: argparse.Namespace) -> int:
-    from ..mcu import cprog_qemu
     from ..mcu.cprog_board import EmulatedBoard
-    from ..mcu.cprog_emit import generate
-    from ..mcu.cprog_ir import UnsupportedOps
+    from ..measure.bench import read_artifact
+    from ..measure.mcu_emulated import emulable_program
 
+    data, fmt = read_artifact(args.model)
     path = Path(args.model)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file; pass an int8 .tflite (a bundle's model_int8.tflite)")
-    data = path.read_bytes()
-    if data[4:8] != b"TFL3":
-        raise UsageError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier); pass an int8 .tflite")
-    why = cprog_qemu.available()
-    if why:
-        raise DependencyError(f"edgepack board: {why}")
-    try:
-        program = generate(data)
-    except (UnsupportedOps, ValueError) as e:
-        raise UsageError(f"{path}: cannot run as a C program: {e}") from e
+    if fmt != "tflite":
+        raise UsageError(f"{path}: the emulated board runs an int8 .tflite as edgepack's C program; pass model.tflite")
+    program = emulable_program(data, str(path))
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError(f"--seconds {args.seconds:g}: give a positive number of seconds, or leave it out")
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: QEMU goes with it

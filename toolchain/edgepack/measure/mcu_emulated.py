@@ -17,6 +17,23 @@ from ..errors import DependencyError, UsageError
 DEVICES = {"qemu-m4": "cortex-m4", "qemu-m7": "cortex-m7", "qemu-m55": "cortex-m55"}
 
 
+def emulable_program(data: bytes, who: str, hint: str = ""):
+    """edgepack's C program for ``data`` (an int8 .tflite) where this machine can emulate a core:
+    DependencyError when arm-none-eabi-gcc or qemu-system-arm is missing, UsageError (``who``: what
+    was asked, then ``hint``) when the model cannot be a program."""
+    from ..mcu import cprog_qemu
+    from ..mcu.cprog_emit import generate
+    from ..mcu.cprog_ir import UnsupportedOps
+
+    why = cprog_qemu.available()
+    if why:
+        raise DependencyError(f"{who}: {why}")
+    try:
+        return generate(data)
+    except (UnsupportedOps, ValueError) as e:
+        raise UsageError(f"{who}: cannot run as a C program: {e}{hint}") from e
+
+
 def owners(program) -> dict[int, int]:
     """Operator index -> the index of the operator whose code computes it: itself, or for an ADD a
     convolution computes and a PAD a convolution does, that convolution (RESHAPE: itself, no code)."""
@@ -71,8 +88,6 @@ def _pointwise(program, index: int) -> bool:
 def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str, runs: int, rep) -> dict:
     """The figures for ``data`` (an int8 .tflite) as a C program on QEMU's board for ``device``."""
     from ..mcu import cprog_qemu
-    from ..mcu.cprog_emit import generate
-    from ..mcu.cprog_ir import UnsupportedOps
     from ..mcu.cprog_run import tflm_raw
     from .bench import sha256
     from .energy import estimate_energy
@@ -81,14 +96,8 @@ def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str
     cpu = DEVICES[device]
     if fmt != "tflite":
         raise UsageError(f"{artifact}: --device {device} runs a .tflite as edgepack's C program; bench model.tflite")
-    why = cprog_qemu.available()
-    if why:
-        raise DependencyError(f"--device {device}: {why}")
-    try:
-        program = generate(data)
-    except (UnsupportedOps, ValueError) as e:
-        raise UsageError(f"{artifact}: cannot run as a C program on {device}: {e}; bench it with --device host "
-                         "(estimates) or on a board (--device serial:PORT)") from e
+    program = emulable_program(data, f"{artifact} on --device {device}",
+                               "; bench it with --device host (estimates) or on a board (--device serial:PORT)")
     rng = np.random.default_rng(0)
     xs = [[rng.integers(-128, 128, size=d["shape"], dtype=np.int8) if d["dtype"] == "int8"
            else rng.standard_normal(d["shape"]).astype(np.float32) for d in program.inputs] for _ in range(runs)]
