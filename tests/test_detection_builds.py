@@ -135,7 +135,8 @@ def test_fomo_style_builds_for_cortex_m4_with_its_c_decoder(fomo, tmp_path):
     prog = m["micro"]["program"]
     assert prog["written"], prog
     assert prog["bit_exact"]["equal"] == prog["bit_exact"]["samples"] > 0
-    assert prog["emulated"]["equal"] == prog["emulated"]["samples"] > 0 and prog["emulated"]["cpu"] == "cortex-m4"
+    # on QEMU: as many held-out samples as half the board's 4 MB takes (3x64x64 bytes each)
+    assert prog["emulated"]["equal"] == prog["emulated"]["samples"] >= 150 and prog["emulated"]["cpu"] == "cortex-m4"
     assert prog["arena_bytes"] <= 0.75 * prog["tflm_arena_bytes"], prog
     assert (folder / "model_program.c").is_file()
     gcc = shutil.which("arm-none-eabi-gcc")

@@ -106,7 +106,8 @@ def test_each_task_kind_builds_judged_by_its_metric(tmp_path, kind, micro):
         assert prog["written"], prog
         assert prog["bit_exact"]["equal"] == prog["bit_exact"]["samples"] == min(HOST_SAMPLES, acc["eval_samples"])
         em = prog["emulated"]
-        assert em["cpu"] == mcu and em["equal"] == em["samples"] > 0 and em["instructions_per_inference"] > 1000
+        assert em["cpu"] == mcu and em["instructions_per_inference"] > 1000
+        assert em["equal"] == em["samples"] == prog["bit_exact"]["samples"]  # every held-out sample on QEMU too
         assert prog["arena_bytes"] <= 0.75 * prog["tflm_arena_bytes"], prog
 
 
