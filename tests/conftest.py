@@ -37,11 +37,13 @@ def demo(digits):
 
 #: test files that read `make artifacts`: one unit, run by one worker (they share its module fixtures)
 ARTIFACT_FILES = ("test_packaging.py", "test_targets.py", "test_workflow.py", "test_x86_target.py")
-#: units by their time in a two-process run (`--durations`, summed per file; 2026-12-07), slowest first;
-#: the rest follow in collection order. A slow unit started last would leave one worker idle.
-SLOW_FIRST = ("artifacts", "test_detection_builds.py", "test_task_builds.py", "test_modern_builds.py", "test_tune.py",
-              "test_stages.py", "test_compare.py", "test_compress_methods.py", "test_several_outputs.py",
-              "test_profile_effects.py", "test_cli.py", "test_architectures.py", "test_gate.py", "test_real_sizes.py")
+#: units by their time in a two-process run (`--durations`, summed per file; 2026-12-07, a fresh
+#: clone: 754, 704, 590, 531, 419, 321 s ...), slowest first; the rest follow in collection order.
+#: A slow unit started last would leave one worker idle.
+SLOW_FIRST = ("artifacts", "test_modern_builds.py", "test_detection_builds.py", "test_task_builds.py", "test_tune.py",
+              "test_stages.py", "test_architectures.py", "test_compress_methods.py", "test_fuzz.py",
+              "test_several_outputs.py", "test_compare.py", "test_cli.py", "test_gate.py", "test_zoo.py",
+              "test_detection_guard.py", "test_profile_effects.py")
 
 
 def _unit(nodeid: str) -> str:
