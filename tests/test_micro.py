@@ -92,6 +92,19 @@ def test_operator_tflm_lacks_is_named():
     assert estimate_flash(model).code_bytes == RUNTIME_CORE_BYTES + DEFAULT_OP_CODE_BYTES
 
 
+def test_a_model_tflm_would_abort_on_is_an_error_not_the_end_of_edgepack():
+    """An ADD whose output is always zero (calibrated on inputs a RELU clears): its output scale is
+    ~1e-8, millions of times smaller than its inputs', and TFLM's ADD aborts the process while
+    preparing it. The model is loaded in a child process first: a one-line ConversionError."""
+    import tensorflow as tf
+    from test_cprog import _int8
+
+    model = _int8(lambda x: tf.nn.relu(x + tf.nn.relu(x) * 2.0), (4, 4, 3), mean=-8.0, spread=0.5)
+    with pytest.raises(ConversionError, match=r"TFLM aborted while preparing this model .*model uses RELU, MUL, ADD"):
+        tflm_interpreter(model)
+    assert tflm_interpreter(int8_model("kws").read_bytes()) is not None  # this process goes on
+
+
 def test_c_source_layout():
     files = c_source(b"\x00\x01\xff" * 5, symbol="g_kws", arena_bytes=1001)
     h, cc = files["model_data.h"].decode(), files["model_data.cc"].decode()

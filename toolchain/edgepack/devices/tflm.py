@@ -31,9 +31,38 @@ def ops_used(model: bytes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+#: models (sha256) TFLM loaded in a child process without aborting: loaded here from then on
+_SURVIVES: set[str] = set()
+_CHILD = ("import sys\nfrom tflite_micro.python.tflite_micro import runtime\n"
+          "try:\n    runtime.Interpreter.from_bytes(sys.stdin.buffer.read())\nexcept Exception:\n    pass\n")
+
+
+def _check_in_child(model: bytes, runtime_name: str) -> None:
+    """TFLM stops the whole process (abort) when one of its kernels' preparation checks fails, for
+    example an ADD whose input scale is over 2^19 times its output's: a model is first loaded in a
+    child process, so such a model is an error with its reason instead of the end of edgepack."""
+    import hashlib
+    import subprocess
+    import sys
+
+    digest = hashlib.sha256(model).hexdigest()
+    if digest in _SURVIVES:
+        return
+    proc = subprocess.run([sys.executable, "-c", _CHILD], input=model, capture_output=True, timeout=600)
+    if proc.returncode < 0 or proc.returncode == 134:
+        raise ConversionError(
+            f"{runtime_name} aborted while preparing this model (one of its kernels' internal checks failed, which "
+            f"stops the process; for example an ADD or MUL whose operands' scales are far apart, over 2^19 times the "
+            f"output's) (model uses {', '.join(ops_used(model))}); requantize the operands closer, or choose a target "
+            f"whose runtime is LiteRT")
+    _SURVIVES.add(digest)
+
+
 def tflm_interpreter(model: bytes, *, runtime_name: str = "TFLM"):
-    """A TFLM interpreter for ``model``. Raises ConversionError naming operators TFLM lacks."""
+    """A TFLM interpreter for ``model``. Raises ConversionError naming operators TFLM lacks, or when
+    TFLM would abort on it (checked in a child process first)."""
     runtime = _runtime()
+    _check_in_child(model, runtime_name)
     try:
         with native_stderr() as log:
             it = runtime.Interpreter.from_bytes(model)
