@@ -230,6 +230,7 @@ def test_zoo_model_by_name_for_a_microcontroller(tmp_path):
     # the zoo's DS-CNN as a C program: bit-exact with TFLM on the held-out samples, here and on the emulated M4
     p = m["micro"]["program"]
     assert p["written"] and p["bit_exact"]["equal"] == p["bit_exact"]["samples"] > 0, p
-    assert p["arena_bytes"] < p["tflm_arena_bytes"] and (tmp_path / "cortex-m4" / "model_program.c").is_file()
-    if p["image"]:  # arm-none-eabi-gcc and qemu-system-arm are installed by the set-up
-        assert p["emulated"]["equal"] == p["emulated"]["samples"] and p["emulated"]["instructions_per_inference"] > 0
+    assert p["arena_bytes"] <= 0.75 * p["tflm_arena_bytes"] and (tmp_path / "cortex-m4" / "model_program.c").is_file()
+    if p["image"]:  # arm-none-eabi-gcc and qemu-system-arm are installed by the set-up: every held-out sample
+        assert p["emulated"]["equal"] == p["emulated"]["samples"] == p["bit_exact"]["samples"]
+        assert p["emulated"]["instructions_per_inference"] > 0
