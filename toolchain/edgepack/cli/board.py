@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import DeviceError, ExitStatus, UsageError
+from .options import number
 
 CORES = ("cortex-m4", "cortex-m7", "cortex-m55")
 
@@ -28,7 +29,8 @@ def add(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("model", metavar="MODEL", help="an int8 .tflite (a bundle's model_int8.tflite)")
     b.add_argument("--core", choices=CORES, default="cortex-m4", help="the emulated core (default: cortex-m4)")
-    b.add_argument("--seconds", type=float, default=None, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    b.add_argument("--seconds", type=number(0.0, 7 * 86400.0, lo_open=True), default=None, metavar="S",
+                   help="stop after S seconds, at most a week (default: run until Ctrl-C)")
     b.set_defaults(func=_cmd_board)
 
 
@@ -46,8 +48,6 @@ def _cmd_board(args: argparse.Namespace) -> int:
     if fmt != "tflite":
         raise UsageError(f"{path}: the emulated board runs an int8 .tflite as edgepack's C program; pass model.tflite")
     program = emulable_program(data, str(path))
-    if args.seconds is not None and args.seconds <= 0:
-        raise UsageError(f"--seconds {args.seconds:g}: give a positive number of seconds, or leave it out")
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as Ctrl-C does: QEMU goes with it
     with EmulatedBoard(data, args.core, program=program) as board:
         print(f"emulated {args.core} (QEMU {board.machine}) serving {path.name} as edgepack's C program "
