@@ -88,7 +88,7 @@ def measure(name: str, model: bytes, samples: int, qemu_samples: int) -> dict:
             row[cpu] = {"exact": f"{exact(run.outputs, qemu_samples)}/{qemu_samples}", "instructions": int(instr),
                         "estimated_cycles": round(est.cycles), "instructions_per_estimated_cycle": round(instr / est.cycles, 2)}
             if run.per_op:
-                row[cpu]["by_kind"] = instructions_by_kind(program, run.per_op, est.layers)
+                row[cpu]["by_kind"] = instructions_by_kind(program, run.per_op, rows, est.layers)
     row["seconds"] = round(time.perf_counter() - t, 1)
     return row
 

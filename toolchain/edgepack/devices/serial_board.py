@@ -201,15 +201,16 @@ class SerialBoard(Runner):
         cycles = [self._infer(x.tobytes(), dout["shape"], dout["dtype"])[1] for _ in range(runs)]
         clock = self.info.clock_hz
         if self.emulated:
-            return LatencyStats.from_samples(
-                [c / clock * 1e3 for c in cycles], warmup=warmup, threads=1, device=self.describe(),
-                measured_on="emulated board over serial (instructions executed, not cycles)",
-                source=f"instructions per inference counted by the emulated firmware, at its virtual {clock / 1e6:g} MHz "
-                       f"clock (QEMU -icount); not a board's time", loop={"instructions_median": int(np.median(cycles))})
+            how = dict(measured_on="emulated board over serial (instructions executed, not cycles)",
+                       source=f"instructions per inference counted by the emulated firmware, at its virtual "
+                              f"{clock / 1e6:g} MHz clock (QEMU -icount); not a board's time",
+                       loop={"instructions_median": int(np.median(cycles))})
+        else:
+            how = dict(measured_on="serial board (DWT cycle counter)",
+                       source=f"DWT cycles per inference / {clock / 1e6:g} MHz CPU clock",
+                       loop={"cycles_median": int(np.median(cycles))})
         return LatencyStats.from_samples([c / clock * 1e3 for c in cycles], warmup=warmup, threads=1,
-                                         measured_on="serial board (DWT cycle counter)", device=self.describe(),
-                                         source=f"DWT cycles per inference / {clock / 1e6:g} MHz CPU clock",
-                                         loop={"cycles_median": int(np.median(cycles))})
+                                         device=self.describe(), **how)
 
     def loop(self, model: bytes, n: int) -> tuple[int, float]:
         """Run ``n`` inferences in one go on the board (its trigger pin high meanwhile, for a power

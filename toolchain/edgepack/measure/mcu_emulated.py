@@ -59,30 +59,24 @@ def with_instructions(program, per_op: dict[int, int], layers: list[dict]) -> li
     return out
 
 
-def instructions_by_kind(program, per_op: dict[int, int], costs) -> dict[str, dict]:
+def instructions_by_kind(program, per_op: dict[int, int], rows, costs) -> dict[str, dict]:
     """{layer kind: {"instructions", "estimated_cycles", "factor"}}: what the program executes for each
     kind of operator (emulated) against the cost model's TFLM + CMSIS-NN estimate for the same
-    operators (a fused ADD's or PAD's estimate counts with the convolution that computes it)."""
+    operators (``rows``: mcu.layers, ``costs``: their estimate; a fused ADD's or PAD's estimate counts
+    with the convolution that computes it)."""
     own = owners(program)
-    kind_of = {c.index: ("pointwise" if c.kind == "conv" and c.op == "CONV_2D" and _pointwise(program, c.index) else c.kind)
-               for c in costs}
+    kind_of = {r.index: "pointwise" if r.kind == "conv" and r.pointwise else r.kind for r in rows}
     out: dict[str, dict] = {}
     for c in costs:
-        kind = kind_of.get(own.get(c.index, c.index), kind_of[c.index])
-        row = out.setdefault(kind, {"instructions": 0, "estimated_cycles": 0.0})
+        by = own.get(c.index, c.index)
+        row = out.setdefault(kind_of[by], {"instructions": 0, "estimated_cycles": 0.0})
         row["estimated_cycles"] += c.cycles
-        if own.get(c.index, c.index) == c.index:
+        if by == c.index:
             row["instructions"] += per_op.get(c.index, 0)
     for row in out.values():
         row["estimated_cycles"] = round(row["estimated_cycles"])
         row["factor"] = round(row["instructions"] / row["estimated_cycles"], 2) if row["estimated_cycles"] else None
     return out
-
-
-def _pointwise(program, index: int) -> bool:
-    op = program.graph.ops[index]
-    shape = program.graph.t(op.inputs[1]).shape
-    return len(shape) == 4 and shape[1] == shape[2] == 1
 
 
 def bench_emulated(profile, data: bytes, fmt: str, device: str, *, artifact: str, runs: int, rep) -> dict:
